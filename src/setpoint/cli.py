@@ -1,0 +1,248 @@
+"""The `setpoint` command: thin verbs over the runtime's functions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from setpoint import __version__, doctor as doctor_module
+from setpoint.errors import SetpointError
+from setpoint.home import Home, default_home
+from setpoint.runtime.local import converge, lifecycle
+from setpoint.spec import InstanceSpec, load_spec
+
+app = typer.Typer(
+    help="Setpoint: managed Apache Superset, production-grade by default.\n\n"
+    "Example: setpoint up demo",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class State:
+    debug = False
+
+
+def home() -> Home:
+    return Home(default_home())
+
+
+@app.callback()
+def main_options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and every command run."),
+) -> None:
+    State.debug = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
+
+
+@app.command()
+def up(
+    name: str = typer.Argument(..., help="Instance name: lowercase letters, digits and dashes."),
+    spec_file: Optional[Path] = typer.Option(None, "--spec", help="YAML spec; production defaults without it."),
+    no_examples: bool = typer.Option(False, "--no-examples", help="Skip the sample data and dashboard."),
+) -> None:
+    """Create or converge an instance: a hardened, healthy Superset over HTTPS.
+
+    Running it again changes only what differs from the spec.
+
+    Example: setpoint up demo --spec demo.yaml
+    """
+    spec = load_spec(name, spec_file)
+    if no_examples:
+        spec = spec.model_copy(update={"examples": False})
+    with console.status(f"[bold]{name}[/]: starting") as status:
+        report = converge.up(
+            home(),
+            spec,
+            log=lambda sentence: console.print(f"  [green]✓[/] {sentence}"),
+            step=lambda message: status.update(f"[bold]{name}[/]: {message}"),
+        )
+    if not report.changed:
+        console.print(f"  {name} already matches its spec: nothing changed")
+    print_summary(spec, report)
+
+
+def print_summary(spec: InstanceSpec, report: converge.UpReport) -> None:
+    out.print(f"\n[bold]{spec.name}[/] is up ({report.seconds:.0f} s): [link={spec.url}]{spec.url}[/link]")
+    out.print(f"  admin credentials: setpoint credentials {spec.name}")
+    if report.ca_root:
+        out.print(f"  local CA certificate: {report.ca_root}  (curl --cacert {report.ca_root} {spec.url}health)")
+    out.print(
+        "  set up: Superset {v} under gunicorn (gevent) and Celery, PostgreSQL metadata, Redis for every cache, "
+        "HTTPS with HSTS through Caddy, secure cookies, CSRF, CSP, a generated admin password".format(
+            v=spec.superset_version
+        )
+    )
+
+
+@app.command()
+def status(
+    name: Optional[str] = typer.Argument(None, help="One instance; all of them when empty."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Show every component's state, the URL, health and the CA certificate path.
+
+    Example: setpoint status demo --format json
+    """
+    names = [name] if name else home().instance_names()
+    statuses = [lifecycle.instance_status(home(), n) for n in names]
+    if format is Format.json:
+        payload = statuses[0].to_dict() if name else [s.to_dict() for s in statuses]
+        out.print_json(json.dumps(payload))
+        return
+    if not statuses:
+        out.print("no instances yet: create one with setpoint up demo")
+    for st in statuses:
+        table = Table(title=f"{st.name}  {st.url}  health: {st.health}", title_justify="left")
+        for column in ("component", "state", "pid", "uptime"):
+            table.add_column(column)
+        for c in st.components:
+            colour = "green" if c.state in ("RUNNING", "EXTERNAL") else "red"
+            table.add_row(c.component, f"[{colour}]{c.state}[/]", str(c.pid or ""), f"{c.uptime_s} s" if c.uptime_s else "")
+        out.print(table)
+        if st.ca_certificate:
+            out.print(f"CA certificate: {st.ca_certificate}")
+
+
+@app.command()
+def down(name: str = typer.Argument(..., help="Instance name.")) -> None:
+    """Stop an instance; keep its config, secrets and data (start it again with up).
+
+    Example: setpoint down demo
+    """
+    for sentence in lifecycle.down(home(), name) or [f"{name} was not running"]:
+        console.print(f"  [green]✓[/] {sentence}")
+
+
+@app.command()
+def destroy(
+    name: str = typer.Argument(..., help="Instance name."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm: everything of the instance is deleted."),
+) -> None:
+    """Stop an instance and delete everything it had, data included.
+
+    Example: setpoint destroy demo --yes
+    """
+    if not yes:
+        raise SetpointError(f"destroy deletes every file and all data of '{name}'", f"confirm with: setpoint destroy {name} --yes")
+    for sentence in lifecycle.destroy(home(), name):
+        console.print(f"  [green]✓[/] {sentence}")
+
+
+@app.command()
+def logs(
+    name: str = typer.Argument(..., help="Instance name."),
+    component: str = typer.Argument("web", help="postgres, redis, web, worker, beat or access."),
+    lines: int = typer.Option(50, "--lines", "-n", help="How many lines from the end."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+) -> None:
+    """Show the log of one component of an instance.
+
+    Example: setpoint logs demo worker -n 100
+    """
+    path = lifecycle.log_file(home(), name, component)
+    if not path.exists():
+        raise SetpointError(f"{component} of {name} has no log yet ({path})", f"start it with: setpoint up {name}")
+    args = ["tail", "-n", str(lines), *(["-F"] if follow else []), str(path)]
+    raise typer.Exit(subprocess.call(args))
+
+
+@app.command()
+def credentials(
+    name: str = typer.Argument(..., help="Instance name."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Print the admin login of an instance (the only command that shows a secret).
+
+    Example: setpoint credentials demo --format json
+    """
+    creds = lifecycle.credentials(home(), name)
+    if format is Format.json:
+        print(json.dumps(creds))
+    else:
+        print(f"url:      {creds['url']}\nusername: {creds['username']}\npassword: {creds['password']}")
+
+
+@app.command()
+def doctor(
+    install: bool = typer.Option(False, "--install", help="Install what is missing with apt-get (root)."),
+) -> None:
+    """Check this host's prerequisites and say how to install what is missing.
+
+    Example: setpoint doctor --install
+    """
+    findings = doctor_module.examine()
+    missing = doctor_module.missing_packages(findings)
+    if install and missing:
+        with console.status("installing " + " ".join(missing)):
+            doctor_module.install(missing)
+        findings = doctor_module.examine()
+        missing = doctor_module.missing_packages(findings)
+    for f in findings:
+        mark = "[green]✓[/]" if f.ok else "[red]✗[/]"
+        out.print(f"{mark} {f.binary:13} {f.path or 'missing (' + f.package + ')'}")
+    if missing:
+        raise SetpointError(
+            f"missing: {', '.join(missing)}",
+            "install with: " + " ".join(doctor_module.install_command(missing)) + " (or setpoint doctor --install)",
+        )
+    out.print("everything Setpoint needs is installed")
+
+
+@app.command()
+def spec(
+    name: str = typer.Argument("demo", help="Instance name for the example."),
+    schema: bool = typer.Option(False, "--schema", help="Print the JSON schema instead."),
+) -> None:
+    """Print a complete spec with the production defaults (or its JSON schema).
+
+    Example: setpoint spec acme > acme.yaml
+    """
+    if schema:
+        print(json.dumps(InstanceSpec.model_json_schema(), indent=2))
+    else:
+        print(yaml.safe_dump(load_spec(name).model_dump(mode="json"), sort_keys=False), end="")
+
+
+@app.command()
+def version() -> None:
+    """Print Setpoint's version."""
+    print(__version__)
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning Setpoint errors into two readable lines."""
+    try:
+        app()
+    except SetpointError as exc:
+        if State.debug:
+            raise
+        console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if exc.hint:
+            console.print(f"[bold]hint:[/] {exc.hint}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.print("interrupted: the instance keeps whatever state it had reached; run up again to converge")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

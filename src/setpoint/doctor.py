@@ -1,0 +1,69 @@
+"""`setpoint doctor`: are this host's prerequisites present, and how to install what is missing."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from setpoint import proc
+from setpoint.errors import SetpointError
+from setpoint.home import is_root
+
+# Binary -> Debian package providing it.
+PREREQUISITES = {
+    "postgres": "postgresql-15",
+    "initdb": "postgresql-15",
+    "pg_isready": "postgresql-client-15",
+    "psql": "postgresql-client-15",
+    "redis-server": "redis-server",
+    "redis-cli": "redis-tools",
+    "caddy": "caddy",
+    "pgbackrest": "pgbackrest",
+    "setcap": "libcap2-bin",
+    "useradd": "passwd",
+    "python3.11": "python3-venv",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    binary: str
+    package: str
+    path: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.path is not None
+
+
+def examine() -> list[Finding]:
+    """Each prerequisite and where it was found (or None)."""
+    findings = []
+    for binary, package in PREREQUISITES.items():
+        try:
+            path = proc.find_binary(binary)
+        except SetpointError:
+            path = None
+        findings.append(Finding(binary, package, path))
+    supervisord = Path(sys.executable).parent / "supervisord"
+    findings.append(Finding("supervisord", "supervisor (pip)", str(supervisord) if supervisord.exists() else shutil.which("supervisord")))
+    return findings
+
+
+def missing_packages(findings: list[Finding]) -> list[str]:
+    return sorted({f.package for f in findings if not f.ok and "(pip)" not in f.package})
+
+
+def install_command(packages: list[str]) -> list[str]:
+    return ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+
+
+def install(packages: list[str]) -> None:
+    """Install Debian packages (root only); services are not started by their packages here."""
+    if not is_root():
+        raise SetpointError("installing packages needs root", "run: sudo " + " ".join(install_command(packages)))
+    proc.run(["apt-get", "update", "-qq"], timeout=600, what="apt-get update")
+    proc.run(install_command(packages), timeout=1200, what="installing " + " ".join(packages),
+             env={"DEBIAN_FRONTEND": "noninteractive"})

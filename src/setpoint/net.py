@@ -1,0 +1,56 @@
+"""HTTP clients that reach Setpoint's sites: `*.localhost` names go to loopback, TLS stays verified."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from pathlib import Path
+
+import httpcore
+import httpx
+
+
+def is_loopback_name(host: str) -> bool:
+    return host == "localhost" or host.endswith(".localhost")
+
+
+class _LoopbackResolvingBackend(httpcore.SyncBackend):
+    # glibc here does not resolve NAME.localhost (browsers and curl map it themselves); the TLS
+    # handshake still sends the real name as SNI and checks the certificate against it.
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        if is_loopback_name(host):
+            host = "127.0.0.1"
+        return super().connect_tcp(host, port, timeout, local_address, socket_options)
+
+
+class LoopbackTransport(httpx.HTTPTransport):
+    """An httpx transport whose connection pool resolves `*.localhost` to 127.0.0.1."""
+
+    def __init__(self, verify: ssl.SSLContext | bool = True) -> None:
+        super().__init__(verify=verify)
+        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+        self._pool = httpcore.ConnectionPool(ssl_context=context, network_backend=_LoopbackResolvingBackend())
+
+
+def http_client(base_url: str = "", ca_file: Path | None = None, timeout: float = 30, **kwargs) -> httpx.Client:
+    """An httpx client that trusts `ca_file` (Caddy's local CA) besides the system's roots."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    return httpx.Client(
+        base_url=base_url,
+        transport=LoopbackTransport(verify=context),
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def is_port_free(port: int, host: str = "0.0.0.0") -> bool:
+    """Whether nothing listens on `port` (a bind attempt, released at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True

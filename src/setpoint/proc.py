@@ -1,0 +1,143 @@
+"""The one place that runs subprocesses: argument lists, timeouts, redaction, clear errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from setpoint.errors import SetpointError
+
+log = logging.getLogger(__name__)
+
+# Where each binary Setpoint needs comes from, so a missing one can name its install command.
+APT_PACKAGE_OF = {
+    "initdb": "postgresql-15",
+    "postgres": "postgresql-15",
+    "pg_ctl": "postgresql-15",
+    "psql": "postgresql-client-15",
+    "redis-server": "redis-server",
+    "redis-cli": "redis-tools",
+    "caddy": "caddy",
+    "pgbackrest": "pgbackrest",
+}
+
+# Debian installs PostgreSQL's server binaries outside PATH.
+EXTRA_BIN_DIRS = ("/usr/lib/postgresql/15/bin",)
+
+
+@dataclass
+class Redactor:
+    """Replaces known secret values with a placeholder in anything that may be shown."""
+
+    secrets: set[str] = field(default_factory=set)
+
+    def add(self, *values: str) -> None:
+        self.secrets.update(v for v in values if v and len(v) >= 6)
+
+    def __call__(self, text: str) -> str:
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+
+redact = Redactor()
+
+
+def find_binary(name: str) -> str:
+    """Return the path of a required binary, or fail saying how to install it."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in EXTRA_BIN_DIRS:
+        candidate = Path(directory) / name
+        if candidate.exists():
+            return str(candidate)
+    package = APT_PACKAGE_OF.get(name)
+    hint = (
+        f"install it with: apt-get install -y {package} (or run: setpoint doctor --install)"
+        if package
+        else "install it and make sure it is on PATH"
+    )
+    raise SetpointError(f"the program '{name}' is not installed", hint)
+
+
+@dataclass
+class Result:
+    """What a finished command returned."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run(
+    args: Iterable[str | os.PathLike[str]],
+    *,
+    timeout: float = 120,
+    user: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    input: str | None = None,
+    check: bool = True,
+    what: str | None = None,
+    hint: str | None = None,
+) -> Result:
+    """Run a command (never through a shell) and return its output.
+
+    `user` runs it as that account (only when Setpoint runs as root); `check` turns a non-zero
+    exit into a SetpointError that names `what` was being done and shows the command's last words.
+    """
+    argv = [str(a) for a in args]
+    if not os.path.isabs(argv[0]):
+        argv[0] = find_binary(argv[0])
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    kwargs: dict = {}
+    if user and os.geteuid() == 0 and user != "root":
+        kwargs["user"] = user
+        kwargs["group"] = user
+        kwargs["extra_groups"] = []
+        full_env["HOME"] = str(cwd or "/")
+    shown = redact(" ".join(argv))
+    log.debug("run: %s", shown)
+    try:
+        completed = subprocess.run(
+            argv,
+            env=full_env,
+            cwd=cwd,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
+        )
+    except OSError as exc:
+        raise SetpointError(f"{what or shown} could not start: {exc.strerror}", hint) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise SetpointError(
+            f"{what or shown} did not finish within {timeout:.0f} s",
+            hint or "see the instance logs with: setpoint logs NAME",
+        ) from exc
+    result = Result(completed.returncode, completed.stdout, completed.stderr)
+    if check and not result.ok:
+        raise SetpointError(
+            f"{what or shown} failed (exit {result.returncode}): {last_words(result)}",
+            hint,
+        )
+    return result
+
+
+def last_words(result: Result, lines: int = 3) -> str:
+    """The last few lines a failed command printed, redacted, on one line."""
+    text = (result.stderr.strip() or result.stdout.strip()).splitlines()[-lines:]
+    return redact(" | ".join(line.strip() for line in text)) or "no output"

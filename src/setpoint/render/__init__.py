@@ -1,0 +1,224 @@
+"""Spec -> the files an instance runs with. Pure: no I/O but reading the package's templates."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from setpoint.home import Home, InstancePaths
+from setpoint.spec import InstanceSpec, Sizing
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("setpoint", "render/templates"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+_ENV.filters["py"] = repr  # a Python literal, for values written into Python files
+
+# Feature flags every instance has; the spec may add others but not turn these off.
+BASE_FEATURE_FLAGS = {"GLOBAL_ASYNC_QUERIES": True, "ALERT_REPORTS": True}
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Loopback ports of an instance's own servers."""
+
+    web: int
+    postgres: int
+    redis: int
+
+
+@dataclass(frozen=True)
+class InstanceContext:
+    """Everything rendering needs to know about one instance."""
+
+    spec: InstanceSpec
+    sizing: Sizing
+    paths: InstancePaths
+    ports: Ports
+    service_user: str
+    venv: Path
+    postgres_bin: str
+    redis_bin: str
+
+    @property
+    def managed_postgres(self) -> bool:
+        return self.spec.metadata_db.url is None
+
+    @property
+    def managed_redis(self) -> bool:
+        return self.spec.cache.url is None
+
+
+@dataclass(frozen=True)
+class Program:
+    """One supervised process of an instance."""
+
+    component: str
+    command: str
+    environment: str = ""
+    startsecs: int = 5
+    stopsignal: str = "TERM"
+    stopwaitsecs: int = 30
+    instance: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.instance}-{self.component}"
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """A file to write, and which components must restart when it changes."""
+
+    path: Path
+    text: str
+    mode: int = 0o644
+    restarts: tuple[str, ...] = ()
+
+
+def render_template(name: str, **values: object) -> str:
+    """Render one of the package's templates."""
+    return _ENV.get_template(name).render(**values)
+
+
+def superset_environment(ctx: InstanceContext) -> str:
+    """The supervisor `environment=` value of every Superset process."""
+    return (
+        f'SUPERSET_CONFIG_PATH="{ctx.paths.config}/superset_config.py",'
+        f'SUPERSET_HOME="{ctx.paths.superset_home}",HOME="{ctx.paths.superset_home}",'
+        f'PATH="{ctx.venv}/bin:/usr/bin:/bin"'
+    )
+
+
+def instance_programs(ctx: InstanceContext, app: bool = True) -> list[Program]:
+    """The processes of an instance: its data servers, then (with `app`) Superset's own."""
+    name, env = ctx.spec.name, superset_environment(ctx)
+    programs: list[Program] = []
+    if ctx.managed_postgres:
+        programs.append(
+            Program(
+                "postgres",
+                f"{ctx.postgres_bin} -D {ctx.paths.pg_data} -c config_file={ctx.paths.config}/postgresql.conf",
+                stopsignal="INT",  # PostgreSQL's fast shutdown
+                stopwaitsecs=60,
+                startsecs=3,
+            )
+        )
+    if ctx.managed_redis:
+        programs.append(Program("redis", f"{ctx.redis_bin} {ctx.paths.config}/redis.conf", startsecs=2))
+    if app:
+        celery = f"{ctx.venv}/bin/celery --app=superset.tasks.celery_app:app"
+        programs += [
+            Program(
+                "web",
+                f"{ctx.venv}/bin/gunicorn --config {ctx.paths.config}/gunicorn.conf.py superset.app:create_app()",
+                env,
+                stopwaitsecs=40,
+            ),
+            Program(
+                "worker",
+                f"{celery} worker --pool=prefork -O fair --concurrency={ctx.sizing.celery_concurrency} "
+                f"--hostname={name}-worker@localhost --max-tasks-per-child=128 --loglevel=INFO",
+                env,
+                stopwaitsecs=60,
+            ),
+            Program(
+                "beat",
+                f"{celery} beat --schedule={ctx.paths.superset_home}/celerybeat-schedule --pidfile= --loglevel=INFO",
+                env,
+            ),
+        ]
+    return [Program(**{**p.__dict__, "instance": name}) for p in programs]
+
+
+def _metadata_uri_expr(ctx: InstanceContext) -> str:
+    if not ctx.managed_postgres:
+        return repr(ctx.spec.metadata_db.url)
+    return (
+        "f\"postgresql+psycopg2://superset:{quote(_SECRETS['metadata_db_password'])}"
+        f'@127.0.0.1:{ctx.ports.postgres}/superset"'
+    )
+
+
+def _redis_url_expr(ctx: InstanceContext) -> str:
+    if not ctx.managed_redis:
+        return repr(re.sub(r"/\d+/?$", "", ctx.spec.cache.url or ""))
+    return f"f\"redis://:{{quote(_SECRETS['redis_password'])}}@127.0.0.1:{ctx.ports.redis}\""
+
+
+def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[RenderedFile]:
+    """Every file of one instance, with the components each one restarts."""
+    values = {
+        "spec": ctx.spec,
+        "sizing": ctx.sizing,
+        "paths": ctx.paths,
+        "ports": ctx.ports,
+        "service_user": ctx.service_user,
+    }
+    config = ctx.paths.config
+    superset = ("web", "worker", "beat")
+    files = [
+        RenderedFile(
+            config / "superset_config.py",
+            render_template(
+                "superset_config.py.j2",
+                **values,
+                metadata_uri_expr=_metadata_uri_expr(ctx),
+                redis_url_expr=_redis_url_expr(ctx),
+                feature_flags={**ctx.spec.feature_flags, **BASE_FEATURE_FLAGS},
+            ),
+            restarts=superset,
+        ),
+        RenderedFile(config / "gunicorn.conf.py", render_template("gunicorn.conf.py.j2", **values), restarts=("web",)),
+    ]
+    if ctx.managed_postgres:
+        files += [
+            RenderedFile(
+                config / "postgresql.conf",
+                render_template("postgresql.conf.j2", **values),
+                restarts=("postgres",),
+            ),
+            RenderedFile(config / "pg_hba.conf", render_template("pg_hba.conf.j2", **values), restarts=("postgres",)),
+        ]
+    if ctx.managed_redis:
+        files += [
+            RenderedFile(config / "redis.conf", render_template("redis.conf.j2", **values), restarts=("redis",)),
+            RenderedFile(
+                config / "redis-auth.conf",
+                f"requirepass {secrets['redis_password']}\n",
+                mode=0o600,
+                restarts=("redis",),
+            ),
+        ]
+    return files
+
+
+def render_programs_conf(ctx: InstanceContext, app: bool = True) -> str:
+    """The supervisor include file of one instance."""
+    return render_template(
+        "programs.conf.j2",
+        spec=ctx.spec,
+        paths=ctx.paths,
+        service_user=ctx.service_user,
+        programs=instance_programs(ctx, app=app),
+    )
+
+
+def render_site(ctx: InstanceContext) -> str:
+    """The Caddy site block of one instance: TLS, HSTS, the HTTP redirect, the proxy."""
+    return render_template("site.caddy.j2", spec=ctx.spec, ports=ctx.ports, paths=ctx.paths)
+
+
+def render_caddyfile(home: Home, admin_port: int) -> str:
+    """The host's Caddyfile, which imports every instance's site."""
+    return render_template("Caddyfile.j2", home=home, admin_port=admin_port)
+
+
+def render_supervisord_conf(home: Home, caddy_bin: str, service_user: str) -> str:
+    """The host's supervisord configuration: Caddy plus every instance's include file."""
+    return render_template("supervisord.conf.j2", home=home, caddy_bin=caddy_bin, service_user=service_user)

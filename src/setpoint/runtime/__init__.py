@@ -1,0 +1,1 @@
+"""Where instances run: `local` (this host, under supervisord); Kubernetes comes later."""

@@ -1,0 +1,1 @@
+"""The local runtime: installs, supervises and converges instances on this host."""

@@ -1,0 +1,254 @@
+"""`setpoint up`: bring an instance on this host to its spec, changing only what differs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import yaml
+
+from setpoint import examples, proc
+from setpoint.errors import SetpointError
+from setpoint.home import Home, chown, service_user, write_file
+from setpoint.net import http_client
+from setpoint.render import (
+    InstanceContext,
+    instance_programs,
+    render_instance,
+    render_programs_conf,
+    render_site,
+)
+from setpoint.runtime.local.instance import (
+    allocate_ports,
+    build_context,
+    check_superset_version_change,
+    preflight,
+    saved_spec,
+)
+from setpoint.runtime.local.platform import Platform, ensure_platform
+from setpoint.secret import SecretStore
+from setpoint.services import caddy as caddy_service
+from setpoint.services.postgres import PostgresCluster
+from setpoint.services.redis import RedisServer
+from setpoint.services.superset import SupersetCommands, ensure_venv
+from setpoint.spec import InstanceSpec
+from setpoint.superset_api import SupersetClient
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class UpReport:
+    """What a converge did, in sentences, and where the instance is."""
+
+    name: str
+    url: str
+    ca_root: str | None
+    actions: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+
+def cluster_of(ctx: InstanceContext) -> PostgresCluster:
+    return PostgresCluster(ctx.paths.pg_data, ctx.paths.run, ctx.ports.postgres, ctx.service_user)
+
+
+def up(home: Home, spec: InstanceSpec, log: Log = lambda m: None, step: Log = lambda m: None) -> UpReport:
+    """Converge instance `spec.name` to `spec`; log one sentence per change."""
+    started = time.monotonic()
+    paths = home.instance(spec.name)
+    state = paths.read_state()
+    check_superset_version_change(saved_spec(paths), spec)
+    actions: list[str] = []
+
+    def act(sentence: str) -> None:
+        actions.append(sentence)
+        log(sentence)
+
+    step("checking the host")
+    ports = allocate_ports(home, spec, state.get("ports", {}))
+    granted = _allow_low_ports(spec)
+    platform = ensure_platform(home, act)
+    if granted:
+        platform.supervisor.restart("caddy")  # capabilities apply from the next exec
+        act("allowed Caddy to bind ports below 1024 (cap_net_bind_service)")
+    own = platform.supervisor.states(prefix=f"{spec.name}-")
+    running_ports = set(state.get("ports", {}).values()) if any(s.is_running for s in own.values()) else set()
+    preflight(home, spec, ports, running_ports, platform.caddy.listening_ports())
+
+    ctx = build_context(home, spec, ports, platform.user)
+    # Remember the ports at once, so a converge that fails later keeps them next time.
+    state["ports"] = ports.__dict__
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.write_state(state)
+    for directory in (paths.root, paths.config, paths.data, paths.logs, paths.run, paths.redis_data, paths.superset_home):
+        if not directory.exists():
+            directory.mkdir(parents=True)
+            chown(directory, ctx.service_user)
+    paths.root.chmod(0o750)
+    secrets = SecretStore(paths.secrets_file, owner=ctx.service_user).ensure()
+
+    step(f"preparing Superset {spec.superset_version}")
+    restarts: set[str] = set()
+    if ensure_venv(home, spec, on_progress=step):
+        act(f"installed Superset {spec.superset_version}'s pinned packages into {ctx.venv}")
+        restarts.update(("web", "worker", "beat"))
+
+    step("writing configuration")
+    for rendered in render_instance(ctx, secrets):
+        if write_file(rendered.path, rendered.text, mode=rendered.mode, owner=ctx.service_user):
+            act(f"wrote {rendered.path.name}")
+            restarts.update(rendered.restarts)
+
+    if ctx.managed_postgres and not cluster_of(ctx).is_initialized():
+        step("creating the PostgreSQL cluster")
+        cluster_of(ctx).initialize(secrets["postgres_password"])
+        act("created the PostgreSQL cluster (scram-sha-256, data checksums)")
+
+    app_present = (home.supervisor_dir / "conf.d" / f"{spec.name}.conf").exists()
+    step("starting the data servers")
+    programs_conf = home.supervisor_dir / "conf.d" / f"{spec.name}.conf"
+    # The first time, Superset's processes wait until the metadata database is migrated.
+    if not app_present or not state.get("migrated"):
+        if write_file(programs_conf, render_programs_conf(ctx, app=False), mode=0o600):
+            platform.supervisor.update()
+    data_programs = [p.name for p in instance_programs(ctx, app=False)]
+    platform.supervisor.start(*data_programs)
+    _restart_changed(platform, ctx, restarts & {"postgres", "redis"}, act)
+    platform.supervisor.wait_running(data_programs)
+    if ctx.managed_postgres:
+        _ensure_databases(ctx, secrets, act)
+    if ctx.managed_redis:
+        RedisServer(ports.redis, secrets["redis_password"]).wait_ready()
+
+    commands = SupersetCommands(ctx)
+    if state.get("migrated") != spec.superset_version:
+        step("migrating the metadata database")
+        commands.migrate()
+        act(f"migrated the metadata database to Superset {spec.superset_version}")
+        state["migrated"] = spec.superset_version
+        paths.write_state(state)
+    step("synchronising roles and permissions")
+    commands.init()
+    if commands.ensure_admin():
+        act(f"created the admin user {spec.admin.username} with a generated password")
+
+    step("starting Superset")
+    if write_file(programs_conf, render_programs_conf(ctx), mode=0o600):
+        platform.supervisor.update()
+        act("updated the supervised processes")
+    all_programs = [p.name for p in instance_programs(ctx)]
+    platform.supervisor.start(*all_programs)
+    _restart_changed(platform, ctx, restarts - {"postgres", "redis"}, act)
+    platform.supervisor.wait_running(all_programs, timeout=120)
+    commands.wait_worker()
+
+    step("publishing the site over HTTPS")
+    site = home.caddy_dir / "sites" / f"{spec.name}.caddy"
+    if write_file(site, render_site(ctx), owner=ctx.service_user):
+        platform.caddy.reload()
+        act(f"published {spec.url} through Caddy")
+    ca_root = str(platform.caddy.wait_ca_root()) if spec.is_local_hostname else None
+    wait_healthy(spec, platform, timeout=180)
+
+    if spec.examples and not state.get("examples_loaded"):
+        step("loading the sample data and dashboard")
+        load_examples(ctx, platform, secrets)
+        state["examples_loaded"] = True
+        act(f"loaded {examples.ROWS:,} sample rows and the '{examples.DASHBOARD_TITLE}' dashboard")
+
+    state.update(url=spec.url, superset_version=spec.superset_version)
+    state.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    write_file(paths.spec_file, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    paths.write_state(state)
+    return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
+
+
+def _allow_low_ports(spec: InstanceSpec) -> bool:
+    """Give Caddy the capability to bind ports below 1024 when the spec needs it; return whether granted."""
+    if min(spec.https_port, spec.http_port) >= 1024 or service_user() == "root":
+        return False
+    caddy_bin = proc.find_binary("caddy")
+    if caddy_service.can_bind_low_ports(caddy_bin):
+        return False
+    caddy_service.grant_low_ports(caddy_bin)
+    return True
+
+
+def _restart_changed(platform: Platform, ctx: InstanceContext, components: set[str], act: Log) -> None:
+    names = [p.name for p in instance_programs(ctx) if p.component in components]
+    states = platform.supervisor.states(prefix=f"{ctx.spec.name}-")
+    running = [n for n in names if n in states and states[n].is_running and states[n].uptime_s > 1]
+    if running:
+        platform.supervisor.restart(*running)
+        act(f"restarted {', '.join(running)}: their configuration changed")
+
+
+def _ensure_databases(ctx: InstanceContext, secrets: dict[str, str], act: Log) -> None:
+    cluster = cluster_of(ctx)
+    cluster.wait_ready()
+    cluster.ensure_role("superset", secrets["metadata_db_password"])
+    if cluster.ensure_database("superset", owner="superset"):
+        act("created the metadata database")
+    cluster.ensure_role(examples.READER_ROLE, secrets["examples_reader_password"])
+
+
+def load_examples(ctx: InstanceContext, platform: Platform, secrets: dict[str, str]) -> None:
+    """Generate and load the sample rows, then import the sample dashboard through the API."""
+    cluster = cluster_of(ctx)
+    cluster.ensure_database(examples.EXAMPLES_DB, owner=ctx.service_user)
+    cluster.sql(examples.sales_copy_sql(), database=examples.EXAMPLES_DB, timeout=600)
+    cluster.sql(examples.reader_grants_sql(), database=examples.EXAMPLES_DB)
+    with admin_client(ctx.spec, platform, secrets) as client:
+        client.import_dashboards(
+            examples.build_bundle(ctx.ports.postgres),
+            passwords={examples.DATABASE_FILE: secrets["examples_reader_password"]},
+        )
+
+
+class admin_client:
+    """A logged-in admin API client of an instance, as a context manager."""
+
+    def __init__(self, spec: InstanceSpec, platform: Platform, secrets: dict[str, str]) -> None:
+        ca = platform.caddy.ca_root if spec.is_local_hostname else None
+        self.http = http_client(spec.url, ca_file=ca, timeout=120)
+        self.client = SupersetClient(self.http)
+        response = self.client.login(spec.admin.username, secrets["admin_password"])
+        if response.status_code != 200:
+            self.http.close()
+            raise SetpointError(
+                f"the admin could not log in to {spec.url} ({response.status_code})",
+                f"see: setpoint logs {spec.name} web",
+            )
+
+    def __enter__(self) -> SupersetClient:
+        return self.client
+
+    def __exit__(self, *exc) -> None:
+        self.http.close()
+
+
+def wait_healthy(spec: InstanceSpec, platform: Platform, timeout: float) -> None:
+    """Wait until /health answers OK through Caddy over HTTPS."""
+    ca = platform.caddy.ca_root if spec.is_local_hostname else None
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    with http_client(spec.url, ca_file=ca, timeout=10) as http:
+        while time.monotonic() < deadline:
+            try:
+                response = http.get("/health")
+                if response.status_code == 200 and response.text.strip() == "OK":
+                    return
+                last = f"HTTP {response.status_code}"
+            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+                last = type(exc).__name__
+            time.sleep(1)
+    raise SetpointError(
+        f"{spec.url}health did not answer OK within {timeout:.0f} s (last: {last})",
+        f"see: setpoint logs {spec.name} web",
+    )

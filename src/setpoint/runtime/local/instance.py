@@ -1,0 +1,121 @@
+"""One instance on this host: its context (ports, paths, sizing) and the preflight checks of a spec."""
+
+from __future__ import annotations
+
+import yaml
+
+from setpoint import proc
+from setpoint.errors import InputError, SetpointError
+from setpoint.home import Home, InstancePaths
+from setpoint.net import is_port_free
+from setpoint.render import InstanceContext, Ports
+from setpoint.services.superset import venv_dir
+from setpoint.spec import InstanceSpec, parse_spec, size_instance
+
+PORT_RANGE = range(20000, 30000)
+REQUIRED_BINARIES = ("initdb", "postgres", "pg_isready", "psql", "redis-server", "redis-cli", "caddy")
+
+
+def saved_spec(paths: InstancePaths) -> InstanceSpec | None:
+    """The spec an instance was last converged to."""
+    if not paths.spec_file.exists():
+        return None
+    return parse_spec(yaml.safe_load(paths.spec_file.read_text()), source=str(paths.spec_file))
+
+
+def require_instance(home: Home, name: str) -> tuple[InstancePaths, InstanceSpec]:
+    """An existing instance's paths and spec, or an InputError naming the instances there are."""
+    paths = home.instance(name)
+    spec = saved_spec(paths) if paths.exists() else None
+    if spec is None:
+        known = ", ".join(home.instance_names()) or "none"
+        raise InputError(f"there is no instance named '{name}' (instances: {known})", f"create it with: setpoint up {name}")
+    return paths, spec
+
+
+def used_ports(home: Home, except_instance: str) -> set[int]:
+    """Loopback ports other instances of this home hold."""
+    ports: set[int] = set()
+    for other in home.instance_names():
+        if other != except_instance:
+            ports.update(home.instance(other).read_state().get("ports", {}).values())
+    return ports
+
+
+def allocate_ports(home: Home, spec: InstanceSpec, previous: dict[str, int]) -> Ports:
+    """Keep the ports an instance had; honour the spec's; pick free ones for the rest."""
+    taken = used_ports(home, spec.name) | {spec.https_port, spec.http_port}
+    wanted = {"web": spec.web_port, "postgres": spec.metadata_db.port, "redis": spec.cache.port}
+    chosen: dict[str, int] = {}
+    for component, port in wanted.items():
+        port = port or previous.get(component)
+        if port is None:
+            port = next(p for p in PORT_RANGE if p not in taken and is_port_free(p, "127.0.0.1"))
+        elif port in taken:
+            raise InputError(
+                f"port {port} for {component} is already used by another instance",
+                f"choose another port in the spec, or leave it empty to have one chosen",
+            )
+        taken.add(port)
+        chosen[component] = port
+    return Ports(**chosen)
+
+
+def build_context(home: Home, spec: InstanceSpec, ports: Ports, user: str) -> InstanceContext:
+    """The rendering context of an instance."""
+    return InstanceContext(
+        spec=spec,
+        sizing=size_instance(spec.concurrent_users),
+        paths=home.instance(spec.name),
+        ports=ports,
+        service_user=user,
+        venv=venv_dir(home, spec.superset_version),
+        postgres_bin=proc.find_binary("postgres"),
+        redis_bin=proc.find_binary("redis-server"),
+    )
+
+
+def preflight(home: Home, spec: InstanceSpec, ports: Ports, running: set[int], site_ports: set[int]) -> None:
+    """Facts about the host that must hold before anything changes (binaries, names, ports).
+
+    `running` holds the ports this instance's own processes already listen on, `site_ports` those
+    the host's Caddy already serves.
+    """
+    for binary in REQUIRED_BINARIES:
+        proc.find_binary(binary)
+    for other in home.instance_names():
+        if other == spec.name:
+            continue
+        other_spec = saved_spec(home.instance(other))
+        if other_spec and other_spec.host == spec.host and {other_spec.https_port, other_spec.http_port} & {
+            spec.https_port,
+            spec.http_port,
+        }:
+            raise InputError(
+                f"hostname {spec.host} is already served by instance '{other}'",
+                "set another hostname (or other ports) in the spec",
+            )
+    for label, port in (("https_port", spec.https_port), ("http_port", spec.http_port)):
+        # A port Caddy already serves for another instance is shared by hostname; any other
+        # listener is a conflict.
+        if port not in site_ports and not is_port_free(port):
+            raise InputError(
+                f"{label} {port} is already in use by another program",
+                f"stop that program, or set another {label} in the spec",
+            )
+    for component in ("web", "postgres", "redis"):
+        port = getattr(ports, component)
+        if port not in running and not is_port_free(port, "127.0.0.1"):
+            raise InputError(
+                f"port {port} for {component} is already in use by another program",
+                f"stop that program, or set another port for {component} in the spec",
+            )
+
+
+def check_superset_version_change(old: InstanceSpec | None, new: InstanceSpec) -> None:
+    """Changing the Superset version of a running instance is an upgrade, not a converge."""
+    if old is not None and old.superset_version != new.superset_version:
+        raise SetpointError(
+            f"instance '{new.name}' runs Superset {old.superset_version}; the spec asks for {new.superset_version}",
+            "upgrades with rollback are not available yet; keep superset_version as it is",
+        )

@@ -1,0 +1,123 @@
+"""Stop, remove, and report on instances of this host."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from setpoint.errors import InputError
+from setpoint.home import Home
+from setpoint.net import http_client
+from setpoint.runtime.local.instance import require_instance
+from setpoint.runtime.local.platform import load_platform
+from setpoint.secret import SecretStore
+
+COMPONENTS = ("postgres", "redis", "web", "worker", "beat")
+
+
+@dataclass
+class ComponentStatus:
+    component: str
+    state: str
+    pid: int
+    uptime_s: int
+
+
+@dataclass
+class InstanceStatus:
+    """Everything `setpoint status` shows about one instance."""
+
+    name: str
+    url: str
+    superset_version: str
+    health: str
+    ca_certificate: str | None
+    components: list[ComponentStatus] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def instance_status(home: Home, name: str) -> InstanceStatus:
+    """Each component's supervised state, and /health through Caddy."""
+    paths, spec = require_instance(home, name)
+    platform = load_platform(home)
+    states = platform.supervisor.states(prefix=f"{name}-") if platform else {}
+    components = []
+    for component in COMPONENTS:
+        info = states.get(f"{name}-{component}")
+        if info is None:
+            external = (component == "postgres" and spec.metadata_db.url) or (component == "redis" and spec.cache.url)
+            components.append(ComponentStatus(component, "EXTERNAL" if external else "STOPPED", 0, 0))
+        else:
+            components.append(ComponentStatus(component, info.state, info.pid, info.uptime_s))
+    ca = platform.caddy.ca_root if platform and spec.is_local_hostname else None
+    health = probe_health(spec.url, ca) if platform else "unreachable"
+    return InstanceStatus(
+        name=name,
+        url=spec.url,
+        superset_version=spec.superset_version,
+        health=health,
+        ca_certificate=str(ca) if ca else None,
+        components=components,
+        ports=paths.read_state().get("ports", {}),
+    )
+
+
+def probe_health(url: str, ca: Path | None) -> str:
+    """`ok` when /health answers OK over HTTPS, else a short reason."""
+    try:
+        with http_client(url, ca_file=ca if ca and ca.exists() else None, timeout=5) as http:
+            response = http.get("/health")
+        return "ok" if response.status_code == 200 and response.text.strip() == "OK" else f"HTTP {response.status_code}"
+    except Exception as exc:  # noqa: BLE001 - any failure is reported, not raised
+        return f"unreachable ({type(exc).__name__})"
+
+
+def down(home: Home, name: str) -> list[str]:
+    """Stop every process of an instance and unpublish its site; keep all its files and data."""
+    require_instance(home, name)
+    platform = load_platform(home)
+    actions = []
+    if platform is None:
+        return actions
+    site = home.caddy_dir / "sites" / f"{name}.caddy"
+    if site.exists():
+        site.unlink()
+        if platform.supervisor.is_running():
+            platform.caddy.reload()
+        actions.append(f"unpublished the site of {name}")
+    conf = home.supervisor_dir / "conf.d" / f"{name}.conf"
+    if conf.exists():
+        conf.unlink()
+        if platform.supervisor.is_running():
+            platform.supervisor.update()  # stops and removes the instance's programs
+        actions.append(f"stopped every process of {name}")
+    return actions
+
+
+def destroy(home: Home, name: str) -> list[str]:
+    """Stop an instance and delete everything it had: config, secrets, data, logs."""
+    paths, _ = require_instance(home, name)
+    actions = down(home, name)
+    shutil.rmtree(paths.root)
+    actions.append(f"deleted {paths.root}")
+    return actions
+
+
+def credentials(home: Home, name: str) -> dict[str, str]:
+    """The admin login of an instance (the one command that shows a secret)."""
+    paths, spec = require_instance(home, name)
+    secrets = SecretStore(paths.secrets_file).load()
+    return {"url": spec.url, "username": spec.admin.username, "password": secrets["admin_password"]}
+
+
+def log_file(home: Home, name: str, component: str) -> Path:
+    """The log file of one component (or `access` for Caddy's access log of the instance)."""
+    paths, _ = require_instance(home, name)
+    allowed = (*COMPONENTS, "access")
+    if component not in allowed:
+        raise InputError(f"unknown component '{component}'", f"choose one of: {', '.join(allowed)}")
+    return paths.logs / f"{component}.log"

@@ -1,0 +1,89 @@
+"""What every instance on the host shares: the service user, supervisord and Caddy."""
+
+from __future__ import annotations
+
+import json
+import pwd
+from dataclasses import dataclass
+
+from setpoint import proc
+from setpoint.home import Home, chown, is_root, service_user, unreachable_parent, write_file
+from setpoint.errors import SetpointError
+from setpoint.net import is_port_free
+from setpoint.render import render_caddyfile, render_supervisord_conf
+from setpoint.services.caddy import Caddy
+from setpoint.services.supervisor import Supervisor
+
+CADDY_ADMIN_PORTS = range(2019, 2100)
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The host-level parts of one SETPOINT_HOME."""
+
+    home: Home
+    user: str
+    supervisor: Supervisor
+    caddy: Caddy
+
+
+def load_platform(home: Home) -> Platform | None:
+    """The platform of `home` if it was ever set up."""
+    settings = home.root / "platform.json"
+    if not settings.exists():
+        return None
+    admin_port = json.loads(settings.read_text())["caddy_admin_port"]
+    return Platform(home, service_user(), Supervisor(home), Caddy(home, admin_port))
+
+
+def ensure_service_user(user: str) -> bool:
+    """Create the unprivileged system account services run as; return whether it was new."""
+    try:
+        pwd.getpwnam(user)
+        return False
+    except KeyError:
+        pass
+    if not is_root():
+        raise SetpointError(f"the service user {user} does not exist", "run setpoint as root once to create it")
+    proc.run(
+        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", user],
+        what=f"creating the service user {user}",
+    )
+    return True
+
+
+def ensure_platform(home: Home, log=lambda message: None) -> Platform:
+    """Set up (once) and start the host's supervisord and Caddy for `home`."""
+    user = service_user()
+    if ensure_service_user(user):
+        log(f"created the unprivileged service user {user}")
+    home.root.mkdir(parents=True, exist_ok=True)
+    home.root.chmod(0o755)
+    blocked = unreachable_parent(home.root, user)
+    if blocked:
+        raise SetpointError(
+            f"the service user {user} cannot reach SETPOINT_HOME {home.root}: {blocked} is closed to it",
+            f"choose a SETPOINT_HOME outside {blocked}, or run: chmod o+x {blocked}",
+        )
+    for directory in (home.instances_dir, home.venvs_dir, home.caddy_dir / "sites", home.supervisor_dir / "conf.d"):
+        directory.mkdir(parents=True, exist_ok=True)
+    chown(home.caddy_dir, user, recursive=True)
+    platform = load_platform(home)
+    if platform is None:
+        admin_port = next((p for p in CADDY_ADMIN_PORTS if is_port_free(p, "127.0.0.1")), None)
+        if admin_port is None:
+            raise SetpointError("no free port for Caddy's admin API in 2019-2099", "free one of those ports")
+        write_file(home.root / "platform.json", json.dumps({"caddy_admin_port": admin_port}) + "\n")
+        platform = load_platform(home)
+    caddy_bin = proc.find_binary("caddy")
+    write_file(platform.caddy.caddyfile, render_caddyfile(home, platform.caddy.admin_port), owner=user)
+    conf_changed = write_file(platform.supervisor.conf, render_supervisord_conf(home, caddy_bin, user), mode=0o600)
+    if platform.supervisor.ensure_running():
+        log("started the host's supervisord and Caddy")
+    elif conf_changed:
+        platform.supervisor.ctl("reread")
+        platform.supervisor.update()
+    platform.supervisor.wait_running(["caddy"], timeout=30)
+    platform.caddy.wait_ready()
+    return platform

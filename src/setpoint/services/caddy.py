@@ -1,0 +1,95 @@
+"""The host's Caddy: TLS for every instance, HSTS, HTTP-to-HTTPS redirects, reverse proxy."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from setpoint import proc
+from setpoint.errors import SetpointError
+from setpoint.home import Home
+
+
+@dataclass(frozen=True)
+class Caddy:
+    """Caddy as run by this home's supervisor, configured through its admin API."""
+
+    home: Home
+    admin_port: int
+
+    @property
+    def caddyfile(self) -> Path:
+        return self.home.caddy_dir / "Caddyfile"
+
+    @property
+    def sites_dir(self) -> Path:
+        return self.home.caddy_dir / "sites"
+
+    @property
+    def ca_root(self) -> Path:
+        """The root certificate of Caddy's internal CA, for clients of local hostnames."""
+        return self.home.caddy_dir / "data" / "pki" / "authorities" / "local" / "root.crt"
+
+    def is_ready(self) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.admin_port}/config/", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.is_ready():
+            if time.monotonic() > deadline:
+                raise SetpointError(
+                    f"Caddy's admin API on port {self.admin_port} did not answer",
+                    f"see {self.home.caddy_dir}/caddy.log",
+                )
+            time.sleep(0.3)
+
+    def listening_ports(self) -> set[int]:
+        """The ports this Caddy serves sites on (a shared port is not a conflict)."""
+        try:
+            servers = httpx.get(f"http://127.0.0.1:{self.admin_port}/config/apps/http/servers", timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            return set()
+        return {
+            int(address.rsplit(":", 1)[1])
+            for server in (servers or {}).values()
+            for address in server.get("listen", [])
+        }
+
+    def reload(self) -> None:
+        """Load the Caddyfile without dropping connections."""
+        proc.run(
+            ["caddy", "reload", "--config", self.caddyfile, "--adapter", "caddyfile",
+             "--address", f"127.0.0.1:{self.admin_port}"],
+            what="reloading Caddy",
+            hint="a site's hostname or port may be invalid or taken; see " + str(self.home.caddy_dir / "caddy.log"),
+            timeout=60,
+        )
+
+    def wait_ca_root(self, timeout: float = 30) -> Path:
+        deadline = time.monotonic() + timeout
+        while not self.ca_root.exists():
+            if time.monotonic() > deadline:
+                raise SetpointError("Caddy did not create its local CA", f"see {self.home.caddy_dir}/caddy.log")
+            time.sleep(0.3)
+        return self.ca_root
+
+
+def can_bind_low_ports(caddy_bin: str) -> bool:
+    """Whether the Caddy binary may bind ports below 1024 as an unprivileged user."""
+    result = proc.run(["getcap", caddy_bin], check=False, timeout=10)
+    return "cap_net_bind_service" in result.stdout
+
+
+def grant_low_ports(caddy_bin: str) -> None:
+    """Let Caddy bind 80 and 443 without root (what Debian's own unit grants it)."""
+    proc.run(
+        ["setcap", "cap_net_bind_service=+ep", caddy_bin],
+        what="granting Caddy the right to bind ports below 1024",
+        hint="run setpoint as root, or choose https_port and http_port of 1024 or more in the spec",
+    )

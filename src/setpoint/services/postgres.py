@@ -1,0 +1,113 @@
+"""A managed PostgreSQL cluster: create it, know it is ready, run maintenance SQL."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from setpoint import proc
+from setpoint.errors import SetpointError
+from setpoint.home import chown, write_file
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class PostgresCluster:
+    """One instance's cluster, reached by Setpoint over its unix socket as the service user."""
+
+    data_dir: Path
+    socket_dir: Path
+    port: int
+    user: str
+
+    def is_initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def initialize(self, superuser_password: str) -> None:
+        """initdb with scram-sha-256 for TCP and peer for the local service user."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        chown(self.data_dir, self.user)
+        pwfile = self.socket_dir / ".initdb-password"
+        write_file(pwfile, superuser_password + "\n", mode=0o600, owner=self.user)
+        try:
+            proc.run(
+                [
+                    "initdb",
+                    "-D", self.data_dir,
+                    "-U", self.user,
+                    "--auth-local=peer",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--data-checksums",
+                    f"--pwfile={pwfile}",
+                ],
+                user=self.user,
+                cwd=self.socket_dir,
+                timeout=180,
+                what="initializing the PostgreSQL cluster",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def is_ready(self) -> bool:
+        result = proc.run(
+            ["pg_isready", "-q", "-h", self.socket_dir, "-p", str(self.port)], check=False, timeout=10
+        )
+        return result.ok
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.is_ready():
+            if time.monotonic() > deadline:
+                raise SetpointError(
+                    f"PostgreSQL on port {self.port} did not become ready within {timeout:.0f} s",
+                    "see: setpoint logs NAME postgres",
+                )
+            time.sleep(0.3)
+
+    def sql(self, statements: str, database: str = "postgres", timeout: float = 120) -> str:
+        """Run SQL (sent on stdin, so values never show in a process list); return its rows."""
+        result = proc.run(
+            [
+                "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+                "-h", self.socket_dir, "-p", str(self.port), "-U", self.user, "-d", database, "-f", "-",
+            ],
+            input=statements,
+            user=self.user,
+            cwd=self.socket_dir,
+            timeout=timeout,
+            what=f"SQL on database {database}",
+        )
+        return result.stdout.strip()
+
+    def ensure_role(self, role: str, password: str) -> None:
+        """A login role with this password (created, or its password set again)."""
+        _check_identifier(role)
+        exists = self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
+        verb = "ALTER" if exists else "CREATE"
+        self.sql(f"{verb} ROLE {role} WITH LOGIN PASSWORD '{_literal(password)}'")
+
+    def ensure_database(self, database: str, owner: str) -> bool:
+        """Create a database owned by `owner` unless it exists; return whether it was created."""
+        _check_identifier(database)
+        if self.sql(f"SELECT 1 FROM pg_database WHERE datname = '{database}'"):
+            return False
+        self.sql(f"CREATE DATABASE {database} OWNER {owner}")
+        return True
+
+    def server_version(self) -> str:
+        return self.sql("SHOW server_version")
+
+
+def _check_identifier(name: str) -> None:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a safe SQL identifier: {name!r}")
+
+
+def _literal(value: str) -> str:
+    return value.replace("'", "''")

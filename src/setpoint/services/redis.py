@@ -1,0 +1,41 @@
+"""A managed Redis: know it is ready."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from setpoint import proc
+from setpoint.errors import SetpointError
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """One instance's Redis on loopback, with a password."""
+
+    port: int
+    password: str
+    host: str = "127.0.0.1"
+
+    def command(self, *args: str) -> str:
+        """Run one redis-cli command (the password travels in the environment, not argv)."""
+        result = proc.run(
+            ["redis-cli", "-h", self.host, "-p", str(self.port), *args],
+            env={"REDISCLI_AUTH": self.password},
+            check=False,
+            timeout=10,
+        )
+        return result.stdout.strip() if result.ok else ""
+
+    def is_ready(self) -> bool:
+        return self.command("PING") == "PONG"
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.is_ready():
+            if time.monotonic() > deadline:
+                raise SetpointError(
+                    f"Redis on port {self.port} did not answer within {timeout:.0f} s",
+                    "see: setpoint logs NAME redis",
+                )
+            time.sleep(0.2)

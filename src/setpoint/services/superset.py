@@ -1,0 +1,164 @@
+"""Superset itself: its pinned virtualenv, and the one-off commands a converge runs."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import time
+from importlib import resources
+from pathlib import Path
+
+from setpoint import proc
+from setpoint.errors import SetpointError
+from setpoint.home import Home
+from setpoint.render import InstanceContext
+from setpoint.spec import InstanceSpec
+
+# Packages Superset 6.1 needs at run time that its own metadata does not pull in (see
+# constraints/): the CLI imports rich, a db engine spec imports cachetools, and gevent workers
+# need psycogreen to keep psycopg2 cooperative.
+RUNTIME_EXTRAS = ("rich", "cachetools", "psycogreen")
+BASE_EXTRAS = ("postgres", "gevent")
+
+
+def constraints_file(version: str) -> Path:
+    return Path(str(resources.files("setpoint") / "constraints" / f"superset-{version}.txt"))
+
+
+def requirements(spec: InstanceSpec) -> list[str]:
+    """What pip installs for a spec: Superset with its extras, and the runtime extras."""
+    extras = sorted({*BASE_EXTRAS, *(d.value for d in spec.drivers)})
+    return [f"apache-superset[{','.join(extras)}]=={spec.superset_version}", *RUNTIME_EXTRAS]
+
+
+def base_python() -> str:
+    """The interpreter Superset's virtualenvs are built on.
+
+    It must be executable by the service user: the system's python3 (Debian's 3.11), not one
+    under root's home such as pyenv's.
+    """
+    for candidate in ("/usr/bin/python3.11", "/usr/bin/python3"):
+        if Path(candidate).exists():
+            return candidate
+    return proc.find_binary("python3")
+
+
+def venv_dir(home: Home, version: str) -> Path:
+    """The virtualenv shared by every instance of one Superset version."""
+    return home.venvs_dir / f"superset-{version}"
+
+
+def ensure_venv(home: Home, spec: InstanceSpec, on_progress=lambda message: None) -> bool:
+    """Create or complete the shared virtualenv of the spec's version; return whether it changed."""
+    venv = venv_dir(home, spec.superset_version)
+    wanted = requirements(spec)
+    constraints = constraints_file(spec.superset_version)
+    marker = venv / ".setpoint-installed"
+    digest = hashlib.sha256((constraints.read_text() + "\n".join(wanted)).encode()).hexdigest()
+    installed = set(marker.read_text().split()) if marker.exists() else set()
+    if digest in installed:
+        return False
+    home.venvs_dir.mkdir(parents=True, exist_ok=True)
+    with open(home.venvs_dir / f".superset-{spec.superset_version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two `up`s at once install once
+        installed = set(marker.read_text().split()) if marker.exists() else set()
+        if digest in installed:
+            return False
+        if not (venv / "bin" / "python").exists():
+            on_progress(f"creating the Superset {spec.superset_version} virtualenv")
+            proc.run([base_python(), "-m", "venv", venv], what="creating a virtualenv", timeout=300)
+        on_progress(f"installing Superset {spec.superset_version} from its pinned constraints (about 2 min)")
+        proc.run(
+            [venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "-c", constraints, *wanted],
+            what=f"installing Superset {spec.superset_version}",
+            hint="check that PyPI is reachable and the disk has 2 GB free; then run up again",
+            timeout=1800,
+        )
+        venv.chmod(0o755)
+        marker.write_text("\n".join(sorted(installed | {digest})) + "\n")
+    return True
+
+
+class SupersetCommands:
+    """One-off Superset commands run in an instance's environment, as its service user."""
+
+    def __init__(self, ctx: InstanceContext) -> None:
+        self.ctx = ctx
+
+    def env(self, **extra: str) -> dict[str, str]:
+        paths = self.ctx.paths
+        return {
+            "SUPERSET_CONFIG_PATH": str(paths.config / "superset_config.py"),
+            "SUPERSET_HOME": str(paths.superset_home),
+            "HOME": str(paths.superset_home),
+            "FLASK_APP": "superset.app:create_app()",
+            **extra,
+        }
+
+    def run(self, args: list[str], what: str, hint: str | None = None, timeout: float = 600, **env: str) -> str:
+        result = proc.run(
+            args,
+            env=self.env(**env),
+            user=self.ctx.service_user,
+            cwd=self.ctx.paths.superset_home,
+            what=what,
+            hint=hint or f"see the output above and: setpoint logs {self.ctx.spec.name}",
+            timeout=timeout,
+        )
+        return result.stdout
+
+    def superset(self, *args: str, what: str, hint: str | None = None, **env: str) -> str:
+        return self.run([str(self.ctx.venv / "bin" / "superset"), *args], what=what, hint=hint, **env)
+
+    def migrate(self) -> None:
+        """Bring the metadata database's schema to this Superset version."""
+        self.superset(
+            "db", "upgrade",
+            what="migrating the metadata database (superset db upgrade)",
+            hint="the metadata database is as it was before; fix the cause above and run up again",
+        )
+
+    def init(self) -> None:
+        """Create roles and synchronise permissions (the only process allowed to)."""
+        self.superset("init", what="initialising roles and permissions (superset init)", SETPOINT_UPDATE_PERMS="1")
+
+    def ping_worker(self) -> bool:
+        """Whether the instance's Celery worker answers over the broker."""
+        result = proc.run(
+            [str(self.ctx.venv / "bin" / "celery"), "--app=superset.tasks.celery_app:app", "inspect", "ping",
+             f"--destination={self.ctx.spec.name}-worker@localhost", "--timeout=5"],
+            env=self.env(), user=self.ctx.service_user, cwd=self.ctx.paths.superset_home, timeout=60, check=False,
+        )
+        return result.ok and "pong" in result.stdout
+
+    def wait_worker(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ping_worker():
+            if time.monotonic() > deadline:
+                raise SetpointError(
+                    f"the Celery worker of {self.ctx.spec.name} does not answer",
+                    f"see: setpoint logs {self.ctx.spec.name} worker",
+                )
+            time.sleep(2)
+
+    def ensure_admin(self) -> bool:
+        """Create the admin from the spec with the generated password; return whether it was new."""
+        spec = self.ctx.spec
+        script = Path(str(resources.files("setpoint") / "runtime" / "local" / "superset_side" / "ensure_admin.py"))
+        output = self.run(
+            [str(self.ctx.venv / "bin" / "python"), str(script)],
+            what="creating the admin user",
+            SETPOINT_SECRETS=str(self.ctx.paths.secrets_file),
+            SETPOINT_ADMIN_USERNAME=spec.admin.username,
+            SETPOINT_ADMIN_FIRST_NAME=spec.admin.first_name,
+            SETPOINT_ADMIN_LAST_NAME=spec.admin.last_name,
+            SETPOINT_ADMIN_EMAIL=spec.admin_email,
+        )
+        return output.strip().endswith("created")
+
+
+def verify_installed(venv: Path) -> None:
+    """Fail clearly when a virtualenv lost its Superset."""
+    if not (venv / "bin" / "superset").exists():
+        raise SetpointError(f"Superset is missing from {venv}", f"remove {venv} and run setpoint up again")

@@ -1,0 +1,151 @@
+"""The host's process supervisor (supervisord): keeps every Setpoint process running."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from setpoint import proc
+from setpoint.errors import SetpointError
+from setpoint.home import Home
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    """What supervisord says about one program."""
+
+    name: str
+    state: str  # RUNNING, STARTING, BACKOFF, STOPPED, EXITED, FATAL
+    pid: int
+    uptime_s: int
+    description: str
+
+    @property
+    def is_running(self) -> bool:
+        return self.state == "RUNNING"
+
+
+def _bin(name: str) -> str:
+    # supervisord is a Python dependency of Setpoint: it lives beside the interpreter.
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else proc.find_binary(name)
+
+
+class Supervisor:
+    """Controls the supervisord of one SETPOINT_HOME."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.conf = home.supervisor_dir / "supervisord.conf"
+        self.socket = home.supervisor_dir / "supervisor.sock"
+
+    def _rpc(self):
+        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def is_running(self) -> bool:
+        if not self.socket.exists():
+            return False
+        try:
+            return self._rpc().getState()["statename"] == "RUNNING"
+        except (OSError, xmlrpc.client.Fault):
+            return False
+
+    def ensure_running(self, timeout: float = 20) -> bool:
+        """Start supervisord if it is not running; return whether it was started."""
+        if self.is_running():
+            return False
+        (self.home.supervisor_dir / "conf.d").mkdir(parents=True, exist_ok=True)
+        proc.run([_bin("supervisord"), "-c", self.conf], what="starting supervisord", timeout=30)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.is_running():
+                return True
+            time.sleep(0.2)
+        raise SetpointError(
+            "supervisord did not start",
+            f"see {self.home.supervisor_dir}/supervisord.log",
+        )
+
+    def ctl(self, *args: str, timeout: float = 120) -> str:
+        """Run supervisorctl against this home's supervisord."""
+        result = proc.run([_bin("supervisorctl"), "-c", self.conf, *args], timeout=timeout, check=False)
+        # supervisorctl exits non-zero when a program it was asked about is not running; callers
+        # judge the states they need through `states`.
+        return result.stdout
+
+    def update(self) -> None:
+        """Apply changed include files: add, remove or restart the programs they changed."""
+        self.ctl("update")
+
+    def reread_programs(self) -> None:
+        self.ctl("reread")
+
+    def states(self, prefix: str = "") -> dict[str, ProcessState]:
+        """Every program (whose name starts with `prefix`) and its state."""
+        if not self.is_running():
+            return {}
+        infos = self._rpc().getAllProcessInfo()
+        now = int(time.time())
+        return {
+            i["name"]: ProcessState(
+                i["name"],
+                i["statename"],
+                i["pid"],
+                now - i["start"] if i["statename"] == "RUNNING" else 0,
+                i["description"],
+            )
+            for i in infos
+            if i["name"].startswith(prefix)
+        }
+
+    def start(self, *names: str) -> None:
+        if names:
+            self.ctl("start", *names)
+
+    def stop(self, *names: str) -> None:
+        if names:
+            self.ctl("stop", *names)
+
+    def restart(self, *names: str) -> None:
+        if names:
+            self.ctl("restart", *names)
+
+    def wait_running(self, names: list[str], timeout: float = 60) -> None:
+        """Wait until every named program is RUNNING, or fail naming the ones that are not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = self.states()
+            missing = [n for n in names if n not in states or not states[n].is_running]
+            if not missing:
+                return
+            failed = [n for n in missing if n in states and states[n].state in ("FATAL", "EXITED", "BACKOFF")]
+            if time.monotonic() > deadline or (failed and time.monotonic() > deadline - timeout / 2):
+                raise SetpointError(
+                    f"{', '.join(missing)} did not start",
+                    "see: setpoint logs " + missing[0].rsplit("-", 1)[0] + " " + missing[0].rsplit("-", 1)[1],
+                )
+            time.sleep(0.5)
+
+    def shutdown(self) -> None:
+        """Stop supervisord and everything it runs."""
+        if self.is_running():
+            self._rpc().shutdown()
+            deadline = time.monotonic() + 90
+            while self.socket.exists() and self.is_running() and time.monotonic() < deadline:
+                time.sleep(0.5)
+
+    def pid(self) -> int | None:
+        pidfile = self.home.supervisor_dir / "supervisord.pid"
+        try:
+            pid = int(pidfile.read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None

@@ -1,0 +1,164 @@
+"""The desired state of one Superset instance, as pydantic models: data, no I/O."""
+
+from __future__ import annotations
+
+import enum
+import re
+from importlib import resources
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$"
+HOSTNAME_PATTERN = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
+def supported_superset_versions() -> list[str]:
+    """Superset versions with a tested constraints file shipped in this package."""
+    folder = resources.files("setpoint") / "constraints"
+    names = [p.name for p in folder.iterdir() if p.name.startswith("superset-")]
+    return sorted(n.removeprefix("superset-").removesuffix(".txt") for n in names)
+
+
+def _check_hostname(value: str) -> str:
+    value = value.lower()
+    if not HOSTNAME_PATTERN.match(value):
+        raise ValueError("must be a DNS hostname such as bi.example.com or demo.localhost")
+    return value
+
+
+def _check_version(value: str) -> str:
+    supported = supported_superset_versions()
+    if value not in supported:
+        raise ValueError(f"Superset {value} is not supported; supported: {', '.join(supported)}")
+    return value
+
+
+def _check_postgres_url(value: str) -> str:
+    if not re.match(r"^postgres(ql)?(\+psycopg2)?://", value):
+        raise ValueError("must be a postgresql:// URL")
+    return value
+
+
+def _check_redis_url(value: str) -> str:
+    if not re.match(r"^rediss?://", value):
+        raise ValueError("must be a redis:// or rediss:// URL")
+    return value
+
+
+InstanceName = Annotated[str, Field(pattern=NAME_PATTERN, description="lowercase letters, digits and dashes")]
+Hostname = Annotated[str, AfterValidator(_check_hostname)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+SupersetVersion = Annotated[str, AfterValidator(_check_version)]
+PostgresUrl = Annotated[str, AfterValidator(_check_postgres_url)]
+RedisUrl = Annotated[str, AfterValidator(_check_redis_url)]
+
+
+class Strict(BaseModel):
+    """Base for every spec section: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EvictionPolicy(str, enum.Enum):
+    # volatile-* only evicts keys with a TTL (cache entries), so Celery's queues are never evicted.
+    volatile_lru = "volatile-lru"
+    volatile_lfu = "volatile-lfu"
+    volatile_ttl = "volatile-ttl"
+    allkeys_lru = "allkeys-lru"
+
+
+class Driver(str, enum.Enum):
+    """Database drivers, as Superset's own pip extras."""
+
+    postgres = "postgres"
+    mysql = "mysql"
+    clickhouse = "clickhouse"
+    trino = "trino"
+    bigquery = "bigquery"
+    snowflake = "snowflake"
+    databricks = "databricks"
+    duckdb = "duckdb"
+    mssql = "mssql"
+
+
+class MetadataDatabase(Strict):
+    """Superset's metadata database: a managed PostgreSQL cluster unless `url` names one."""
+
+    url: PostgresUrl | None = Field(None, description="external PostgreSQL URL; empty for a managed cluster")
+    port: Port | None = Field(None, description="loopback port of the managed cluster; chosen when empty")
+
+
+class Cache(Strict):
+    """Redis for caches, Celery broker and results, rate limits and async queries."""
+
+    url: RedisUrl | None = Field(None, description="external Redis URL; empty for a managed Redis")
+    port: Port | None = Field(None, description="loopback port of the managed Redis; chosen when empty")
+    maxmemory_mb: int = Field(256, ge=64, le=65536)
+    eviction_policy: EvictionPolicy = EvictionPolicy.volatile_lru
+
+
+class Admin(Strict):
+    """The first administrator; its password is generated, never chosen."""
+
+    username: str = Field("admin", pattern=r"^[A-Za-z0-9_.@-]{3,64}$")
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
+    first_name: str = "Superset"
+    last_name: str = "Admin"
+
+
+class InstanceSpec(Strict):
+    """One Superset instance, as the user wants it."""
+
+    name: InstanceName
+    superset_version: SupersetVersion = "6.1.0"
+    concurrent_users: int = Field(50, ge=1, le=10000, description="expected concurrent users; sizes workers")
+    hostname: Hostname | None = Field(None, description="public name; NAME.localhost when empty")
+    https_port: Port = 443
+    http_port: Port = 80
+    web_port: Port | None = Field(None, description="loopback port of gunicorn; chosen when empty")
+    web_timeout_s: int = Field(300, ge=300, le=3600)
+    metadata_db: MetadataDatabase = MetadataDatabase()
+    cache: Cache = Cache()
+    admin: Admin = Admin()
+    drivers: list[Driver] = Field(default_factory=list)
+    feature_flags: dict[str, bool] = Field(default_factory=dict)
+    examples: bool = True
+
+    @field_validator("feature_flags")
+    @classmethod
+    def _flags_are_upper_case(cls, flags: dict[str, bool]) -> dict[str, bool]:
+        bad = [k for k in flags if not re.match(r"^[A-Z][A-Z0-9_]*$", k)]
+        if bad:
+            raise ValueError(f"feature flag names are UPPER_CASE (got {', '.join(bad)})")
+        if flags.get("GLOBAL_ASYNC_QUERIES") is False:
+            raise ValueError("GLOBAL_ASYNC_QUERIES cannot be turned off (checklist point 13)")
+        return flags
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> InstanceSpec:
+        if self.https_port == self.http_port:
+            raise ValueError(f"https_port and http_port must differ (both {self.https_port})")
+        return self
+
+    @property
+    def host(self) -> str:
+        """The hostname users reach the instance by."""
+        return self.hostname or f"{self.name}.localhost"
+
+    @property
+    def url(self) -> str:
+        """The instance's public URL."""
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{self.host}{port}/"
+
+    @property
+    def is_local_hostname(self) -> bool:
+        """Local names get certificates from Caddy's internal CA; public names from ACME."""
+        return self.host == "localhost" or self.host.endswith((".localhost", ".local", ".internal", ".test"))
+
+    @property
+    def admin_email(self) -> str:
+        return self.admin.email or f"{self.admin.username}@{self.host}"

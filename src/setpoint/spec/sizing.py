@@ -1,0 +1,50 @@
+"""Sizing rules: how many processes and how much memory an instance gets for its users."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+USERS_PER_CELERY_WORKER = 50
+USERS_PER_WEB_WORKER = 50
+POOL_SIZE = 10
+POOL_OVERFLOW = 10
+POOL_RECYCLE_S = 3600
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """Derived process counts and memory settings for one instance."""
+
+    web_workers: int
+    celery_concurrency: int
+    pg_max_connections: int
+    pg_shared_buffers_mb: int
+    pg_effective_cache_mb: int
+    pool_size: int = POOL_SIZE
+    pool_overflow: int = POOL_OVERFLOW
+    pool_recycle_s: int = POOL_RECYCLE_S
+
+
+def size_instance(concurrent_users: int, cores: int | None = None) -> Sizing:
+    """Process counts from expected users and host cores.
+
+    Celery: one worker process per 50 concurrent users, at least one. Gunicorn gevent workers:
+    one per 50 users plus one, at least two (so one can restart while the other serves), at most
+    2 x cores + 1 (gevent multiplexes requests inside a worker; more would only fight for CPU).
+    """
+    cores = cores or os.cpu_count() or 1
+    celery = max(1, math.ceil(concurrent_users / USERS_PER_CELERY_WORKER))
+    web = min(2 * cores + 1, max(2, math.ceil(concurrent_users / USERS_PER_WEB_WORKER) + 1))
+    # Every web worker, Celery process, beat and one-off command may hold a full pool.
+    processes = web + celery + 2
+    max_connections = processes * (POOL_SIZE + POOL_OVERFLOW) + 20
+    shared_buffers = min(2048, 128 * max(1, math.ceil(concurrent_users / 50)))
+    return Sizing(
+        web_workers=web,
+        celery_concurrency=celery,
+        pg_max_connections=max(100, max_connections),
+        pg_shared_buffers_mb=shared_buffers,
+        pg_effective_cache_mb=shared_buffers * 3,
+    )

@@ -1,0 +1,138 @@
+# Superset configuration of instance "demo", rendered by Setpoint from its spec.
+# Do not edit: `setpoint up demo` rewrites it. Secrets are read from the 0600
+# secret store at start-up and never written here.
+import json
+import os
+from urllib.parse import quote
+
+import redis
+from cachelib.redis import RedisCache
+from celery.schedules import crontab
+from flask_appbuilder.security.manager import AUTH_DB
+
+with open('/srv/setpoint/instances/demo/secrets.json') as _secrets_file:
+    _SECRETS = json.load(_secrets_file)
+
+# --- Security (checklist points 1, 5, 6, 8) ---
+SECRET_KEY = _SECRETS["secret_key"]
+AUTH_TYPE = AUTH_DB
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_SAMESITE = "Lax"
+WTF_CSRF_ENABLED = True
+WTF_CSRF_TIME_LIMIT = None
+PUBLIC_ROLE_LIKE = None
+# Caddy terminates TLS in front of gunicorn and sends X-Forwarded-*.
+ENABLE_PROXY_FIX = True
+# Permissions are synchronised once per converge by `superset init`, not by every process.
+FAB_UPDATE_PERMS = os.environ.get("SETPOINT_UPDATE_PERMS") == "1"
+TALISMAN_ENABLED = True
+CONTENT_SECURITY_POLICY_WARNING = True
+TALISMAN_CONFIG = {
+    "content_security_policy": {
+        "base-uri": ["'self'"],
+        "default-src": ["'self'"],
+        # No third-party hosts: no telemetry pixel, no map tiles.
+        "img-src": ["'self'", "blob:", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": "'none'",
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "font-src": ["'self'", "data:"],
+        "script-src": ["'self'", "'strict-dynamic'"],
+        "frame-ancestors": ["'self'"],
+        "form-action": ["'self'"],
+    },
+    "content_security_policy_nonce_in": ["script-src"],
+    "force_https": False,  # Caddy redirects HTTP to HTTPS
+    "session_cookie_secure": True,
+    "strict_transport_security": False,  # Caddy sends HSTS, once
+}
+RATELIMIT_ENABLED = True
+RATELIMIT_APPLICATION = "200 per second"
+AUTH_RATE_LIMITED = True
+AUTH_RATE_LIMIT = "20 per minute"
+
+# --- Metadata database (points 11, 12) ---
+SQLALCHEMY_DATABASE_URI = f"postgresql+psycopg2://superset:{quote(_SECRETS['metadata_db_password'])}@127.0.0.1:20002/superset"
+SQLALCHEMY_ENGINE_OPTIONS = {
+    "pool_size": 10,
+    "max_overflow": 10,
+    "pool_recycle": 3600,
+    "pool_pre_ping": True,
+}
+SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+# --- Redis: every cache, Celery, results, rate limits, async queries (points 9, 10, 13) ---
+_REDIS_URL = f"redis://:{quote(_SECRETS['redis_password'])}@127.0.0.1:20003"
+
+
+def _redis_url(db: int) -> str:
+    return f"{_REDIS_URL}/{db}"
+
+
+def _redis_cache(prefix: str, timeout: int) -> dict:
+    return {
+        "CACHE_TYPE": "RedisCache",
+        "CACHE_DEFAULT_TIMEOUT": timeout,
+        "CACHE_KEY_PREFIX": f"superset_{prefix}_",
+        "CACHE_REDIS_URL": _redis_url(2),
+    }
+
+
+CACHE_DEFAULT_TIMEOUT = 86400
+CACHE_CONFIG = _redis_cache("metadata", 86400)
+DATA_CACHE_CONFIG = _redis_cache("data", 3600)
+FILTER_STATE_CACHE_CONFIG = _redis_cache("filter_state", 90 * 86400)
+EXPLORE_FORM_DATA_CACHE_CONFIG = _redis_cache("explore", 7 * 86400)
+THUMBNAIL_CACHE_CONFIG = _redis_cache("thumbnail", 7 * 86400)
+RESULTS_BACKEND = RedisCache(host=redis.Redis.from_url(_redis_url(3)), key_prefix="superset_results_")
+RATELIMIT_STORAGE_URI = _redis_url(4)
+
+
+class CeleryConfig:
+    broker_url = _redis_url(0)
+    result_backend = _redis_url(1)
+    broker_connection_retry_on_startup = True
+    imports = (
+        "superset.sql_lab",
+        "superset.tasks.scheduler",
+        "superset.tasks.thumbnails",
+        "superset.tasks.cache",
+    )
+    worker_prefetch_multiplier = 1
+    task_acks_late = False
+    task_annotations = {"sql_lab.get_sql_results": {"rate_limit": "100/s"}}
+    beat_schedule = {
+        "reports.scheduler": {
+            "task": "reports.scheduler",
+            "schedule": crontab(minute="*", hour="*"),
+            "options": {"expires": 3600},
+        },
+        "reports.prune_log": {"task": "reports.prune_log", "schedule": crontab(minute=0, hour=0)},
+    }
+
+
+CELERY_CONFIG = CeleryConfig
+SUPERSET_WEBSERVER_TIMEOUT = 300
+SQLLAB_ASYNC_TIME_LIMIT_SEC = 300
+WEBDRIVER_BASEURL = "http://127.0.0.1:20001/"
+WEBDRIVER_BASEURL_USER_FRIENDLY = 'https://demo.localhost/'
+
+# Asynchronous queries over Redis streams, with a JWT secret of their own.
+FEATURE_FLAGS = {'GLOBAL_ASYNC_QUERIES': True, 'ALERT_REPORTS': True}
+GLOBAL_ASYNC_QUERIES_TRANSPORT = "polling"
+GLOBAL_ASYNC_QUERIES_JWT_SECRET = _SECRETS["async_jwt_secret"]
+GLOBAL_ASYNC_QUERIES_JWT_COOKIE_SECURE = True
+GLOBAL_ASYNC_QUERIES_JWT_COOKIE_SAMESITE = "Lax"
+_REDIS = redis.Redis.from_url(_redis_url(5)).connection_pool.connection_kwargs
+GLOBAL_ASYNC_QUERIES_CACHE_BACKEND = {
+    "CACHE_TYPE": "RedisCache",
+    "CACHE_REDIS_HOST": _REDIS.get("host", "127.0.0.1"),
+    "CACHE_REDIS_PORT": _REDIS.get("port", 6379),
+    "CACHE_REDIS_USER": _REDIS.get("username") or "",
+    "CACHE_REDIS_PASSWORD": _REDIS.get("password") or "",
+    "CACHE_REDIS_DB": 5,
+    "CACHE_DEFAULT_TIMEOUT": 300,
+    "CACHE_REDIS_SSL": _REDIS_URL.startswith("rediss://"),
+}

@@ -1,0 +1,139 @@
+"""Rendering: every file an instance runs with, compared with golden files and checked for the
+settings the production checklist requires."""
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+
+from setpoint.home import Home
+from setpoint.render import (
+    InstanceContext,
+    Ports,
+    instance_programs,
+    render_caddyfile,
+    render_instance,
+    render_programs_conf,
+    render_site,
+    render_supervisord_conf,
+)
+from setpoint.spec import parse_spec, size_instance
+
+GOLDEN = Path(__file__).parent / "golden"
+SECRETS = {"redis_password": "REDIS-PASSWORD-VALUE"}
+
+
+def context(**spec_fields) -> InstanceContext:
+    spec = parse_spec({"name": "demo", **spec_fields})
+    home = Home(Path("/srv/setpoint"))
+    return InstanceContext(
+        spec=spec,
+        sizing=size_instance(spec.concurrent_users, cores=2),
+        paths=home.instance("demo"),
+        ports=Ports(web=20001, postgres=20002, redis=20003),
+        service_user="setpoint",
+        venv=Path("/srv/setpoint/venvs/superset-6.1.0"),
+        postgres_bin="/usr/lib/postgresql/15/bin/postgres",
+        redis_bin="/usr/bin/redis-server",
+    )
+
+
+def rendered_files(ctx):
+    files = {f.path.name: f for f in render_instance(ctx, SECRETS)}
+    home = Home(Path("/srv/setpoint"))
+    extra = {
+        "programs.conf": render_programs_conf(ctx),
+        "site.caddy": render_site(ctx),
+        "Caddyfile": render_caddyfile(home, 2019),
+        "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint"),
+    }
+    return {**{name: f.text for name, f in files.items()}, **extra}
+
+
+@pytest.mark.parametrize("name", sorted(rendered_files(context())))
+def test_matches_golden_file(name):
+    text = rendered_files(context())[name]
+    golden = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text(), f"{name} changed; rerun with UPDATE_GOLDEN=1 if intended"
+
+
+def test_superset_config_is_valid_python_and_hardened():
+    text = rendered_files(context())["superset_config.py"]
+    ast.parse(text)
+    for line in (
+        'SECRET_KEY = _SECRETS["secret_key"]',
+        "SESSION_COOKIE_SECURE = True",
+        "SESSION_COOKIE_HTTPONLY = True",
+        'SESSION_COOKIE_SAMESITE = "Lax"',
+        "WTF_CSRF_ENABLED = True",
+        "WTF_CSRF_TIME_LIMIT = None",
+        "ENABLE_PROXY_FIX = True",
+        "TALISMAN_ENABLED = True",
+        "PUBLIC_ROLE_LIKE = None",
+        "AUTH_RATE_LIMITED = True",
+        "SUPERSET_WEBSERVER_TIMEOUT = 300",
+        'GLOBAL_ASYNC_QUERIES_JWT_SECRET = _SECRETS["async_jwt_secret"]',
+        "RESULTS_BACKEND = RedisCache(",
+        '"pool_recycle": 3600,',
+    ):
+        assert line in text
+    assert "'GLOBAL_ASYNC_QUERIES': True" in text
+    assert "unsafe-eval" not in text
+    assert "scarf" not in text
+    # Secrets are read at start-up, never written in the config.
+    assert "REDIS-PASSWORD-VALUE" not in text
+
+
+def test_every_cache_is_redis():
+    text = rendered_files(context())["superset_config.py"]
+    for key in ("CACHE_CONFIG", "DATA_CACHE_CONFIG", "FILTER_STATE_CACHE_CONFIG",
+                "EXPLORE_FORM_DATA_CACHE_CONFIG", "THUMBNAIL_CACHE_CONFIG"):
+        assert f"\n{key} = _redis_cache(" in text
+
+
+def test_redis_password_only_in_its_0600_file():
+    files = {f.path.name: f for f in render_instance(context(), SECRETS)}
+    assert files["redis-auth.conf"].mode == 0o600
+    assert "REDIS-PASSWORD-VALUE" in files["redis-auth.conf"].text
+    assert "REDIS-PASSWORD-VALUE" not in files["redis.conf"].text
+
+
+def test_site_sends_hsts_and_redirects_on_custom_ports():
+    site = rendered_files(context(https_port=8443, http_port=8080))["site.caddy"]
+    assert 'Strict-Transport-Security "max-age=63072000; includeSubDomains; preload"' in site
+    assert "https://demo.localhost:8443 {" in site
+    assert "redir https://demo.localhost:8443{uri} 308" in site
+    assert "tls internal" in site
+
+
+def test_public_hostname_gets_acme_not_internal_ca():
+    site = rendered_files(context(hostname="bi.example.com"))["site.caddy"]
+    assert "tls internal" not in site
+
+
+def test_programs_follow_sizing_and_run_unprivileged():
+    ctx = context(concurrent_users=200)
+    conf = render_programs_conf(ctx)
+    assert "--concurrency=4" in conf
+    assert "user=setpoint" in conf
+    assert conf.count("[program:") == 5
+    assert [p.component for p in instance_programs(ctx)] == ["postgres", "redis", "web", "worker", "beat"]
+    assert "workers = 5" in rendered_files(ctx)["gunicorn.conf.py"]
+
+
+def test_external_databases_replace_managed_ones():
+    ctx = context(metadata_db={"url": "postgresql://u:p@db.internal:5432/superset"},
+                  cache={"url": "redis://:pw@cache.internal:6379/0"})
+    files = rendered_files(ctx)
+    assert "postgresql.conf" not in files and "redis.conf" not in files
+    assert [p.component for p in instance_programs(ctx)] == ["web", "worker", "beat"]
+    assert "SQLALCHEMY_DATABASE_URI = 'postgresql://u:p@db.internal:5432/superset'" in files["superset_config.py"]
+    assert "_REDIS_URL = 'redis://:pw@cache.internal:6379'" in files["superset_config.py"]
+
+
+def test_first_start_runs_only_data_servers():
+    assert [p.component for p in instance_programs(context(), app=False)] == ["postgres", "redis"]
