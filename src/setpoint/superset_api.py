@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 
 import httpx
@@ -37,16 +38,21 @@ class SupersetClient:
             self.csrf = response.json()["result"]
             self.headers.update({"X-CSRFToken": self.csrf, "Referer": str(self.http.base_url)})
 
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs) -> httpx.Response:
+        """A call with the session's token (and, when it changes state, its CSRF token)."""
+        if method != "GET":
+            self.ensure_csrf()
+        response = self.http.request(method, path, headers={**self.headers, **(headers or {})}, **kwargs)
+        return self._checked(response)
+
     def get(self, path: str, **kwargs) -> httpx.Response:
-        return self._checked(self.http.get(path, headers=self.headers, **kwargs))
+        return self.request("GET", path, **kwargs)
 
     def post(self, path: str, **kwargs) -> httpx.Response:
-        self.ensure_csrf()
-        return self._checked(self.http.post(path, headers=self.headers, **kwargs))
+        return self.request("POST", path, **kwargs)
 
     def delete(self, path: str, **kwargs) -> httpx.Response:
-        self.ensure_csrf()
-        return self._checked(self.http.delete(path, headers=self.headers, **kwargs))
+        return self.request("DELETE", path, **kwargs)
 
     def import_dashboards(self, bundle: bytes, passwords: dict[str, str], overwrite: bool = True) -> None:
         """Load a dashboard export bundle (ZIP) through Superset's own importer."""
@@ -56,6 +62,27 @@ class SupersetClient:
             data={"passwords": json.dumps(passwords), "overwrite": "true" if overwrite else "false"},
             timeout=300,
         )
+
+    def chart_data(self, query_context: str | dict, timeout: float = 60) -> list[dict]:
+        """Run a chart's query; with asynchronous queries on, wait for the Celery worker's result."""
+        body = query_context if isinstance(query_context, str) else json.dumps(query_context)
+        response = self.post("/api/v1/chart/data", content=body, headers={"Content-Type": "application/json"})
+        if response.status_code != 202:
+            return response.json()["result"]
+        job = response.json()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = self.get("/api/v1/async_event/").json()["result"]
+            for event in events:
+                if event["job_id"] != job["job_id"]:
+                    continue
+                if event["status"] == "done":
+                    return self.get(event["result_url"]).json()["result"]
+                if event["status"] == "error":
+                    raise SetpointError(f"the chart query failed: {event['errors']}", "see: setpoint logs NAME worker")
+            time.sleep(0.5)
+        raise SetpointError(f"no result for async query {job['job_id']} within {timeout:.0f} s",
+                            "is the Celery worker running? see: setpoint status NAME")
 
     def find(self, resource: str, column: str, value: str) -> list[dict]:
         """Objects of a resource (dashboard, chart, dataset, database) whose column equals value."""

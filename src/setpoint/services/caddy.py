@@ -52,12 +52,15 @@ class Caddy:
     def listening_ports(self) -> set[int]:
         """The ports this Caddy serves sites on (a shared port is not a conflict)."""
         try:
-            servers = httpx.get(f"http://127.0.0.1:{self.admin_port}/config/apps/http/servers", timeout=5).json()
+            response = httpx.get(f"http://127.0.0.1:{self.admin_port}/config/apps/http/servers", timeout=5)
+            servers = response.json() if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
-            return set()
+            servers = None
+        if not isinstance(servers, dict):
+            return set()  # no site yet
         return {
             int(address.rsplit(":", 1)[1])
-            for server in (servers or {}).values()
+            for server in servers.values()
             for address in server.get("listen", [])
         }
 

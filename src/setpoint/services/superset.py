@@ -45,7 +45,8 @@ def base_python() -> str:
 
 def venv_dir(home: Home, version: str) -> Path:
     """The virtualenv shared by every instance of one Superset version."""
-    return home.venvs_dir / f"superset-{version}"
+    # Resolved: a virtualenv's scripts name their own absolute path, which must outlive any symlink.
+    return home.venvs_dir.resolve() / f"superset-{version}"
 
 
 def ensure_venv(home: Home, spec: InstanceSpec, on_progress=lambda message: None) -> bool:

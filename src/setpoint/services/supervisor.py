@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import xmlrpc.client
@@ -54,7 +55,7 @@ class Supervisor:
             return False
         try:
             return self._rpc().getState()["statename"] == "RUNNING"
-        except (OSError, xmlrpc.client.Fault):
+        except (OSError, xmlrpc.client.Error):
             return False
 
     def ensure_running(self, timeout: float = 20) -> bool:
@@ -83,9 +84,6 @@ class Supervisor:
     def update(self) -> None:
         """Apply changed include files: add, remove or restart the programs they changed."""
         self.ctl("update")
-
-    def reread_programs(self) -> None:
-        self.ctl("reread")
 
     def states(self, prefix: str = "") -> dict[str, ProcessState]:
         """Every program (whose name starts with `prefix`) and its state."""
@@ -133,19 +131,36 @@ class Supervisor:
                 )
             time.sleep(0.5)
 
-    def shutdown(self) -> None:
-        """Stop supervisord and everything it runs."""
+    def shutdown(self, timeout: float = 90) -> None:
+        """Stop supervisord and everything it runs, and wait until it has exited."""
+        pid = self.pid()
         if self.is_running():
             self._rpc().shutdown()
-            deadline = time.monotonic() + 90
-            while self.socket.exists() and self.is_running() and time.monotonic() < deadline:
-                time.sleep(0.5)
+        elif pid:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid and _is_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
 
     def pid(self) -> int | None:
-        pidfile = self.home.supervisor_dir / "supervisord.pid"
+        """The pid of this home's supervisord, if it runs."""
         try:
-            pid = int(pidfile.read_text().strip())
-            os.kill(pid, 0)
-            return pid
+            pid = int((self.home.supervisor_dir / "supervisord.pid").read_text().strip())
         except (OSError, ValueError):
             return None
+        return pid if _is_alive(pid) else None
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie has exited; it only waits for its parent.
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return False

@@ -87,9 +87,8 @@ def up(home: Home, spec: InstanceSpec, log: Log = lambda m: None, step: Log = la
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.write_state(state)
     for directory in (paths.root, paths.config, paths.data, paths.logs, paths.run, paths.redis_data, paths.superset_home):
-        if not directory.exists():
-            directory.mkdir(parents=True)
-            chown(directory, ctx.service_user)
+        directory.mkdir(parents=True, exist_ok=True)
+        chown(directory, ctx.service_user)
     paths.root.chmod(0o750)
     secrets = SecretStore(paths.secrets_file, owner=ctx.service_user).ensure()
 

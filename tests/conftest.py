@@ -1,0 +1,91 @@
+"""Shared fixtures: a throwaway SETPOINT_HOME with real instances, brought up once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from setpoint.home import Home
+from setpoint.net import http_client
+from setpoint.runtime.local import converge, lifecycle
+from setpoint.secret import SecretStore
+from setpoint.services.supervisor import Supervisor
+from setpoint.spec import parse_spec
+from setpoint.superset_api import SupersetClient
+
+# The Superset virtualenv takes minutes to build: keep it between test sessions on this machine.
+VENV_CACHE = Path(os.environ.get("SETPOINT_TEST_VENVS", "/tmp/setpoint-test-venvs"))
+HTTPS_PORT, HTTP_PORT = 18443, 18080
+
+
+@pytest.fixture(scope="session")
+def home() -> Home:
+    """A SETPOINT_HOME of its own (reachable by the service user), torn down at the end."""
+    root = Path(tempfile.mkdtemp(prefix="setpoint-test-", dir="/tmp"))
+    root.chmod(0o755)
+    VENV_CACHE.mkdir(parents=True, exist_ok=True)
+    VENV_CACHE.chmod(0o755)
+    (root / "venvs").symlink_to(VENV_CACHE)
+    os.environ["SETPOINT_HOME"] = str(root)
+    yield Home(root)
+    Supervisor(Home(root)).shutdown()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def make_spec(name: str, **fields):
+    return parse_spec({"name": name, "https_port": HTTPS_PORT, "http_port": HTTP_PORT, **fields})
+
+
+@pytest.fixture(scope="session")
+def instance(home):
+    """One real instance with the sample dashboard: (spec, first UpReport)."""
+    spec = make_spec("alpha")
+    report = converge.up(home, spec, log=lambda s: print("  alpha:", s))
+    return spec, report
+
+
+@pytest.fixture(scope="session")
+def secrets(home, instance):
+    return SecretStore(home.instance("alpha").secrets_file).load()
+
+
+@pytest.fixture(scope="session")
+def ca_root(instance) -> Path:
+    return Path(instance[1].ca_root)
+
+
+@pytest.fixture()
+def http(instance, ca_root):
+    """An HTTPS client of the instance that verifies Caddy's local CA."""
+    with http_client(instance[0].url, ca_file=ca_root, follow_redirects=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def admin(instance, ca_root, secrets):
+    """A logged-in admin API client (one login for the whole session: logins are rate-limited)."""
+    with http_client(instance[0].url, ca_file=ca_root, timeout=60) as client:
+        api = SupersetClient(client)
+        assert api.login("admin", secrets["admin_password"]).status_code == 200
+        yield api
+
+
+def run_cli(*args: str, home: Home | None = None) -> subprocess.CompletedProcess:
+    """The real `setpoint` command, as a user types it."""
+    env = dict(os.environ)
+    if home is not None:
+        env["SETPOINT_HOME"] = str(home.root)
+    return subprocess.run(
+        [sys.executable, "-m", "setpoint.cli", *args], capture_output=True, text=True, env=env, timeout=900
+    )
+
+
+def component_state(home: Home, name: str, component: str) -> lifecycle.ComponentStatus:
+    status = lifecycle.instance_status(home, name)
+    return next(c for c in status.components if c.component == component)

@@ -1,0 +1,132 @@
+"""A real instance, checked over HTTPS as its users and an auditor would."""
+
+import re
+import stat
+
+from setpoint import examples
+
+HSTS = "max-age=63072000; includeSubDomains; preload"
+
+
+def test_health_answers_ok_over_verified_https(http):
+    response = http.get("/health")
+    assert response.status_code == 200
+    assert response.text.strip() == "OK"
+
+
+def test_login_with_generated_password_works(admin):
+    assert admin.token
+    me = admin.get("/api/v1/me/").json()["result"]
+    assert me["username"] == "admin"
+
+
+def test_default_admin_admin_is_refused(http):
+    response = http.post(
+        "/api/v1/security/login", json={"username": "admin", "password": "admin", "provider": "db"}
+    )
+    assert response.status_code == 401
+
+
+def test_hsts_is_sent(http):
+    assert http.get("/health").headers["strict-transport-security"] == HSTS
+
+
+def test_session_cookie_is_httponly_secure_lax(http):
+    response = http.get("/login/")
+    cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("session="))
+    flags = {part.strip().lower() for part in cookie.split(";")}
+    assert {"httponly", "secure", "samesite=lax"} <= flags
+
+
+def test_csp_is_sent_without_unsafe_eval_or_third_parties(http):
+    csp = http.get("/login/").headers["content-security-policy"]
+    script_src = re.search(r"script-src([^;]*)", csp).group(1)
+    assert "'self'" in script_src and "unsafe-eval" not in script_src
+    assert "scarf" not in csp
+
+
+def test_plain_http_redirects_to_https(instance, ca_root):
+    import httpx
+
+    from setpoint.net import LoopbackTransport
+
+    spec = instance[0]
+    with httpx.Client(transport=LoopbackTransport()) as plain:
+        response = plain.get(f"http://{spec.host}:{spec.http_port}/login/?next=x")
+    assert response.status_code == 308
+    assert response.headers["location"] == f"https://{spec.host}:{spec.https_port}/login/?next=x"
+
+
+def test_anonymous_api_calls_are_refused(http):
+    assert http.get("/api/v1/dashboard/").status_code == 401
+
+
+def test_public_role_has_no_permissions(admin):
+    roles = admin.find("security/roles", "name", "Public")
+    assert len(roles) == 1
+    permissions = admin.get(f"/api/v1/security/roles/{roles[0]['id']}/permissions/").json()["result"]
+    assert permissions == []
+
+
+def test_sample_dashboard_has_six_kinds_of_chart(admin):
+    dashboards = admin.find("dashboard", "dashboard_title", examples.DASHBOARD_TITLE)
+    assert len(dashboards) == 1
+    charts = admin.get(f"/api/v1/dashboard/{dashboards[0]['id']}/charts").json()["result"]
+    assert len(charts) >= 6
+    assert len({c["form_data"]["viz_type"] for c in charts}) >= 6
+
+
+def test_sample_chart_returns_rows(admin):
+    chart = admin.find("chart", "slice_name", "Top countries")[0]
+    query_context = admin.get(f"/api/v1/chart/{chart['id']}").json()["result"]["query_context"]
+    # Asynchronous queries are on: the Celery worker runs the query and the client polls for it.
+    result = admin.chart_data(query_context)[0]
+    assert result["rowcount"] == 20
+    assert {"country", "revenue", "orders"} <= set(result["colnames"])
+    assert sum(row["orders"] for row in result["data"]) > 0
+
+
+def test_sample_data_is_read_only_for_superset(admin):
+    database = admin.find("database", "database_name", examples.DATABASE_NAME)[0]
+    admin.ensure_csrf()
+    response = admin.http.post(
+        "/api/v1/sqllab/execute/",
+        json={"database_id": database["id"], "sql": "DELETE FROM sales", "runAsync": False},
+        headers=admin.headers,
+    )
+    assert response.status_code >= 400  # DML is off for the connection, and the role is read-only
+
+
+def test_secrets_are_0600_and_never_logged(home, secrets):
+    paths = home.instance("alpha")
+    assert stat.S_IMODE(paths.secrets_file.stat().st_mode) == 0o600
+    assert len(secrets["secret_key"]) >= 42
+    for log in paths.logs.glob("*.log"):
+        text = log.read_text(errors="replace")
+        for key, value in secrets.items():
+            assert value not in text, f"{key} appears in {log.name}"
+    config = (paths.config / "superset_config.py").read_text()
+    assert secrets["secret_key"] not in config
+
+
+def test_processes_run_unprivileged(home):
+    import pwd
+
+    from setpoint.services.supervisor import Supervisor
+
+    for name, state in Supervisor(home).states(prefix="alpha-").items():
+        with open(f"/proc/{state.pid}/status") as handle:
+            uid = int(next(line for line in handle if line.startswith("Uid:")).split()[1])
+        assert pwd.getpwuid(uid).pw_name == "setpoint", name
+
+
+def test_every_cache_is_in_redis(home, admin, secrets):
+    from setpoint.services.redis import RedisServer
+
+    port = home.instance("alpha").read_state()["ports"]["redis"]
+    redis = RedisServer(port, secrets["redis_password"])
+    admin.get("/api/v1/dashboard/")
+    # The chart query above left its result in the data cache (db 2).
+    keys = redis.command("-n", "2", "--scan", "--pattern", "superset_*")
+    assert keys, "no Superset cache keys in Redis"
+    assert redis.command("CONFIG", "GET", "maxmemory-policy").splitlines()[-1] == "volatile-lru"
