@@ -82,9 +82,11 @@ def up(home: Home, spec: InstanceSpec, log: Log = lambda m: None, step: Log = la
     preflight(home, spec, ports, running_ports, platform.caddy.listening_ports())
 
     ctx = build_context(home, spec, ports, platform.user)
-    # Remember the ports at once, so a converge that fails later keeps them next time.
+    # Remember the spec and ports at once: a converge that fails later keeps its ports next time,
+    # and a half-created instance can still be stopped or destroyed.
     state["ports"] = ports.__dict__
     paths.root.mkdir(parents=True, exist_ok=True)
+    write_file(paths.spec_file, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     paths.write_state(state)
     for directory in (paths.root, paths.config, paths.data, paths.logs, paths.run, paths.redis_data, paths.superset_home):
         directory.mkdir(parents=True, exist_ok=True)
@@ -163,7 +165,6 @@ def up(home: Home, spec: InstanceSpec, log: Log = lambda m: None, step: Log = la
 
     state.update(url=spec.url, superset_version=spec.superset_version)
     state.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    write_file(paths.spec_file, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     paths.write_state(state)
     return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
 
