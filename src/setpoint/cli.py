@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from enum import Enum
@@ -28,8 +29,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def command_name() -> str:
+    """How the user can call setpoint again: `setpoint` when on PATH, else the path they used."""
+    invoked = sys.argv[0]
+    on_path = shutil.which("setpoint")
+    if on_path and Path(on_path).resolve() == Path(invoked).resolve():
+        return "setpoint"
+    return invoked if invoked.endswith("setpoint") else "setpoint"
 
 
 class Format(str, Enum):
@@ -82,7 +92,7 @@ def up(
 
 def print_summary(spec: InstanceSpec, report: converge.UpReport) -> None:
     out.print(f"\n[bold]{spec.name}[/] is up ({report.seconds:.0f} s): [link={spec.url}]{spec.url}[/link]")
-    out.print(f"  admin credentials: setpoint credentials {spec.name}")
+    out.print(f"  admin credentials: {command_name()} credentials {spec.name}")
     if report.ca_root:
         out.print(f"  local CA certificate: {report.ca_root}  (curl --cacert {report.ca_root} {spec.url}health)")
     out.print(
