@@ -17,7 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from setpoint import __version__, doctor as doctor_module
-from setpoint.errors import SetpointError
+from setpoint.checklist import Target, run_scorecard
+from setpoint.checklist import report
+from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, default_home
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.spec import InstanceSpec, load_spec
@@ -45,6 +47,13 @@ def command_name() -> str:
 class Format(str, Enum):
     table = "table"
     json = "json"
+
+
+class CheckFormat(str, Enum):
+    table = "table"
+    json = "json"
+    junit = "junit"
+    markdown = "markdown"
 
 
 class State:
@@ -88,6 +97,12 @@ def up(
     if not report.changed:
         console.print(f"  {name} already matches its spec: nothing changed")
     print_summary(spec, report)
+    with console.status(f"[bold]{name}[/]: scoring the production checklist"):
+        card = run_scorecard(lifecycle.managed_target(home(), name), name=name)
+    out.print(f"  scorecard: {card.score}/{card.max} ({card.level}); still failing:")
+    for result in card.failing():
+        out.print(f"    {result.check.id:2}. {result.check.title}  [dim]({result.remedy})[/]")
+    out.print(f"  details: {command_name()} check {name}")
 
 
 def print_summary(spec: InstanceSpec, report: converge.UpReport) -> None:
@@ -101,6 +116,63 @@ def print_summary(spec: InstanceSpec, report: converge.UpReport) -> None:
             v=spec.superset_version
         )
     )
+
+
+@app.command()
+def check(
+    name: Optional[str] = typer.Argument(None, help="An instance Setpoint manages."),
+    url: Optional[str] = typer.Option(None, "--url", help="Any Superset's URL instead of a managed instance."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Its superset_config.py (loaded by Superset itself)."),
+    user: Optional[str] = typer.Option(None, "--user", help="An account for API probes."),
+    password: Optional[str] = typer.Option(None, "--password", envvar="SETPOINT_CHECK_PASSWORD", help="Its password (or SETPOINT_CHECK_PASSWORD)."),
+    metadata_uri: Optional[str] = typer.Option(None, "--metadata-uri", envvar="SETPOINT_METADATA_URI", help="Read access to its metadata database."),
+    ca_file: Optional[Path] = typer.Option(None, "--ca-file", help="CA certificate to verify its TLS certificate."),
+    superset_python: Optional[Path] = typer.Option(None, "--superset-python", help="Python of the Superset install that loads --config (default: Setpoint's)."),
+    format: CheckFormat = typer.Option(CheckFormat.table, "--format", help="table, json, junit or markdown."),
+    fail_under: int = typer.Option(0, "--fail-under", help="Exit 1 when the score is below this."),
+) -> None:
+    """Score a Superset against the 25-point production checklist.
+
+    Exit codes: 0 scored (and at least --fail-under), 1 below --fail-under, 3 some evidence
+    could not be gathered (unreachable URL, TLS error, wrong credentials, a config that fails).
+
+    Examples: setpoint check demo  |  setpoint check --url https://bi.example.com --config superset_config.py --format junit --fail-under 19
+    """
+    if (name is None) == (url is None):
+        raise InputError("name an instance or give --url (one of the two)", "example: setpoint check demo")
+    if url is not None:
+        if not url.startswith(("http://", "https://")):
+            raise InputError(f"--url must start with http:// or https:// (got {url})", "example: --url https://bi.example.com")
+        if config is not None and not config.is_file():
+            raise InputError(f"--config {config} is not a file", "give the path of its superset_config.py")
+        target = Target(url=url.rstrip("/") + "/", ca_file=ca_file, config_file=config, username=user, password=password,
+                        metadata_uri=metadata_uri, superset_python=superset_python or default_superset_python())
+        label = None
+    else:
+        target, label = lifecycle.managed_target(home(), name), name
+    with console.status("scoring the production checklist"):
+        card = run_scorecard(target, name=label)
+    if format is CheckFormat.json:
+        print(report.to_json(card))
+    elif format is CheckFormat.junit:
+        print(report.to_junit(card))
+    elif format is CheckFormat.markdown:
+        print(report.to_markdown(card))
+    else:
+        report.print_table(card, out)
+    if card.score < fail_under:
+        raise typer.Exit(1)
+    if card.problems:
+        raise typer.Exit(3)
+
+
+def default_superset_python() -> Path | None:
+    """Setpoint's own Superset virtualenv, if one was installed, to load a foreign config."""
+    from setpoint.services.superset import venv_dir
+    from setpoint.spec import supported_superset_versions
+
+    python = venv_dir(home(), supported_superset_versions()[-1]) / "bin" / "python"
+    return python if python.exists() else None
 
 
 @app.command()

@@ -6,10 +6,12 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from setpoint.checklist import ManagedInstance, Target
 from setpoint.errors import InputError
 from setpoint.home import Home
 from setpoint.net import http_client
-from setpoint.runtime.local.instance import require_instance
+from setpoint.render import Ports
+from setpoint.runtime.local.instance import build_context, require_instance
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
 
@@ -121,3 +123,16 @@ def log_file(home: Home, name: str, component: str) -> Path:
     if component not in allowed:
         raise InputError(f"unknown component '{component}'", f"choose one of: {', '.join(allowed)}")
     return paths.logs / f"{component}.log"
+
+
+def managed_target(home: Home, name: str) -> Target:
+    """What `setpoint check NAME` probes: the instance's URL plus everything Setpoint knows of it."""
+    paths, spec = require_instance(home, name)
+    platform = load_platform(home)
+    if platform is None:
+        raise InputError(f"instance '{name}' has never been started", f"start it with: setpoint up {name}")
+    ports = Ports(**paths.read_state()["ports"])
+    context = build_context(home, spec, ports, platform.user)
+    managed = ManagedInstance(spec, paths, platform, context, SecretStore(paths.secrets_file).load())
+    ca = platform.caddy.ca_root if spec.is_local_hostname else None
+    return Target(url=spec.url, ca_file=ca, managed=managed)

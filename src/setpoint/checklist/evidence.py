@@ -1,0 +1,312 @@
+"""What the probes look at: one target, and every piece of evidence gathered from it at most once.
+
+Each accessor is lazy and cached, never raises, and records what it could not gather in
+`problems` (an unreachable URL, a TLS error, wrong credentials, a config that does not import).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import socket
+import ssl
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from itsdangerous import URLSafeTimedSerializer
+
+from setpoint import proc
+from setpoint.checklist.known_keys import KNOWN_DEFAULT_KEYS
+from setpoint.net import http_client, is_loopback_name
+from setpoint.superset_api import SupersetClient
+
+PROBE_TIMEOUT = 5.0
+FACTS_SCRIPT = Path(__file__).parent.parent / "runtime" / "local" / "superset_side" / "dump_facts.py"
+
+
+@dataclass
+class ManagedInstance:
+    """What Setpoint knows about an instance it runs."""
+
+    spec: Any  # InstanceSpec
+    paths: Any  # InstancePaths
+    platform: Any  # Platform
+    context: Any  # InstanceContext
+    secrets: dict[str, str]
+
+
+@dataclass
+class Target:
+    """What the user gave: a URL and optionally a config file, credentials and metadata access."""
+
+    url: str
+    ca_file: Path | None = None
+    config_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    metadata_uri: str | None = None
+    superset_python: Path | None = None
+    managed: ManagedInstance | None = None
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def is_https(self) -> bool:
+        return urlsplit(self.url).scheme == "https"
+
+    @property
+    def plain_http_url(self) -> str:
+        """Where plain HTTP should answer with a redirect."""
+        if self.managed is not None:
+            spec = self.managed.spec
+            return f"http://{spec.host}:{spec.http_port}/"
+        parts = urlsplit(self.url)
+        return f"http://{parts.hostname}/" if parts.scheme == "https" else self.url
+
+
+def forge_session_cookie(secret_key: str, user_id: str = "1") -> str:
+    """A Flask session cookie for `user_id`, signed as Flask signs it (the CVE-2023-27524 attack)."""
+
+    class CompactJSON:
+        @staticmethod
+        def dumps(value: Any) -> str:
+            return json.dumps(value, separators=(",", ":"))
+
+        @staticmethod
+        def loads(value: str | bytes) -> Any:
+            return json.loads(value)
+
+    serializer = URLSafeTimedSerializer(
+        secret_key,
+        salt="cookie-session",
+        serializer=CompactJSON,
+        signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha1},
+    )
+    return serializer.dumps({"_user_id": user_id, "_fresh": True, "user_id": user_id})
+
+
+@dataclass
+class Evidence:
+    """Lazily gathered, cached evidence about one target."""
+
+    target: Target
+    problems: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # The facts script takes seconds (it imports Superset): start it while HTTP probes run.
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._facts_future = self._pool.submit(self._gather_facts)
+
+    def problem(self, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
+
+    # --- HTTP, as any visitor sees it -------------------------------------------------------
+
+    @cached_property
+    def http(self) -> httpx.Client:
+        return http_client(self.target.url, ca_file=self.target.ca_file, timeout=PROBE_TIMEOUT)
+
+    def get(self, path: str, **kwargs) -> httpx.Response | None:
+        """GET a path of the target; None (and a recorded problem) when it cannot be reached."""
+        key = (path, json.dumps(kwargs, sort_keys=True, default=str))
+        cache = self.__dict__.setdefault("_responses", {})
+        if key not in cache:
+            try:
+                cache[key] = self.http.get(path, **kwargs)
+            except httpx.ConnectError as exc:
+                cache[key] = None
+                reason = "TLS verification failed" if "CERTIFICATE" in str(exc).upper() else "connection failed"
+                self.problem(f"{self.target.url} is unreachable ({reason}: {str(exc)[:120]})")
+            except httpx.HTTPError as exc:
+                cache[key] = None
+                self.problem(f"{self.target.url}{path.lstrip('/')} did not answer ({type(exc).__name__})")
+        return cache[key]
+
+    @cached_property
+    def login_page(self) -> httpx.Response | None:
+        return self.get("/login/")
+
+    @cached_property
+    def plain_http(self) -> httpx.Response | None:
+        """The answer of plain HTTP (expected: a redirect to HTTPS)."""
+        url = self.target.plain_http_url
+        try:
+            with http_client(timeout=PROBE_TIMEOUT) as client:
+                return client.get(url)
+        except httpx.HTTPError:
+            return None
+
+    @cached_property
+    def legacy_tls_accepted(self) -> bool | None:
+        """Whether the server completes a handshake capped at TLS 1.1 (None: not HTTPS)."""
+        if not self.target.is_https:
+            return None
+        parts = urlsplit(self.target.url)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            context.minimum_version = ssl.TLSVersion.TLSv1
+            context.maximum_version = ssl.TLSVersion.TLSv1_1
+            context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        except (ValueError, ssl.SSLError):
+            return False
+        host = "127.0.0.1" if is_loopback_name(parts.hostname or "") else parts.hostname
+        try:
+            with socket.create_connection((host, parts.port or 443), timeout=PROBE_TIMEOUT) as raw:
+                with context.wrap_socket(raw, server_hostname=parts.hostname):
+                    return True
+        except (ssl.SSLError, OSError):
+            return False
+
+    @cached_property
+    def admin_admin_refused(self) -> bool | None:
+        """One login attempt as admin/admin (never more: this is not a brute force)."""
+        try:
+            response = self.http.post(
+                "/api/v1/security/login",
+                json={"username": "admin", "password": "admin", "provider": "db", "refresh": False},
+            )
+        except httpx.HTTPError:
+            return None
+        return response.status_code != 200
+
+    @cached_property
+    def forged_cookies_accepted(self) -> dict[str, bool | None]:
+        """For each publicly known key: was a session cookie signed with it accepted?"""
+        results: dict[str, bool | None] = {}
+        for label, key in KNOWN_DEFAULT_KEYS.items():
+            try:
+                response = self.http.get(
+                    "/api/v1/me/", headers={"Cookie": f"session={forge_session_cookie(key)}"}
+                )
+                results[label] = response.status_code == 200
+            except httpx.HTTPError:
+                results[label] = None
+        return results
+
+    @cached_property
+    def anonymous_api_status(self) -> int | None:
+        response = self.get("/api/v1/dashboard/")
+        return response.status_code if response is not None else None
+
+    @cached_property
+    def tokenless_post_refused(self) -> bool | None:
+        """Is a state-changing request without a CSRF token refused for that reason?
+
+        Flask-WTF checks the token before authentication: with CSRF on, an anonymous POST is
+        refused with 400 "The CSRF token is missing"; with CSRF off it reaches the login check.
+        """
+        try:
+            response = self.http.post("/api/v1/dashboard/", json={})
+        except httpx.HTTPError:
+            return None
+        return response.status_code == 400 and "csrf" in response.text.lower()
+
+    @cached_property
+    def api(self) -> SupersetClient | None:
+        """A logged-in API client with the credentials given (or the managed admin's)."""
+        managed = self.target.managed
+        username = self.target.username or (managed.spec.admin.username if managed else None)
+        password = self.target.password or (managed.secrets.get("admin_password") if managed else None)
+        if not (username and password):
+            return None
+        client = SupersetClient(self.http)
+        try:
+            response = client.login(username, password)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            self.problem(f"login as {username} failed (HTTP {response.status_code}): check --user and --password")
+            return None
+        return client
+
+    # --- the effective configuration and metadata, from Superset itself ------------------
+
+    def _facts_command(self) -> tuple[list[str], dict[str, str], str | None, Path | None] | None:
+        managed = self.target.managed
+        env: dict[str, str] = {}
+        if self.target.metadata_uri:
+            env["SETPOINT_METADATA_URI"] = self.target.metadata_uri
+        if managed is not None:
+            from setpoint.services.superset import SupersetCommands
+
+            commands = SupersetCommands(managed.context)
+            python = managed.context.venv / "bin" / "python"
+            return [str(python), str(FACTS_SCRIPT)], commands.env(**env), managed.context.service_user, managed.paths.superset_home
+        if not (self.target.config_file or self.target.metadata_uri):
+            return None
+        python = self.target.superset_python
+        if python is None:
+            return None
+        if self.target.config_file:
+            env["SUPERSET_CONFIG_PATH"] = str(self.target.config_file.absolute())
+        else:
+            env["SUPERSET_CONFIG_PATH"] = os.devnull
+        env.setdefault("SUPERSET_SECRET_KEY", "setpoint-check-placeholder-not-used-for-anything")
+        return [str(python), str(FACTS_SCRIPT)], env, None, None
+
+    def _gather_facts(self) -> dict[str, Any] | None:
+        command = self._facts_command()
+        if command is None:
+            return None
+        argv, env, user, cwd = command
+        try:
+            result = proc.run(argv, env=env, user=user, cwd=cwd, timeout=45, check=False)
+        except Exception as exc:  # noqa: BLE001 - a probe never raises
+            return {"config_error": str(exc)}
+        try:
+            return json.loads(result.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return {"config_error": f"the facts script failed: {proc.last_words(result)}"}
+
+    @cached_property
+    def facts(self) -> dict[str, Any] | None:
+        facts = self._facts_future.result()
+        self._pool.shutdown(wait=False)
+        if facts and "config_error" in facts:
+            self.problem(f"the Superset configuration could not be loaded: {facts['config_error']}")
+        return facts
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """Facts from the effective configuration, when a config was given (or managed)."""
+        if self.target.managed is None and self.target.config_file is None:
+            return None
+        facts = self.facts
+        return None if not facts or "config_error" in facts else facts
+
+    def config_section(self, name: str) -> dict[str, Any] | None:
+        section = (self.config or {}).get(name)
+        if isinstance(section, dict) and "error" in section:
+            self.problem(f"{name}: {section['error']}")
+            return None
+        return section
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """Facts read from the metadata database, when it was reachable."""
+        if self.target.managed is None and not self.target.metadata_uri and self.target.config_file is None:
+            return None
+        facts = self.facts or {}
+        section = facts.get("metadata_db")
+        if not isinstance(section, dict):
+            return None
+        if "error" in section:
+            self.problem(f"the metadata database could not be read: {section['error']}")
+            return None
+        return section
+
+    def close(self) -> None:
+        if "http" in self.__dict__:
+            self.http.close()
+        self._pool.shutdown(wait=False)

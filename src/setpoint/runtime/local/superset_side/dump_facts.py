@@ -1,0 +1,206 @@
+"""Runs inside a Superset virtualenv: report facts about the effective configuration and the
+metadata database, as JSON on stdout, for `setpoint check`.
+
+It loads Superset's own `superset.config` (which applies SUPERSET_CONFIG_PATH), so the facts are
+what Superset itself would run with. It never prints a secret: only lengths, hashes of known
+public defaults, booleans and counts. Every section is gathered on its own; a failure is
+reported in that section as {"error": "..."} and the others still run.
+"""
+
+import hashlib
+import json
+import os
+import sys
+import traceback
+
+FACTS = {}
+# The permissions that open SQL Lab (the sql_lab role's own); exporting a chart's CSV is not one.
+SQL_LAB_ACCESS = {"menu_access on SQL Lab", "can_sqllab on Superset", "can_execute_sql_query on SQLLab", "can_read on SQLLab"}
+TRIVIAL_PASSWORDS = ["admin", "password", "123456", "12345678", "superset", "changeme", "admin123", "test", "root", "general"]
+
+
+def section(name):
+    def wrap(func):
+        try:
+            FACTS[name] = func()
+        except Exception as exc:  # noqa: BLE001 - report, never raise
+            FACTS[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        return func
+
+    return wrap
+
+
+try:
+    from superset import config as C  # noqa: N812
+except BaseException as exc:  # noqa: BLE001 - a config that does not import is a finding
+    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    print(json.dumps({"config_error": last[:500]}))
+    sys.exit(0)
+
+
+def sha(value):
+    return hashlib.sha256(value.encode() if isinstance(value, str) else bytes(value)).hexdigest()
+
+
+@section("superset")
+def _version():
+    from importlib.metadata import version
+
+    return {"version": version("apache-superset")}
+
+
+@section("secret_key")
+def _secret_key():
+    key = C.SECRET_KEY
+    path = os.environ.get("SUPERSET_CONFIG_PATH")
+    text = open(path).read() if path and os.path.exists(path) else ""
+    return {
+        "length": len(key),
+        "sha256": sha(key),
+        "in_config_file": bool(key) and key in text,
+        "config_file": path,
+    }
+
+
+@section("auth")
+def _auth():
+    providers = [p.get("name") for p in (getattr(C, "OAUTH_PROVIDERS", None) or [])]
+    return {"auth_type": C.AUTH_TYPE, "oauth_providers": providers}
+
+
+@section("cookies")
+def _cookies():
+    return {
+        "httponly": C.SESSION_COOKIE_HTTPONLY,
+        "secure": C.SESSION_COOKIE_SECURE,
+        "samesite": C.SESSION_COOKIE_SAMESITE,
+        "csrf_enabled": C.WTF_CSRF_ENABLED,
+        "csrf_time_limit": C.WTF_CSRF_TIME_LIMIT,
+    }
+
+
+def _cache_facts(cfg):
+    kind = (cfg or {}).get("CACHE_TYPE", "NullCache")
+    facts = {"type": kind}
+    if "Redis" in str(kind):
+        import redis
+
+        url = cfg.get("CACHE_REDIS_URL")
+        client = (
+            redis.Redis.from_url(url)
+            if url
+            else redis.Redis(
+                host=cfg.get("CACHE_REDIS_HOST", "localhost"),
+                port=cfg.get("CACHE_REDIS_PORT", 6379),
+                password=cfg.get("CACHE_REDIS_PASSWORD"),
+                db=cfg.get("CACHE_REDIS_DB", 0),
+            )
+        )
+        try:
+            facts["reachable"] = bool(client.ping())
+        except Exception as exc:  # noqa: BLE001
+            facts["reachable"] = False
+            facts["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return facts
+
+
+@section("caches")
+def _caches():
+    names = ["CACHE_CONFIG", "DATA_CACHE_CONFIG", "FILTER_STATE_CACHE_CONFIG", "EXPLORE_FORM_DATA_CACHE_CONFIG"]
+    facts = {name: _cache_facts(getattr(C, name, None)) for name in names}
+    facts["RESULTS_BACKEND"] = {"type": type(C.RESULTS_BACKEND).__name__ if C.RESULTS_BACKEND else None}
+    return facts
+
+
+@section("celery")
+def _celery():
+    from celery import Celery
+
+    cfg = C.CELERY_CONFIG
+    if cfg is None:
+        return {"configured": False}
+    app = Celery()
+    app.config_from_object(cfg)
+    broker = str(app.conf.broker_url or "")
+    stats = app.control.inspect(timeout=3).stats() or {}
+    workers = {name: s.get("pool", {}).get("max-concurrency", 0) for name, s in stats.items()}
+    return {"configured": True, "broker_scheme": broker.split(":", 1)[0], "workers": workers}
+
+
+@section("webserver")
+def _webserver():
+    return {"timeout": C.SUPERSET_WEBSERVER_TIMEOUT}
+
+
+def _metadata_contents(conn, sa):
+    """Users, roles and rules, as counts and names; password hashes are checked here, never sent."""
+    from werkzeug.security import check_password_hash
+
+    rows = conn.execute(sa.text("SELECT username, password FROM ab_user WHERE active ORDER BY id")).fetchall()
+    # Hash checks are slow by design: the first 25 accounts keep the scorecard within seconds.
+    trivial = [u for u, h in rows[:25] if h and any(check_password_hash(h, p) for p in TRIVIAL_PASSWORDS + [u])]
+    local = [u for u, h in rows if h]
+    roles = [r for (r,) in conn.execute(sa.text("SELECT name FROM ab_role ORDER BY name"))]
+
+    def permissions(role):
+        return [
+            f"{p} on {v}"
+            for p, v in conn.execute(
+                sa.text(
+                    "SELECT p.name, v.name FROM ab_role r JOIN ab_permission_view_role pvr ON pvr.role_id = r.id "
+                    "JOIN ab_permission_view pv ON pv.id = pvr.permission_view_id "
+                    "JOIN ab_permission p ON p.id = pv.permission_id JOIN ab_view_menu v ON v.id = pv.view_menu_id "
+                    "WHERE r.name = :role"
+                ),
+                {"role": role},
+            )
+        ]
+
+    gamma = permissions("Gamma") if "Gamma" in roles else []
+    public = getattr(C, "AUTH_ROLE_PUBLIC", "Public")  # a Flask-AppBuilder default
+    return {
+        "active_users": len(rows),
+        "active_local_users": len(local),
+        "trivial_password_users": trivial,
+        "roles": roles,
+        "public_permissions": len(permissions(public)) if public in roles else 0,
+        "gamma_sql_lab": [p for p in gamma if p in SQL_LAB_ACCESS],
+        "rls_rules": conn.execute(sa.text("SELECT count(*) FROM row_level_security_filters")).scalar(),
+        "datasets": conn.execute(sa.text("SELECT count(*) FROM tables")).scalar(),
+        "dashboards": conn.execute(sa.text("SELECT count(*) FROM dashboards")).scalar(),
+    }
+
+
+@section("metadata_db")
+def _metadata_db():
+    import sqlalchemy as sa
+
+    uri = os.environ.get("SETPOINT_METADATA_URI") or C.SQLALCHEMY_DATABASE_URI
+    engine = sa.create_engine(uri)
+    facts = {"dialect": engine.dialect.name, "engine_options": {k: v for k, v in C.SQLALCHEMY_ENGINE_OPTIONS.items() if isinstance(v, (int, float, bool, str))}}
+    with engine.connect() as conn:
+        facts["reachable"] = True
+        if engine.dialect.name == "postgresql":
+            facts["server_version_num"] = int(conn.execute(sa.text("SHOW server_version_num")).scalar())
+        facts.update(_metadata_contents(conn, sa))
+    return facts
+
+
+@section("async_queries")
+def _async_queries():
+    flags = {**getattr(C, "DEFAULT_FEATURE_FLAGS", {}), **getattr(C, "FEATURE_FLAGS", {})}
+    secret = C.GLOBAL_ASYNC_QUERIES_JWT_SECRET or ""
+    return {
+        "enabled": bool(flags.get("GLOBAL_ASYNC_QUERIES")),
+        "jwt_secret_length": len(secret),
+        "jwt_secret_is_default": secret == "test-secret-change-me",
+        "jwt_secret_equals_secret_key": secret == C.SECRET_KEY,
+    }
+
+
+@section("talisman")
+def _talisman():
+    return {"enabled": bool(C.TALISMAN_ENABLED), "public_role_like": C.PUBLIC_ROLE_LIKE}
+
+
+print(json.dumps(FACTS, default=str))
