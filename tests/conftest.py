@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,50 @@ def run_cli(*args: str, home: Home | None = None) -> subprocess.CompletedProcess
 def component_state(home: Home, name: str, component: str) -> lifecycle.ComponentStatus:
     status = lifecycle.instance_status(home, name)
     return next(c for c in status.components if c.component == component)
+
+
+STOCK_KEY = "thisISaSECRET_1234"  # the docker-compose default: a known key (CVE-2023-27524)
+
+
+@pytest.fixture(scope="session")
+def stock_superset(home, instance):
+    """Superset as the install guide starts it: `superset run`, SQLite, a config file holding a
+    known default SECRET_KEY, and admin/admin. Yields (url, config_file, metadata_uri, python)."""
+    import socket as _socket
+
+    from setpoint.services.superset import venv_dir
+
+    venv = venv_dir(home, "6.1.0")
+    root = home.root / "stock"
+    root.mkdir()
+    config = root / "superset_config.py"
+    config.write_text(f"SECRET_KEY = {STOCK_KEY!r}\n")
+    env = {**os.environ, "SUPERSET_CONFIG_PATH": str(config), "SUPERSET_HOME": str(root), "FLASK_APP": "superset"}
+    superset = str(venv / "bin" / "superset")
+    for args in (["db", "upgrade"],
+                 ["fab", "create-admin", "--username", "admin", "--firstname", "A", "--lastname", "B",
+                  "--email", "admin@example.com", "--password", "admin"],
+                 ["init"]):
+        subprocess.run([superset, *args], env=env, check=True, capture_output=True, timeout=300)
+    with _socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([superset, "run", "-h", "127.0.0.1", "-p", str(port), "--with-threads"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "health", timeout=2).text == "OK":
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    else:
+        server.kill()
+        raise RuntimeError("stock Superset did not start")
+    yield url, config, f"sqlite:///{root}/superset.db", venv / "bin" / "python"
+    server.terminate()
+    server.wait(timeout=30)

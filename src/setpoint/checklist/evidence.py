@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import ssl
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -155,8 +156,10 @@ class Evidence:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         try:
-            context.minimum_version = ssl.TLSVersion.TLSv1
-            context.maximum_version = ssl.TLSVersion.TLSv1_1
+            with warnings.catch_warnings():  # offering the deprecated versions is the point
+                warnings.simplefilter("ignore", DeprecationWarning)
+                context.minimum_version = ssl.TLSVersion.TLSv1
+                context.maximum_version = ssl.TLSVersion.TLSv1_1
             context.set_ciphers("DEFAULT:@SECLEVEL=0")
         except (ValueError, ssl.SSLError):
             return False

@@ -1,0 +1,109 @@
+"""`setpoint check` against real targets: a Setpoint instance, and a stock Superset."""
+
+import json
+from xml.etree import ElementTree as ET
+
+from setpoint.checklist import Target, run_scorecard
+from setpoint.checklist.evidence import Evidence, forge_session_cookie
+from setpoint.runtime.local import lifecycle
+from tests.conftest import STOCK_KEY, run_cli
+
+# What a fresh Setpoint instance must pass today, and what waits for later issues.
+MANAGED_PASS = {1, 2, 3, 5, 6, 8, 9, 10, 11, 12, 13}
+MANAGED_FAIL = {4, 7, *range(14, 26)}
+
+
+def statuses(card):
+    return {r.check.id: r.status.value for r in card.results}
+
+
+def test_managed_instance_scores_what_it_guarantees(home, instance):
+    card = run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha")
+    got = statuses(card)
+    assert {i for i, s in got.items() if s == "PASS"} == MANAGED_PASS, card.to_dict()
+    assert {i for i, s in got.items() if s == "FAIL"} == MANAGED_FAIL
+    assert card.score == len(MANAGED_PASS) and card.level == "acceptable for internal use"
+    assert card.problems == []
+    assert card.seconds < 15
+
+
+def test_forged_cookie_is_refused_by_setpoint_and_caught_on_stock(home, instance, stock_superset):
+    managed = Evidence(lifecycle.managed_target(home, "alpha"))
+    assert not any(managed.forged_cookies_accepted.values())
+    managed.close()
+    url, *_ = stock_superset
+    stock = Evidence(Target(url=url))
+    assert stock.forged_cookies_accepted["docker-compose .env"] is True
+    stock.close()
+
+
+def test_stock_superset_scores_as_poc(stock_superset):
+    url, config, metadata_uri, python = stock_superset
+    card = run_scorecard(Target(url=url, config_file=config, metadata_uri=metadata_uri, superset_python=python))
+    got = statuses(card)
+    assert card.score <= 10 and card.level == "POC", card.to_dict()
+    # The typical mistakes, each caught by its own point.
+    assert got[1] == "FAIL"  # a known default key, written in the config file
+    assert got[2] == "FAIL"  # plain HTTP
+    assert got[3] == "FAIL"  # admin/admin
+    assert got[5] == "FAIL"  # no Secure cookie
+    assert got[9] == "FAIL"  # NullCache
+    assert got[11] == "FAIL"  # SQLite metadata
+    assert got[12] == "FAIL"  # no pool options
+    assert got[13] == "FAIL"  # no async queries
+    # Points the outside cannot see are never passed.
+    assert all(got[i] == "UNVERIFIED" for i in range(14, 25))
+
+
+def test_black_box_only_leaves_config_points_unverified(stock_superset):
+    url, *_ = stock_superset
+    card = run_scorecard(Target(url=url))
+    got = statuses(card)
+    assert got[9] == got[11] == got[12] == got[13] == "UNVERIFIED"
+    assert got[3] == "FAIL"  # admin/admin still logs in: visible from outside
+
+
+def test_cli_formats_and_gates(home, instance):
+    as_json = run_cli("check", "alpha", "--format", "json", home=home)
+    assert as_json.returncode == 0, as_json.stderr
+    payload = json.loads(as_json.stdout)
+    assert set(payload) == {"instance", "score", "max", "level", "problems", "checks"}
+    assert set(payload["checks"][0]) == {"id", "key", "section", "title", "status", "evidence", "remedy"}
+    junit = run_cli("check", "alpha", "--format", "junit", home=home)
+    suite = ET.fromstring(junit.stdout).find("testsuite")
+    assert suite.get("tests") == "25" and suite.get("failures") == str(len(MANAGED_FAIL))
+    markdown = run_cli("check", "alpha", "--format", "markdown", home=home)
+    assert markdown.stdout.startswith("# Production scorecard: alpha")
+    gated = run_cli("check", "alpha", "--fail-under", "19", home=home)
+    assert gated.returncode == 1
+
+
+def test_unreachable_url_is_reported_not_raised(home):
+    result = run_cli("check", "--url", "https://127.0.0.1:1/", "--format", "json", home=home)
+    assert result.returncode == 3
+    payload = json.loads(result.stdout)
+    assert payload["score"] <= 1
+    assert any("unreachable" in p for p in payload["problems"])
+    assert "Traceback" not in result.stderr
+
+
+def test_config_that_does_not_import_is_reported(home, instance, tmp_path, stock_superset):
+    url, _, _, python = stock_superset
+    broken = tmp_path / "superset_config.py"
+    broken.write_text("import not_a_module_anywhere\n")
+    result = run_cli("check", "--url", url, "--config", str(broken), "--superset-python", str(python),
+                     "--format", "json", home=home)
+    assert result.returncode == 3
+    payload = json.loads(result.stdout)
+    assert any("could not be loaded" in p and "not_a_module_anywhere" in p for p in payload["problems"])
+    assert len(payload["checks"]) == 25
+
+
+def test_forged_cookie_uses_flask_session_format():
+    from itsdangerous import URLSafeTimedSerializer
+    import hashlib
+
+    cookie = forge_session_cookie(STOCK_KEY)
+    loaded = URLSafeTimedSerializer(STOCK_KEY, salt="cookie-session",
+                                    signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha1}).loads(cookie)
+    assert loaded["_user_id"] == "1"
