@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import httpx
 from setpoint import proc
 from setpoint.errors import SetpointError
 from setpoint.home import Home
+from setpoint.readiness import wait_until
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,8 @@ class Caddy:
             return False
 
     def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.is_ready():
-            if time.monotonic() > deadline:
-                raise SetpointError(
-                    f"Caddy's admin API on port {self.admin_port} did not answer",
-                    f"see {self.home.caddy_dir}/caddy.log",
-                )
-            time.sleep(0.3)
+        wait_until(self.is_ready, timeout, SetpointError(
+            f"Caddy's admin API on port {self.admin_port} did not answer", f"see {self.home.caddy_dir}/caddy.log"))
 
     def listening_ports(self) -> set[int]:
         """The ports this Caddy serves sites on (a shared port is not a conflict)."""
@@ -75,11 +69,8 @@ class Caddy:
         )
 
     def wait_ca_root(self, timeout: float = 30) -> Path:
-        deadline = time.monotonic() + timeout
-        while not self.ca_root.exists():
-            if time.monotonic() > deadline:
-                raise SetpointError("Caddy did not create its local CA", f"see {self.home.caddy_dir}/caddy.log")
-            time.sleep(0.3)
+        wait_until(self.ca_root.exists, timeout, SetpointError(
+            "Caddy did not create its local CA", f"see {self.home.caddy_dir}/caddy.log"))
         return self.ca_root
 
 

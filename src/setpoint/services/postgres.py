@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from setpoint import proc
 from setpoint.errors import SetpointError
 from setpoint.home import chown, write_file
+from setpoint.readiness import wait_until
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -61,14 +61,9 @@ class PostgresCluster:
         return result.ok
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.is_ready():
-            if time.monotonic() > deadline:
-                raise SetpointError(
-                    f"PostgreSQL on port {self.port} did not become ready within {timeout:.0f} s",
-                    "see: setpoint logs NAME postgres",
-                )
-            time.sleep(0.3)
+        wait_until(self.is_ready, timeout, SetpointError(
+            f"PostgreSQL on port {self.port} did not become ready within {timeout:.0f} s",
+            "see: setpoint logs NAME postgres"))
 
     def sql(self, statements: str, database: str = "postgres", timeout: float = 120) -> str:
         """Run SQL (sent on stdin, so values never show in a process list); return its rows."""

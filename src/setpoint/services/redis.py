@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from setpoint import proc
 from setpoint.errors import SetpointError
+from setpoint.readiness import wait_until
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,5 @@ class RedisServer:
         return self.command("PING") == "PONG"
 
     def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.is_ready():
-            if time.monotonic() > deadline:
-                raise SetpointError(
-                    f"Redis on port {self.port} did not answer within {timeout:.0f} s",
-                    "see: setpoint logs NAME redis",
-                )
-            time.sleep(0.2)
+        wait_until(self.is_ready, timeout, SetpointError(
+            f"Redis on port {self.port} did not answer within {timeout:.0f} s", "see: setpoint logs NAME redis"))

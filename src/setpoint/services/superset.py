@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import time
 from importlib import resources
 from pathlib import Path
 
 from setpoint import proc
 from setpoint.errors import SetpointError
 from setpoint.home import Home
+from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext
 from setpoint.spec import InstanceSpec
 
@@ -134,14 +134,9 @@ class SupersetCommands:
         return result.ok and "pong" in result.stdout
 
     def wait_worker(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.ping_worker():
-            if time.monotonic() > deadline:
-                raise SetpointError(
-                    f"the Celery worker of {self.ctx.spec.name} does not answer",
-                    f"see: setpoint logs {self.ctx.spec.name} worker",
-                )
-            time.sleep(2)
+        name = self.ctx.spec.name
+        wait_until(self.ping_worker, timeout, SetpointError(
+            f"the Celery worker of {name} does not answer", f"see: setpoint logs {name} worker"), interval=2)
 
     def ensure_admin(self) -> bool:
         """Create the admin from the spec with the generated password; return whether it was new."""

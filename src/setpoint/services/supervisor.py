@@ -15,6 +15,7 @@ from supervisor.xmlrpc import SupervisorTransport
 from setpoint import proc
 from setpoint.errors import SetpointError
 from setpoint.home import Home
+from setpoint.readiness import wait_until
 
 
 @dataclass(frozen=True)
@@ -64,15 +65,9 @@ class Supervisor:
             return False
         (self.home.supervisor_dir / "conf.d").mkdir(parents=True, exist_ok=True)
         proc.run([_bin("supervisord"), "-c", self.conf], what="starting supervisord", timeout=30)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.is_running():
-                return True
-            time.sleep(0.2)
-        raise SetpointError(
-            "supervisord did not start",
-            f"see {self.home.supervisor_dir}/supervisord.log",
-        )
+        wait_until(self.is_running, timeout, SetpointError(
+            "supervisord did not start", f"see {self.home.supervisor_dir}/supervisord.log"), interval=0.2)
+        return True
 
     def ctl(self, *args: str, timeout: float = 120) -> str:
         """Run supervisorctl against this home's supervisord."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,8 +60,28 @@ def cluster_of(ctx: InstanceContext) -> PostgresCluster:
     return PostgresCluster(ctx.paths.pg_data, ctx.paths.run, ctx.ports.postgres, ctx.service_user)
 
 
+@contextlib.contextmanager
+def instance_lock(home: Home, name: str):
+    """One converge of an instance at a time (a second one fails at once, changing nothing)."""
+    home.instances_dir.mkdir(parents=True, exist_ok=True)
+    with open(home.instances_dir / f".{name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SetpointError(
+                f"another setpoint command is already changing instance '{name}'",
+                "wait for it to finish, then run the command again",
+            ) from None
+        yield
+
+
 def up(home: Home, spec: InstanceSpec, log: Log = lambda m: None, step: Log = lambda m: None) -> UpReport:
     """Converge instance `spec.name` to `spec`; log one sentence per change."""
+    with instance_lock(home, spec.name):
+        return _converge(home, spec, log, step)
+
+
+def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log) -> UpReport:
     started = time.monotonic()
     paths = home.instance(spec.name)
     state = paths.read_state()
