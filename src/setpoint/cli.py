@@ -176,6 +176,149 @@ def default_superset_python() -> Path | None:
 
 
 @app.command()
+def backup(
+    words: list[str] = typer.Argument(..., help="NAME to back up, or: verify NAME for a restore drill."),
+    type: str = typer.Option("full", "--type", help="full, diff or incr."),
+) -> None:
+    """Take a backup now, or run a restore drill (verify).
+
+    Examples: setpoint backup demo --type diff  |  setpoint backup verify demo
+    """
+    from setpoint.backup.drill import run_drill
+    from setpoint.backup.service import take_backup
+    from setpoint.runtime.local.instance import load_context
+
+    if words[0] == "verify" and len(words) == 2:
+        ctx = load_context(home(), words[1])
+        with console.status(f"restore drill of {words[1]}") as status:
+            record = run_drill(ctx, log=lambda message: status.update(message))
+        out.print(f"restore drill of {words[1]} passed in {record['seconds']} s: backup {record['backup']} "
+                  f"restored, verified, and matches the live metadata ({record['restored']})")
+        return
+    if len(words) != 1:
+        raise InputError(f"unexpected arguments: {' '.join(words)}", "use: setpoint backup NAME, or setpoint backup verify NAME")
+    ctx = load_context(home(), words[0])
+    with console.status(f"{type} backup of {words[0]}"):
+        taken = take_backup(ctx, type)
+    out.print(f"{taken.type} backup {taken.label} of {words[0]}: {taken.size_bytes / 1e6:.1f} MB of data, "
+              f"{taken.repo_bytes / 1e6:.1f} MB in the encrypted repository")
+
+
+@app.command()
+def backups(
+    name: str = typer.Argument(..., help="Instance name."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """List every backup and the recovery window (earliest and latest restorable time).
+
+    Example: setpoint backups demo --format json
+    """
+    from setpoint.backup.service import backup_report
+    from setpoint.runtime.local.instance import load_context
+
+    report_ = backup_report(load_context(home(), name))
+    if format is Format.json:
+        out.print_json(json.dumps(report_.to_dict()))
+        return
+    table = Table(title=f"backups of {name}", title_justify="left")
+    for column in ("label", "type", "started (UTC)", "seconds", "data MB", "repository MB", "repo"):
+        table.add_column(column)
+    for b in report_.backups:
+        table.add_row(b.label, b.type, b.started.strftime("%Y-%m-%d %H:%M:%S"), str(int((b.stopped - b.started).total_seconds())),
+                      f"{b.size_bytes / 1e6:.1f}", f"{b.repo_bytes / 1e6:.1f}", str(b.repo))
+    out.print(table)
+    window = report_.window
+    out.print(f"recovery window: {window.earliest.isoformat() if window.earliest else '-'} to "
+              f"{window.latest.isoformat() if window.latest else '-'}")
+
+
+@app.command()
+def restore(
+    name: str = typer.Argument(..., help="The instance to restore from."),
+    to: str = typer.Option(..., "--to", help="ISO 8601 time (UTC when no offset) or 'latest'."),
+    as_name: Optional[str] = typer.Option(None, "--as", help="Name of the new instance (default NAME-YYYYMMDD-HHMM)."),
+) -> None:
+    """Point-in-time recovery into a new instance beside the original, which is left untouched.
+
+    Example: setpoint restore demo --to 2026-11-21T18:30:00Z --as demo-before-incident
+    """
+    from datetime import datetime, timezone
+
+    from setpoint.backup.restore import restore_as_new
+    from setpoint.spec import parse_spec
+
+    new_name = as_name or f"{name}-{datetime.now(timezone.utc):%Y%m%d-%H%M}"
+    parse_spec({"name": new_name}, source="--as")  # a valid instance name, before anything starts
+    with console.status(f"restoring {name} as {new_name}") as status:
+        report_ = restore_as_new(home(), name, to, new_name,
+                                 log=lambda sentence: console.print(f"  [green]✓[/] {sentence}"),
+                                 step=lambda message: status.update(message))
+    out.print(f"\n[bold]{new_name}[/] is {name} as of {to}: {report_.url}")
+    out.print(f"  it has the same admin credentials: {command_name()} credentials {new_name}")
+
+
+dr_app = typer.Typer(help="Disaster recovery.", no_args_is_help=True)
+app.add_typer(dr_app, name="dr")
+
+
+@dr_app.command("plan")
+def dr_plan(name: str = typer.Argument(..., help="Instance name.")) -> None:
+    """Render the instance's disaster-recovery plan (Markdown) and print it.
+
+    Example: setpoint dr plan demo > demo-dr.md
+    """
+    from setpoint.backup.dr import write_plan
+    from setpoint.runtime.local.instance import load_context
+
+    print(write_plan(load_context(home(), name)), end="")
+
+
+@app.command(name="export")
+def export_(
+    name: str = typer.Argument(..., help="Instance name."),
+    git: Optional[str] = typer.Option(None, "--git", help="A git directory or URL (default: the instance's own export/)."),
+) -> None:
+    """Export every dashboard as YAML into git; commit only when something changed.
+
+    Example: setpoint export demo --git /srv/dashboards
+    """
+    from setpoint.backup import export
+
+    ctx, platform, secrets = _instance_handles(name)
+    target = git or str(ctx.paths.root / "export")
+    with converge.admin_client(ctx.spec, platform, secrets) as api:
+        result = export.export_dashboards(api, target, ctx.paths.root / "export-clones")
+    export.record_export(ctx.paths, result, target)
+    out.print(f"{result.message} ({result.repository})")
+
+
+@app.command(name="import")
+def import_(
+    name: str = typer.Argument(..., help="Instance name."),
+    git: str = typer.Option(..., "--git", help="A git directory or URL holding an export."),
+) -> None:
+    """Load a dashboards-as-code repository into an instance (existing objects are overwritten).
+
+    Example: setpoint import demo --git /srv/dashboards
+    """
+    from setpoint.backup import export
+
+    ctx, platform, secrets = _instance_handles(name)
+    with converge.admin_client(ctx.spec, platform, secrets) as api:
+        count = export.import_dashboards(api, git, ctx.paths.root / "export-clones", export.managed_passwords(secrets))
+    out.print(f"imported {count} dashboard(s) from {git} into {name}")
+
+
+def _instance_handles(name: str):
+    from setpoint.runtime.local.instance import load_context
+    from setpoint.runtime.local.platform import load_platform
+    from setpoint.secret import SecretStore
+
+    ctx = load_context(home(), name)
+    return ctx, load_platform(home()), SecretStore(ctx.paths.secrets_file).load()
+
+
+@app.command()
 def status(
     name: Optional[str] = typer.Argument(None, help="One instance; all of them when empty."),
     format: Format = typer.Option(Format.table, "--format", help="table or json."),
@@ -202,6 +345,9 @@ def status(
         out.print(table)
         if st.ca_certificate:
             out.print(f"CA certificate: {st.ca_certificate}")
+        for what, entry in st.backups.items():
+            verdict = "[green]ok[/]" if entry.get("ok", True) else f"[red]FAILED[/]: {entry.get('error')}"
+            out.print(f"{what.replace('_', ' ')}: {entry['at'][:19]} {verdict}")
 
 
 @app.command()

@@ -53,6 +53,7 @@ class InstancePaths:
     pg_data = property(lambda self: self.data / "postgres")
     redis_data = property(lambda self: self.data / "redis")
     superset_home = property(lambda self: self.data / "superset")
+    backup = property(lambda self: self.root / "backup")
 
     def exists(self) -> bool:
         return self.state_file.exists()

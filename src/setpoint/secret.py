@@ -20,6 +20,7 @@ SECRET_LENGTHS = {
     "metadata_db_password": 32,  # the `superset` role that owns the metadata database
     "examples_reader_password": 32,  # the read-only role of the sample data
     "redis_password": 48,
+    "backup_cipher_pass": 64,  # pgBackRest repository encryption (aes-256-cbc)
 }
 
 ALPHABET = string.ascii_letters + string.digits

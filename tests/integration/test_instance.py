@@ -114,7 +114,7 @@ def test_processes_run_unprivileged(home):
 
     from setpoint.services.supervisor import Supervisor
 
-    for name, state in Supervisor(home).states(prefix="alpha-").items():
+    for name, state in Supervisor(home).states("alpha").items():
         with open(f"/proc/{state.pid}/status") as handle:
             uid = int(next(line for line in handle if line.startswith("Uid:")).split()[1])
         assert pwd.getpwuid(uid).pw_name == "setpoint", name

@@ -21,7 +21,7 @@ from setpoint.render import (
 from setpoint.spec import parse_spec, size_instance
 
 GOLDEN = Path(__file__).parent / "golden"
-SECRETS = {"redis_password": "REDIS-PASSWORD-VALUE"}
+SECRETS = {"redis_password": "REDIS-PASSWORD-VALUE", "backup_cipher_pass": "CIPHER-PASS-VALUE"}
 
 
 def context(**spec_fields) -> InstanceContext:
@@ -46,7 +46,7 @@ def rendered_files(ctx):
         "programs.conf": render_programs_conf(ctx),
         "site.caddy": render_site(ctx),
         "Caddyfile": render_caddyfile(home, 2019),
-        "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint"),
+        "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint", "/opt/setpoint/bin/python"),
     }
     return {**{name: f.text for name, f in files.items()}, **extra}
 
@@ -93,6 +93,17 @@ def test_every_cache_is_redis():
     for key in ("CACHE_CONFIG", "DATA_CACHE_CONFIG", "FILTER_STATE_CACHE_CONFIG",
                 "EXPLORE_FORM_DATA_CACHE_CONFIG", "THUMBNAIL_CACHE_CONFIG"):
         assert f"\n{key} = _redis_cache(" in text
+
+
+def test_wal_is_archived_to_an_encrypted_repository():
+    files = {f.path.name: f for f in render_instance(context(), SECRETS)}
+    postgres = files["postgresql.conf"].text
+    assert "archive_mode = on" in postgres and "archive_timeout = 60" in postgres
+    assert "--stanza=demo archive-push %p" in postgres
+    backrest = files["pgbackrest.conf"]
+    assert backrest.mode == 0o600
+    assert "repo1-cipher-type=aes-256-cbc" in backrest.text and "repo1-retention-full=30" in backrest.text
+    assert "CIPHER-PASS-VALUE" not in postgres
 
 
 def test_redis_password_only_in_its_0600_file():

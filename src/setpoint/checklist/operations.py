@@ -8,10 +8,15 @@ evidence is not visible from outside: the points are UNVERIFIED with what would 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
+from setpoint.backup.dr import plan_path
+from setpoint.backup.service import backup_report, now, read_record
 from setpoint.checklist.evidence import Evidence
 from setpoint.checklist.model import Finding, combine, failed, passed, unverified
+from setpoint.services.postgres import cluster_of
 from setpoint.spec import supported_superset_versions
 
 
@@ -31,25 +36,98 @@ def artifact_probe(relative: str, absent: str, external: str) -> Callable[[Evide
     return probe
 
 
-probe_backups = artifact_probe(
-    "backup/pgbackrest.conf",
-    "no pgBackRest repository, WAL archiving or restore test for this instance",
-    "backups are not visible from outside: pgBackRest info of the metadata cluster and a restore-test record would verify it",
-)
+FULL_BACKUP_MAX_AGE = timedelta(hours=26)
+DRILL_MAX_AGE = timedelta(days=92)
+EXPORT_MAX_AGE = timedelta(hours=48)
+MIN_RETENTION_DAYS = 30
+
+
+def _age(iso: str) -> timedelta:
+    return now() - datetime.fromisoformat(iso)
+
+
+def probe_backups(ev: Evidence) -> Finding:
+    managed = ev.target.managed
+    if managed is None:
+        return unverified("backups are not visible from outside: pgBackRest info of the metadata cluster "
+                          "and a restore-test record would verify it")
+    ctx = managed.context
+    if not ctx.managed_postgres:
+        return unverified("the metadata database is external: its own backups are not visible to Setpoint")
+    report = backup_report(ctx)
+    parts = []
+    last = read_record(ctx.paths).get("last_backup") or {}
+    if last and not last.get("ok"):
+        parts.append(failed(f"the last backup ({last['at'][:16]}) failed: {last.get('error')}",
+                            f"fix the cause, then: setpoint backup {ctx.spec.name}"))
+    fulls = [b for b in report.backups if b.type == "full" and not b.error]
+    if not fulls:
+        parts.append(failed("no full backup in the repository"))
+    else:
+        age = now() - fulls[-1].stopped
+        verdict = passed if age < FULL_BACKUP_MAX_AGE else failed
+        parts.append(verdict(f"last full backup {fulls[-1].label}, {age.total_seconds() / 3600:.1f} h old"))
+    archiving = report.archiving
+    last, failed_at = archiving.get("last_archived"), archiving.get("last_failed")
+    if not last:
+        parts.append(failed("no WAL segment has been archived"))
+    elif failed_at and failed_at > last:
+        parts.append(failed(f"WAL archiving fails since {failed_at}"))
+    else:
+        parts.append(passed(f"WAL archiving current (last segment {last})"))
+    conf = (ctx.paths.config / "pgbackrest.conf").read_text()
+    retention = re.search(r"^repo1-retention-full=(\d+)$", conf, re.M)
+    days = int(retention.group(1)) if retention and "repo1-retention-full-type=time" in conf else 0
+    parts.append((passed if days >= MIN_RETENTION_DAYS else failed)(f"retention {days} days"))
+    drill = read_record(ctx.paths).get("last_drill")
+    if not drill:
+        parts.append(failed("no restore drill has run", f"run: setpoint backup verify {ctx.spec.name}"))
+    elif not drill.get("ok"):
+        parts.append(failed(f"the last restore drill failed: {drill.get('error')}", f"see: setpoint backup verify {ctx.spec.name}"))
+    elif _age(drill["at"]) > DRILL_MAX_AGE:
+        parts.append(failed(f"the last successful restore drill is {_age(drill['at']).days} days old"))
+    else:
+        parts.append(passed(f"restore drill passed {drill['at'][:16]} in {drill['seconds']} s"))
+    return combine(parts)
+
+
+def probe_dr_plan(ev: Evidence) -> Finding:
+    managed = ev.target.managed
+    if managed is None:
+        return unverified("a disaster-recovery plan naming the backup, the secrets and the steps would verify it")
+    path = plan_path(managed.context)
+    if not path.exists():
+        return failed(f"no disaster-recovery plan ({path} is missing)", f"run: setpoint dr plan {managed.spec.name}")
+    text = path.read_text()
+    names = {"the backup repository": str(managed.paths.backup / "repo"), "the secrets": str(managed.paths.secrets_file),
+             "the restore steps": f"setpoint restore {managed.spec.name}"}
+    missing = [what for what, needle in names.items() if needle not in text]
+    if missing:
+        return failed(f"{path} does not name {', '.join(missing)}", f"run: setpoint dr plan {managed.spec.name}")
+    return passed(f"{path} names the backup repository, the secrets and the restore steps")
+
+
+def probe_dashboard_export(ev: Evidence) -> Finding:
+    managed = ev.target.managed
+    if managed is None:
+        return unverified("a git repository of dashboard exports less than 48 h old would verify it")
+    export = read_record(managed.paths).get("last_export")
+    if not export:
+        return failed("dashboards have never been exported as YAML into git", f"run: setpoint export {managed.spec.name}")
+    parts = [(passed if _age(export["at"]) < EXPORT_MAX_AGE else failed)(
+        f"last export to {export['target']} at {export['at'][:16]} (commit {export['commit'][:8]})")]
+    # Dashboards created since the export are the next export's business; every one that
+    # existed then must be in it.
+    at = datetime.fromisoformat(export["at"]).astimezone(timezone.utc).replace(tzinfo=None)
+    live = int(cluster_of(managed.context).sql(
+        f"SELECT count(*) FROM dashboards WHERE created_on <= '{at.isoformat()}'", database="superset"))
+    verdict = passed if export["dashboards"] >= live else failed
+    parts.append(verdict(f"{export['dashboards']} dashboards exported, {live} existed at the time"))
+    return combine(parts)
 probe_offsite = artifact_probe(
     "backup/offsite.json",
     "no off-site backup repository",
     "off-site copies are not visible from outside: the repository listing with its age would verify it",
-)
-probe_dr_plan = artifact_probe(
-    "docs/disaster-recovery.md",
-    "no disaster-recovery plan for this instance",
-    "a disaster-recovery plan naming the backup, the secrets and the steps would verify it",
-)
-probe_dashboard_export = artifact_probe(
-    "export/.git",
-    "dashboards have never been exported as YAML into git",
-    "a git repository of dashboard exports less than 48 h old would verify it",
 )
 probe_central_logs = artifact_probe(
     "observability/logs.yaml",

@@ -51,7 +51,7 @@ def probe_celery(ev: Evidence) -> Finding:
         parts.append(verdict(f"{processes} worker processes for {users} expected users ({needed} needed)"))
     managed = ev.target.managed
     if managed is not None:
-        states = managed.platform.supervisor.states(prefix=f"{managed.spec.name}-")
+        states = managed.platform.supervisor.states(managed.spec.name)
         beats = [s for n, s in states.items() if n.endswith("-beat") and s.is_running]
         verdict = passed if len(beats) == 1 else failed
         parts.append(verdict(f"{len(beats)} Celery beat running"))

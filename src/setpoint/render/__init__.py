@@ -184,6 +184,11 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 restarts=("postgres",),
             ),
             RenderedFile(config / "pg_hba.conf", render_template("pg_hba.conf.j2", **values), restarts=("postgres",)),
+            RenderedFile(
+                config / "pgbackrest.conf",
+                render_template("pgbackrest.conf.j2", **values, secrets=secrets),
+                mode=0o600,
+            ),
         ]
     if ctx.managed_redis:
         files += [
@@ -219,6 +224,6 @@ def render_caddyfile(home: Home, admin_port: int) -> str:
     return render_template("Caddyfile.j2", home=home, admin_port=admin_port)
 
 
-def render_supervisord_conf(home: Home, caddy_bin: str, service_user: str) -> str:
-    """The host's supervisord configuration: Caddy plus every instance's include file."""
-    return render_template("supervisord.conf.j2", home=home, caddy_bin=caddy_bin, service_user=service_user)
+def render_supervisord_conf(home: Home, caddy_bin: str, service_user: str, python: str) -> str:
+    """The host's supervisord configuration: Caddy, the scheduler, every instance's include file."""
+    return render_template("supervisord.conf.j2", home=home, caddy_bin=caddy_bin, service_user=service_user, python=python)

@@ -10,6 +10,7 @@ from setpoint import proc
 from setpoint.errors import SetpointError
 from setpoint.home import chown, write_file
 from setpoint.readiness import wait_until
+from setpoint.render import InstanceContext
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -65,8 +66,23 @@ class PostgresCluster:
             f"PostgreSQL on port {self.port} did not become ready within {timeout:.0f} s",
             "see: setpoint logs NAME postgres"))
 
+    def is_primary(self) -> bool:
+        """Ready and out of recovery (a restored cluster replays WAL read-only first)."""
+        if not self.is_ready():
+            return False
+        result = self.sql_result("SELECT pg_is_in_recovery()", timeout=10, check=False)
+        return result.ok and result.stdout.strip() == "f"
+
+    def wait_primary(self, timeout: float = 600) -> None:
+        wait_until(self.is_primary, timeout, SetpointError(
+            f"PostgreSQL on port {self.port} did not finish recovery within {timeout:.0f} s",
+            "see: setpoint logs NAME postgres"), interval=1)
+
     def sql(self, statements: str, database: str = "postgres", timeout: float = 120) -> str:
         """Run SQL (sent on stdin, so values never show in a process list); return its rows."""
+        return self.sql_result(statements, database, timeout).stdout.strip()
+
+    def sql_result(self, statements: str, database: str = "postgres", timeout: float = 120, check: bool = True) -> proc.Result:
         result = proc.run(
             [
                 "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
@@ -77,8 +93,9 @@ class PostgresCluster:
             cwd=self.socket_dir,
             timeout=timeout,
             what=f"SQL on database {database}",
+            check=check,
         )
-        return result.stdout.strip()
+        return result
 
     def ensure_role(self, role: str, password: str) -> None:
         """A login role with this password (created, or its password set again)."""
@@ -97,6 +114,11 @@ class PostgresCluster:
 
     def server_version(self) -> str:
         return self.sql("SHOW server_version")
+
+
+def cluster_of(ctx: InstanceContext) -> PostgresCluster:
+    """The managed cluster of an instance."""
+    return PostgresCluster(ctx.paths.pg_data, ctx.paths.run, ctx.ports.postgres, ctx.service_user)
 
 
 def _check_identifier(name: str) -> None:

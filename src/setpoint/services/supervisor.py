@@ -33,6 +33,15 @@ class ProcessState:
         return self.state == "RUNNING"
 
 
+# The processes an instance may have, in start order.
+COMPONENTS = ("postgres", "redis", "web", "worker", "beat")
+
+
+def program_names(instance: str) -> set[str]:
+    """Supervisor program names of an instance (exact: `demo-` is also a prefix of `demo-pitr-`)."""
+    return {f"{instance}-{component}" for component in COMPONENTS}
+
+
 def _bin(name: str) -> str:
     # supervisord is a Python dependency of Setpoint: it lives beside the interpreter.
     candidate = Path(sys.executable).parent / name
@@ -80,8 +89,8 @@ class Supervisor:
         """Apply changed include files: add, remove or restart the programs they changed."""
         self.ctl("update")
 
-    def states(self, prefix: str = "") -> dict[str, ProcessState]:
-        """Every program (whose name starts with `prefix`) and its state."""
+    def states(self, instance: str | None = None) -> dict[str, ProcessState]:
+        """Every program and its state; with `instance`, only that instance's programs."""
         if not self.is_running():
             return {}
         infos = self._rpc().getAllProcessInfo()
@@ -95,7 +104,7 @@ class Supervisor:
                 i["description"],
             )
             for i in infos
-            if i["name"].startswith(prefix)
+            if instance is None or i["name"] in program_names(instance)
         }
 
     def start(self, *names: str) -> None:

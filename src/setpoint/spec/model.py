@@ -100,6 +100,15 @@ class Cache(Strict):
     eviction_policy: EvictionPolicy = EvictionPolicy.volatile_lru
 
 
+class Backup(Strict):
+    """pgBackRest backups of the metadata database: retention, drills, RPO."""
+
+    retention_days: int = Field(30, ge=30, le=3650, description="time-based retention of full backups")
+    full_every_hours: int = Field(24, ge=1, le=168, description="a full backup at least this often")
+    drill_every_days: int = Field(90, ge=1, le=91, description="restore drills; point 14 needs one within 92 days")
+    archive_timeout_s: int = Field(60, ge=10, le=60, description="WAL switch interval: the recovery point objective")
+
+
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
@@ -123,6 +132,7 @@ class InstanceSpec(Strict):
     metadata_db: MetadataDatabase = MetadataDatabase()
     cache: Cache = Cache()
     admin: Admin = Admin()
+    backup: Backup = Backup()
     drivers: list[Driver] = Field(default_factory=list)
     feature_flags: dict[str, bool] = Field(default_factory=dict)
     examples: bool = True

@@ -12,6 +12,11 @@ from datetime import datetime, timezone
 import yaml
 
 from setpoint import examples, proc
+from setpoint.backup.pgbackrest import PgBackRest
+from setpoint.backup import export
+from setpoint.backup.dr import plan_path, write_plan
+from setpoint.backup.drill import run_drill
+from setpoint.backup.service import read_record, take_backup
 from setpoint.errors import SetpointError
 from setpoint.home import Home, chown, service_user, write_file
 from setpoint.net import http_client
@@ -32,7 +37,7 @@ from setpoint.runtime.local.instance import (
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
 from setpoint.services import caddy as caddy_service
-from setpoint.services.postgres import PostgresCluster
+from setpoint.services.postgres import cluster_of
 from setpoint.services.redis import RedisServer
 from setpoint.services.superset import SupersetCommands, ensure_venv
 from setpoint.spec import InstanceSpec
@@ -54,10 +59,6 @@ class UpReport:
     @property
     def changed(self) -> bool:
         return bool(self.actions)
-
-
-def cluster_of(ctx: InstanceContext) -> PostgresCluster:
-    return PostgresCluster(ctx.paths.pg_data, ctx.paths.run, ctx.ports.postgres, ctx.service_user)
 
 
 @contextlib.contextmanager
@@ -99,7 +100,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log) -> UpReport:
     if granted:
         platform.supervisor.restart("caddy")  # capabilities apply from the next exec
         act("allowed Caddy to bind ports below 1024 (cap_net_bind_service)")
-    own = platform.supervisor.states(prefix=f"{spec.name}-")
+    own = platform.supervisor.states(spec.name)
     running_ports = set(state.get("ports", {}).values()) if any(s.is_running for s in own.values()) else set()
     preflight(home, spec, ports, running_ports, platform.caddy.listening_ports())
 
@@ -146,6 +147,8 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log) -> UpReport:
     platform.supervisor.wait_running(data_programs)
     if ctx.managed_postgres:
         _ensure_databases(ctx, secrets, act)
+        if PgBackRest(ctx).ensure_stanza():
+            act(f"created the encrypted pgBackRest repository ({spec.backup.retention_days}-day retention, WAL archiving)")
     if ctx.managed_redis:
         RedisServer(ports.redis, secrets["redis_password"]).wait_ready()
 
@@ -185,10 +188,37 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log) -> UpReport:
         state["examples_loaded"] = True
         act(f"loaded {examples.ROWS:,} sample rows and the '{examples.DASHBOARD_TITLE}' dashboard")
 
+    if ctx.managed_postgres:
+        _ensure_backups_proven(ctx, platform, secrets, act, step)
+
     state.update(url=spec.url, superset_version=spec.superset_version)
     state.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     paths.write_state(state)
     return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
+
+
+def _ensure_backups_proven(ctx: InstanceContext, platform: Platform, secrets: dict[str, str], act: Log, step: Log) -> None:
+    """From the first minute: a full backup, a restore drill that proves it, a DR plan, and the
+    dashboards in git. The scheduler keeps them current afterwards."""
+    name = ctx.spec.name
+    if not PgBackRest(ctx).backups():
+        step("taking the first full backup")
+        act(f"took the first full backup ({take_backup(ctx, 'full').label})")
+    record = read_record(ctx.paths)
+    if not record.get("last_drill"):
+        step("proving the backup with a restore drill")
+        act(f"restore drill passed in {run_drill(ctx)['seconds']} s")
+    if not record.get("last_export"):
+        step("exporting the dashboards into git")
+        target = str(ctx.paths.root / "export")
+        with admin_client(ctx.spec, platform, secrets) as api:
+            result = export.export_dashboards(api, target, ctx.paths.root / "export-clones")
+        export.record_export(ctx.paths, result, target)
+        act(f"exported {result.dashboards} dashboard(s) as YAML into {target}")
+    first_plan = not plan_path(ctx).exists()
+    write_plan(ctx)  # refreshed on every converge: it documents the state, it does not change it
+    if first_plan:
+        act(f"wrote the disaster-recovery plan of {name} ({plan_path(ctx)})")
 
 
 def _allow_low_ports(spec: InstanceSpec) -> bool:
@@ -204,16 +234,17 @@ def _allow_low_ports(spec: InstanceSpec) -> bool:
 
 def _restart_changed(platform: Platform, ctx: InstanceContext, components: set[str], act: Log) -> None:
     names = [p.name for p in instance_programs(ctx) if p.component in components]
-    states = platform.supervisor.states(prefix=f"{ctx.spec.name}-")
+    states = platform.supervisor.states(ctx.spec.name)
     running = [n for n in names if n in states and states[n].is_running and states[n].uptime_s > 1]
     if running:
         platform.supervisor.restart(*running)
-        act(f"restarted {', '.join(running)}: their configuration changed")
+        act(f"restarted {', '.join(running)}: configuration changed")
 
 
 def _ensure_databases(ctx: InstanceContext, secrets: dict[str, str], act: Log) -> None:
     cluster = cluster_of(ctx)
     cluster.wait_ready()
+    cluster.wait_primary()  # a restored cluster first replays its WAL
     cluster.ensure_role("superset", secrets["metadata_db_password"])
     if cluster.ensure_database("superset", owner="superset"):
         act("created the metadata database")

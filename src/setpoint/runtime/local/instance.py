@@ -6,7 +6,7 @@ import yaml
 
 from setpoint import proc
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, InstancePaths
+from setpoint.home import Home, InstancePaths, service_user
 from setpoint.net import is_port_free
 from setpoint.render import InstanceContext, Ports
 from setpoint.services.superset import venv_dir
@@ -73,6 +73,15 @@ def build_context(home: Home, spec: InstanceSpec, ports: Ports, user: str) -> In
         postgres_bin=proc.find_binary("postgres"),
         redis_bin=proc.find_binary("redis-server"),
     )
+
+
+def load_context(home: Home, name: str) -> InstanceContext:
+    """The rendering context of an existing instance, from its saved spec and ports."""
+    paths, spec = require_instance(home, name)
+    ports = paths.read_state().get("ports")
+    if not ports:
+        raise InputError(f"instance '{name}' has never been started", f"start it with: setpoint up {name}")
+    return build_context(home, spec, Ports(**ports), service_user())
 
 
 def preflight(home: Home, spec: InstanceSpec, ports: Ports, running: set[int], site_ports: set[int]) -> None:

@@ -6,16 +6,16 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from setpoint.backup.service import read_record
 from setpoint.checklist import ManagedInstance, Target
 from setpoint.errors import InputError
 from setpoint.home import Home
 from setpoint.net import http_client
-from setpoint.render import Ports
-from setpoint.runtime.local.instance import build_context, require_instance
+from setpoint.runtime.local.instance import load_context, require_instance
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
+from setpoint.services.supervisor import COMPONENTS
 
-COMPONENTS = ("postgres", "redis", "web", "worker", "beat")
 
 
 @dataclass
@@ -37,6 +37,7 @@ class InstanceStatus:
     ca_certificate: str | None
     components: list[ComponentStatus] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
+    backups: dict = field(default_factory=dict)  # the last backup, drill and export, as recorded
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +47,7 @@ def instance_status(home: Home, name: str) -> InstanceStatus:
     """Each component's supervised state, and /health through Caddy."""
     paths, spec = require_instance(home, name)
     platform = load_platform(home)
-    states = platform.supervisor.states(prefix=f"{name}-") if platform else {}
+    states = platform.supervisor.states(name) if platform else {}
     components = []
     for component in COMPONENTS:
         info = states.get(f"{name}-{component}")
@@ -65,6 +66,7 @@ def instance_status(home: Home, name: str) -> InstanceStatus:
         ca_certificate=str(ca) if ca else None,
         components=components,
         ports=paths.read_state().get("ports", {}),
+        backups={k: v for k, v in read_record(paths).items() if k in ("last_backup", "last_drill", "last_export")},
     )
 
 
@@ -127,12 +129,9 @@ def log_file(home: Home, name: str, component: str) -> Path:
 
 def managed_target(home: Home, name: str) -> Target:
     """What `setpoint check NAME` probes: the instance's URL plus everything Setpoint knows of it."""
-    paths, spec = require_instance(home, name)
+    context = load_context(home, name)
+    spec, paths = context.spec, context.paths
     platform = load_platform(home)
-    if platform is None:
-        raise InputError(f"instance '{name}' has never been started", f"start it with: setpoint up {name}")
-    ports = Ports(**paths.read_state()["ports"])
-    context = build_context(home, spec, ports, platform.user)
     managed = ManagedInstance(spec, paths, platform, context, SecretStore(paths.secrets_file).load())
     ca = platform.caddy.ca_root if spec.is_local_hostname else None
     return Target(url=spec.url, ca_file=ca, managed=managed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pwd
+import sys
 from dataclasses import dataclass
 
 from setpoint import proc
@@ -78,7 +79,7 @@ def ensure_platform(home: Home, log=lambda message: None) -> Platform:
         platform = load_platform(home)
     caddy_bin = proc.find_binary("caddy")
     write_file(platform.caddy.caddyfile, render_caddyfile(home, platform.caddy.admin_port), owner=user)
-    conf_changed = write_file(platform.supervisor.conf, render_supervisord_conf(home, caddy_bin, user), mode=0o600)
+    conf_changed = write_file(platform.supervisor.conf, render_supervisord_conf(home, caddy_bin, user, sys.executable), mode=0o600)
     if platform.supervisor.ensure_running():
         log("started the host's supervisord and Caddy")
     elif conf_changed:

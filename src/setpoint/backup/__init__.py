@@ -1,0 +1,1 @@
+"""Backups proven by restores: pgBackRest, point-in-time recovery, restore drills."""

@@ -1,0 +1,85 @@
+"""Restore drills: prove the latest backup restores, and how long it takes (the measured RTO)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from setpoint import proc
+from setpoint.backup.pgbackrest import PgBackRest
+from setpoint.backup.service import now, update_record
+from setpoint.errors import SetpointError
+from setpoint.home import chown
+from setpoint.net import is_port_free
+from setpoint.readiness import wait_until
+from setpoint.render import InstanceContext
+from setpoint.runtime.local.instance import PORT_RANGE
+from setpoint.services.postgres import PostgresCluster, cluster_of
+
+# What must be the same in the restored metadata as in the live one.
+COUNTED = {
+    "dashboards": "SELECT count(*) FROM dashboards",
+    "charts": "SELECT count(*) FROM slices",
+    "datasets": "SELECT count(*) FROM tables",
+    "users": "SELECT count(*) FROM ab_user",
+    "saved_queries": "SELECT count(*) FROM saved_query",
+    "schema_version": "SELECT version_num FROM alembic_version",
+}
+
+
+def metadata_counts(cluster: PostgresCluster) -> dict[str, str]:
+    return {key: cluster.sql(query, database="superset") for key, query in COUNTED.items()}
+
+
+def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
+    """Restore the latest backup into a scratch cluster, verify it, compare it with the live
+    instance, record the result and the time it took, and clean up."""
+    started = time.monotonic()
+    backrest = PgBackRest(ctx)
+    scratch = ctx.paths.backup / "drill"
+    socket_dir = ctx.paths.run / "drill"
+    record: dict = {"at": now().isoformat(), "ok": False}
+    temporary = None
+    try:
+        if not backrest.backups():
+            raise SetpointError(f"instance {ctx.spec.name} has no backup to restore", f"take one: setpoint backup {ctx.spec.name}")
+        log("pushing the current WAL to the repository (pgbackrest check)")
+        backrest.check()
+        log("verifying the repository's checksums (pgbackrest verify)")
+        backrest.verify()
+        for directory in (scratch, socket_dir):
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True, mode=0o700)
+            chown(directory, ctx.service_user)
+        log("restoring the latest backup and its WAL into a scratch cluster")
+        backrest.run("restore", f"--pg1-path={scratch}", "--archive-mode=off", timeout=3600, what="the drill's restore")
+        port = next(p for p in PORT_RANGE if is_port_free(p, "127.0.0.1"))
+        temporary = PostgresCluster(scratch, socket_dir, port, ctx.service_user)
+        proc.run(
+            ["pg_ctl", "start", "-D", scratch, "-l", ctx.paths.logs / "drill-postgres.log", "-w", "-t", "300", "-o",
+             f"-p {port} -k {socket_dir} -c listen_addresses='' -c archive_mode=off -c shared_buffers=32MB "
+             f"-c max_connections={ctx.sizing.pg_max_connections}"],
+            user=ctx.service_user, cwd=socket_dir, timeout=330, what="starting the restored cluster",
+        )
+        wait_until(temporary.is_primary, 600, SetpointError("the restored cluster did not finish recovery",
+                                                            f"see {ctx.paths.logs / 'drill-postgres.log'}"))
+        restored = metadata_counts(temporary)
+        live = metadata_counts(cluster_of(ctx))
+        record.update(restored=restored, live=live, ok=restored == live, backup=backrest.backups()[-1].label)
+        if restored != live:
+            differences = ", ".join(f"{k} {restored[k]} vs {live[k]}" for k in live if restored[k] != live[k])
+            record["error"] = f"the restored metadata differs from the live one: {differences}"
+    except SetpointError as exc:
+        record["error"] = exc.message
+    finally:
+        if temporary is not None:
+            proc.run(["pg_ctl", "stop", "-D", scratch, "-m", "fast", "-w"], user=ctx.service_user,
+                     cwd=socket_dir, timeout=120, check=False)
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(socket_dir, ignore_errors=True)
+        record["seconds"] = round(time.monotonic() - started, 1)
+        update_record(ctx.paths, last_drill=record)
+    if not record["ok"]:
+        raise SetpointError(f"the restore drill of {ctx.spec.name} failed: {record['error']}",
+                            f"see {ctx.paths.logs / 'pgbackrest'} and {ctx.paths.logs / 'drill-postgres.log'}")
+    return record

@@ -1,0 +1,102 @@
+"""The backup scheduler: one supervised process per host keeps every instance's full backups,
+restore drills and dashboard exports current. Not a crontab the user must remember.
+
+`due_jobs` is pure (what is due, given the record and the spec); `run_forever` is the loop that
+supervisord keeps running (`python -m setpoint.backup.schedule HOME`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from setpoint.errors import SetpointError
+from setpoint.home import Home
+from setpoint.spec import InstanceSpec
+
+EXPORT_EVERY = timedelta(hours=24)
+TICK_S = 60
+
+log = logging.getLogger("setpoint.schedule")
+
+
+def _older_than(entry: dict | None, period: timedelta, now: datetime, ok_only: bool = True) -> bool:
+    if not entry or (ok_only and not entry.get("ok", True)):
+        return True
+    return now - datetime.fromisoformat(entry["at"]) >= period
+
+
+def due_jobs(spec: InstanceSpec, record: dict, now: datetime) -> list[str]:
+    """Which of `backup`, `drill`, `export` are due for an instance."""
+    jobs = []
+    if _older_than(record.get("last_backup"), timedelta(hours=spec.backup.full_every_hours), now):
+        jobs.append("backup")
+    if _older_than(record.get("last_drill"), timedelta(days=spec.backup.drill_every_days), now):
+        jobs.append("drill")
+    if _older_than(record.get("last_export"), EXPORT_EVERY, now, ok_only=False):
+        jobs.append("export")
+    return jobs
+
+
+def run_job(home: Home, name: str, job: str) -> None:
+    """Run one due job of one instance; failures are recorded by the job itself."""
+    from setpoint.backup import dr, export
+    from setpoint.backup.drill import run_drill
+    from setpoint.backup.service import take_backup
+    from setpoint.runtime.local.converge import admin_client
+    from setpoint.runtime.local.instance import load_context
+    from setpoint.runtime.local.platform import load_platform
+    from setpoint.secret import SecretStore
+
+    ctx = load_context(home, name)
+    if job == "backup":
+        take_backup(ctx, "full")
+    elif job == "drill":
+        run_drill(ctx)
+    elif job == "export":
+        target = str(ctx.paths.root / "export")
+        secrets = SecretStore(ctx.paths.secrets_file).load()
+        with admin_client(ctx.spec, load_platform(home), secrets) as api:
+            result = export.export_dashboards(api, target, ctx.paths.root / "export-clones")
+        export.record_export(ctx.paths, result, target)
+    dr.write_plan(ctx)
+
+
+def tick(home: Home, now: datetime) -> None:
+    """One pass over every running instance of the home."""
+    from setpoint.backup.service import read_record
+    from setpoint.runtime.local.instance import saved_spec
+
+    for name in home.instance_names():
+        paths = home.instance(name)
+        running = (home.supervisor_dir / "conf.d" / f"{name}.conf").exists()
+        spec = saved_spec(paths)
+        if not running or spec is None or spec.metadata_db.url:
+            continue
+        for job in due_jobs(spec, read_record(paths), now):
+            started = time.monotonic()
+            try:
+                run_job(home, name, job)
+                log.info("%s: %s done in %.1f s", name, job, time.monotonic() - started)
+            except SetpointError as exc:
+                log.error("%s: %s failed: %s", name, job, exc.message)
+            except Exception:  # noqa: BLE001 - one instance's failure never stops the others
+                log.exception("%s: %s failed", name, job)
+
+
+def run_forever(home: Home) -> None:
+    from setpoint.backup.service import now
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    log.info("scheduler started for %s", home.root)
+    while True:
+        tick(home, now())
+        time.sleep(TICK_S)
+
+
+if __name__ == "__main__":
+    run_forever(Home(Path(sys.argv[1])))

@@ -1,0 +1,126 @@
+"""Backups proven by restores, on a real instance: pgBackRest, PITR, drills, dashboards as code."""
+
+import json
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from setpoint.backup import export
+from setpoint.backup.pgbackrest import PgBackRest
+from setpoint.backup.restore import restore_as_new
+from setpoint.backup.service import read_record
+from setpoint.checklist import run_scorecard
+from setpoint.errors import InputError, SetpointError
+from setpoint.net import http_client
+from setpoint.runtime.local import lifecycle
+from setpoint.runtime.local.instance import load_context
+from setpoint.superset_api import SupersetClient
+from tests.conftest import run_cli
+
+
+def point(home, number):
+    card = run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha")
+    return next(r for r in card.results if r.check.id == number)
+
+
+def test_first_converge_backs_up_drills_exports_and_plans(home, instance):
+    ctx = load_context(home, "alpha")
+    assert [b.type for b in PgBackRest(ctx).backups()][:1] == ["full"]
+    record = read_record(ctx.paths)
+    assert record["last_drill"]["ok"] and record["last_drill"]["restored"] == record["last_drill"]["live"]
+    assert record["last_export"]["dashboards"] == 1
+    plan = (ctx.paths.root / "docs" / "disaster-recovery.md").read_text()
+    assert str(ctx.paths.secrets_file) in plan and "setpoint restore alpha" in plan and "4 h" in plan
+    assert "No off-site copy yet" in plan
+
+
+def test_backups_lists_the_recovery_window(home, instance):
+    result = run_cli("backups", "alpha", "--format", "json", home=home)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["backups"][0]["type"] == "full" and payload["backups"][0]["repo"] == 1
+    window = payload["recovery_window"]
+    assert window["earliest"] < window["latest"]
+
+
+def test_point_in_time_restore_into_a_new_instance(home, instance, admin):
+    admin.post("/api/v1/dashboard/", json={"dashboard_title": "Before T"})
+    time.sleep(2)
+    moment = datetime.now(timezone.utc)
+    time.sleep(2)
+    admin.post("/api/v1/dashboard/", json={"dashboard_title": "After T"})
+    report = restore_as_new(home, "alpha", moment.isoformat(), "alpha-pitr")
+    try:
+        creds = lifecycle.credentials(home, "alpha-pitr")
+        with http_client(report.url, ca_file=report.ca_root) as client:
+            api = SupersetClient(client)
+            assert api.login(creds["username"], creds["password"]).status_code == 200
+            titles = {d["dashboard_title"] for d in api.get("/api/v1/dashboard/").json()["result"]}
+        assert "Before T" in titles and "After T" not in titles
+        assert "Sales Overview" in titles
+        # The original is untouched.
+        assert admin.find("dashboard", "dashboard_title", "After T")
+    finally:
+        lifecycle.destroy(home, "alpha-pitr")
+
+
+def test_restore_outside_the_window_or_onto_a_taken_name_is_refused(home, instance):
+    with pytest.raises(InputError, match="outside the recovery window"):
+        restore_as_new(home, "alpha", "2001-01-01T00:00:00Z", "alpha-old")
+    assert not home.instance("alpha-old").root.exists()
+    with pytest.raises(InputError, match="already exists"):
+        restore_as_new(home, "alpha", "latest", "alpha")
+    bad = run_cli("restore", "alpha", "--to", "yesterday", "--as", "alpha-x", home=home)
+    assert bad.returncode == 2 and "ISO 8601" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_drill_records_the_measured_rto(home, instance):
+    result = run_cli("backup", "verify", "alpha", home=home)
+    assert result.returncode == 0, result.stderr
+    drill = read_record(home.instance("alpha")).get("last_drill")
+    assert drill["ok"] and drill["seconds"] > 0
+    assert f"{drill['seconds']} s" in (home.instance("alpha").root / "docs" / "disaster-recovery.md").read_text()
+
+
+def test_failed_backup_fails_loudly_and_recovers(home, instance):
+    repo = home.instance("alpha").backup / "repo"
+    repo.chmod(0o000)
+    try:
+        failed = run_cli("backup", "alpha", home=home)
+        assert failed.returncode == 1 and "error:" in failed.stderr and "Traceback" not in failed.stderr
+        assert not read_record(home.instance("alpha"))["last_backup"]["ok"]
+        assert point(home, 14).status.value == "FAIL"
+    finally:
+        repo.chmod(0o750)
+    assert run_cli("backup", "alpha", "--type", "diff", home=home).returncode == 0
+    assert point(home, 14).status.value == "PASS"
+
+
+def test_dashboards_round_trip_through_git(home, instance, admin, secrets, tmp_path):
+    repo = tmp_path / "dashboards"
+    first = run_cli("export", "alpha", "--git", str(repo), home=home)
+    assert first.returncode == 0 and "Export" in first.stdout
+    again = run_cli("export", "alpha", "--git", str(repo), home=home)
+    assert "no change" in again.stdout
+    exported = "\n".join(p.read_text() for p in repo.rglob("*.yaml"))
+    for key, value in secrets.items():
+        assert value not in exported, f"{key} leaked into the export"
+    sample = repo / "dashboards" / "Sales_Overview.yaml"
+    before = sample.read_text()
+    dashboard = admin.find("dashboard", "dashboard_title", "Sales Overview")[0]
+    admin.delete(f"/api/v1/dashboard/{dashboard['id']}")
+    assert not admin.find("dashboard", "dashboard_title", "Sales Overview")
+    loaded = run_cli("import", "alpha", "--git", str(repo), home=home)
+    assert loaded.returncode == 0, loaded.stderr
+    back = admin.find("dashboard", "dashboard_title", "Sales Overview")
+    assert len(back) == 1
+    charts = admin.get(f"/api/v1/dashboard/{back[0]['id']}/charts").json()["result"]
+    assert len(charts) == 6
+    ctx = load_context(home, "alpha")
+    from setpoint.runtime.local.converge import admin_client
+    from setpoint.runtime.local.platform import load_platform
+
+    with admin_client(ctx.spec, load_platform(home), secrets) as api:
+        export.export_dashboards(api, str(repo), tmp_path / "clones")
+    assert sample.read_text() == before  # lossless: the re-export is identical
