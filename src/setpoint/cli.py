@@ -184,6 +184,7 @@ def backup(
 
     Examples: setpoint backup demo --type diff  |  setpoint backup verify demo
     """
+    from setpoint.backup.dr import write_plan
     from setpoint.backup.drill import run_drill
     from setpoint.backup.service import take_backup
     from setpoint.runtime.local.instance import load_context
@@ -192,6 +193,7 @@ def backup(
         ctx = load_context(home(), words[1])
         with console.status(f"restore drill of {words[1]}") as status:
             record = run_drill(ctx, log=lambda message: status.update(message))
+        write_plan(ctx)  # it states the RTO the drill measured
         out.print(f"restore drill of {words[1]} passed in {record['seconds']} s: backup {record['backup']} "
                   f"restored, verified, and matches the live metadata ({record['restored']})")
         return
@@ -200,6 +202,7 @@ def backup(
     ctx = load_context(home(), words[0])
     with console.status(f"{type} backup of {words[0]}"):
         taken = take_backup(ctx, type)
+    write_plan(ctx)
     out.print(f"{taken.type} backup {taken.label} of {words[0]}: {taken.size_bytes / 1e6:.1f} MB of data, "
               f"{taken.repo_bytes / 1e6:.1f} MB in the encrypted repository")
 
@@ -271,6 +274,55 @@ def dr_plan(name: str = typer.Argument(..., help="Instance name.")) -> None:
     from setpoint.runtime.local.instance import load_context
 
     print(write_plan(load_context(home(), name)), end="")
+
+
+@dr_app.command("rebuild")
+def dr_rebuild(
+    name: str = typer.Argument(..., help="The destroyed instance's name."),
+    from_offsite: bool = typer.Option(False, "--from-offsite", help="Rebuild from the off-site repository (required)."),
+    spec_file: Path = typer.Option(..., "--spec", help="A spec naming backup.offsite (endpoint, bucket, path)."),
+    recovery_key: str = typer.Option(..., "--recovery-key", envvar="SETPOINT_RECOVERY_KEY", help="The instance's recovery key."),
+) -> None:
+    """Recreate a destroyed instance on this host from its off-site backups and recovery key.
+
+    The off-site access keys come from the environment variables the spec names.
+
+    Example: setpoint dr rebuild demo --from-offsite --spec demo.yaml --recovery-key XXXXX-XXXXX-...
+    """
+    from setpoint.backup.rebuild import rebuild_from_offsite
+
+    if not from_offsite:
+        raise InputError("only --from-offsite rebuilds exist", f"example: setpoint dr rebuild {name} --from-offsite --spec FILE --recovery-key KEY")
+    spec = load_spec(name, spec_file)
+    with console.status(f"rebuilding {name}") as status:
+        report_ = rebuild_from_offsite(home(), spec, recovery_key,
+                                       log=lambda sentence: console.print(f"  [green]✓[/] {sentence}"),
+                                       step=lambda message: status.update(message))
+    out.print(f"\n[bold]{name}[/] is rebuilt ({report_.seconds:.0f} s): {report_.url}")
+
+
+@app.command(name="recovery-key")
+def recovery_key(
+    name: str = typer.Argument(..., help="Instance name."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm without a prompt."),
+) -> None:
+    """Show the recovery key that opens the secrets escrowed with the backups.
+
+    Example: setpoint recovery-key demo
+    """
+    from setpoint.backup.escrow import format_key
+    from setpoint.secret import SecretStore
+
+    paths, _ = require_instance_paths(name)
+    if not yes and not typer.confirm(f"Show the recovery key of {name} on this terminal?"):
+        raise typer.Exit(1)
+    print(format_key(SecretStore(paths.secrets_file).load()["recovery_key"]))
+
+
+def require_instance_paths(name: str):
+    from setpoint.runtime.local.instance import require_instance
+
+    return require_instance(home(), name)
 
 
 @app.command(name="export")

@@ -21,6 +21,8 @@ SECRET_LENGTHS = {
     "examples_reader_password": 32,  # the read-only role of the sample data
     "redis_password": 48,
     "backup_cipher_pass": 64,  # pgBackRest repository encryption (aes-256-cbc)
+    "offsite_cipher_pass": 64,  # the off-site repository's own passphrase
+    "recovery_key": 40,  # opens the secrets escrowed with the backups; shown to the operator, never stored with them
 }
 
 ALPHABET = string.ascii_letters + string.digits
@@ -42,6 +44,16 @@ class SecretStore:
         values = json.loads(self.path.read_text()) if self.path.exists() else {}
         proc.redact.add(*values.values())
         return values
+
+    def update(self, values: dict[str, str]) -> bool:
+        """Store values given from outside (such as off-site access keys); return whether any changed."""
+        current = self.load()
+        if all(current.get(k) == v for k, v in values.items()):
+            return False
+        current.update(values)
+        write_file(self.path, json.dumps(current, indent=2, sort_keys=True) + "\n", mode=0o600, owner=self.owner)
+        proc.redact.add(*values.values())
+        return True
 
     def ensure(self) -> dict[str, str]:
         """Generate any missing secret (existing ones never change) and return them all."""

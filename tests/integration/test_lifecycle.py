@@ -11,6 +11,7 @@ import pytest
 
 from setpoint.errors import InputError, SetpointError
 from setpoint.runtime.local import converge, lifecycle
+from setpoint.runtime.local.instance import instance_lock
 from setpoint.services.supervisor import Supervisor
 from tests.conftest import component_state, make_spec, run_cli
 
@@ -107,9 +108,9 @@ def test_changed_spec_converges_and_restarts_only_what_changed(home, instance):
 
 
 def test_concurrent_converge_is_refused(home, instance):
-    with converge.instance_lock(home, "alpha"):
+    with instance_lock(home, "alpha"):
         with pytest.raises(SetpointError, match="already changing instance 'alpha'"):
-            converge.up(home, instance[0])
+            converge.up(home, instance[0], wait_lock_s=1)
 
 
 def test_dashboard_survives_down_and_up(home, instance, admin, ca_root, secrets):

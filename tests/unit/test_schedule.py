@@ -31,9 +31,11 @@ def test_daily_full_backup_and_quarterly_drill():
     assert due_jobs(SPEC, record, NOW) == ["backup", "drill"]
 
 
-def test_a_failed_backup_or_drill_is_retried_at_the_next_tick():
+def test_a_failed_backup_or_drill_is_retried_after_ten_minutes():
     record = {"last_backup": at(timedelta(minutes=1), ok=False), "last_drill": at(timedelta(minutes=1), ok=False),
               "last_export": at(timedelta(minutes=1))}
+    assert due_jobs(SPEC, record, NOW) == []
+    record = {**record, "last_backup": at(timedelta(minutes=10), ok=False), "last_drill": at(timedelta(minutes=11), ok=False)}
     assert due_jobs(SPEC, record, NOW) == ["backup", "drill"]
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
+from pathlib import Path
 
 from setpoint import proc
 from setpoint.backup.pgbackrest import PgBackRest
@@ -36,8 +38,9 @@ def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
     instance, record the result and the time it took, and clean up."""
     started = time.monotonic()
     backrest = PgBackRest(ctx)
-    scratch = ctx.paths.backup / "drill"
-    socket_dir = ctx.paths.run / "drill"
+    # Scratch places of their own, so that two drills never share one.
+    scratch = Path(tempfile.mkdtemp(prefix="drill-", dir=ctx.paths.backup))
+    socket_dir = Path(tempfile.mkdtemp(prefix="drill-", dir=ctx.paths.run))
     record: dict = {"at": now().isoformat(), "ok": False}
     temporary = None
     try:
@@ -48,8 +51,6 @@ def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
         log("verifying the repository's checksums (pgbackrest verify)")
         backrest.verify()
         for directory in (scratch, socket_dir):
-            shutil.rmtree(directory, ignore_errors=True)
-            directory.mkdir(parents=True, mode=0o700)
             chown(directory, ctx.service_user)
         log("restoring the latest backup and its WAL into a scratch cluster")
         backrest.run("restore", f"--pg1-path={scratch}", "--archive-mode=off", timeout=3600, what="the drill's restore")

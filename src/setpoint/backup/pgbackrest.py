@@ -54,14 +54,14 @@ class PgBackRest:
         self.config = ctx.paths.config / "pgbackrest.conf"
 
     def run(self, *args: str, timeout: float = 600, what: str | None = None, check: bool = True,
-            stanza: str | None = None, config: Path | None = None) -> proc.Result:
+            hint: str | None = None) -> proc.Result:
         return proc.run(
-            ["pgbackrest", f"--config={config or self.config}", f"--stanza={stanza or self.stanza}", *args],
+            ["pgbackrest", f"--config={self.config}", f"--stanza={self.stanza}", *args],
             user=self.ctx.service_user,
             cwd=self.ctx.paths.run,
             timeout=timeout,
             what=what or f"pgbackrest {args[0]}",
-            hint=f"see {self.ctx.paths.logs / 'pgbackrest'}",
+            hint=hint or f"see {self.ctx.paths.logs / 'pgbackrest'}",
             check=check,
         )
 
@@ -73,35 +73,46 @@ class PgBackRest:
             chown(directory, self.ctx.service_user)
         chown(self.ctx.paths.backup, self.ctx.service_user)
 
+    @property
+    def repos(self) -> list[int]:
+        """The repositories every backup goes to: the local one, and the off-site one if any."""
+        return [1, 2] if self.ctx.spec.backup.offsite else [1]
+
     def ensure_stanza(self) -> bool:
-        """Create the stanza unless it exists; return whether it was created."""
+        """Create the stanza in every repository that lacks it; return whether it did."""
         self.prepare_directories()
         info = self.info()
-        if info and info.get("status", {}).get("code") == 0:
+        ready = {r["key"] for r in info.get("repo", []) if r.get("status", {}).get("code") == 0}
+        if set(self.repos) <= ready:
             return False
-        self.run("stanza-create", what="creating the pgBackRest stanza")
+        self.run("stanza-create", what="creating the pgBackRest stanza",
+                 hint="if the off-site endpoint is named in the error, check its address, bucket and keys")
         return True
 
     def check(self) -> None:
         """pgBackRest's own end-to-end check: archiving works and the repository is writable."""
         self.run("check", timeout=120, what="checking WAL archiving (pgbackrest check)")
 
-    def backup(self, kind: str = "full") -> None:
+    def backup(self, kind: str = "full", repo: int = 1) -> None:
         if kind not in BACKUP_TYPES:
             raise SetpointError(f"unknown backup type '{kind}'", f"choose one of: {', '.join(BACKUP_TYPES)}")
-        self.run("backup", f"--type={kind}", "--repo=1", timeout=3600, what=f"the {kind} backup")
+        where = "the local repository" if repo == 1 else "the off-site repository"
+        self.run("backup", f"--type={kind}", f"--repo={repo}", timeout=3600, what=f"the {kind} backup to {where}")
 
-    def info(self) -> dict:
-        """The stanza's entry of `pgbackrest info`, or {} before it exists."""
-        result = self.run("info", "--output=json", check=False, timeout=60)
+    def info(self, repo: int | None = None) -> dict:
+        """The stanza's entry of `pgbackrest info` (of one repository, or all), or {} when it
+        cannot be read: before the stanza exists, or while a repository does not answer."""
+        args = ["info", "--output=json", "--io-timeout=10", *([f"--repo={repo}"] if repo else [])]
         try:
+            result = self.run(*args, check=False, timeout=30)
             stanzas = json.loads(result.stdout or "[]")
-        except ValueError:
+        except (SetpointError, ValueError):
             return {}
         return stanzas[0] if stanzas else {}
 
     def backups(self) -> list[BackupSet]:
-        return [
+        """Every backup in every repository (one that does not answer lists none), oldest first."""
+        found = [
             BackupSet(
                 label=b["label"],
                 type=b["type"],
@@ -109,15 +120,17 @@ class PgBackRest:
                 stopped=_utc(b["timestamp"]["stop"]),
                 size_bytes=b["info"]["size"],
                 repo_bytes=b["info"]["repository"]["delta"],
-                repo=b.get("database", {}).get("repo-key", 1),
+                repo=repo,
                 error=bool(b.get("error")),
             )
-            for b in self.info().get("backup", [])
+            for repo in self.repos
+            for b in self.info(repo).get("backup", [])
         ]
+        return sorted(found, key=lambda b: (b.stopped, b.repo))
 
-    def restore(self, target_dir: Path, target_time: str | None = None, delta: bool = False) -> None:
+    def restore(self, target_dir: Path, target_time: str | None = None, delta: bool = False, repo: int | None = None) -> None:
         """Restore into `target_dir`: to `target_time` (PITR), or to the end of the archive."""
-        args = ["restore", f"--pg1-path={target_dir}"]
+        args = ["restore", f"--pg1-path={target_dir}", *([f"--repo={repo}"] if repo else [])]
         if target_time:
             args += ["--type=time", f"--target={target_time}", "--target-action=promote"]
         if delta:

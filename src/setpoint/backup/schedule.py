@@ -18,15 +18,18 @@ from setpoint.home import Home
 from setpoint.spec import InstanceSpec
 
 EXPORT_EVERY = timedelta(hours=24)
+RETRY_AFTER = timedelta(minutes=10)
 TICK_S = 60
 
 log = logging.getLogger("setpoint.schedule")
 
 
-def _older_than(entry: dict | None, period: timedelta, now: datetime, ok_only: bool = True) -> bool:
-    if not entry or (ok_only and not entry.get("ok", True)):
+def _older_than(entry: dict | None, period: timedelta, now: datetime) -> bool:
+    """Whether a job is due: never ran, last ran `period` ago, or failed `RETRY_AFTER` ago."""
+    if not entry:
         return True
-    return now - datetime.fromisoformat(entry["at"]) >= period
+    age = now - datetime.fromisoformat(entry["at"])
+    return age >= (period if entry.get("ok", True) else min(period, RETRY_AFTER))
 
 
 def due_jobs(spec: InstanceSpec, record: dict, now: datetime) -> list[str]:
@@ -36,7 +39,7 @@ def due_jobs(spec: InstanceSpec, record: dict, now: datetime) -> list[str]:
         jobs.append("backup")
     if _older_than(record.get("last_drill"), timedelta(days=spec.backup.drill_every_days), now):
         jobs.append("drill")
-    if _older_than(record.get("last_export"), EXPORT_EVERY, now, ok_only=False):
+    if _older_than(record.get("last_export"), EXPORT_EVERY, now):
         jobs.append("export")
     return jobs
 
@@ -68,7 +71,7 @@ def run_job(home: Home, name: str, job: str) -> None:
 def tick(home: Home, now: datetime) -> None:
     """One pass over every running instance of the home."""
     from setpoint.backup.service import read_record
-    from setpoint.runtime.local.instance import saved_spec
+    from setpoint.runtime.local.instance import instance_lock, saved_spec
 
     for name in home.instance_names():
         paths = home.instance(name)
@@ -76,15 +79,22 @@ def tick(home: Home, now: datetime) -> None:
         spec = saved_spec(paths)
         if not running or spec is None or spec.metadata_db.url:
             continue
-        for job in due_jobs(spec, read_record(paths), now):
-            started = time.monotonic()
-            try:
-                run_job(home, name, job)
-                log.info("%s: %s done in %.1f s", name, job, time.monotonic() - started)
-            except SetpointError as exc:
-                log.error("%s: %s failed: %s", name, job, exc.message)
-            except Exception:  # noqa: BLE001 - one instance's failure never stops the others
-                log.exception("%s: %s failed", name, job)
+        jobs = due_jobs(spec, read_record(paths), now)
+        if not jobs:
+            continue
+        try:
+            with instance_lock(home, name):  # never beside a converge, a restore or another job
+                for job in jobs:
+                    started = time.monotonic()
+                    try:
+                        run_job(home, name, job)
+                        log.info("%s: %s done in %.1f s", name, job, time.monotonic() - started)
+                    except SetpointError as exc:
+                        log.error("%s: %s failed: %s", name, job, exc.message)
+                    except Exception:  # noqa: BLE001 - one instance's failure never stops the others
+                        log.exception("%s: %s failed", name, job)
+        except SetpointError:
+            log.info("%s: busy (another command is changing it); its jobs wait for the next tick", name)
 
 
 def run_forever(home: Home) -> None:

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from setpoint.backup.escrow import check_offsite, escrow_instance
 from setpoint.backup.pgbackrest import BackupSet, PgBackRest
 from setpoint.errors import SetpointError
 from setpoint.home import InstancePaths, write_file
 from setpoint.render import InstanceContext
+from setpoint.secret import SecretStore
 from setpoint.services.postgres import cluster_of
 
 
@@ -95,12 +97,18 @@ def backup_report(ctx: InstanceContext) -> BackupReport:
 def take_backup(ctx: InstanceContext, kind: str = "full") -> BackupSet:
     """Take a backup, record the outcome (success or failure), and return it."""
     started = time.monotonic()
+    backrest = PgBackRest(ctx)
     try:
-        PgBackRest(ctx).backup(kind)
+        if ctx.spec.backup.offsite:
+            check_offsite(ctx.spec.backup.offsite, SecretStore(ctx.paths.secrets_file).load())
+        # Each repository gets its own backup; a failure of either is a failed backup.
+        for repo in backrest.repos:
+            backrest.backup(kind, repo)
     except SetpointError as exc:
         update_record(ctx.paths, last_backup={"at": now().isoformat(), "ok": False, "type": kind, "error": exc.message})
         raise
-    newest = PgBackRest(ctx).backups()[-1]
+    newest = [b for b in backrest.backups() if b.repo == 1][-1]
+    escrow_instance(ctx, SecretStore(ctx.paths.secrets_file).load())
     update_record(
         ctx.paths,
         last_backup={"at": now().isoformat(), "ok": True, "type": kind, "label": newest.label,

@@ -72,7 +72,7 @@ CHECKS: list[Check] = [
           "back up the metadata database with pgBackRest (daily full, WAL archiving, 30 days) and test restores quarterly"),
     Check(15, "offsite-backups", B, "a copy of the backups off-site, under 26 h old",
           ops.probe_offsite,
-          "an off-site repository in the spec arrives with the backups issue (#4)",
+          "name an S3-compatible repository in the spec's backup.offsite (elsewhere than this host) and run setpoint up NAME",
           "copy backups to object storage in another location (B2, Wasabi, S3 cross-region)"),
     Check(16, "dr-plan", B, "a disaster-recovery plan names the backup, the secrets and the steps",
           ops.probe_dr_plan,

@@ -8,7 +8,9 @@ evidence is not visible from outside: the points are UNVERIFIED with what would 
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -124,11 +126,41 @@ def probe_dashboard_export(ev: Evidence) -> Finding:
     verdict = passed if export["dashboards"] >= live else failed
     parts.append(verdict(f"{export['dashboards']} dashboards exported, {live} existed at the time"))
     return combine(parts)
-probe_offsite = artifact_probe(
-    "backup/offsite.json",
-    "no off-site backup repository",
-    "off-site copies are not visible from outside: the repository listing with its age would verify it",
-)
+def is_this_host(hostname: str) -> bool:
+    """Whether a name resolves to this machine (loopback or one of its own addresses)."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(hostname, None)}
+    except OSError:
+        return False
+    own = {"127.0.0.1", "::1"}
+    try:
+        own |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
+    except OSError:
+        pass
+    return any(ipaddress.ip_address(a.split("%")[0]).is_loopback or a in own for a in addresses)
+
+
+def probe_offsite(ev: Evidence) -> Finding:
+    managed = ev.target.managed
+    if managed is None:
+        return unverified("off-site copies are not visible from outside: the repository listing with its age would verify it")
+    offsite = managed.spec.backup.offsite
+    if offsite is None:
+        return failed("the spec names no off-site repository (backup.offsite)")
+    parts = []
+    if is_this_host(offsite.endpoint):
+        parts.append(failed(f"{offsite.endpoint} is this host: a repository here is not off-site"))
+    last = read_record(managed.paths).get("last_backup") or {}
+    if last and not last.get("ok"):
+        parts.append(failed(f"the last backup failed: {last.get('error')}"))
+    copies = [b for b in backup_report(managed.context).backups if b.repo == 2 and not b.error]
+    if not copies:
+        parts.append(failed(f"no backup in the off-site repository s3://{offsite.bucket}{offsite.path}"))
+    else:
+        age = now() - copies[-1].stopped
+        verdict = passed if age < FULL_BACKUP_MAX_AGE else failed
+        parts.append(verdict(f"off-site backup {copies[-1].label} in s3://{offsite.bucket}, {age.total_seconds() / 3600:.1f} h old"))
+    return combine(parts)
 probe_central_logs = artifact_probe(
     "observability/logs.yaml",
     "logs stay in files on this host; nothing ships them to a central store",

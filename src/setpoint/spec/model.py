@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -100,6 +100,23 @@ class Cache(Strict):
     eviction_policy: EvictionPolicy = EvictionPolicy.volatile_lru
 
 
+class Offsite(Strict):
+    """A second pgBackRest repository on S3-compatible storage (Backblaze B2, Wasabi, AWS S3...).
+
+    Its access keys are read from the environment variables named here when `up` runs, and kept
+    in the instance's secret store from then on."""
+
+    endpoint: Hostname = Field(..., description="S3 endpoint host, e.g. s3.eu-central-003.backblazeb2.com")
+    port: Port = 443
+    bucket: str = Field(..., pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    region: str = "us-east-1"
+    path: str = Field("/setpoint", pattern=r"^/[A-Za-z0-9._/-]*$")
+    uri_style: Literal["host", "path"] = "host"
+    ca_file: str | None = Field(None, description="CA certificate of the endpoint, when not a public one")
+    access_key_env: str = "SETPOINT_OFFSITE_ACCESS_KEY"
+    secret_key_env: str = "SETPOINT_OFFSITE_SECRET_KEY"
+
+
 class Backup(Strict):
     """pgBackRest backups of the metadata database: retention, drills, RPO."""
 
@@ -107,6 +124,7 @@ class Backup(Strict):
     full_every_hours: int = Field(24, ge=1, le=168, description="a full backup at least this often")
     drill_every_days: int = Field(90, ge=1, le=91, description="restore drills; point 14 needs one within 92 days")
     archive_timeout_s: int = Field(60, ge=10, le=60, description="WAL switch interval: the recovery point objective")
+    offsite: Offsite | None = None
 
 
 class Admin(Strict):

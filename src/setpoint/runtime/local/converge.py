@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +16,8 @@ from setpoint.backup import export
 from setpoint.backup.dr import plan_path, write_plan
 from setpoint.backup.drill import run_drill
 from setpoint.backup.service import read_record, take_backup
-from setpoint.errors import SetpointError
+from setpoint.backup.escrow import format_key
+from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, chown, service_user, write_file
 from setpoint.net import http_client
 from setpoint.render import (
@@ -29,6 +29,7 @@ from setpoint.render import (
 )
 from setpoint.runtime.local.instance import (
     allocate_ports,
+    instance_lock,
     build_context,
     check_superset_version_change,
     preflight,
@@ -61,28 +62,17 @@ class UpReport:
         return bool(self.actions)
 
 
-@contextlib.contextmanager
-def instance_lock(home: Home, name: str):
-    """One converge of an instance at a time (a second one fails at once, changing nothing)."""
-    home.instances_dir.mkdir(parents=True, exist_ok=True)
-    with open(home.instances_dir / f".{name}.lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SetpointError(
-                f"another setpoint command is already changing instance '{name}'",
-                "wait for it to finish, then run the command again",
-            ) from None
-        yield
+def up(home: Home, spec: InstanceSpec, log: Log = lambda m: None, step: Log = lambda m: None,
+       wait_lock_s: float = 300, restore_data: Callable[[InstanceContext], None] | None = None) -> UpReport:
+    """Converge instance `spec.name` to `spec`; log one sentence per change.
+
+    A scheduled backup or drill of the instance finishes first (up to `wait_lock_s`).
+    `restore_data` fills an empty data directory from a backup instead of initdb."""
+    with instance_lock(home, spec.name, wait_lock_s):
+        return _converge(home, spec, log, step, restore_data)
 
 
-def up(home: Home, spec: InstanceSpec, log: Log = lambda m: None, step: Log = lambda m: None) -> UpReport:
-    """Converge instance `spec.name` to `spec`; log one sentence per change."""
-    with instance_lock(home, spec.name):
-        return _converge(home, spec, log, step)
-
-
-def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log) -> UpReport:
+def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data) -> UpReport:
     started = time.monotonic()
     paths = home.instance(spec.name)
     state = paths.read_state()
@@ -115,7 +105,14 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log) -> UpReport:
         directory.mkdir(parents=True, exist_ok=True)
         chown(directory, ctx.service_user)
     paths.root.chmod(0o750)
-    secrets = SecretStore(paths.secrets_file, owner=ctx.service_user).ensure()
+    store = SecretStore(paths.secrets_file, owner=ctx.service_user)
+    new_recovery_key = "recovery_key" not in store.load()
+    secrets = store.ensure()
+    if new_recovery_key:
+        act(f"generated the recovery key of {spec.name}, shown this once (keep it outside this host; "
+            f"it opens the secrets escrowed with the backups): {format_key(secrets['recovery_key'])}")
+    if spec.backup.offsite:
+        secrets = _offsite_keys(spec, store, act)
 
     step(f"preparing Superset {spec.superset_version}")
     restarts: set[str] = set()
@@ -129,6 +126,10 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log) -> UpReport:
             act(f"wrote {rendered.path.name}")
             restarts.update(rendered.restarts)
 
+    if ctx.managed_postgres and restore_data and not cluster_of(ctx).is_initialized():
+        step("restoring the metadata database from its backup")
+        restore_data(ctx)
+        act("restored the metadata database from its backup")
     if ctx.managed_postgres and not cluster_of(ctx).is_initialized():
         step("creating the PostgreSQL cluster")
         cluster_of(ctx).initialize(secrets["postgres_password"])
@@ -195,6 +196,22 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log) -> UpReport:
     state.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     paths.write_state(state)
     return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
+
+
+def _offsite_keys(spec: InstanceSpec, store: SecretStore, act: Log) -> dict[str, str]:
+    """Move the off-site access keys from the environment into the secret store."""
+    offsite = spec.backup.offsite
+    given = {key: os.environ[var] for key, var in (("offsite_access_key", offsite.access_key_env),
+                                                    ("offsite_secret_key", offsite.secret_key_env)) if os.environ.get(var)}
+    if store.update(given):
+        act("stored the off-site access keys in the secret store")
+    secrets = store.load()
+    if not {"offsite_access_key", "offsite_secret_key"} <= set(secrets):
+        raise InputError(
+            f"the off-site repository of {spec.name} needs access keys",
+            f"set {offsite.access_key_env} and {offsite.secret_key_env} in the environment and run up again",
+        )
+    return secrets
 
 
 def _ensure_backups_proven(ctx: InstanceContext, platform: Platform, secrets: dict[str, str], act: Log, step: Log) -> None:

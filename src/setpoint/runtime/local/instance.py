@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import time
+
 import yaml
 
 from setpoint import proc
@@ -14,6 +18,27 @@ from setpoint.spec import InstanceSpec, parse_spec, size_instance
 
 PORT_RANGE = range(20000, 30000)
 REQUIRED_BINARIES = ("initdb", "postgres", "pg_isready", "psql", "redis-server", "redis-cli", "caddy")
+
+
+@contextlib.contextmanager
+def instance_lock(home: Home, name: str, wait_s: float = 0):
+    """One command changing an instance at a time: wait up to `wait_s` for the other one, then
+    fail, having changed nothing."""
+    home.instances_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    with open(home.instances_dir / f".{name}.lock", "w") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise SetpointError(
+                        f"another setpoint command is already changing instance '{name}'",
+                        "wait for it to finish, then run the command again",
+                    ) from None
+                time.sleep(0.5)
+        yield
 
 
 def saved_spec(paths: InstancePaths) -> InstanceSpec | None:
