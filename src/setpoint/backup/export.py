@@ -172,9 +172,3 @@ def record_export(paths: InstancePaths, result: ExportResult, target: str) -> No
     update_record(paths, last_export={"at": now().isoformat(), "target": target, "commit": head,
                                       "dashboards": result.dashboards, "committed": result.committed,
                                       "message": result.message})
-
-
-def last_commit_time(repo: Path) -> datetime | None:
-    output = git(repo, "log", "-1", "--format=%ct", check=False).strip()
-    return datetime.fromtimestamp(int(output), tz=timezone.utc) if output.isdigit() else None
-

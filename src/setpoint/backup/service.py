@@ -64,26 +64,39 @@ class BackupReport:
         }
 
 
-def archiver_status(ctx: InstanceContext) -> dict[str, Any]:
-    """pg_stat_archiver of the live cluster: the last WAL archived, and the last failure."""
+def segment_number(wal_file: str) -> int:
+    """The position of a WAL segment file, whatever its timeline (16 MB segments)."""
+    return int(wal_file[8:16], 16) * 0x100 + int(wal_file[16:24], 16)
+
+
+def archiver_status(ctx: InstanceContext, archived_max: str | None = None) -> dict[str, Any]:
+    """How far archiving has got: the segment being written, the newest one in the repository,
+    and pg_stat_archiver's last success and failure (its counters restart with the server)."""
     row = cluster_of(ctx).sql(
         "SELECT coalesce(extract(epoch FROM last_archived_time)::bigint, 0), failed_count, "
-        "coalesce(extract(epoch FROM last_failed_time)::bigint, 0) FROM pg_stat_archiver"
+        "coalesce(extract(epoch FROM last_failed_time)::bigint, 0), pg_walfile_name(pg_current_wal_lsn()) "
+        "FROM pg_stat_archiver"
     )
-    archived, failed_count, failed = (int(x) for x in row.split("|"))
+    archived, failed_count, failed, current = row.split("|")
     return {
-        "last_archived": datetime.fromtimestamp(archived, tz=timezone.utc) if archived else None,
-        "failed_count": failed_count,
-        "last_failed": datetime.fromtimestamp(failed, tz=timezone.utc) if failed else None,
+        "last_archived": datetime.fromtimestamp(int(archived), tz=timezone.utc) if int(archived) else None,
+        "failed_count": int(failed_count),
+        "last_failed": datetime.fromtimestamp(int(failed), tz=timezone.utc) if int(failed) else None,
+        "current_segment": current,
+        "archived_segment": archived_max,
+        # The segment being written is archived when it is full or archive_timeout passes.
+        "segments_behind": segment_number(current) - segment_number(archived_max) - 1 if archived_max else None,
     }
 
 
 def backup_report(ctx: InstanceContext) -> BackupReport:
     """Every backup with its type, time, size and repository, and the recovery window."""
-    backups = PgBackRest(ctx).backups()
+    backrest = PgBackRest(ctx)
+    backups = backrest.backups()
     good = [b for b in backups if not b.error]
+    archives = backrest.info(1).get("archive", [])
     try:
-        archiving = archiver_status(ctx)
+        archiving = archiver_status(ctx, archives[-1].get("max") if archives else None)
     except SetpointError:
         archiving = {}
     latest = archiving.get("last_archived") or (good[-1].stopped if good else None)

@@ -56,10 +56,6 @@ class Target:
     managed: ManagedInstance | None = None
 
     @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
-
-    @property
     def is_https(self) -> bool:
         return urlsplit(self.url).scheme == "https"
 

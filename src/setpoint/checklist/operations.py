@@ -70,13 +70,16 @@ def probe_backups(ev: Evidence) -> Finding:
         verdict = passed if age < FULL_BACKUP_MAX_AGE else failed
         parts.append(verdict(f"last full backup {fulls[-1].label}, {age.total_seconds() / 3600:.1f} h old"))
     archiving = report.archiving
-    last, failed_at = archiving.get("last_archived"), archiving.get("last_failed")
-    if not last:
-        parts.append(failed("no WAL segment has been archived"))
-    elif failed_at and failed_at > last:
+    last, failed_at, behind = archiving.get("last_archived"), archiving.get("last_failed"), archiving.get("segments_behind")
+    if failed_at and (not last or failed_at > last):
         parts.append(failed(f"WAL archiving fails since {failed_at}"))
+    elif behind is None:
+        parts.append(failed("no WAL segment is in the repository"))
+    elif behind > 0:
+        parts.append(failed(f"WAL archiving is {behind} segments behind ({archiving['archived_segment']} archived)"))
     else:
-        parts.append(passed(f"WAL archiving current (last segment {last})"))
+        parts.append(passed(f"WAL archiving current ({archiving['archived_segment']} archived, "
+                            f"{archiving['current_segment']} being written)"))
     conf = (ctx.paths.config / "pgbackrest.conf").read_text()
     retention = re.search(r"^repo1-retention-full=(\d+)$", conf, re.M)
     days = int(retention.group(1)) if retention and "repo1-retention-full-type=time" in conf else 0

@@ -13,10 +13,6 @@ from setpoint.checklist.model import Scorecard, Section, Status
 COLOUR = {Status.PASS: "green", Status.FAIL: "red", Status.UNVERIFIED: "yellow"}
 
 
-def headline(card: Scorecard) -> str:
-    return f"{card.target}: {card.score}/{card.max} ({card.level})"
-
-
 def print_table(card: Scorecard, console: Console) -> None:
     """Grouped by the checklist's sections, with evidence and, for what fails, the fix."""
     for section in Section:

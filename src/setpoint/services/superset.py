@@ -152,9 +152,3 @@ class SupersetCommands:
             SETPOINT_ADMIN_EMAIL=spec.admin_email,
         )
         return output.strip().endswith("created")
-
-
-def verify_installed(venv: Path) -> None:
-    """Fail clearly when a virtualenv lost its Superset."""
-    if not (venv / "bin" / "superset").exists():
-        raise SetpointError(f"Superset is missing from {venv}", f"remove {venv} and run setpoint up again")
