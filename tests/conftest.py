@@ -23,7 +23,16 @@ from setpoint.superset_api import SupersetClient
 
 # The Superset virtualenv takes minutes to build: keep it between test sessions on this machine.
 VENV_CACHE = Path(os.environ.get("SETPOINT_TEST_VENVS", "/tmp/setpoint-test-venvs"))
-HTTPS_PORT, HTTP_PORT = 18443, 18080
+def free_port() -> int:
+    import socket as _socket
+
+    with _socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Chosen per session, so two test sessions on one machine never collide.
+HTTPS_PORT, HTTP_PORT = free_port(), free_port()
 
 
 @pytest.fixture(scope="session")
@@ -139,13 +148,6 @@ def stock_superset(home, instance):
     server.terminate()
     server.wait(timeout=30)
 
-
-def free_port() -> int:
-    import socket as _socket
-
-    with _socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

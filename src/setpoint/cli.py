@@ -240,15 +240,26 @@ def restore(
     name: str = typer.Argument(..., help="The instance to restore from."),
     to: str = typer.Option(..., "--to", help="ISO 8601 time (UTC when no offset) or 'latest'."),
     as_name: Optional[str] = typer.Option(None, "--as", help="Name of the new instance (default NAME-YYYYMMDD-HHMM)."),
+    in_place: bool = typer.Option(False, "--in-place", help="Rewind the instance itself, after a safety backup."),
 ) -> None:
-    """Point-in-time recovery into a new instance beside the original, which is left untouched.
+    """Point-in-time recovery: into a new instance beside the original (which is left untouched),
+    or with --in-place into the instance itself after a safety backup.
 
-    Example: setpoint restore demo --to 2026-11-21T18:30:00Z --as demo-before-incident
+    Examples: setpoint restore demo --to 2026-11-21T18:30:00Z --as demo-before-incident  |  setpoint restore demo --to latest --in-place
     """
     from datetime import datetime, timezone
 
-    from setpoint.backup.restore import restore_as_new
+    from setpoint.backup.restore import restore_as_new, restore_in_place
     from setpoint.spec import parse_spec
+
+    if in_place:
+        if as_name:
+            raise InputError("--in-place and --as exclude each other", "choose one")
+        with console.status(f"restoring {name} in place") as status:
+            report_ = restore_in_place(home(), name, to, log=lambda sentence: console.print(f"  [green]✓[/] {sentence}"),
+                                       step=lambda message: status.update(message))
+        out.print(f"\n[bold]{name}[/] is back to {to}: {report_.url}")
+        return
 
     new_name = as_name or f"{name}-{datetime.now(timezone.utc):%Y%m%d-%H%M}"
     parse_spec({"name": new_name}, source="--as")  # a valid instance name, before anything starts

@@ -8,7 +8,7 @@ import pytest
 
 from setpoint.backup import export
 from setpoint.backup.pgbackrest import PgBackRest
-from setpoint.backup.restore import restore_as_new
+from setpoint.backup.restore import restore_as_new, restore_in_place
 from setpoint.backup.service import read_record
 from setpoint.checklist import run_scorecard
 from setpoint.errors import InputError, SetpointError
@@ -63,6 +63,24 @@ def test_point_in_time_restore_into_a_new_instance(home, instance, admin):
         assert admin.find("dashboard", "dashboard_title", "After T")
     finally:
         lifecycle.destroy(home, "alpha-pitr")
+
+
+def test_in_place_restore_rewinds_after_a_safety_backup(home, instance, admin, ca_root, secrets):
+    admin.post("/api/v1/dashboard/", json={"dashboard_title": "In place: kept"})
+    time.sleep(2)
+    moment = datetime.now(timezone.utc)
+    time.sleep(2)
+    admin.post("/api/v1/dashboard/", json={"dashboard_title": "In place: undone"})
+    ctx = load_context(home, "alpha")
+    before = len(PgBackRest(ctx).backups())
+    restore_in_place(home, "alpha", moment.isoformat())
+    assert len(PgBackRest(ctx).backups()) == before + 2  # the safety backup, and one on the new timeline
+    with http_client(instance[0].url, ca_file=ca_root) as client:
+        api = SupersetClient(client)
+        assert api.login("admin", secrets["admin_password"]).status_code == 200
+        titles = {d["dashboard_title"] for d in api.get("/api/v1/dashboard/", params={"q": "(page_size:100)"}).json()["result"]}
+    assert "In place: kept" in titles and "In place: undone" not in titles
+    assert lifecycle.instance_status(home, "alpha").health == "ok"
 
 
 def test_restore_outside_the_window_or_onto_a_taken_name_is_refused(home, instance):

@@ -8,11 +8,15 @@ from datetime import datetime, timezone
 import yaml
 
 from setpoint.backup.pgbackrest import PgBackRest
-from setpoint.backup.service import backup_report
+from setpoint.backup.service import backup_report, take_backup
 from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, chown, write_file
 from setpoint.runtime.local import converge
-from setpoint.runtime.local.instance import load_context
+from setpoint.render import instance_programs
+from setpoint.runtime.local.instance import instance_lock, load_context
+from setpoint.runtime.local.platform import load_platform
+from setpoint.secret import SecretStore
+from setpoint.services.redis import RedisServer
 
 
 def parse_moment(text: str) -> datetime | None:
@@ -26,6 +30,48 @@ def parse_moment(text: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def check_reachable(ctx, moment: datetime | None, step) -> None:
+    """Push the current WAL to the repository, then refuse a time outside the recovery window."""
+    step(f"pushing the current WAL of {ctx.spec.name} to the repository")
+    PgBackRest(ctx).check()
+    window = backup_report(ctx).window
+    if moment is not None and not window.contains(moment):
+        raise InputError(
+            f"{moment.isoformat()} is outside the recovery window of {ctx.spec.name} "
+            f"({window.earliest.isoformat() if window.earliest else 'no backup'} to "
+            f"{window.latest.isoformat() if window.latest else 'none'})",
+            f"choose a time inside it (see: setpoint backups {ctx.spec.name})",
+        )
+
+
+def pgbackrest_time(moment: datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f+00") if moment else None
+
+
+def restore_in_place(home: Home, name: str, to: str, log=lambda m: None, step=lambda m: None):
+    """Rewind an instance to `to`, after a safety backup of its present state."""
+    ctx = load_context(home, name)
+    moment = parse_moment(to)
+    with instance_lock(home, name, 300):
+        check_reachable(ctx, moment, step)
+        step("taking a safety backup of the present state")
+        safety = take_backup(ctx, "full")
+        log(f"took the safety backup {safety.label}: `setpoint restore {name} --to latest --in-place` returns to it")
+        supervisor = load_platform(home).supervisor
+        step("stopping the instance")
+        supervisor.stop(*[p.name for p in reversed(instance_programs(ctx)) if p.component != "redis"])
+        PgBackRest(ctx).restore(ctx.paths.pg_data, target_time=pgbackrest_time(moment), delta=True)
+        log(f"rewound the metadata database of {name} to {moment.isoformat() if moment else 'the latest archived WAL'}")
+        # Cached results and filter states describe the present: they go.
+        RedisServer(ctx.ports.redis, SecretStore(ctx.paths.secrets_file).load()["redis_password"]).command("FLUSHALL")
+    report = converge.up(home, ctx.spec, log=log, step=step)
+    # The rewound cluster writes a new timeline; the newest backup must be on it, or a restore of
+    # "the latest backup" would start from the safety backup, past the point the timeline forked.
+    step("taking a full backup of the rewound instance")
+    log(f"took the full backup {take_backup(ctx, 'full').label} on the new timeline")
+    return report
+
+
 def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m: None, step=lambda m: None):
     """Restore `source` as it was at `to` into a new instance `new_name`; the source is untouched."""
     ctx = load_context(home, source)
@@ -34,16 +80,7 @@ def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m
     if target.root.exists():
         raise InputError(f"an instance named '{new_name}' already exists", "choose another name with --as")
     backrest = PgBackRest(ctx)
-    step("pushing the source's current WAL to the repository")
-    backrest.check()
-    window = backup_report(ctx).window
-    if moment is not None and not window.contains(moment):
-        raise InputError(
-            f"{moment.isoformat()} is outside the recovery window of {source} "
-            f"({window.earliest.isoformat() if window.earliest else 'no backup'} to "
-            f"{window.latest.isoformat() if window.latest else 'none'})",
-            f"choose a time inside it (see: setpoint backups {source})",
-        )
+    check_reachable(ctx, moment, step)
     spec = ctx.spec.model_copy(update={
         "name": new_name, "hostname": None, "web_port": None, "examples": False,
         "metadata_db": ctx.spec.metadata_db.model_copy(update={"port": None}),
@@ -60,7 +97,7 @@ def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m
         write_file(target.spec_file, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
         restored_from = {"instance": source, "to": moment.isoformat() if moment else "latest"}
         target.write_state({"migrated": spec.superset_version, "examples_loaded": True, "restored_from": restored_from})
-        backrest.restore(target.pg_data, target_time=moment.strftime("%Y-%m-%d %H:%M:%S.%f+00") if moment else None)
+        backrest.restore(target.pg_data, target_time=pgbackrest_time(moment))
         log(f"restored the metadata database of {source} as of {restored_from['to']}")
         return converge.up(home, spec, log=log, step=step)
     except (SetpointError, OSError):
