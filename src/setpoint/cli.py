@@ -348,10 +348,8 @@ def export_(
     from setpoint.backup import export
 
     ctx, platform, secrets = _instance_handles(name)
-    target = git or str(ctx.paths.root / "export")
     with converge.admin_client(ctx.spec, platform, secrets) as api:
-        result = export.export_dashboards(api, target, ctx.paths.root / "export-clones")
-    export.record_export(ctx.paths, result, target)
+        result = export.export_instance(api, ctx.paths, git)
     out.print(f"{result.message} ({result.repository})")
 
 

@@ -167,6 +167,15 @@ def managed_passwords(secrets: dict[str, str]) -> dict[str, str]:
     return {examples.DATABASE_UUID: secrets["examples_reader_password"]}
 
 
+def export_instance(api: SupersetClient, paths: InstancePaths, target: str | None = None) -> ExportResult:
+    """Export an instance's dashboards (into its own export/ repository unless `target` is given)
+    and record the result for the scorecard and the scheduler."""
+    target = target or str(paths.root / "export")
+    result = export_dashboards(api, target, paths.root / "export-clones")
+    record_export(paths, result, target)
+    return result
+
+
 def record_export(paths: InstancePaths, result: ExportResult, target: str) -> None:
     head = git(result.repository, "rev-parse", "HEAD", check=False).strip()
     update_record(paths, last_export={"at": now().isoformat(), "target": target, "commit": head,

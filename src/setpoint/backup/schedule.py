@@ -60,11 +60,9 @@ def run_job(home: Home, name: str, job: str) -> None:
     elif job == "drill":
         run_drill(ctx)
     elif job == "export":
-        target = str(ctx.paths.root / "export")
         secrets = SecretStore(ctx.paths.secrets_file).load()
         with admin_client(ctx.spec, load_platform(home), secrets) as api:
-            result = export.export_dashboards(api, target, ctx.paths.root / "export-clones")
-        export.record_export(ctx.paths, result, target)
+            export.export_instance(api, ctx.paths)
     dr.write_plan(ctx)
 
 

@@ -111,9 +111,10 @@ def take_backup(ctx: InstanceContext, kind: str = "full") -> BackupSet:
     """Take a backup, record the outcome (success or failure), and return it."""
     started = time.monotonic()
     backrest = PgBackRest(ctx)
+    secrets = SecretStore(ctx.paths.secrets_file).load()
     try:
         if ctx.spec.backup.offsite:
-            check_offsite(ctx.spec.backup.offsite, SecretStore(ctx.paths.secrets_file).load())
+            check_offsite(ctx.spec.backup.offsite, secrets)
         # Each repository gets its own backup; a failure of either is a failed backup.
         for repo in backrest.repos:
             backrest.backup(kind, repo)
@@ -121,7 +122,7 @@ def take_backup(ctx: InstanceContext, kind: str = "full") -> BackupSet:
         update_record(ctx.paths, last_backup={"at": now().isoformat(), "ok": False, "type": kind, "error": exc.message})
         raise
     newest = [b for b in backrest.backups() if b.repo == 1][-1]
-    escrow_instance(ctx, SecretStore(ctx.paths.secrets_file).load())
+    escrow_instance(ctx, secrets)
     update_record(
         ctx.paths,
         last_backup={"at": now().isoformat(), "ok": True, "type": kind, "label": newest.label,

@@ -227,11 +227,9 @@ def _ensure_backups_proven(ctx: InstanceContext, platform: Platform, secrets: di
         act(f"restore drill passed in {run_drill(ctx)['seconds']} s")
     if not record.get("last_export"):
         step("exporting the dashboards into git")
-        target = str(ctx.paths.root / "export")
         with admin_client(ctx.spec, platform, secrets) as api:
-            result = export.export_dashboards(api, target, ctx.paths.root / "export-clones")
-        export.record_export(ctx.paths, result, target)
-        act(f"exported {result.dashboards} dashboard(s) as YAML into {target}")
+            result = export.export_instance(api, ctx.paths)
+        act(f"exported {result.dashboards} dashboard(s) as YAML into {result.repository}")
     first_plan = not plan_path(ctx).exists()
     write_plan(ctx)  # refreshed on every converge: it documents the state, it does not change it
     if first_plan:
