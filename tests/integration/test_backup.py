@@ -1,8 +1,14 @@
 """Backups proven by restores, on a real instance: pgBackRest, PITR, drills, dashboards as code."""
 
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +21,8 @@ from setpoint.errors import InputError, SetpointError
 from setpoint.net import http_client
 from setpoint.runtime.local import lifecycle
 from setpoint.runtime.local.instance import load_context
+from setpoint.services.postgres import cluster_of
+from setpoint.services.supervisor import Supervisor
 from setpoint.superset_api import SupersetClient
 from tests.conftest import run_cli
 
@@ -112,6 +120,63 @@ def test_failed_backup_fails_loudly_and_recovers(home, instance):
     finally:
         repo.chmod(0o750)
     assert run_cli("backup", "alpha", "--type", "diff", home=home).returncode == 0
+    assert point(home, 14).status.value == "PASS"
+
+
+@contextmanager
+def repository_on_a_small_disk(home, name):
+    """Move the instance's local repository onto a tmpfs of its own, the size of what it holds
+    plus a little. PostgreSQL is stopped while files move, so no WAL is archived mid-copy."""
+    ctx = load_context(home, name)
+    repo, supervisor = ctx.paths.backup / "repo", Supervisor(home)
+    stash = Path(tempfile.mkdtemp(prefix="repo-", dir="/tmp"))
+
+    def move(source: Path, target: Path) -> None:
+        subprocess.run(["cp", "-a", f"{source}/.", str(target)], check=True)
+
+    supervisor.stop(f"{name}-postgres")
+    move(repo, stash)
+    used = sum(f.stat().st_size for f in stash.rglob("*") if f.is_file())
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={used + 32 * 2**20},mode=0750", "tmpfs", str(repo)], check=True)
+    try:
+        move(stash, repo)
+        shutil.chown(repo, ctx.service_user, ctx.service_user)
+        supervisor.start(f"{name}-postgres")
+        cluster_of(ctx).wait_ready()
+        yield repo
+    finally:
+        supervisor.stop(f"{name}-postgres")
+        shutil.rmtree(stash)
+        stash.mkdir()
+        move(repo, stash)
+        subprocess.run(["umount", str(repo)], check=True)
+        shutil.rmtree(repo)
+        repo.mkdir()
+        move(stash, repo)
+        shutil.chown(repo, ctx.service_user, ctx.service_user)
+        repo.chmod(0o750)
+        shutil.rmtree(stash)
+        supervisor.start(f"{name}-postgres")
+        cluster_of(ctx).wait_ready()
+
+
+def test_full_repository_fails_the_backup_with_the_fix_and_keeps_the_instance(home, instance, admin):
+    with repository_on_a_small_disk(home, "alpha") as repo:
+        filler = repo / "filler"
+        free = os.statvfs(repo).f_bavail * os.statvfs(repo).f_frsize
+        with open(filler, "wb") as handle:
+            handle.write(b"\0" * (free - 64 * 1024))
+        failed = run_cli("backup", "alpha", "--type", "full", home=home)
+        assert failed.returncode == 1 and "Traceback" not in failed.stderr
+        assert "is full" in failed.stderr and str(repo) in failed.stderr and "df -h" in failed.stderr
+        assert not read_record(home.instance("alpha"))["last_backup"]["ok"]
+        assert point(home, 14).status.value == "FAIL"
+        # The instance serves on, its data intact.
+        assert lifecycle.instance_status(home, "alpha").health == "ok"
+        assert admin.find("dashboard", "dashboard_title", "Sales Overview")
+        filler.unlink()
+        passed = run_cli("backup", "alpha", "--type", "diff", home=home)
+        assert passed.returncode == 0, passed.stderr
     assert point(home, 14).status.value == "PASS"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,6 +14,10 @@ from setpoint.home import chown
 from setpoint.render import InstanceContext
 
 BACKUP_TYPES = ("full", "diff", "incr")
+# Below this, a failed command is put down to a full repository disk: pgBackRest then fails on
+# whichever write comes first (a directory it could not create shows as "No such file").
+LOW_SPACE_BYTES = 64 * 2**20
+WRITES_TO_REPOSITORY = ("backup", "stanza-create", "check", "expire")
 
 
 @dataclass(frozen=True)
@@ -55,15 +60,28 @@ class PgBackRest:
 
     def run(self, *args: str, timeout: float = 600, what: str | None = None, check: bool = True,
             hint: str | None = None) -> proc.Result:
-        return proc.run(
+        what = what or f"pgbackrest {args[0]}"
+        result = proc.run(
             ["pgbackrest", f"--config={self.config}", f"--stanza={self.stanza}", *args],
             user=self.ctx.service_user,
             cwd=self.ctx.paths.run,
             timeout=timeout,
-            what=what or f"pgbackrest {args[0]}",
-            hint=hint or f"see {self.ctx.paths.logs / 'pgbackrest'}",
-            check=check,
+            what=what,
+            check=False,
         )
+        if check and not result.ok:
+            repo = self.ctx.paths.backup / "repo"
+            free = shutil.disk_usage(repo).free if repo.exists() else None
+            if args[0] in WRITES_TO_REPOSITORY and free is not None and free < LOW_SPACE_BYTES:
+                raise SetpointError(
+                    f"{what} failed: the disk of the local backup repository {repo} is full "
+                    f"({free // 2**20} MiB free); the instance is unchanged and its WAL waits in PostgreSQL until it can be archived",
+                    f"free space on that disk (df -h {repo}) or move the repository to a larger one, "
+                    f"then run: setpoint backup {self.stanza}",
+                )
+            raise SetpointError(f"{what} failed (exit {result.returncode}): {proc.last_words(result)}",
+                                hint or f"see {self.ctx.paths.logs / 'pgbackrest'}")
+        return result
 
     def prepare_directories(self) -> None:
         for directory in (self.ctx.paths.backup / "repo", self.ctx.paths.logs / "pgbackrest",
