@@ -233,6 +233,10 @@ def backups(
     window = report_.window
     out.print(f"recovery window: {window.earliest.isoformat() if window.earliest else '-'} to "
               f"{window.latest.isoformat() if window.latest else '-'}")
+    if report_.room:
+        fits = report_.room.full_backups
+        out.print(f"local repository: {report_.room.free_bytes / 2**30:.1f} GiB free on its disk"
+                  + (f", room for {fits} more full backups" if fits is not None else ""))
 
 
 @app.command()

@@ -50,6 +50,8 @@ def test_backups_lists_the_recovery_window(home, instance):
     assert payload["backups"][0]["type"] == "full" and payload["backups"][0]["repo"] == 1
     window = payload["recovery_window"]
     assert window["earliest"] < window["latest"]
+    room = payload["local_repository"]
+    assert room["free_bytes"] > 0 and room["full_backups_that_fit"] >= 2
 
 
 def test_point_in_time_restore_into_a_new_instance(home, instance, admin):
@@ -170,7 +172,8 @@ def test_full_repository_fails_the_backup_with_the_fix_and_keeps_the_instance(ho
         assert failed.returncode == 1 and "Traceback" not in failed.stderr
         assert "is full" in failed.stderr and str(repo) in failed.stderr and "df -h" in failed.stderr
         assert not read_record(home.instance("alpha"))["last_backup"]["ok"]
-        assert point(home, 14).status.value == "FAIL"
+        found = point(home, 14)
+        assert found.status.value == "FAIL" and "room for 0 more full backup" in found.evidence, found.evidence
         # The instance serves on, its data intact.
         assert lifecycle.instance_status(home, "alpha").health == "ok"
         assert admin.find("dashboard", "dashboard_title", "Sales Overview")

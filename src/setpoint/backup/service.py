@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -46,11 +47,25 @@ class RecoveryWindow:
 
 
 @dataclass
+class RepositoryRoom:
+    """Room left on the local repository's disk, counted in full backups of the newest's size."""
+
+    path: str
+    free_bytes: int
+    full_backup_bytes: int
+
+    @property
+    def full_backups(self) -> int | None:
+        return self.free_bytes // self.full_backup_bytes if self.full_backup_bytes else None
+
+
+@dataclass
 class BackupReport:
     name: str
     backups: list[BackupSet]
     window: RecoveryWindow
     archiving: dict[str, Any] = field(default_factory=dict)
+    room: RepositoryRoom | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -61,6 +76,7 @@ class BackupReport:
                 "latest": self.window.latest.isoformat() if self.window.latest else None,
             },
             "archiving": self.archiving,
+            "local_repository": self.room and {**asdict(self.room), "full_backups_that_fit": self.room.full_backups},
         }
 
 
@@ -104,7 +120,15 @@ def backup_report(ctx: InstanceContext) -> BackupReport:
         latest = good[-1].stopped
     window = RecoveryWindow(good[0].stopped if good else None, latest)
     shown = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in archiving.items()}
-    return BackupReport(ctx.spec.name, backups, window, shown)
+    return BackupReport(ctx.spec.name, backups, window, shown, repository_room(ctx, good))
+
+
+def repository_room(ctx: InstanceContext, backups: list[BackupSet]) -> RepositoryRoom | None:
+    repo = ctx.paths.backup / "repo"
+    if not repo.exists():
+        return None
+    fulls = [b for b in backups if b.repo == 1 and b.type == "full"]
+    return RepositoryRoom(str(repo), shutil.disk_usage(repo).free, fulls[-1].repo_bytes if fulls else 0)
 
 
 def take_backup(ctx: InstanceContext, kind: str = "full") -> BackupSet:

@@ -42,6 +42,7 @@ FULL_BACKUP_MAX_AGE = timedelta(hours=26)
 DRILL_MAX_AGE = timedelta(days=92)
 EXPORT_MAX_AGE = timedelta(hours=48)
 MIN_RETENTION_DAYS = 30
+MIN_FULL_BACKUPS_ROOM = 2  # the next scheduled full, and one more
 
 
 def _age(iso: str) -> timedelta:
@@ -80,6 +81,11 @@ def probe_backups(ev: Evidence) -> Finding:
     else:
         parts.append(passed(f"WAL archiving current ({archiving['archived_segment']} archived, "
                             f"{archiving['current_segment']} being written)"))
+    room = report.room
+    if room and room.full_backups is not None and room.full_backups < MIN_FULL_BACKUPS_ROOM:
+        parts.append(failed(f"the local repository's disk has {room.free_bytes // 2**20} MiB free, room for "
+                            f"{room.full_backups} more full backup(s) of {room.full_backup_bytes // 2**20} MiB",
+                            f"free space on that disk (df -h {room.path}) before the next backup fails"))
     conf = (ctx.paths.config / "pgbackrest.conf").read_text()
     retention = re.search(r"^repo1-retention-full=(\d+)$", conf, re.M)
     days = int(retention.group(1)) if retention and "repo1-retention-full-type=time" in conf else 0
