@@ -2,7 +2,7 @@
 VENV := .venv
 SETPOINT := $(VENV)/bin/setpoint
 
-.PHONY: demo test bootstrap
+.PHONY: demo test bootstrap bench-dr
 
 demo: bootstrap
 	$(SETPOINT) up demo
@@ -12,3 +12,7 @@ test: bootstrap
 
 bootstrap:
 	scripts/bootstrap
+
+# Benchmarks print figures (ratios against a baseline measured in the same run); not part of `make test`.
+bench-dr: bootstrap
+	$(VENV)/bin/python -m benchmarks.dr_rebuild --json benchmarks/results-dr-rebuild.json

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -20,17 +19,10 @@ from setpoint.secret import SecretStore
 from setpoint.services.supervisor import Supervisor
 from setpoint.spec import parse_spec
 from setpoint.superset_api import SupersetClient
+from tests.s3_server import S3Endpoint, free_port
 
 # The Superset virtualenv takes minutes to build: keep it between test sessions on this machine.
 VENV_CACHE = Path(os.environ.get("SETPOINT_TEST_VENVS", "/tmp/setpoint-test-venvs"))
-def free_port() -> int:
-    import socket as _socket
-
-    with _socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # Chosen per session, so two test sessions on one machine never collide.
 HTTPS_PORT, HTTP_PORT = free_port(), free_port()
 
@@ -109,8 +101,6 @@ STOCK_KEY = "thisISaSECRET_1234"  # the docker-compose default: a known key (CVE
 def stock_superset(home, instance):
     """Superset as the install guide starts it: `superset run`, SQLite, a config file holding a
     known default SECRET_KEY, and admin/admin. Yields (url, config_file, metadata_uri, python)."""
-    import socket as _socket
-
     from setpoint.services.superset import venv_dir
 
     venv = venv_dir(home, "6.1.0")
@@ -125,9 +115,7 @@ def stock_superset(home, instance):
                   "--email", "admin@example.com", "--password", "admin"],
                  ["init"]):
         subprocess.run([superset, *args], env=env, check=True, capture_output=True, timeout=300)
-    with _socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([superset, "run", "-h", "127.0.0.1", "-p", str(port), "--with-threads"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
@@ -152,69 +140,9 @@ def stock_superset(home, instance):
 
 @pytest.fixture(scope="session")
 def s3_endpoint(home):
-    """An S3-compatible server on loopback: moto behind a TLS-terminating Caddy (pgBackRest's S3
-    client always speaks TLS and checks the certificate's DNS name, so it is `localhost`).
-    Yields a controller with start(), stop(), the spec section and the credentials' env."""
-    import httpx
-
-    root = home.root / "s3"
-    (root / "data").mkdir(parents=True)
-    moto_port, tls_port = free_port(), free_port()
-    caddyfile = root / "Caddyfile"
-    caddyfile.write_text(
-        "{\n\tadmin off\n\tstorage file_system " + str(root / "data") + "\n\tskip_install_trust\n"
-        "\tauto_https disable_redirects\n}\n"
-        f"https://localhost:{tls_port} {{\n\ttls internal\n\treverse_proxy 127.0.0.1:{moto_port}\n}}\n"
-    )
-    moto_bin = Path(sys.executable).parent / "moto_server"
-
-    class Endpoint:
-        moto = subprocess.Popen([str(moto_bin), "-H", "127.0.0.1", "-p", str(moto_port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        caddy = None
-        ca_file = root / "data" / "pki" / "authorities" / "local" / "root.crt"
-        public_ca = root / "ca.crt"
-        env = {"SETPOINT_OFFSITE_ACCESS_KEY": "testing-access-key", "SETPOINT_OFFSITE_SECRET_KEY": "testing-secret-key"}
-
-        def start(self):
-            """The endpoint answers (TLS in front of moto, whose buckets live in its memory)."""
-            self.caddy = subprocess.Popen(["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if self.ca_file.exists():
-                        # pgBackRest reads the CA as the service user: a world-readable copy.
-                        shutil.copy(self.ca_file, self.public_ca)
-                        self.public_ca.chmod(0o644)
-                        httpx.get(f"https://localhost:{tls_port}/", verify=ssl.create_default_context(cafile=str(self.public_ca)), timeout=2)
-                        return
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
-            raise RuntimeError("the S3 endpoint did not start")
-
-        def stop(self):
-            """An outage: nothing answers on the endpoint; the stored objects are kept."""
-            self.caddy.terminate()
-            self.caddy.wait(timeout=30)
-
-        def spec(self, bucket: str) -> dict:
-            return {"endpoint": "localhost", "port": tls_port, "bucket": bucket, "region": "us-east-1",
-                    "path": "/setpoint", "uri_style": "path", "ca_file": str(self.public_ca)}
-
-        def create_bucket(self, bucket: str) -> None:
-            import boto3
-
-            boto3.client("s3", endpoint_url=f"https://localhost:{tls_port}", region_name="us-east-1",
-                         aws_access_key_id="testing-access-key", aws_secret_access_key="testing-secret-key",
-                         verify=str(self.public_ca)).create_bucket(Bucket=bucket)
-
-    endpoint = Endpoint()
+    """An S3-compatible server on loopback (tests/s3_server.py), its keys in the environment."""
+    endpoint = S3Endpoint(home.root / "s3")
     endpoint.start()
     os.environ.update(endpoint.env)
     yield endpoint
-    for process in (endpoint.moto, endpoint.caddy):
-        if process and process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
+    endpoint.close()

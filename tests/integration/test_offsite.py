@@ -93,3 +93,5 @@ def test_destroyed_instance_is_rebuilt_from_offsite_alone(home, offsite_instance
         query_context = api.get(f"/api/v1/chart/{chart['id']}").json()["result"]["query_context"]
         # The sample database's password was encrypted with the old SECRET_KEY: the query runs.
         assert api.chart_data(query_context)[0]["rowcount"] == 20
+    # Its backups were off-site only: the rebuilt instance has a local one again, on its new timeline.
+    assert any(b.repo == 1 for b in PgBackRest(load_context(home, NAME)).backups())

@@ -218,7 +218,8 @@ def _ensure_backups_proven(ctx: InstanceContext, platform: Platform, secrets: di
     """From the first minute: a full backup, a restore drill that proves it, a DR plan, and the
     dashboards in git. The scheduler keeps them current afterwards."""
     name = ctx.spec.name
-    if not PgBackRest(ctx).backups():
+    # A rebuilt instance finds its backups off-site only: it gets a local one, on its new timeline.
+    if not any(b.repo == 1 for b in PgBackRest(ctx).backups()):
         step("taking the first full backup")
         act(f"took the first full backup ({take_backup(ctx, 'full').label})")
     record = read_record(ctx.paths)
