@@ -2,6 +2,7 @@
 loopback: a repository here is not off-site, and the scorecard says so."""
 
 import pytest
+import yaml
 
 from setpoint.backup.escrow import bundle_key, s3_client
 from setpoint.backup.pgbackrest import PgBackRest
@@ -64,6 +65,21 @@ def test_offsite_outage_fails_loudly_and_recovery_passes_again(home, offsite_ins
         s3_endpoint.start()
     assert run_cli("backup", NAME, home=home).returncode == 0
     assert statuses(home)[14].status.value == "PASS"
+
+
+def test_misconfigured_offsite_is_refused_before_anything_changes(home, offsite_instance, tmp_path):
+    spec, _ = offsite_instance
+    paths = home.instance(NAME)
+    kept = {f: f.read_bytes() for f in (paths.spec_file, paths.config / "pgbackrest.conf", paths.config / "postgresql.conf")}
+    wrong = spec.model_dump(mode="json")
+    wrong["backup"]["offsite"]["bucket"] = "no-such-bucket"
+    spec_file = tmp_path / "wrong.yaml"
+    spec_file.write_text(yaml.safe_dump(wrong))
+    refused = run_cli("up", NAME, "--spec", str(spec_file), home=home)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "s3://no-such-bucket" in refused.stderr and "hint:" in refused.stderr
+    assert all(f.read_bytes() == content for f, content in kept.items())
+    assert lifecycle.instance_status(home, NAME).health == "ok"
 
 
 def test_wrong_recovery_key_is_refused(home, offsite_instance):

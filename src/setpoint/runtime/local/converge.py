@@ -16,7 +16,7 @@ from setpoint.backup import export
 from setpoint.backup.dr import plan_path, write_plan
 from setpoint.backup.drill import run_drill
 from setpoint.backup.service import read_record, take_backup
-from setpoint.backup.escrow import format_key
+from setpoint.backup.escrow import check_offsite, format_key
 from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, chown, service_user, write_file
 from setpoint.net import http_client
@@ -76,7 +76,8 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     started = time.monotonic()
     paths = home.instance(spec.name)
     state = paths.read_state()
-    check_superset_version_change(saved_spec(paths), spec)
+    saved = saved_spec(paths)
+    check_superset_version_change(saved, spec)
     actions: list[str] = []
 
     def act(sentence: str) -> None:
@@ -93,6 +94,12 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     own = platform.supervisor.states(spec.name)
     running_ports = set(state.get("ports", {}).values()) if any(s.is_running for s in own.values()) else set()
     preflight(home, spec, ports, running_ports, platform.caddy.listening_ports())
+    offsite_keys = _offsite_keys(spec, SecretStore(paths.secrets_file).load()) if spec.backup.offsite else {}
+    if spec.backup.offsite and (saved is None or saved.backup.offsite != spec.backup.offsite):
+        # A new or changed off-site repository is tried before anything is written: a wrong
+        # endpoint, bucket or key leaves the instance as it was.
+        step("checking the off-site repository")
+        check_offsite(spec.backup.offsite, offsite_keys)
 
     ctx = build_context(home, spec, ports, platform.user)
     # Remember the spec and ports at once: a converge that fails later keeps its ports next time,
@@ -111,8 +118,9 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     if new_recovery_key:
         act(f"generated the recovery key of {spec.name}, shown this once (keep it outside this host; "
             f"it opens the secrets escrowed with the backups): {format_key(secrets['recovery_key'])}")
-    if spec.backup.offsite:
-        secrets = _offsite_keys(spec, store, act)
+    if store.update(offsite_keys):
+        act("stored the off-site access keys in the secret store")
+        secrets = store.load()
 
     step(f"preparing Superset {spec.superset_version}")
     restarts: set[str] = set()
@@ -198,20 +206,18 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
 
 
-def _offsite_keys(spec: InstanceSpec, store: SecretStore, act: Log) -> dict[str, str]:
-    """Move the off-site access keys from the environment into the secret store."""
+def _offsite_keys(spec: InstanceSpec, stored: dict[str, str]) -> dict[str, str]:
+    """The off-site access keys: given in the environment (they then move into the secret store),
+    else those stored by an earlier converge."""
     offsite = spec.backup.offsite
-    given = {key: os.environ[var] for key, var in (("offsite_access_key", offsite.access_key_env),
-                                                    ("offsite_secret_key", offsite.secret_key_env)) if os.environ.get(var)}
-    if store.update(given):
-        act("stored the off-site access keys in the secret store")
-    secrets = store.load()
-    if not {"offsite_access_key", "offsite_secret_key"} <= set(secrets):
+    keys = {key: os.environ.get(var) or stored.get(key, "")
+            for key, var in (("offsite_access_key", offsite.access_key_env), ("offsite_secret_key", offsite.secret_key_env))}
+    if not all(keys.values()):
         raise InputError(
             f"the off-site repository of {spec.name} needs access keys",
             f"set {offsite.access_key_env} and {offsite.secret_key_env} in the environment and run up again",
         )
-    return secrets
+    return keys
 
 
 def _ensure_backups_proven(ctx: InstanceContext, platform: Platform, secrets: dict[str, str], act: Log, step: Log) -> None:
