@@ -111,6 +111,25 @@ def test_drill_records_the_measured_rto(home, instance):
     assert f"{drill['seconds']} s" in (home.instance("alpha").root / "docs" / "disaster-recovery.md").read_text()
 
 
+def test_drill_opens_the_restore_with_superset_and_catches_a_key_that_does_not_fit(home, instance):
+    paths = home.instance("alpha")
+    drill = read_record(paths)["last_drill"]
+    assert drill["superset"]["revision_is_head"] and drill["superset"]["passwords_decrypted"] == 1
+    # A SECRET_KEY rotated without `superset re-encrypt-secrets`: the running processes keep the
+    # old key in memory, the restored metadata would be useless, and the drill says so.
+    original = paths.secrets_file.read_text()
+    rotated = json.loads(original) | {"secret_key": "rotated-" + "k" * 40}
+    paths.secrets_file.write_text(json.dumps(rotated))
+    try:
+        failed = run_cli("backup", "verify", "alpha", home=home)
+    finally:
+        paths.secrets_file.write_text(original)
+    assert failed.returncode == 1 and "do not decrypt with the instance's SECRET_KEY" in failed.stderr
+    assert point(home, 14).status.value == "FAIL"
+    assert run_cli("backup", "verify", "alpha", home=home).returncode == 0
+    assert point(home, 14).status.value == "PASS"
+
+
 def test_failed_backup_fails_loudly_and_recovers(home, instance):
     repo = home.instance("alpha").backup / "repo"
     repo.chmod(0o000)

@@ -17,6 +17,7 @@ from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext
 from setpoint.runtime.local.instance import PORT_RANGE
 from setpoint.services.postgres import PostgresCluster, cluster_of
+from setpoint.services.superset import SupersetCommands
 
 # What must be the same in the restored metadata as in the live one.
 COUNTED = {
@@ -31,6 +32,24 @@ COUNTED = {
 
 def metadata_counts(cluster: PostgresCluster) -> dict[str, str]:
     return {key: cluster.sql(query, database="superset") for key, query in COUNTED.items()}
+
+
+def drill_problems(restored: dict[str, str], live: dict[str, str], opened: dict, version: str) -> list[str]:
+    """What makes a restore useless: metadata that differs from the live one, a schema this
+    Superset version cannot run on, objects its models do not see, passwords the key cannot open."""
+    problems = []
+    differences = [f"{k} {restored[k]} vs {live[k]}" for k in live if restored[k] != live[k]]
+    if differences:
+        problems.append(f"the restored metadata differs from the live one: {', '.join(differences)}")
+    if not opened["revision_is_head"]:
+        problems.append(f"its schema revision {opened['revision']} is not one Superset {version} runs on")
+    unseen = [f"{k} {opened[k]} vs {restored[k]}" for k in COUNTED if k in opened and str(opened[k]) != restored[k]]
+    if unseen:
+        problems.append(f"Superset's models count other numbers than the tables: {', '.join(unseen)}")
+    if opened["passwords_decrypted"] < opened["passwords"]:
+        problems.append(f"{opened['passwords'] - opened['passwords_decrypted']} of {opened['passwords']} database "
+                        "passwords do not decrypt with the instance's SECRET_KEY")
+    return problems
 
 
 def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
@@ -66,10 +85,12 @@ def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
                                                             f"see {ctx.paths.logs / 'drill-postgres.log'}"))
         restored = metadata_counts(temporary)
         live = metadata_counts(cluster_of(ctx))
-        record.update(restored=restored, live=live, ok=restored == live, backup=backrest.backups()[-1].label)
-        if restored != live:
-            differences = ", ".join(f"{k} {restored[k]} vs {live[k]}" for k in live if restored[k] != live[k])
-            record["error"] = f"the restored metadata differs from the live one: {differences}"
+        log(f"opening the restored metadata with Superset {ctx.spec.superset_version}")
+        opened = SupersetCommands(ctx).open_restored(socket_dir, port)
+        problems = drill_problems(restored, live, opened, ctx.spec.superset_version)
+        record.update(restored=restored, live=live, superset=opened, ok=not problems, backup=backrest.backups()[-1].label)
+        if problems:
+            record["error"] = "; ".join(problems)
     except SetpointError as exc:
         record["error"] = exc.message
     finally:

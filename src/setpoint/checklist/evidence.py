@@ -25,10 +25,11 @@ from itsdangerous import URLSafeTimedSerializer
 from setpoint import proc
 from setpoint.checklist.known_keys import KNOWN_DEFAULT_KEYS
 from setpoint.net import http_client, is_loopback_name
+from setpoint.services.superset import superset_side_script
 from setpoint.superset_api import SupersetClient
 
 PROBE_TIMEOUT = 5.0
-FACTS_SCRIPT = Path(__file__).parent.parent / "runtime" / "local" / "superset_side" / "dump_facts.py"
+FACTS_SCRIPT = superset_side_script("dump_facts")
 
 
 @dataclass

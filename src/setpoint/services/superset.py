@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -141,9 +142,8 @@ class SupersetCommands:
     def ensure_admin(self) -> bool:
         """Create the admin from the spec with the generated password; return whether it was new."""
         spec = self.ctx.spec
-        script = Path(str(resources.files("setpoint") / "runtime" / "local" / "superset_side" / "ensure_admin.py"))
         output = self.run(
-            [str(self.ctx.venv / "bin" / "python"), str(script)],
+            [str(self.ctx.venv / "bin" / "python"), str(superset_side_script("ensure_admin"))],
             what="creating the admin user",
             SETPOINT_SECRETS=str(self.ctx.paths.secrets_file),
             SETPOINT_ADMIN_USERNAME=spec.admin.username,
@@ -152,3 +152,19 @@ class SupersetCommands:
             SETPOINT_ADMIN_EMAIL=spec.admin_email,
         )
         return output.strip().endswith("created")
+
+    def open_restored(self, socket_dir: Path, port: int) -> dict:
+        """Open a restored copy of the metadata (a cluster on `socket_dir`:`port`) with this
+        Superset version and the instance's configuration; what Superset sees there."""
+        uri = f"postgresql+psycopg2://{self.ctx.service_user}@/superset?host={socket_dir}&port={port}"
+        output = self.run(
+            [str(self.ctx.venv / "bin" / "python"), str(superset_side_script("open_restored"))],
+            what=f"opening the restored metadata with Superset {self.ctx.spec.superset_version}",
+            SETPOINT_RESTORED_URI=uri,
+        )
+        return json.loads(output.strip().splitlines()[-1])
+
+
+def superset_side_script(name: str) -> Path:
+    """A script of Setpoint's that runs inside a Superset virtualenv."""
+    return Path(str(resources.files("setpoint") / "runtime" / "local" / "superset_side" / f"{name}.py"))
