@@ -32,7 +32,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# Piped or redirected output is not bound to a terminal's width: tables keep whole lines.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def command_name() -> str:
@@ -224,8 +225,9 @@ def backups(
         out.print_json(json.dumps(report_.to_dict()))
         return
     table = Table(title=f"backups of {name}", title_justify="left")
-    for column in ("label", "type", "started (UTC)", "seconds", "data MB", "repository MB", "repo"):
-        table.add_column(column)
+    # Labels are what `restore` and pgBackRest take: never cut or folded.
+    for column in ("label", "type", "started (UTC)", "seconds", "data MB", "stored MB", "repo"):
+        table.add_column(column, no_wrap=column in ("label", "started (UTC)"))
     for b in report_.backups:
         table.add_row(b.label, b.type, b.started.strftime("%Y-%m-%d %H:%M:%S"), str(int((b.stopped - b.started).total_seconds())),
                       f"{b.size_bytes / 1e6:.1f}", f"{b.repo_bytes / 1e6:.1f}", str(b.repo))
