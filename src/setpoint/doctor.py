@@ -10,6 +10,7 @@ from pathlib import Path
 from setpoint import proc
 from setpoint.errors import SetpointError
 from setpoint.home import is_root
+from setpoint.services.superset import base_python
 
 # Binary -> Debian package providing it.
 PREREQUISITES = {
@@ -23,7 +24,6 @@ PREREQUISITES = {
     "pgbackrest": "pgbackrest",
     "setcap": "libcap2-bin",
     "useradd": "passwd",
-    "python3.11": "python3-venv",
 }
 
 
@@ -47,9 +47,18 @@ def examine() -> list[Finding]:
         except SetpointError:
             path = None
         findings.append(Finding(binary, package, path))
+    findings.append(superset_python())
     supervisord = Path(sys.executable).parent / "supervisord"
     findings.append(Finding("supervisord", "supervisor (pip)", str(supervisord) if supervisord.exists() else shutil.which("supervisord")))
     return findings
+
+
+def superset_python() -> Finding:
+    """The interpreter Superset's virtualenvs are built on: the system's, which the service user
+    can run (not one under root's home), able to create virtualenvs (Debian ships venv apart)."""
+    python = base_python()
+    usable = python.startswith("/usr/") and proc.run([python, "-c", "import ensurepip, venv"], check=False).ok
+    return Finding("python3.11", "python3.11-venv", python if usable else None)
 
 
 def missing_packages(findings: list[Finding]) -> list[str]:
