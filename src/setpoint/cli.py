@@ -235,6 +235,9 @@ def backups(
     window = report_.window
     out.print(f"recovery window: {window.earliest.isoformat() if window.earliest else '-'} to "
               f"{window.latest.isoformat() if window.latest else '-'}")
+    for repo, answer in report_.repositories.items():
+        if answer != "ok":
+            out.print(f"[yellow]repository {repo} ({'local' if repo == 1 else 'off-site'}): {answer}[/]")
     if report_.room:
         fits = report_.room.full_backups
         out.print(f"local repository: {report_.room.free_bytes / 2**30:.1f} GiB free on its disk"

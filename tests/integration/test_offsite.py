@@ -1,6 +1,8 @@
 """Off-site copies, escrowed secrets and disaster recovery, against an S3-compatible server on
 loopback: a repository here is not off-site, and the scorecard says so."""
 
+import json
+
 import pytest
 import yaml
 
@@ -61,6 +63,8 @@ def test_offsite_outage_fails_loudly_and_recovery_passes_again(home, offsite_ins
         assert found[14].status.value == "FAIL" and "last backup" in found[14].evidence, found[14].evidence
         status = run_cli("status", NAME, home=home)
         assert "FAILED" in status.stdout
+        listed = json.loads(run_cli("backups", NAME, "--format", "json", home=home).stdout)
+        assert listed["repositories"] == {"1": "ok", "2": "not answering"}
     finally:
         s3_endpoint.start()
     assert run_cli("backup", NAME, home=home).returncode == 0

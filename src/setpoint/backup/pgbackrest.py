@@ -128,7 +128,11 @@ class PgBackRest:
             return {}
         return stanzas[0] if stanzas else {}
 
-    def backups(self) -> list[BackupSet]:
+    def repositories(self) -> dict[int, dict]:
+        """Each repository's entry of `pgbackrest info`, {} for one that does not answer."""
+        return {repo: self.info(repo) for repo in self.repos}
+
+    def backups(self, repositories: dict[int, dict] | None = None) -> list[BackupSet]:
         """Every backup in every repository (one that does not answer lists none), oldest first."""
         found = [
             BackupSet(
@@ -141,8 +145,8 @@ class PgBackRest:
                 repo=repo,
                 error=bool(b.get("error")),
             )
-            for repo in self.repos
-            for b in self.info(repo).get("backup", [])
+            for repo, info in (repositories or self.repositories()).items()
+            for b in info.get("backup", [])
         ]
         return sorted(found, key=lambda b: (b.stopped, b.repo))
 

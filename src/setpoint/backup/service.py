@@ -66,6 +66,7 @@ class BackupReport:
     window: RecoveryWindow
     archiving: dict[str, Any] = field(default_factory=dict)
     room: RepositoryRoom | None = None
+    repositories: dict[int, str] = field(default_factory=dict)  # repo -> "ok", or what is wrong
 
     def to_dict(self) -> dict:
         return {
@@ -76,6 +77,7 @@ class BackupReport:
                 "latest": self.window.latest.isoformat() if self.window.latest else None,
             },
             "archiving": self.archiving,
+            "repositories": {str(repo): answer for repo, answer in self.repositories.items()},
             "local_repository": self.room and {**asdict(self.room), "full_backups_that_fit": self.room.full_backups},
         }
 
@@ -108,9 +110,10 @@ def archiver_status(ctx: InstanceContext, archived_max: str | None = None) -> di
 def backup_report(ctx: InstanceContext) -> BackupReport:
     """Every backup with its type, time, size and repository, and the recovery window."""
     backrest = PgBackRest(ctx)
-    backups = backrest.backups()
+    repositories = backrest.repositories()
+    backups = backrest.backups(repositories)
     good = [b for b in backups if not b.error]
-    archives = backrest.info(1).get("archive", [])
+    archives = repositories[1].get("archive", [])
     try:
         archiving = archiver_status(ctx, archives[-1].get("max") if archives else None)
     except SetpointError:
@@ -120,7 +123,16 @@ def backup_report(ctx: InstanceContext) -> BackupReport:
         latest = good[-1].stopped
     window = RecoveryWindow(good[0].stopped if good else None, latest)
     shown = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in archiving.items()}
-    return BackupReport(ctx.spec.name, backups, window, shown, repository_room(ctx, good))
+    answers = {repo: repository_answer(info) for repo, info in repositories.items()}
+    return BackupReport(ctx.spec.name, backups, window, shown, repository_room(ctx, good), answers)
+
+
+def repository_answer(info: dict) -> str:
+    """What a repository says of the stanza (pgBackRest's status message), or that it is silent."""
+    if not info:
+        return "not answering"
+    statuses = [r.get("status", {}).get("message", "") for r in info.get("repo", [])]
+    return statuses[0] if statuses else info.get("status", {}).get("message", "unknown")
 
 
 def repository_room(ctx: InstanceContext, backups: list[BackupSet]) -> RepositoryRoom | None:
