@@ -47,6 +47,9 @@ def test_backups_reach_both_repositories_with_escrowed_secrets(home, offsite_ins
     bundle = client.get_object(Bucket=offsite.bucket, Key=bundle_key(offsite, NAME))["Body"].read()
     for key, value in secrets.items():
         assert value.encode() not in bundle, f"{key} is readable in the escrow bundle"
+    plan = run_cli("dr", "plan", NAME, home=home).stdout
+    assert f"s3://{offsite.bucket}/setpoint" in plan and "repo2 (off-site)" in plan
+    assert f"setpoint dr rebuild {NAME} --from-offsite" in plan and "No off-site copy" not in plan
     found = statuses(home)
     assert found[14].status.value == "PASS"
     # Loopback is this host: not off-site, whatever it holds.
