@@ -52,6 +52,7 @@ def test_backups_reach_both_repositories_with_escrowed_secrets(home, offsite_ins
     assert f"setpoint dr rebuild {NAME} --from-offsite" in plan and "No off-site copy" not in plan
     found = statuses(home)
     assert found[14].status.value == "PASS"
+    assert found[16].status.value == "PASS" and "the off-site repository" in found[16].evidence
     # Loopback is this host: not off-site, whatever it holds.
     assert found[15].status.value == "FAIL" and "not off-site" in found[15].evidence
 

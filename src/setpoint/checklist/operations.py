@@ -112,10 +112,14 @@ def probe_dr_plan(ev: Evidence) -> Finding:
     text = path.read_text()
     names = {"the backup repository": str(managed.paths.backup / "repo"), "the secrets": str(managed.paths.secrets_file),
              "the restore steps": f"setpoint restore {managed.spec.name}"}
+    offsite = managed.spec.backup.offsite
+    if offsite:
+        names["the off-site repository"] = f"s3://{offsite.bucket}"
+        names["the rebuild from it"] = f"setpoint dr rebuild {managed.spec.name}"
     missing = [what for what, needle in names.items() if needle not in text]
     if missing:
         return failed(f"{path} does not name {', '.join(missing)}", f"run: setpoint dr plan {managed.spec.name}")
-    return passed(f"{path} names the backup repository, the secrets and the restore steps")
+    return passed(f"{path} names {', '.join(names)}")
 
 
 def probe_dashboard_export(ev: Evidence) -> Finding:
