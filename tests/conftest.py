@@ -114,10 +114,10 @@ def stock_superset(home, instance):
                  ["fab", "create-admin", "--username", "admin", "--firstname", "A", "--lastname", "B",
                   "--email", "admin@example.com", "--password", "admin"],
                  ["init"]):
-        subprocess.run([superset, *args], env=env, check=True, capture_output=True, timeout=300)
+        subprocess.run([superset, *args], env=env, cwd=root, check=True, capture_output=True, timeout=300)
     port = free_port()
     server = subprocess.Popen([superset, "run", "-h", "127.0.0.1", "-p", str(port), "--with-threads"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     import httpx
 
@@ -135,7 +135,6 @@ def stock_superset(home, instance):
     yield url, config, f"sqlite:///{root}/superset.db", venv / "bin" / "python"
     server.terminate()
     server.wait(timeout=30)
-
 
 
 @pytest.fixture(scope="session")

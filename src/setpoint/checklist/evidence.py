@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import ssl
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -260,10 +261,13 @@ class Evidence:
         if command is None:
             return None
         argv, env, user, cwd = command
-        try:
-            result = proc.run(argv, env=env, user=user, cwd=cwd, timeout=45, check=False)
-        except Exception as exc:  # noqa: BLE001 - a probe never raises
-            return {"config_error": str(exc)}
+        # Superset's default Celery settings create celerydb.sqlite in the working directory:
+        # never the user's own one.
+        with tempfile.TemporaryDirectory(prefix="setpoint-facts-") as scratch:
+            try:
+                result = proc.run(argv, env=env, user=user, cwd=cwd or scratch, timeout=45, check=False)
+            except Exception as exc:  # noqa: BLE001 - a probe never raises
+                return {"config_error": str(exc)}
         try:
             return json.loads(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
