@@ -51,8 +51,7 @@ class SecretStore:
         if all(current.get(k) == v for k, v in values.items()):
             return False
         current.update(values)
-        write_file(self.path, json.dumps(current, indent=2, sort_keys=True) + "\n", mode=0o600, owner=self.owner)
-        proc.redact.add(*values.values())
+        self._write(current)
         return True
 
     def ensure(self) -> dict[str, str]:
@@ -61,6 +60,9 @@ class SecretStore:
         missing = {key: generate_secret(n) for key, n in SECRET_LENGTHS.items() if key not in values}
         if missing or not self.path.exists():
             values.update(missing)
-            write_file(self.path, json.dumps(values, indent=2, sort_keys=True) + "\n", mode=0o600, owner=self.owner)
-            proc.redact.add(*values.values())
+            self._write(values)
         return values
+
+    def _write(self, values: dict[str, str]) -> None:
+        write_file(self.path, json.dumps(values, indent=2, sort_keys=True) + "\n", mode=0o600, owner=self.owner)
+        proc.redact.add(*values.values())

@@ -68,6 +68,20 @@ def s3_client(offsite: Offsite, access_key: str, secret_key: str):
     )
 
 
+def offsite_credentials(spec, stored: dict[str, str]) -> dict[str, str]:
+    """The off-site access keys of an instance spec: given in the environment variables it names
+    (they then move into the secret store), else those `stored` by an earlier converge."""
+    offsite = spec.backup.offsite
+    keys = {key: os.environ.get(var) or stored.get(key, "")
+            for key, var in (("offsite_access_key", offsite.access_key_env), ("offsite_secret_key", offsite.secret_key_env))}
+    if not all(keys.values()):
+        raise InputError(
+            f"the off-site repository of {spec.name} needs access keys",
+            f"set {offsite.access_key_env} and {offsite.secret_key_env} in the environment and run the command again",
+        )
+    return keys
+
+
 def check_offsite(offsite: Offsite, secrets: dict[str, str]) -> None:
     """Fail fast, naming the cause, when the off-site bucket cannot be reached."""
     try:

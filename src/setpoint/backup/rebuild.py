@@ -3,16 +3,14 @@ alone, with its recovery key."""
 
 from __future__ import annotations
 
-import json
-import os
-
 import yaml
 
-from setpoint.backup.escrow import fetch_offsite, parse_key, unseal
+from setpoint.backup.escrow import fetch_offsite, offsite_credentials, parse_key, unseal
 from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.errors import InputError
 from setpoint.home import Home, chown, service_user, write_file
 from setpoint.runtime.local import converge
+from setpoint.secret import SecretStore
 from setpoint.spec import InstanceSpec, parse_spec
 
 
@@ -23,20 +21,16 @@ def rebuild_from_offsite(home: Home, spec: InstanceSpec, recovery_key: str, log=
         raise InputError("the spec names no off-site repository (backup.offsite)", "give the spec the instance had, with its backup.offsite")
     if home.instance(name).root.exists():
         raise InputError(f"instance '{name}' already exists on this host", f"destroy it first (setpoint destroy {name} --yes) or rebuild elsewhere")
-    access, secret = os.environ.get(offsite.access_key_env), os.environ.get(offsite.secret_key_env)
-    if not (access and secret):
-        raise InputError("the off-site access keys are missing", f"set {offsite.access_key_env} and {offsite.secret_key_env}")
+    keys = offsite_credentials(spec, stored={})  # a clean host has no secret store yet
     step("fetching the escrowed secrets from the off-site repository")
-    payload = unseal(fetch_offsite(name, offsite, access, secret), parse_key(recovery_key))
+    payload = unseal(fetch_offsite(name, offsite, keys["offsite_access_key"], keys["offsite_secret_key"]), parse_key(recovery_key))
     escrowed = parse_spec(payload["spec"], source="the escrowed spec")
     # What the instance was, reached through the off-site settings given now; no sample data load.
     rebuilt = escrowed.model_copy(update={"backup": escrowed.backup.model_copy(update={"offsite": offsite}), "examples": False})
     paths = home.instance(name)
     paths.root.mkdir(parents=True)
     user = service_user()
-    secrets = {**payload["secrets"], "recovery_key": parse_key(recovery_key),
-               "offsite_access_key": access, "offsite_secret_key": secret}
-    write_file(paths.secrets_file, json.dumps(secrets, indent=2, sort_keys=True) + "\n", mode=0o600, owner=user)
+    SecretStore(paths.secrets_file, owner=user).update({**payload["secrets"], "recovery_key": parse_key(recovery_key), **keys})
     write_file(paths.spec_file, yaml.safe_dump(rebuilt.model_dump(mode="json"), sort_keys=False))
     paths.write_state({"migrated": rebuilt.superset_version, "examples_loaded": True, "rebuilt_from": "offsite"})
     chown(paths.root, user)

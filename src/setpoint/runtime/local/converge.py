@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +15,8 @@ from setpoint.backup import export
 from setpoint.backup.dr import plan_path, write_plan
 from setpoint.backup.drill import run_drill
 from setpoint.backup.service import read_record, take_backup
-from setpoint.backup.escrow import check_offsite, format_key
-from setpoint.errors import InputError, SetpointError
+from setpoint.backup.escrow import check_offsite, format_key, offsite_credentials
+from setpoint.errors import SetpointError
 from setpoint.home import Home, chown, service_user, write_file
 from setpoint.net import http_client
 from setpoint.render import (
@@ -94,7 +93,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     own = platform.supervisor.states(spec.name)
     running_ports = set(state.get("ports", {}).values()) if any(s.is_running for s in own.values()) else set()
     preflight(home, spec, ports, running_ports, platform.caddy.listening_ports())
-    offsite_keys = _offsite_keys(spec, SecretStore(paths.secrets_file).load()) if spec.backup.offsite else {}
+    offsite_keys = offsite_credentials(spec, SecretStore(paths.secrets_file).load()) if spec.backup.offsite else {}
     if spec.backup.offsite and (saved is None or saved.backup.offsite != spec.backup.offsite):
         # A new or changed off-site repository is tried before anything is written: a wrong
         # endpoint, bucket or key leaves the instance as it was.
@@ -204,20 +203,6 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     state.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     paths.write_state(state)
     return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
-
-
-def _offsite_keys(spec: InstanceSpec, stored: dict[str, str]) -> dict[str, str]:
-    """The off-site access keys: given in the environment (they then move into the secret store),
-    else those stored by an earlier converge."""
-    offsite = spec.backup.offsite
-    keys = {key: os.environ.get(var) or stored.get(key, "")
-            for key, var in (("offsite_access_key", offsite.access_key_env), ("offsite_secret_key", offsite.secret_key_env))}
-    if not all(keys.values()):
-        raise InputError(
-            f"the off-site repository of {spec.name} needs access keys",
-            f"set {offsite.access_key_env} and {offsite.secret_key_env} in the environment and run up again",
-        )
-    return keys
 
 
 def _ensure_backups_proven(ctx: InstanceContext, platform: Platform, secrets: dict[str, str], act: Log, step: Log) -> None:
