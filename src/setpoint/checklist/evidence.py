@@ -310,6 +310,16 @@ class Evidence:
             return None
         return section
 
+    # --- a managed instance's backups ---------------------------------------------------
+
+    @cached_property
+    def backups(self):
+        """The managed instance's backup report (pgBackRest info of every repository), read once
+        for the points that need it."""
+        from setpoint.backup.service import backup_report
+
+        return backup_report(self.target.managed.context)
+
     def close(self) -> None:
         if "http" in self.__dict__:
             self.http.close()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from setpoint.backup.dr import plan_path
-from setpoint.backup.service import backup_report, now, read_record
+from setpoint.backup.service import now, read_record
 from setpoint.checklist.evidence import Evidence
 from setpoint.checklist.model import Finding, combine, failed, passed, unverified
 from setpoint.services.postgres import cluster_of
@@ -57,7 +57,7 @@ def probe_backups(ev: Evidence) -> Finding:
     ctx = managed.context
     if not ctx.managed_postgres:
         return unverified("the metadata database is external: its own backups are not visible to Setpoint")
-    report = backup_report(ctx)
+    report = ev.backups
     parts = []
     last = read_record(ctx.paths).get("last_backup") or {}
     if last and not last.get("ok"):
@@ -166,7 +166,7 @@ def probe_offsite(ev: Evidence) -> Finding:
     last = read_record(managed.paths).get("last_backup") or {}
     if last and not last.get("ok"):
         parts.append(failed(f"the last backup failed: {last.get('error')}"))
-    copies = [b for b in backup_report(managed.context).backups if b.repo == 2 and not b.error]
+    copies = [b for b in ev.backups.backups if b.repo == 2 and not b.error]
     if not copies:
         parts.append(failed(f"no backup in the off-site repository s3://{offsite.bucket}{offsite.path}"))
     else:
