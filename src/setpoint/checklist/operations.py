@@ -18,6 +18,7 @@ from setpoint.backup.dr import plan_path
 from setpoint.backup.service import now, read_record
 from setpoint.checklist.evidence import Evidence
 from setpoint.checklist.model import Finding, combine, failed, passed, unverified
+from setpoint.net import is_loopback_name
 from setpoint.services.postgres import cluster_of
 from setpoint.spec import supported_superset_versions
 
@@ -140,7 +141,9 @@ def probe_dashboard_export(ev: Evidence) -> Finding:
     parts.append(verdict(f"{export['dashboards']} dashboards exported, {live} existed at the time"))
     return combine(parts)
 def is_this_host(hostname: str) -> bool:
-    """Whether a name resolves to this machine (loopback or one of its own addresses)."""
+    """Whether a name is this machine's: *.localhost, or resolving to loopback or an own address."""
+    if is_loopback_name(hostname):
+        return True
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(hostname, None)}
     except OSError:
