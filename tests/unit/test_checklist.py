@@ -243,3 +243,11 @@ def test_markdown_groups_by_section():
     assert "**Score: 11/25, acceptable for internal use.**" in text
     for section in Section:
         assert f"## {section.value}" in text
+
+
+def test_endpoints_on_this_host_are_not_off_site():
+    from setpoint.checklist.operations import is_this_host
+
+    for name in ("localhost", "minio.localhost", "127.0.0.1", "::1"):
+        assert is_this_host(name), name
+    assert not is_this_host("192.0.2.10")  # TEST-NET-1: never an address of this machine
