@@ -1,8 +1,7 @@
 """Probes of the backups, monitoring and compliance points (14-25).
 
-The machinery behind most of them (pgBackRest, observability, audit, runbooks, upgrades) comes
-with later issues; until it exists these probes look for it on the running system, find
-nothing, and fail with what they looked at. For a Superset that Setpoint does not manage, this
+Where Setpoint does not provide the machinery yet (observability, audit, runbooks, upgrades),
+these probes look for it on the running system, find nothing, and fail with what they looked at. For a Superset that Setpoint does not manage, this
 evidence is not visible from outside: the points are UNVERIFIED with what would verify them.
 """
 

@@ -50,14 +50,26 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> InstanceSpec:
         problems = [describe_problem(err) for err in exc.errors()]
         raise InputError(
             f"{source} is invalid: " + "; ".join(problems),
-            "fix the fields named above (see: setpoint spec --example)",
+            "fix the fields named above (setpoint spec NAME prints every field with its default)",
         ) from None
+
+
+# What a patterned field may hold, in words: a regular expression helps nobody fix a value.
+ALLOWED_FORMS = {
+    "name": "must be 1 to 32 lowercase letters, digits and dashes, starting with a letter and not ending with a dash",
+    "bucket": "must be an S3 bucket name: 3 to 63 lowercase letters, digits, dots and dashes",
+    "path": "must be an absolute path of letters, digits, dots, dashes, underscores and slashes",
+    "username": "must be 3 to 64 letters, digits, dots, dashes, underscores or @",
+    "email": "must be an e-mail address",
+}
 
 
 def describe_problem(err: dict[str, Any]) -> str:
     """One validation error as `path: what is allowed (got value)`."""
     path = ".".join(str(p) for p in err["loc"]) or "spec"
     message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "string_pattern_mismatch":
+        message = ALLOWED_FORMS.get(str(err["loc"][-1]), "has a form that is not allowed")
     if err["type"] == "extra_forbidden":
         return f"{path}: unknown field"
     if err["type"] == "missing":
