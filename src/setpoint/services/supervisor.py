@@ -42,19 +42,19 @@ def program_names(instance: str) -> set[str]:
     return {f"{instance}-{component}" for component in COMPONENTS}
 
 
-def _bin(name: str) -> str:
-    # supervisord is a Python dependency of Setpoint: it lives beside the interpreter.
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else proc.find_binary(name)
-
-
 class Supervisor:
     """Controls the supervisord of one SETPOINT_HOME."""
 
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: Home, bin_dir: Path | None = None) -> None:
         self.home = home
         self.conf = home.supervisor_dir / "supervisord.conf"
         self.socket = home.supervisor_dir / "supervisor.sock"
+        # supervisord is a Python dependency of Setpoint: it lives beside Setpoint's interpreter.
+        self.bin_dir = bin_dir or Path(sys.executable).parent
+
+    def _bin(self, name: str) -> str:
+        candidate = self.bin_dir / name
+        return str(candidate) if candidate.exists() else proc.find_binary(name)
 
     def _rpc(self):
         transport = SupervisorTransport(None, None, f"unix://{self.socket}")
@@ -73,14 +73,14 @@ class Supervisor:
         if self.is_running():
             return False
         (self.home.supervisor_dir / "conf.d").mkdir(parents=True, exist_ok=True)
-        proc.run([_bin("supervisord"), "-c", self.conf], what="starting supervisord", timeout=30)
+        proc.run([self._bin("supervisord"), "-c", self.conf], what="starting supervisord", timeout=30)
         wait_until(self.is_running, timeout, SetpointError(
             "supervisord did not start", f"see {self.home.supervisor_dir}/supervisord.log"), interval=0.2)
         return True
 
     def ctl(self, *args: str, timeout: float = 120) -> str:
         """Run supervisorctl against this home's supervisord."""
-        result = proc.run([_bin("supervisorctl"), "-c", self.conf, *args], timeout=timeout, check=False)
+        result = proc.run([self._bin("supervisorctl"), "-c", self.conf, *args], timeout=timeout, check=False)
         # supervisorctl exits non-zero when a program it was asked about is not running; callers
         # judge the states they need through `states`.
         return result.stdout
@@ -129,11 +129,14 @@ class Supervisor:
                 return
             failed = [n for n in missing if n in states and states[n].state in ("FATAL", "EXITED", "BACKOFF")]
             if time.monotonic() > deadline or (failed and time.monotonic() > deadline - timeout / 2):
-                raise SetpointError(
-                    f"{', '.join(missing)} did not start",
-                    "see: setpoint logs " + missing[0].rsplit("-", 1)[0] + " " + missing[0].rsplit("-", 1)[1],
-                )
+                raise SetpointError(f"{', '.join(missing)} did not start", self._log_hint(missing[0]))
             time.sleep(0.5)
+
+    def _log_hint(self, program: str) -> str:
+        instance, _, component = program.rpartition("-")
+        if instance:
+            return f"see: setpoint logs {instance} {component}"
+        return f"see the host's logs in {self.home.supervisor_dir} and {self.home.caddy_dir}"
 
     def shutdown(self, timeout: float = 90) -> None:
         """Stop supervisord and everything it runs, and wait until it has exited."""

@@ -6,8 +6,10 @@ import json
 import pwd
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from setpoint import proc
+from setpoint.host import installation as installations
 from setpoint.home import Home, chown, is_root, service_user, unreachable_parent, write_file
 from setpoint.errors import SetpointError
 from setpoint.net import is_port_free
@@ -34,7 +36,10 @@ def load_platform(home: Home) -> Platform | None:
     if not settings.exists():
         return None
     admin_port = json.loads(settings.read_text())["caddy_admin_port"]
-    return Platform(home, service_user(), Supervisor(home), Caddy(home, admin_port))
+    active = installations.current(home)
+    # supervisord comes from the host's own installation; before there is one, from beside us.
+    bin_dir = active.bin_dir if active else Path(sys.executable).parent
+    return Platform(home, service_user(), Supervisor(home, bin_dir), Caddy(home, admin_port))
 
 
 def ensure_service_user(user: str) -> bool:
@@ -54,8 +59,9 @@ def ensure_service_user(user: str) -> bool:
     return True
 
 
-def ensure_platform(home: Home, log=lambda message: None) -> Platform:
-    """Set up (once) and start the host's supervisord and Caddy for `home`."""
+def ensure_platform(home: Home, log=lambda message: None, step=lambda message: None) -> Platform:
+    """Set up (once) and start the host's supervisord, Caddy and scheduler for `home`, running from
+    Setpoint's own installation on the host (made from the running Setpoint when it is new)."""
     user = service_user()
     if ensure_service_user(user):
         log(f"created the unprivileged service user {user}")
@@ -79,12 +85,44 @@ def ensure_platform(home: Home, log=lambda message: None) -> Platform:
         platform = load_platform(home)
     caddy_bin = proc.find_binary("caddy")
     write_file(platform.caddy.caddyfile, render_caddyfile(home, platform.caddy.admin_port), owner=user)
-    conf_changed = write_file(platform.supervisor.conf, render_supervisord_conf(home, caddy_bin, user, sys.executable), mode=0o600)
-    if platform.supervisor.ensure_running():
+    installation = installations.ensure_installation(home, log, step)
+    conf = platform.supervisor.conf
+    before = conf.read_text() if conf.exists() else None
+    changed = write_file(conf, render_supervisord_conf(home, caddy_bin, user, str(installation.python)), mode=0o600)
+    if not platform.supervisor.is_running():
+        installations.activate(home, installation)
+        platform = load_platform(home)
+        platform.supervisor.ensure_running()
         log("started the host's supervisord and Caddy")
-    elif conf_changed:
-        platform.supervisor.ctl("reread")
-        platform.supervisor.update()
-    platform.supervisor.wait_running(["caddy"], timeout=30)
+    elif changed:
+        _switch_host_services(platform, installation, before, log)
+    platform.supervisor.wait_running(list(HOST_PROGRAMS), timeout=30)
     platform.caddy.wait_ready()
     return platform
+
+
+HOST_PROGRAMS = ("caddy", "scheduler")
+
+
+def _switch_host_services(platform: Platform, installation: installations.Installation, before: str | None, log) -> None:
+    """Move the running host services to `installation` (supervisord restarts those whose command
+    changed); keep the previous installation until they run, and go back to it if they do not."""
+    home = platform.home
+    previous = installations.current(home)
+    platform.supervisor.ctl("reread")
+    platform.supervisor.update()
+    try:
+        platform.supervisor.wait_running(list(HOST_PROGRAMS), timeout=30)
+    except SetpointError:
+        if before is not None:
+            write_file(platform.supervisor.conf, before, mode=0o600)
+            platform.supervisor.ctl("reread")
+            platform.supervisor.update()
+        raise SetpointError(
+            f"the host's services did not start from {installation.root}; they run from the previous installation again",
+            f"see {home.supervisor_dir}/scheduler.log, then run the command again",
+        ) from None
+    installations.activate(home, installation)
+    installations.prune(home, keep={previous.root} if previous else set())
+    if previous is None or previous.root != installation.root:
+        log(f"switched the host's services to {installation.root}")
