@@ -4,7 +4,9 @@ SETPOINT := $(VENV)/bin/setpoint
 
 .PHONY: demo test bootstrap bench-dr
 
+# As root, the host first gets Setpoint's own installation and its start at boot (setpoint host install).
 demo: bootstrap
+	@if [ "$$(id -u)" = 0 ]; then $(SETPOINT) host install; fi
 	$(SETPOINT) up demo
 
 test: bootstrap

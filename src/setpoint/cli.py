@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from setpoint import __version__, doctor as doctor_module
@@ -37,12 +38,17 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def command_name() -> str:
-    """How the user can call setpoint again: `setpoint` when on PATH, else the path they used."""
+    """How the user can call setpoint again: `setpoint` when on PATH (`setpoint host install`
+    puts the host's own there), else the path they used."""
     invoked = sys.argv[0]
-    on_path = shutil.which("setpoint")
-    if on_path and Path(on_path).resolve() == Path(invoked).resolve():
+    if shutil.which("setpoint"):
         return "setpoint"
     return invoked if invoked.endswith("setpoint") else "setpoint"
+
+
+def done(sentence: str) -> None:
+    """One action taken, printed literally (paths, names and messages may hold brackets)."""
+    console.print(f"  [green]✓[/] {escape(sentence)}")
 
 
 class Format(str, Enum):
@@ -92,7 +98,7 @@ def up(
         report = converge.up(
             home(),
             spec,
-            log=lambda sentence: console.print(f"  [green]✓[/] {sentence}"),
+            log=done,
             step=lambda message: status.update(f"[bold]{name}[/]: {message}"),
         )
     if not report.changed:
@@ -102,8 +108,19 @@ def up(
         card = run_scorecard(lifecycle.managed_target(home(), name), name=name)
     out.print(f"  scorecard: {card.score}/{card.max} ({card.level}); still failing:")
     for result in card.failing():
-        out.print(f"    {result.check.id:2}. {result.check.title}  [dim]({result.remedy})[/]")
+        out.print(f"    {result.check.id:2}. {escape(result.check.title)}  [dim]({escape(result.remedy)})[/]")
     out.print(f"  details: {command_name()} check {name}")
+
+
+def tunnel_hint(spec: InstanceSpec) -> str:
+    """How a user on their own computer opens an instance served under a *.localhost name here:
+    browsers send NAME.localhost to their own loopback, where an SSH tunnel waits."""
+    import getpass
+    import socket
+
+    local_port = 8443 if spec.https_port == 443 else spec.https_port
+    return (f"ssh -N -L {local_port}:127.0.0.1:{spec.https_port} {getpass.getuser()}@{socket.getfqdn()} "
+            f"then open https://{spec.host}:{local_port}/ (trust the CA certificate above in the browser)")
 
 
 def print_summary(spec: InstanceSpec, report: converge.UpReport) -> None:
@@ -111,6 +128,7 @@ def print_summary(spec: InstanceSpec, report: converge.UpReport) -> None:
     out.print(f"  admin credentials: {command_name()} credentials {spec.name}")
     if report.ca_root:
         out.print(f"  local CA certificate: {report.ca_root}  (curl --cacert {report.ca_root} {spec.url}health)")
+        out.print(f"  from another computer: {tunnel_hint(spec)}")
     out.print(
         "  set up: Superset {v} under gunicorn (gevent) and Celery, PostgreSQL metadata, Redis for every cache, "
         "HTTPS with HSTS through Caddy, secure cookies, CSRF, CSP, a generated admin password".format(
@@ -265,7 +283,7 @@ def restore(
         if as_name:
             raise InputError("--in-place and --as exclude each other", "choose one")
         with console.status(f"restoring {name} in place") as status:
-            report_ = restore_in_place(home(), name, to, log=lambda sentence: console.print(f"  [green]✓[/] {sentence}"),
+            report_ = restore_in_place(home(), name, to, log=done,
                                        step=lambda message: status.update(message))
         out.print(f"\n[bold]{name}[/] is back to {to}: {report_.url}")
         return
@@ -274,7 +292,7 @@ def restore(
     parse_spec({"name": new_name}, source="--as")  # a valid instance name, before anything starts
     with console.status(f"restoring {name} as {new_name}") as status:
         report_ = restore_as_new(home(), name, to, new_name,
-                                 log=lambda sentence: console.print(f"  [green]✓[/] {sentence}"),
+                                 log=done,
                                  step=lambda message: status.update(message))
     out.print(f"\n[bold]{new_name}[/] is {name} as of {to}: {report_.url}")
     out.print(f"  it has the same admin credentials: {command_name()} credentials {new_name}")
@@ -316,7 +334,7 @@ def dr_rebuild(
     spec = load_spec(name, spec_file)
     with console.status(f"rebuilding {name}") as status:
         report_ = rebuild_from_offsite(home(), spec, recovery_key,
-                                       log=lambda sentence: console.print(f"  [green]✓[/] {sentence}"),
+                                       log=done,
                                        step=lambda message: status.update(message))
     out.print(f"\n[bold]{name}[/] is rebuilt ({report_.seconds:.0f} s): {report_.url}")
 
@@ -416,7 +434,7 @@ def status(
         if st.ca_certificate:
             out.print(f"CA certificate: {st.ca_certificate}")
         for what, entry in st.backups.items():
-            verdict = "[green]ok[/]" if entry.get("ok", True) else f"[red]FAILED[/]: {entry.get('error')}"
+            verdict = "[green]ok[/]" if entry.get("ok", True) else f"[red]FAILED[/]: {escape(str(entry.get('error')))}"
             out.print(f"{what.replace('_', ' ')}: {entry['at'][:19]} {verdict}")
 
 
@@ -427,7 +445,7 @@ def down(name: str = typer.Argument(..., help="Instance name.")) -> None:
     Example: setpoint down demo
     """
     for sentence in lifecycle.down(home(), name) or [f"{name} was not running"]:
-        console.print(f"  [green]✓[/] {sentence}")
+        done(sentence)
 
 
 @app.command()
@@ -442,7 +460,7 @@ def destroy(
     if not yes:
         raise SetpointError(f"destroy deletes every file and all data of '{name}'", f"confirm with: setpoint destroy {name} --yes")
     for sentence in lifecycle.destroy(home(), name):
-        console.print(f"  [green]✓[/] {sentence}")
+        done(sentence)
 
 
 @app.command()
@@ -520,6 +538,110 @@ def spec(
         print(yaml.safe_dump(load_spec(name).model_dump(mode="json"), sort_keys=False), end="")
 
 
+host_app = typer.Typer(
+    help="The host: Setpoint's own installation, its start at boot, and its capacity.\n\n"
+    "Example: setpoint host",
+    invoke_without_command=True,
+)
+app.add_typer(host_app, name="host")
+
+
+@host_app.callback()
+def host_main(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(host_status)
+
+
+@host_app.command("status")
+def host_status(format: Format = typer.Option(Format.table, "--format", help="table or json.")) -> None:
+    """Show the host's instances with their memory and CPU, free disk, and how many more fit.
+
+    Example: setpoint host status --format json
+    """
+    from setpoint.host.capacity import host_capacity
+
+    capacity = host_capacity(home())
+    if format is Format.json:
+        out.print_json(json.dumps(capacity.to_dict()))
+        return
+    table = Table(title=f"host {default_home()}", title_justify="left")
+    for column in ("instance", "desired", "processes", "memory (PSS)", "CPU"):
+        table.add_column(column)
+    for i in capacity.instances:
+        table.add_row(i.name, i.desired, str(i.processes), f"{i.memory_mib:,.0f} MiB", f"{i.cpu_percent:.0f} %")
+    out.print(table)
+    out.print(f"memory: {capacity.memory_available_mib:,} of {capacity.memory_total_mib:,} MiB available")
+    for disk in capacity.disks:
+        out.print(f"disk of {disk.label}: {disk.free_mib / 1024:,.1f} of {disk.total_mib / 1024:,.1f} GiB free ({escape(disk.path)})")
+    out.print(f"room for {capacity.more_instances} more instance(s) of the default size "
+              f"(about {capacity.default_instance_mib:,} MiB each; limited by {capacity.limited_by})")
+
+
+@host_app.command("install")
+def host_install(
+    unit_dir: Path = typer.Option(Path("/etc/systemd/system"), "--unit-dir", help="Where to write the systemd unit."),
+) -> None:
+    """Install Setpoint for the host and start it at boot (a systemd unit); run as root.
+
+    Setpoint installs itself into SETPOINT_HOME/venvs/setpoint-VERSION-DIGEST, reached through
+    SETPOINT_HOME/current; the host's services run from there, never from a checkout.
+
+    Example: sudo setpoint host install
+    """
+    from setpoint.host import boot, installation
+    from setpoint.home import SYSTEM_HOME, is_root
+    from setpoint.runtime.local.platform import ensure_platform
+
+    with console.status("installing Setpoint for the host") as status:
+        ensure_platform(home(), log=done, step=lambda message: status.update(message))
+    unit = boot.install_boot_unit(home(), unit_dir)
+    if unit.changed:
+        done(f"wrote {unit.path}, enabled at boot (by {unit.enabled_by})")
+    if is_root() and home().root == SYSTEM_HOME and installation.link_command(home()):
+        done(f"linked {installation.COMMAND_LINK} to {unit.command}")
+    out.print(f"the host starts at boot with: {unit.command} host start")
+    if not boot.is_systemd_running():
+        out.print("this machine does not run systemd now: have its init system run that command at boot "
+                  f"(for example the crontab line: @reboot SETPOINT_HOME={home().root} {unit.command} host start)")
+
+
+@host_app.command("start")
+def host_start(format: Format = typer.Option(Format.table, "--format", help="table or json.")) -> None:
+    """Start the host's services and every instance whose desired state is up (what boot runs).
+
+    Instances stopped with `setpoint down` stay down. Running it again changes nothing. Exit 3
+    when the host runs but an instance did not come back healthy.
+
+    Example: setpoint host start
+    """
+    from setpoint.host.boot import start_host
+
+    with console.status("starting the host") as status:
+        report_ = start_host(home(), log=lambda message: status.update(message))
+    if format is Format.json:
+        out.print_json(json.dumps(report_.to_dict()))
+    else:
+        if report_.started_supervisor:
+            done("started the host's supervisord, Caddy and scheduler")
+        for i in report_.instances:
+            line = f"{i.name}: {i.outcome}" + (f" in {i.seconds:.0f} s" if i.outcome == "healthy" else "")
+            (done if i.ok else lambda text: console.print(f"  [red]✗[/] {escape(text)}"))(line)
+        out.print(f"host started in {report_.seconds:.0f} s")
+    if not report_.ok:
+        raise typer.Exit(3)
+
+
+@host_app.command("stop")
+def host_stop() -> None:
+    """Stop every instance and the host's services; each instance's desired state is kept.
+
+    Example: setpoint host stop
+    """
+    from setpoint.host.boot import stop_host
+
+    done("stopped the host's supervisord and every process under it" if stop_host(home()) else "the host was not running")
+
+
 @app.command()
 def version() -> None:
     """Print Setpoint's version."""
@@ -533,9 +655,9 @@ def main() -> None:
     except SetpointError as exc:
         if State.debug:
             raise
-        console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.hint:
-            console.print(f"[bold]hint:[/] {exc.hint}", highlight=False)
+            console.print(f"[bold]hint:[/] {escape(exc.hint)}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.print("interrupted: the instance keeps whatever state it had reached; run up again to converge")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ def examine() -> list[Finding]:
             path = None
         findings.append(Finding(binary, package, path))
     findings.append(superset_python())
+    findings.append(localhost_names())
     supervisord = Path(sys.executable).parent / "supervisord"
     findings.append(Finding("supervisord", "supervisor (pip)", str(supervisord) if supervisord.exists() else shutil.which("supervisord")))
     return findings
@@ -59,6 +61,18 @@ def superset_python() -> Finding:
     python = base_python()
     usable = python.startswith("/usr/") and proc.run([python, "-c", "import ensurepip, venv"], check=False).ok
     return Finding("python3.11", "python3.11-venv", python if usable else None)
+
+
+def localhost_names() -> Finding:
+    """Whether this host's resolver maps NAME.localhost to loopback, so that any client on the host
+    (a user's Python script, the scorecard, a benchmark) reaches an instance by its URL. glibc
+    does it with the nss module libnss-myhostname, which Debian's package adds to nsswitch.conf."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo("setpoint-probe.localhost", 443)}
+    except OSError:
+        addresses = set()
+    ok = bool(addresses) and addresses <= {"127.0.0.1", "::1"}
+    return Finding("*.localhost", "libnss-myhostname", "resolves to loopback" if ok else None)
 
 
 def missing_packages(findings: list[Finding]) -> list[str]:

@@ -76,6 +76,10 @@ class Home:
     caddy_dir = property(lambda self: self.root / "caddy")
     supervisor_dir = property(lambda self: self.root / "supervisor")
 
+    def programs_conf(self, name: str) -> Path:
+        """The supervisord include file of an instance: present while the instance should run."""
+        return self.supervisor_dir / "conf.d" / f"{name}.conf"
+
     def instance(self, name: str) -> InstancePaths:
         return InstancePaths(self.instances_dir / name)
 

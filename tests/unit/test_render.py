@@ -12,6 +12,7 @@ from setpoint.render import (
     InstanceContext,
     Ports,
     instance_programs,
+    render_boot_unit,
     render_caddyfile,
     render_instance,
     render_programs_conf,
@@ -47,6 +48,7 @@ def rendered_files(ctx):
         "site.caddy": render_site(ctx),
         "Caddyfile": render_caddyfile(home, 2019),
         "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint", "/opt/setpoint/bin/python"),
+        "setpoint.service": render_boot_unit(home, "/srv/setpoint/current/bin/setpoint"),
     }
     return {**{name: f.text for name, f in files.items()}, **extra}
 

@@ -73,7 +73,7 @@ def tick(home: Home, now: datetime) -> None:
 
     for name in home.instance_names():
         paths = home.instance(name)
-        running = (home.supervisor_dir / "conf.d" / f"{name}.conf").exists()
+        running = home.programs_conf(name).exists()
         spec = saved_spec(paths)
         if not running or spec is None or spec.metadata_db.url:
             continue

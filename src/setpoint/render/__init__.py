@@ -65,6 +65,9 @@ class Program:
     stopsignal: str = "TERM"
     stopwaitsecs: int = 30
     instance: str = ""
+    # supervisord starts lower priorities first: the data servers before Superset, at every
+    # start of the host (the boot command then waits for each to be ready, in the same order).
+    priority: int = 200
 
     @property
     def name(self) -> str:
@@ -107,10 +110,11 @@ def instance_programs(ctx: InstanceContext, app: bool = True) -> list[Program]:
                 stopsignal="INT",  # PostgreSQL's fast shutdown
                 stopwaitsecs=60,
                 startsecs=3,
+                priority=100,
             )
         )
     if ctx.managed_redis:
-        programs.append(Program("redis", f"{ctx.redis_bin} {ctx.paths.config}/redis.conf", startsecs=2))
+        programs.append(Program("redis", f"{ctx.redis_bin} {ctx.paths.config}/redis.conf", startsecs=2, priority=100))
     if app:
         celery = f"{ctx.venv}/bin/celery --app=superset.tasks.celery_app:app"
         programs += [
@@ -227,3 +231,8 @@ def render_caddyfile(home: Home, admin_port: int) -> str:
 def render_supervisord_conf(home: Home, caddy_bin: str, service_user: str, python: str) -> str:
     """The host's supervisord configuration: Caddy, the scheduler, every instance's include file."""
     return render_template("supervisord.conf.j2", home=home, caddy_bin=caddy_bin, service_user=service_user, python=python)
+
+
+def render_boot_unit(home: Home, command: str) -> str:
+    """The systemd unit that starts the host's services and instances at boot with `command`."""
+    return render_template("setpoint.service.j2", home=home, command=command)

@@ -48,3 +48,21 @@ def size_instance(concurrent_users: int, cores: int | None = None) -> Sizing:
         pg_shared_buffers_mb=shared_buffers,
         pg_effective_cache_mb=shared_buffers * 3,
     )
+
+
+# Idle memory (proportional share) of an instance's processes, measured on Superset 6.1.0 with the
+# default spec: gunicorn's master and each gevent worker, each Celery process (the main one and
+# every pool process), beat, PostgreSQL besides its shared buffers, and Redis.
+MIB_GUNICORN_MASTER = 45
+MIB_PER_WEB_WORKER = 210
+MIB_PER_CELERY_PROCESS = 140
+MIB_BEAT = 210
+MIB_POSTGRES = 25
+MIB_REDIS = 20
+
+
+def estimated_memory_mib(sizing: Sizing) -> int:
+    """What an idle instance of this size holds in memory, before its caches fill."""
+    return (MIB_GUNICORN_MASTER + MIB_PER_WEB_WORKER * sizing.web_workers
+            + MIB_PER_CELERY_PROCESS * (1 + sizing.celery_concurrency) + MIB_BEAT
+            + MIB_POSTGRES + sizing.pg_shared_buffers_mb + MIB_REDIS)

@@ -18,6 +18,7 @@ from setpoint.backup.service import read_record, take_backup
 from setpoint.backup.escrow import check_offsite, format_key, offsite_credentials
 from setpoint.errors import SetpointError
 from setpoint.home import Home, chown, service_user, write_file
+from setpoint.host.capacity import require_room
 from setpoint.net import http_client
 from setpoint.render import (
     InstanceContext,
@@ -34,11 +35,11 @@ from setpoint.runtime.local.instance import (
     preflight,
     saved_spec,
 )
+from setpoint.runtime.local import startup
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
 from setpoint.services import caddy as caddy_service
 from setpoint.services.postgres import cluster_of
-from setpoint.services.redis import RedisServer
 from setpoint.services.superset import SupersetCommands, ensure_venv
 from setpoint.spec import InstanceSpec
 from setpoint.superset_api import SupersetClient
@@ -77,6 +78,8 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     state = paths.read_state()
     saved = saved_spec(paths)
     check_superset_version_change(saved, spec)
+    if saved is None:
+        require_room(home, spec)
     actions: list[str] = []
 
     def act(sentence: str) -> None:
@@ -86,7 +89,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     step("checking the host")
     ports = allocate_ports(home, spec, state.get("ports", {}))
     granted = _allow_low_ports(spec)
-    platform = ensure_platform(home, act)
+    platform = ensure_platform(home, act, step)
     if granted:
         platform.supervisor.restart("caddy")  # capabilities apply from the next exec
         act("allowed Caddy to bind ports below 1024 (cap_net_bind_service)")
@@ -104,6 +107,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     # Remember the spec and ports at once: a converge that fails later keeps its ports next time,
     # and a half-created instance can still be stopped or destroyed.
     state["ports"] = ports.__dict__
+    state["desired"] = "up"  # what the host's boot command brings back
     paths.root.mkdir(parents=True, exist_ok=True)
     write_file(paths.spec_file, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     paths.write_state(state)
@@ -142,23 +146,19 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
         cluster_of(ctx).initialize(secrets["postgres_password"])
         act("created the PostgreSQL cluster (scram-sha-256, data checksums)")
 
-    app_present = (home.supervisor_dir / "conf.d" / f"{spec.name}.conf").exists()
+    programs_conf = home.programs_conf(spec.name)
+    app_present = programs_conf.exists()
     step("starting the data servers")
-    programs_conf = home.supervisor_dir / "conf.d" / f"{spec.name}.conf"
     # The first time, Superset's processes wait until the metadata database is migrated.
     if not app_present or not state.get("migrated"):
         if write_file(programs_conf, render_programs_conf(ctx, app=False), mode=0o600):
             platform.supervisor.update()
-    data_programs = [p.name for p in instance_programs(ctx, app=False)]
-    platform.supervisor.start(*data_programs)
     _restart_changed(platform, ctx, restarts & {"postgres", "redis"}, act)
-    platform.supervisor.wait_running(data_programs)
+    startup.start_data(ctx, platform, secrets)
     if ctx.managed_postgres:
         _ensure_databases(ctx, secrets, act)
         if PgBackRest(ctx).ensure_stanza():
             act(f"created the encrypted pgBackRest repository ({spec.backup.retention_days}-day retention, WAL archiving)")
-    if ctx.managed_redis:
-        RedisServer(ports.redis, secrets["redis_password"]).wait_ready()
 
     commands = SupersetCommands(ctx)
     if state.get("migrated") != spec.superset_version:
@@ -176,11 +176,8 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     if write_file(programs_conf, render_programs_conf(ctx), mode=0o600):
         platform.supervisor.update()
         act("updated the supervised processes")
-    all_programs = [p.name for p in instance_programs(ctx)]
-    platform.supervisor.start(*all_programs)
     _restart_changed(platform, ctx, restarts - {"postgres", "redis"}, act)
-    platform.supervisor.wait_running(all_programs, timeout=120)
-    commands.wait_worker()
+    startup.start_app(ctx, platform)
 
     step("publishing the site over HTTPS")
     site = home.caddy_dir / "sites" / f"{spec.name}.caddy"
@@ -188,7 +185,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
         platform.caddy.reload()
         act(f"published {spec.url} through Caddy")
     ca_root = str(platform.caddy.wait_ca_root()) if spec.is_local_hostname else None
-    wait_healthy(spec, platform, timeout=180)
+    startup.wait_healthy(spec, platform, timeout=180)
 
     if spec.examples and not state.get("examples_loaded"):
         step("loading the sample data and dashboard")
@@ -250,8 +247,6 @@ def _restart_changed(platform: Platform, ctx: InstanceContext, components: set[s
 
 def _ensure_databases(ctx: InstanceContext, secrets: dict[str, str], act: Log) -> None:
     cluster = cluster_of(ctx)
-    cluster.wait_ready()
-    cluster.wait_primary()  # a restored cluster first replays its WAL
     cluster.ensure_role("superset", secrets["metadata_db_password"])
     if cluster.ensure_database("superset", owner="superset"):
         act("created the metadata database")
@@ -291,24 +286,3 @@ class admin_client:
 
     def __exit__(self, *exc) -> None:
         self.http.close()
-
-
-def wait_healthy(spec: InstanceSpec, platform: Platform, timeout: float) -> None:
-    """Wait until /health answers OK through Caddy over HTTPS."""
-    ca = platform.caddy.ca_root if spec.is_local_hostname else None
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    with http_client(spec.url, ca_file=ca, timeout=10) as http:
-        while time.monotonic() < deadline:
-            try:
-                response = http.get("/health")
-                if response.status_code == 200 and response.text.strip() == "OK":
-                    return
-                last = f"HTTP {response.status_code}"
-            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
-                last = type(exc).__name__
-            time.sleep(1)
-    raise SetpointError(
-        f"{spec.url}health did not answer OK within {timeout:.0f} s (last: {last})",
-        f"see: setpoint logs {spec.name} web",
-    )

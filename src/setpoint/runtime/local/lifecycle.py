@@ -80,9 +80,20 @@ def probe_health(url: str, ca: Path | None) -> str:
         return f"unreachable ({type(exc).__name__})"
 
 
+def desired_state(home: Home, name: str) -> str:
+    """`up` or `down`: what the operator last asked of an instance, which a reboot keeps."""
+    recorded = home.instance(name).read_state().get("desired")
+    return recorded or ("up" if home.programs_conf(name).exists() else "down")
+
+
 def down(home: Home, name: str) -> list[str]:
-    """Stop every process of an instance and unpublish its site; keep all its files and data."""
-    require_instance(home, name)
+    """Stop every process of an instance and unpublish its site; keep all its files and data.
+
+    The instance stays down across reboots until `setpoint up NAME`."""
+    paths, _ = require_instance(home, name)
+    state = paths.read_state()
+    if state.get("desired") != "down":
+        paths.write_state({**state, "desired": "down"})
     platform = load_platform(home)
     actions = []
     if platform is None:
@@ -93,7 +104,7 @@ def down(home: Home, name: str) -> list[str]:
         if platform.supervisor.is_running():
             platform.caddy.reload()
         actions.append(f"unpublished the site of {name}")
-    conf = home.supervisor_dir / "conf.d" / f"{name}.conf"
+    conf = home.programs_conf(name)
     if conf.exists():
         conf.unlink()
         if platform.supervisor.is_running():
