@@ -22,6 +22,7 @@ from setpoint.checklist import Target, run_scorecard
 from setpoint.checklist import report
 from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, default_home
+from setpoint.net import host_addresses
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.spec import InstanceSpec, load_spec
 
@@ -112,15 +113,25 @@ def up(
     out.print(f"  details: {command_name()} check {name}")
 
 
-def tunnel_hint(spec: InstanceSpec) -> str:
-    """How a user on their own computer opens an instance served under a *.localhost name here:
-    browsers send NAME.localhost to their own loopback, where an SSH tunnel waits."""
+def reach_lines(spec: InstanceSpec, addresses: list[str]) -> list[str]:
+    """How a user on another computer opens an instance of this host: on the host's network
+    addresses when the spec serves it there, else through an SSH tunnel (browsers send
+    NAME.localhost to their own loopback, where the tunnel waits)."""
     import getpass
     import socket
 
+    if spec.lan_https_port and addresses:
+        return [f"on your network: https://{a}:{spec.lan_https_port}/ (trust the CA certificate in the browser)"
+                for a in addresses]
+    if not spec.is_local_hostname:
+        return []
     local_port = 8443 if spec.https_port == 443 else spec.https_port
-    return (f"ssh -N -L {local_port}:127.0.0.1:{spec.https_port} {getpass.getuser()}@{socket.getfqdn()} "
-            f"then open https://{spec.host}:{local_port}/ (trust the CA certificate above in the browser)")
+    lines = [f"from another computer: ssh -N -L {local_port}:127.0.0.1:{spec.https_port} "
+             f"{getpass.getuser()}@{socket.gethostname()} then open https://{spec.host}:{local_port}/"]
+    if addresses:
+        lines.append(f"  or serve it on {', '.join(addresses)}: set lan_https_port in the spec (e.g. 8443) "
+                     f"and run: setpoint up {spec.name} --spec FILE")
+    return lines
 
 
 def print_summary(spec: InstanceSpec, report: converge.UpReport) -> None:
@@ -128,7 +139,8 @@ def print_summary(spec: InstanceSpec, report: converge.UpReport) -> None:
     out.print(f"  admin credentials: {command_name()} credentials {spec.name}")
     if report.ca_root:
         out.print(f"  local CA certificate: {report.ca_root}  (curl --cacert {report.ca_root} {spec.url}health)")
-        out.print(f"  from another computer: {tunnel_hint(spec)}")
+    for line in reach_lines(spec, host_addresses()):
+        out.print(f"  {line}")
     out.print(
         "  set up: Superset {v} under gunicorn (gevent) and Celery, PostgreSQL metadata, Redis for every cache, "
         "HTTPS with HSTS through Caddy, secure cookies, CSRF, CSP, a generated admin password".format(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import socket
 import ssl
+import subprocess
 from pathlib import Path
 
 import httpcore
@@ -54,3 +57,15 @@ def is_port_free(port: int, host: str = "0.0.0.0") -> bool:
         except OSError:
             return False
     return True
+
+
+def host_addresses() -> list[str]:
+    """This host's IPv4 addresses with global scope (what another computer may reach it by)."""
+    try:
+        out = subprocess.run(["ip", "-j", "-4", "addr", "show", "scope", "global"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout
+        interfaces = json.loads(out)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    addresses = [a["local"] for i in interfaces for a in i.get("addr_info", []) if "local" in a]
+    return [a for a in addresses if not ipaddress.ip_address(a).is_loopback]

@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from setpoint.backup.pgbackrest import PgBackRest
@@ -196,3 +197,29 @@ def test_the_boot_command_twice_changes_nothing(home, instance):
     report = json.loads(result.stdout)
     assert not report["started_supervisor"] and report["ok"]
     assert {name: state.pid for name, state in Supervisor(home).states().items()} == pids
+
+
+def test_lan_https_port_serves_the_instance_on_the_hosts_address(home, instance, ca_root, secrets):
+    from setpoint.net import host_addresses, http_client
+    from setpoint.superset_api import SupersetClient
+    from tests.s3_server import free_port
+
+    addresses = host_addresses()
+    if not addresses:
+        pytest.fail("this machine has no non-loopback IPv4 address to serve an instance on (ip -4 addr)")
+    port = free_port()
+    spec = instance[0].model_copy(update={"lan_https_port": port})
+    report = converge.up(home, spec)
+    assert any("published" in action for action in report.actions)
+    try:
+        url = f"https://{addresses[0]}:{port}/"
+        with http_client(url, ca_file=ca_root) as http:  # the internal CA signed a certificate for the address
+            assert http.get("/health").text == "OK"
+            api = SupersetClient(http)
+            assert api.login("admin", secrets["admin_password"]).status_code == 200
+            assert api.get("/api/v1/dashboard/").status_code == 200
+    finally:
+        converge.up(home, instance[0])  # by hostname only again
+    with pytest.raises(httpx.HTTPError):
+        with http_client(f"https://{addresses[0]}:{port}/", ca_file=ca_root, timeout=5) as http:
+            http.get("/health")

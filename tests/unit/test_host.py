@@ -128,3 +128,16 @@ def test_validation_text_is_printed_literally_and_in_words(tmp_path):
     assert "lowercase letters, digits and dashes" in result.stderr
     assert "Traceback" not in result.stderr
     assert "^" not in result.stderr  # no regular expression shown to the operator
+
+
+def test_users_elsewhere_are_told_how_to_reach_the_instance():
+    from setpoint.cli import reach_lines
+
+    local = parse_spec({"name": "demo"})
+    tunnel = reach_lines(local, [])
+    assert len(tunnel) == 1 and tunnel[0].startswith("from another computer: ssh -N -L 8443:127.0.0.1:443 ")
+    assert tunnel[0].endswith("then open https://demo.localhost:8443/")
+    assert "set lan_https_port in the spec" in reach_lines(local, ["192.0.2.2"])[1]
+    served = reach_lines(parse_spec({"name": "demo", "lan_https_port": 8443}), ["192.0.2.2"])
+    assert served == ["on your network: https://192.0.2.2:8443/ (trust the CA certificate in the browser)"]
+    assert reach_lines(parse_spec({"name": "demo", "hostname": "bi.example.com"}), ["192.0.2.2"]) == []

@@ -46,7 +46,7 @@ def rendered_files(ctx):
     extra = {
         "programs.conf": render_programs_conf(ctx),
         "site.caddy": render_site(ctx),
-        "Caddyfile": render_caddyfile(home, 2019),
+        "Caddyfile": render_caddyfile(home, Path("/srv/setpoint/caddy/admin/admin.sock")),
         "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint", "/opt/setpoint/bin/python"),
         "setpoint.service": render_boot_unit(home, "/srv/setpoint/current/bin/setpoint"),
     }
@@ -150,3 +150,14 @@ def test_external_databases_replace_managed_ones():
 
 def test_first_start_runs_only_data_servers():
     assert [p.component for p in instance_programs(context(), app=False)] == ["postgres", "redis"]
+
+
+def test_lan_port_serves_the_same_site_on_the_hosts_addresses_with_the_internal_ca():
+    from dataclasses import replace
+
+    ctx = replace(context(lan_https_port=8443), lan_addresses=("192.0.2.2", "10.0.0.3"))
+    site = render_site(ctx)
+    block = site.split("https://192.0.2.2:8443, https://10.0.0.3:8443 {", 1)[1]
+    assert block.lstrip().startswith("tls internal")
+    assert "reverse_proxy 127.0.0.1:20001" in block and "Strict-Transport-Security" in block
+    assert "192.0.2.2" not in render_site(replace(ctx, lan_addresses=()))

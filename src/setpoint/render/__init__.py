@@ -44,6 +44,8 @@ class InstanceContext:
     venv: Path
     postgres_bin: str
     redis_bin: str
+    # This host's network addresses, where the spec's lan_https_port serves the instance too.
+    lan_addresses: tuple[str, ...] = ()
 
     @property
     def managed_postgres(self) -> bool:
@@ -220,12 +222,13 @@ def render_programs_conf(ctx: InstanceContext, app: bool = True) -> str:
 
 def render_site(ctx: InstanceContext) -> str:
     """The Caddy site block of one instance: TLS, HSTS, the HTTP redirect, the proxy."""
-    return render_template("site.caddy.j2", spec=ctx.spec, ports=ctx.ports, paths=ctx.paths)
+    lan = [f"https://{address}:{ctx.spec.lan_https_port}" for address in ctx.lan_addresses] if ctx.spec.lan_https_port else []
+    return render_template("site.caddy.j2", spec=ctx.spec, ports=ctx.ports, paths=ctx.paths, lan_sites=lan)
 
 
-def render_caddyfile(home: Home, admin_port: int) -> str:
+def render_caddyfile(home: Home, admin_socket: Path) -> str:
     """The host's Caddyfile, which imports every instance's site."""
-    return render_template("Caddyfile.j2", home=home, admin_port=admin_port)
+    return render_template("Caddyfile.j2", home=home, admin_socket=admin_socket)
 
 
 def render_supervisord_conf(home: Home, caddy_bin: str, service_user: str, python: str) -> str:

@@ -15,10 +15,29 @@ from setpoint.readiness import wait_until
 
 @dataclass(frozen=True)
 class Caddy:
-    """Caddy as run by this home's supervisor, configured through its admin API."""
+    """Caddy as run by this home's supervisor, configured through its admin API.
+
+    The admin API listens on a Unix socket in a directory only Caddy's user (and root) can enter:
+    on TCP, any local user could read every site and load a config of their own."""
 
     home: Home
-    admin_port: int
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.home.caddy_dir / "admin" / "admin.sock"
+
+    @property
+    def admin_address(self) -> str:
+        return f"unix/{self.admin_socket}"
+
+    def _admin(self, timeout: float) -> httpx.Client:
+        # Over a Unix socket, Caddy accepts only requests with an empty Host.
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.admin_socket)), headers={"Host": ""},
+                            base_url="http://caddy", timeout=timeout)
+
+    def admin_get(self, path: str, timeout: float = 5) -> httpx.Response:
+        with self._admin(timeout) as client:
+            return client.get(path)
 
     @property
     def caddyfile(self) -> Path:
@@ -35,18 +54,18 @@ class Caddy:
 
     def is_ready(self) -> bool:
         try:
-            return httpx.get(f"http://127.0.0.1:{self.admin_port}/config/", timeout=2).status_code == 200
+            return self.admin_get("/config/", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
     def wait_ready(self, timeout: float = 30) -> None:
         wait_until(self.is_ready, timeout, SetpointError(
-            f"Caddy's admin API on port {self.admin_port} did not answer", f"see {self.home.caddy_dir}/caddy.log"))
+            f"Caddy's admin API on {self.admin_socket} did not answer", f"see {self.home.caddy_dir}/caddy.log"))
 
     def listening_ports(self) -> set[int]:
         """The ports this Caddy serves sites on (a shared port is not a conflict)."""
         try:
-            response = httpx.get(f"http://127.0.0.1:{self.admin_port}/config/apps/http/servers", timeout=5)
+            response = self.admin_get("/config/apps/http/servers")
             servers = response.json() if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             servers = None
@@ -62,7 +81,7 @@ class Caddy:
         """Load the Caddyfile without dropping connections."""
         proc.run(
             ["caddy", "reload", "--config", self.caddyfile, "--adapter", "caddyfile",
-             "--address", f"127.0.0.1:{self.admin_port}"],
+             "--address", self.admin_address],
             what="reloading Caddy",
             hint="a site's hostname or port may be invalid or taken; see " + str(self.home.caddy_dir / "caddy.log"),
             timeout=60,

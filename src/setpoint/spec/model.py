@@ -145,6 +145,9 @@ class InstanceSpec(Strict):
     hostname: Hostname | None = Field(None, description="public name; NAME.localhost when empty")
     https_port: Port = 443
     http_port: Port = 80
+    lan_https_port: Port | None = Field(
+        None, description="also serve the instance on this host's network addresses at this port, with a "
+                          "certificate from the internal CA (a host without a DNS name); empty: by hostname only")
     web_port: Port | None = Field(None, description="loopback port of gunicorn; chosen when empty")
     web_timeout_s: int = Field(300, ge=300, le=3600)
     metadata_db: MetadataDatabase = MetadataDatabase()
@@ -169,6 +172,8 @@ class InstanceSpec(Strict):
     def _ports_differ(self) -> InstanceSpec:
         if self.https_port == self.http_port:
             raise ValueError(f"https_port and http_port must differ (both {self.https_port})")
+        if self.lan_https_port in (self.https_port, self.http_port):
+            raise ValueError(f"lan_https_port must differ from https_port and http_port (got {self.lan_https_port})")
         return self
 
     @property

@@ -11,7 +11,7 @@ import yaml
 from setpoint import proc
 from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, InstancePaths, service_user
-from setpoint.net import is_port_free
+from setpoint.net import host_addresses, is_port_free
 from setpoint.render import InstanceContext, Ports
 from setpoint.services.superset import venv_dir
 from setpoint.spec import InstanceSpec, parse_spec, size_instance
@@ -97,6 +97,7 @@ def build_context(home: Home, spec: InstanceSpec, ports: Ports, user: str) -> In
         venv=venv_dir(home, spec.superset_version),
         postgres_bin=proc.find_binary("postgres"),
         redis_bin=proc.find_binary("redis-server"),
+        lan_addresses=tuple(host_addresses()) if spec.lan_https_port else (),
     )
 
 
@@ -129,7 +130,15 @@ def preflight(home: Home, spec: InstanceSpec, ports: Ports, running: set[int], s
                 f"hostname {spec.host} is already served by instance '{other}'",
                 "set another hostname (or other ports) in the spec",
             )
-    for label, port in (("https_port", spec.https_port), ("http_port", spec.http_port)):
+        if other_spec and spec.lan_https_port and other_spec.lan_https_port == spec.lan_https_port:
+            raise InputError(
+                f"lan_https_port {spec.lan_https_port} already serves instance '{other}' on this host's addresses",
+                "choose another lan_https_port in the spec",
+            )
+    named = [("https_port", spec.https_port), ("http_port", spec.http_port)]
+    if spec.lan_https_port:
+        named.append(("lan_https_port", spec.lan_https_port))
+    for label, port in named:
         # A port Caddy already serves for another instance is shared by hostname; any other
         # listener is a conflict.
         if port not in site_ports and not is_port_free(port):

@@ -12,12 +12,9 @@ from setpoint import proc
 from setpoint.host import installation as installations
 from setpoint.home import Home, chown, is_root, service_user, unreachable_parent, write_file
 from setpoint.errors import SetpointError
-from setpoint.net import is_port_free
 from setpoint.render import render_caddyfile, render_supervisord_conf
 from setpoint.services.caddy import Caddy
 from setpoint.services.supervisor import Supervisor
-
-CADDY_ADMIN_PORTS = range(2019, 2100)
 
 
 @dataclass(frozen=True)
@@ -35,11 +32,10 @@ def load_platform(home: Home) -> Platform | None:
     settings = home.root / "platform.json"
     if not settings.exists():
         return None
-    admin_port = json.loads(settings.read_text())["caddy_admin_port"]
     active = installations.current(home)
     # supervisord comes from the host's own installation; before there is one, from beside us.
     bin_dir = active.bin_dir if active else Path(sys.executable).parent
-    return Platform(home, service_user(), Supervisor(home, bin_dir), Caddy(home, admin_port))
+    return Platform(home, service_user(), Supervisor(home, bin_dir), Caddy(home))
 
 
 def ensure_service_user(user: str) -> bool:
@@ -73,18 +69,20 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
             f"the service user {user} cannot reach SETPOINT_HOME {home.root}: {blocked} is closed to it",
             f"choose a SETPOINT_HOME outside {blocked}, or run: chmod o+x {blocked}",
         )
-    for directory in (home.instances_dir, home.venvs_dir, home.caddy_dir / "sites", home.supervisor_dir / "conf.d"):
+    for directory in (home.instances_dir, home.venvs_dir, home.caddy_dir / "sites", home.caddy_dir / "admin",
+                      home.supervisor_dir / "conf.d"):
         directory.mkdir(parents=True, exist_ok=True)
+    (home.caddy_dir / "admin").chmod(0o700)
     chown(home.caddy_dir, user, recursive=True)
+    write_file(home.root / "platform.json", json.dumps({"caddy_admin": "unix socket"}) + "\n")
     platform = load_platform(home)
-    if platform is None:
-        admin_port = next((p for p in CADDY_ADMIN_PORTS if is_port_free(p, "127.0.0.1")), None)
-        if admin_port is None:
-            raise SetpointError("no free port for Caddy's admin API in 2019-2099", "free one of those ports")
-        write_file(home.root / "platform.json", json.dumps({"caddy_admin_port": admin_port}) + "\n")
-        platform = load_platform(home)
     caddy_bin = proc.find_binary("caddy")
-    write_file(platform.caddy.caddyfile, render_caddyfile(home, platform.caddy.admin_port), owner=user)
+    caddyfile_changed = write_file(platform.caddy.caddyfile, render_caddyfile(home, platform.caddy.admin_socket), owner=user)
+    if caddyfile_changed and platform.supervisor.is_running():
+        # Only when Setpoint itself changed the global options (the admin endpoint moved off TCP):
+        # the sites are reloaded gracefully, but a new admin address needs a new process.
+        platform.supervisor.restart("caddy")
+        log("restarted Caddy: its global configuration changed")
     installation = installations.ensure_installation(home, log, step)
     conf = platform.supervisor.conf
     before = conf.read_text() if conf.exists() else None
