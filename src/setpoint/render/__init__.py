@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import jinja2
 
+from setpoint.examples import READER_ROLE
 from setpoint.home import Home, InstancePaths
 from setpoint.spec import InstanceSpec, Sizing
 
@@ -151,10 +154,43 @@ def _metadata_uri_expr(ctx: InstanceContext) -> str:
     )
 
 
+# The SQLAlchemy dialects each driver of the spec brings (postgresql is always there).
+DIALECTS_OF_DRIVER = {
+    "postgres": ["postgresql"],
+    "mysql": ["mysql"],
+    "clickhouse": ["clickhouse", "clickhousedb"],
+    "trino": ["trino"],
+    "bigquery": ["bigquery"],
+    "snowflake": ["snowflake"],
+    "databricks": ["databricks"],
+    "mssql": ["mssql"],
+}
+
+
+def database_guard_policy(ctx: InstanceContext) -> tuple[list[str], list[dict]]:
+    """What the instance's database guard allows: dialects, and targets allowed although private
+    (the instance's own metadata and sample databases, as their own roles only; the spec's hosts)."""
+    dialects = sorted({"postgresql", *(d for driver in ctx.spec.drivers for d in DIALECTS_OF_DRIVER.get(driver.value, []))})
+    allowed: list[dict] = []
+    if ctx.managed_postgres:
+        allowed += [{"host": "127.0.0.1", "port": ctx.ports.postgres, "user": user} for user in ("superset", READER_ROLE)]
+    else:
+        url = urlsplit(ctx.spec.metadata_db.url)
+        allowed.append({"host": url.hostname or "", "port": url.port or 5432, "user": unquote(url.username or "") or None})
+    for target in ctx.spec.databases.allowed_hosts:
+        host, _, port = target.rpartition(":") if ":" in target else (target, "", "")
+        allowed.append({"host": host, "port": int(port) if port else None, "user": None})
+    return dialects, allowed
+
+
 def _redis_url_expr(ctx: InstanceContext) -> str:
     if not ctx.managed_redis:
         return repr(re.sub(r"/\d+/?$", "", ctx.spec.cache.url or ""))
     return f"f\"redis://:{{quote(_SECRETS['redis_password'])}}@127.0.0.1:{ctx.ports.redis}\""
+
+
+def _package_text(path: str) -> str:
+    return (resources.files("setpoint") / path).read_text()
 
 
 def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[RenderedFile]:
@@ -177,9 +213,13 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 metadata_uri_expr=_metadata_uri_expr(ctx),
                 redis_url_expr=_redis_url_expr(ctx),
                 feature_flags={**ctx.spec.feature_flags, **BASE_FEATURE_FLAGS},
+                guard_policy=database_guard_policy(ctx),
             ),
             restarts=superset,
         ),
+        # Copied beside superset_config.py, which installs it (see the module's docstring).
+        RenderedFile(config / "setpoint_database_guard.py", _package_text("runtime/local/superset_side/database_guard.py"),
+                     restarts=superset),
         RenderedFile(config / "gunicorn.conf.py", render_template("gunicorn.conf.py.j2", **values), restarts=("web",)),
     ]
     if ctx.managed_postgres:

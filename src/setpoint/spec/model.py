@@ -127,6 +127,24 @@ class Backup(Strict):
     offsite: Offsite | None = None
 
 
+def _check_target(value: str) -> str:
+    host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    if not HOSTNAME_PATTERN.match((host or value).lower()) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise ValueError("must be a hostname, optionally with :port (warehouse.internal or warehouse.internal:5432)")
+    return value.lower()
+
+
+DatabaseTarget = Annotated[str, AfterValidator(_check_target)]
+
+
+class Databases(Strict):
+    """The databases users may add: drivers from `drivers`, hosts outside this machine and its
+    private networks, and the hosts named here (a warehouse on a private network, say)."""
+
+    allowed_hosts: list[DatabaseTarget] = Field(
+        default_factory=list, description="hosts (host or host:port) users may connect to although they are private")
+
+
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
@@ -155,8 +173,17 @@ class InstanceSpec(Strict):
     admin: Admin = Admin()
     backup: Backup = Backup()
     drivers: list[Driver] = Field(default_factory=list)
+    databases: Databases = Databases()
     feature_flags: dict[str, bool] = Field(default_factory=dict)
     examples: bool = True
+
+    @field_validator("drivers")
+    @classmethod
+    def _no_file_reading_driver(cls, drivers: list[Driver]) -> list[Driver]:
+        if Driver.duckdb in drivers:
+            raise ValueError("duckdb reads and writes this host's files from SQL Lab, so instances refuse it "
+                             "(as Superset itself does after 6.1.0); remove it from drivers")
+        return drivers
 
     @field_validator("feature_flags")
     @classmethod

@@ -53,6 +53,17 @@ RATELIMIT_APPLICATION = "200 per second"
 AUTH_RATE_LIMITED = True
 AUTH_RATE_LIMIT = "20 per minute"
 
+# Every database connection goes through Setpoint's guard (setpoint_database_guard.py beside this
+# file): only the spec's drivers, never this host, its private networks or another instance.
+import importlib.util as _importlib_util
+
+_guard_spec = _importlib_util.spec_from_file_location(
+    "setpoint_database_guard", os.path.join(os.path.dirname(__file__), "setpoint_database_guard.py"))
+_guard = _importlib_util.module_from_spec(_guard_spec)
+_guard_spec.loader.exec_module(_guard)
+DB_SQLA_URI_VALIDATOR = _guard.install(_guard.Guard(['postgresql'], [{'host': '127.0.0.1', 'port': 20002, 'user': 'superset'}, {'host': '127.0.0.1', 'port': 20002, 'user': 'examples_reader'}]))
+PREVENT_UNSAFE_DB_CONNECTIONS = True
+
 # --- Metadata database (points 11, 12) ---
 SQLALCHEMY_DATABASE_URI = f"postgresql+psycopg2://superset:{quote(_SECRETS['metadata_db_password'])}@127.0.0.1:20002/superset"
 SQLALCHEMY_ENGINE_OPTIONS = {

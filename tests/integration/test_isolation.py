@@ -1,0 +1,110 @@
+"""An instance's admin cannot reach beyond the instance: each attack of the security review,
+made as that admin through Superset's own API, is refused by the database guard."""
+
+import json
+
+import pytest
+
+from setpoint import examples
+from setpoint.runtime.local.instance import load_context
+from setpoint.services.postgres import cluster_of
+
+REFUSED = "Setpoint refuses this database"
+
+
+def test_connection(admin, uri: str, extra: dict | None = None):
+    admin.ensure_csrf()
+    body = {"sqlalchemy_uri": uri, "database_name": "attack"}
+    if extra is not None:
+        body["extra"] = json.dumps(extra)
+    return admin.http.post("/api/v1/database/test_connection/", json=body, headers=admin.headers)
+
+
+test_connection.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="module")
+def ports(home, instance):
+    return home.instance("alpha").read_state()["ports"]
+
+
+def test_socket_uris_to_postgres_are_refused(home, admin, ports):
+    run = home.instance("alpha").run
+    # Before the guard: OK, as a superuser (peer authentication of the OS user Superset runs as).
+    for uri in (f"postgresql://setpoint@/superset?host={run}&port={ports['postgres']}",
+                f"postgresql+psycopg2://setpoint@/postgres?host={run}&port={ports['postgres']}",
+                "postgresql://setpoint@/postgres",  # no host at all: libpq's default socket
+                f"postgresql://setpoint@/superset?host={home.root}/instances/bars/run&port=20004"):
+        response = test_connection(admin, uri)
+        assert response.status_code >= 400 and REFUSED in response.text, uri
+
+
+@pytest.mark.parametrize("uri", ["shillelagh+sqlglot://", "shillelagh+csv://", "shillelagh://", "duckdb:///:memory:",
+                                 "duckdb:////etc/passwd", "postgresql://u:p@127.0.0.1:5432/x",
+                                 "postgresql://u:p@169.254.169.254/x", "postgresql://u:p@10.0.0.1/x",
+                                 "mysql://u:p@93.184.216.34/x"])
+def test_file_reading_drivers_and_internal_targets_are_refused(admin, uri):
+    response = test_connection(admin, uri)
+    assert response.status_code >= 400 and REFUSED in response.text, uri
+
+
+def test_answers_do_not_tell_an_open_port_from_a_closed_one(admin, ports):
+    open_port = test_connection(admin, f"postgresql://u:p@127.0.0.1:{ports['redis']}/x")
+    closed_port = test_connection(admin, "postgresql://u:p@127.0.0.1:1/x")
+    http_port = test_connection(admin, f"postgresql://u:p@127.0.0.1:{ports['web']}/x")
+    assert open_port.status_code == closed_port.status_code == http_port.status_code
+    assert open_port.json() == closed_port.json() == http_port.json()
+
+
+def test_a_host_hidden_in_extra_or_the_query_is_judged_too(home, admin, ports):
+    run = str(home.instance("alpha").run)
+    # The URL names a public address; the connection arguments would go to the local socket.
+    hidden = test_connection(admin, "postgresql://setpoint@93.184.216.34/postgres",
+                             {"engine_params": {"connect_args": {"host": run, "port": ports["postgres"]}}})
+    assert hidden.status_code >= 400 and REFUSED in hidden.text
+    query = test_connection(admin, f"postgresql://setpoint@93.184.216.34/postgres?host={run}&port={ports['postgres']}")
+    assert query.status_code >= 400 and REFUSED in query.text
+
+
+def test_connections_users_can_make_hold_no_server_powers(home, admin):
+    cluster = cluster_of(load_context(home, "alpha"))
+    powers = cluster.sql(
+        "SELECT string_agg(rolname || ':' || rolsuper::text || ':' || "
+        "pg_has_role(rolname, 'pg_execute_server_program', 'member')::text || ':' || "
+        "pg_has_role(rolname, 'pg_read_server_files', 'member')::text, ',' ORDER BY rolname) "
+        f"FROM pg_roles WHERE rolname IN ('superset', '{examples.READER_ROLE}')")
+    assert powers == f"{examples.READER_ROLE}:false:false:false,superset:false:false:false"
+    database = admin.find("database", "database_name", examples.DATABASE_NAME)[0]
+    admin.ensure_csrf()
+    response = admin.http.post("/api/v1/sqllab/execute/", headers=admin.headers,
+                               json={"database_id": database["id"], "sql": "SHOW is_superuser", "runAsync": False})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == [{"is_superuser": "off"}]
+
+
+def test_the_instances_own_databases_still_work(admin):
+    chart = admin.find("chart", "slice_name", "Top countries")[0]
+    query_context = admin.get(f"/api/v1/chart/{chart['id']}").json()["result"]["query_context"]
+    assert admin.chart_data(query_context)[0]["rowcount"] == 20
+
+
+def test_caddys_admin_api_is_no_tcp_port_and_closed_to_other_users(home, instance):
+    import subprocess
+
+    from setpoint.runtime.local.platform import load_platform
+    from setpoint.services.superset import base_python
+    from setpoint.services.supervisor import Supervisor
+
+    caddy = load_platform(home).caddy
+    pid = Supervisor(home).states()["caddy"].pid
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    caddy_ports = {int(line.split()[3].rsplit(":", 1)[1]) for line in listening.splitlines() if f"pid={pid}," in line}
+    assert caddy_ports and caddy_ports == caddy.listening_ports(), "Caddy listens on nothing but its sites"
+    assert caddy.is_ready()  # Setpoint (root) reaches it over the socket
+    probe = ("import socket, sys\n"
+             "s = socket.socket(socket.AF_UNIX)\n"
+             "try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    print(type(e).__name__)\nelse:\n    print('connected')")
+    for user in ("nobody",):
+        result = subprocess.run([base_python(), "-c", probe, str(caddy.admin_socket)], user=user,
+                                capture_output=True, text=True, timeout=30)
+        assert result.stdout.strip() == "PermissionError", (user, result.stdout, result.stderr)
