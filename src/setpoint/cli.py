@@ -445,6 +445,14 @@ def status(
         out.print(table)
         if st.ca_certificate:
             out.print(f"CA certificate: {st.ca_certificate}")
+        r = st.resources
+        if r.get("enforced"):
+            out.print(f"resources: memory {r['memory_mb']:,} of {r['memory_limit_mb']:,} MiB (peak {r['memory_peak_mb']:,}, "
+                      f"out-of-memory kills {r['oom_kills']}), {r['pids']} of {r['pids_limit']} processes and threads, "
+                      f"{r['cpus_limit']:g} core(s)")
+        elif r:
+            out.print(f"resources: limits of {r['memory_limit_mb']:,} MiB, {r['cpus_limit']:g} core(s), "
+                      f"{r['pids_limit']} processes are not enforced here (see: setpoint host)")
         for what, entry in st.backups.items():
             verdict = "[green]ok[/]" if entry.get("ok", True) else f"[red]FAILED[/]: {escape(str(entry.get('error')))}"
             out.print(f"{what.replace('_', ' ')}: {entry['at'][:19]} {verdict}")
@@ -577,16 +585,21 @@ def host_status(format: Format = typer.Option(Format.table, "--format", help="ta
         out.print_json(json.dumps(capacity.to_dict()))
         return
     table = Table(title=f"host {default_home()}", title_justify="left")
-    for column in ("instance", "desired", "processes", "memory (PSS)", "CPU"):
+    for column in ("instance", "desired", "processes", "memory (PSS) / limit", "CPU / limit", "pids limit"):
         table.add_column(column)
     for i in capacity.instances:
-        table.add_row(i.name, i.desired, str(i.processes), f"{i.memory_mib:,.0f} MiB", f"{i.cpu_percent:.0f} %")
+        table.add_row(i.name, i.desired, str(i.processes), f"{i.memory_mib:,.0f} / {i.memory_limit_mib:,} MiB",
+                      f"{i.cpu_percent:.0f} % / {i.cpus_limit:g} core(s)", str(i.pids_limit))
     out.print(table)
-    out.print(f"memory: {capacity.memory_available_mib:,} of {capacity.memory_total_mib:,} MiB available")
+    if not capacity.limits_enforced and capacity.instances:
+        out.print("[yellow]limits are not enforced here: Setpoint needs root and the cgroup v1 memory, cpu and pids "
+                  "controllers (mount | grep cgroup)[/]")
+    out.print(f"memory: {capacity.memory_available_mib:,} of {capacity.memory_total_mib:,} MiB available, "
+              f"{capacity.memory_committed_mib:,} MiB promised to the instances that are up")
     for disk in capacity.disks:
         out.print(f"disk of {disk.label}: {disk.free_mib / 1024:,.1f} of {disk.total_mib / 1024:,.1f} GiB free ({escape(disk.path)})")
     out.print(f"room for {capacity.more_instances} more instance(s) of the default size "
-              f"(about {capacity.default_instance_mib:,} MiB each; limited by {capacity.limited_by})")
+              f"({capacity.default_limit_mib:,} MiB limit each; limited by {capacity.limited_by})")
 
 
 @host_app.command("install")

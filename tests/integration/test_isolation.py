@@ -108,3 +108,42 @@ def test_caddys_admin_api_is_no_tcp_port_and_closed_to_other_users(home, instanc
         result = subprocess.run([base_python(), "-c", probe, str(caddy.admin_socket)], user=user,
                                 capture_output=True, text=True, timeout=30)
         assert result.stdout.strip() == "PermissionError", (user, result.stdout, result.stderr)
+
+
+def import_database(admin, name: str, uri: str) -> int:
+    """Import a database through Superset's importer, which stores it without connecting."""
+    import io
+    import uuid
+    import zipfile
+
+    import yaml
+
+    files = {
+        "metadata.yaml": {"version": "1.0.0", "type": "Database", "timestamp": "2026-01-01T00:00:00+00:00"},
+        f"databases/{name}.yaml": {"database_name": name, "sqlalchemy_uri": uri, "cache_timeout": None,
+                                   "expose_in_sqllab": True, "allow_run_async": False, "allow_ctas": False,
+                                   "allow_cvas": False, "allow_dml": False, "allow_csv_upload": False, "extra": {},
+                                   "uuid": str(uuid.uuid4()), "version": "1.0.0"},
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path, content in files.items():
+            archive.writestr(f"export/{path}", yaml.safe_dump(content))
+    admin.post("/api/v1/database/import/", files={"formData": ("db.zip", buffer.getvalue(), "application/zip")},
+               data={"passwords": json.dumps({f"databases/{name}.yaml": "x"}), "overwrite": "true"})
+    return admin.find("database", "database_name", name)[0]["id"]
+
+
+def test_an_imported_database_is_refused_when_used_and_named_by_up(home, admin, ports):
+    from setpoint.services.superset import SupersetCommands
+
+    run = home.instance("alpha").run
+    database_id = import_database(admin, "Smuggled", f"postgresql://setpoint:x@/postgres?host={run}&port={ports['postgres']}")
+    try:
+        admin.ensure_csrf()
+        response = admin.http.post("/api/v1/sqllab/execute/", headers=admin.headers,
+                                   json={"database_id": database_id, "sql": "SELECT 1", "runAsync": False})
+        assert response.status_code >= 400 and REFUSED in response.text
+        assert SupersetCommands(load_context(home, "alpha")).refused_databases() == ["Smuggled"]
+    finally:
+        admin.delete(f"/api/v1/database/{database_id}")

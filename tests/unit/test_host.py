@@ -12,7 +12,7 @@ from setpoint.home import Home
 from setpoint.host import boot, capacity, installation
 from setpoint.runtime.local.lifecycle import desired_state
 from setpoint.spec import parse_spec, size_instance
-from setpoint.spec.sizing import estimated_memory_mib
+from setpoint.spec.sizing import Limits, estimated_memory_mib, resource_limits
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,24 +95,35 @@ def test_default_instance_estimate_matches_the_measured_idle_size():
 def test_capacity_measures_real_processes(tmp_path):
     home = Home(tmp_path)
     home.instances_dir.mkdir()
-    report = capacity.measure(home, {"me": [os.getpid()]}, {"me": "up"}, sample_s=0.1)
+    limits = resource_limits(50, cores=2)
+    report = capacity.measure(home, {"me": [os.getpid()]}, {"me": "up"}, {"me": limits}, enforced=True, sample_s=0.1)
     me = report.instances[0]
-    assert me.processes >= 1 and me.memory_mib > 10
+    assert me.processes >= 1 and me.memory_mib > 10 and me.memory_limit_mib == limits.memory_mb
     assert report.memory_available_mib <= report.memory_total_mib
+    assert report.memory_committed_mib == limits.memory_mb
     assert report.more_instances >= 0 and report.limited_by in ("memory", "disk")
     assert json.loads(json.dumps(report.to_dict()))["instances"][0]["name"] == "me"
 
 
-def test_an_instance_that_does_not_fit_is_refused_with_the_numbers(tmp_path):
+def test_default_limits_follow_the_size():
+    default = resource_limits(50, cores=2)
+    assert default.memory_mb >= 2 * estimated_memory_mib(size_instance(50, cores=2)) and default.memory_mb % 256 == 0
+    assert default.cpus == 1.0 and default.pids > size_instance(50, cores=2).pg_max_connections
+    assert resource_limits(1000, cores=2).cpus == 2.0  # never more than the host has
+    assert resource_limits(50, memory_mb=1024, cpus=0.5, pids=300, cores=2) == Limits(1024, 0.5, 300)
+
+
+def test_an_instance_whose_limits_do_not_fit_is_refused_with_the_numbers(tmp_path):
     home, spec = Home(tmp_path), parse_spec({"name": "acme", "concurrent_users": 200})
+    others = {"a": Limits(8192, 1, 1000), "b": Limits(8192, 1, 1000)}
     with pytest.raises(SetpointError) as caught:
-        capacity.require_room(home, spec, memory=lambda: (4096, 1500))
+        capacity.require_room(home, spec, others, memory=lambda: (20480, 15000))
     message = caught.value.message
-    assert "needs about" in message and "for 200 concurrent users" in message and "1,500 MiB available" in message
-    assert "concurrent_users" in caught.value.hint
+    assert "limited to 5,376 MiB" in message and "limited to 16,384 MiB together" in message and "20,480 MiB" in message
+    assert "resources.memory_mb" in caught.value.hint
     with pytest.raises(SetpointError, match="needs 2,048 MiB of disk and .* has 100 MiB free"):
-        capacity.require_room(home, spec, memory=lambda: (65536, 60000), disk=lambda path: (100, 1000))
-    capacity.require_room(home, parse_spec({"name": "small", "concurrent_users": 10}))  # this host has room
+        capacity.require_room(home, spec, {}, memory=lambda: (65536, 60000), disk=lambda path: (100, 1000))
+    capacity.require_room(home, parse_spec({"name": "small", "concurrent_users": 10}), {})  # this host has room
 
 
 def test_remedies_say_what_to_do_now_not_the_plan():

@@ -3,6 +3,7 @@ settings the production checklist requires."""
 
 import ast
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from setpoint.render import (
     render_supervisord_conf,
 )
 from setpoint.spec import parse_spec, size_instance
+from setpoint.spec.sizing import resource_limits
 
 GOLDEN = Path(__file__).parent / "golden"
 SECRETS = {"redis_password": "REDIS-PASSWORD-VALUE", "backup_cipher_pass": "CIPHER-PASS-VALUE"}
@@ -31,12 +33,16 @@ def context(**spec_fields) -> InstanceContext:
     return InstanceContext(
         spec=spec,
         sizing=size_instance(spec.concurrent_users, cores=2),
+        limits=resource_limits(spec.concurrent_users, spec.resources.memory_mb, spec.resources.cpus,
+                               spec.resources.pids, cores=2),
         paths=home.instance("demo"),
         ports=Ports(web=20001, postgres=20002, redis=20003),
         service_user="setpoint",
         venv=Path("/srv/setpoint/venvs/superset-6.1.0"),
         postgres_bin="/usr/lib/postgresql/15/bin/postgres",
         redis_bin="/usr/bin/redis-server",
+        confine_python="/srv/setpoint/current/bin/python",
+        cgroup="setpoint/0123abcd/demo",
     )
 
 
@@ -53,7 +59,12 @@ def rendered_files(ctx):
     return {**{name: f.text for name, f in files.items()}, **extra}
 
 
-@pytest.mark.parametrize("name", sorted(rendered_files(context())))
+# Copied verbatim from the package (and table-tested in test_database_guard.py), not rendered.
+VERBATIM = {"setpoint_database_guard.py": Path(__file__).resolve().parents[2]
+            / "src/setpoint/runtime/local/superset_side/database_guard.py"}
+
+
+@pytest.mark.parametrize("name", sorted(set(rendered_files(context())) - set(VERBATIM)))
 def test_matches_golden_file(name):
     text = rendered_files(context())[name]
     golden = GOLDEN / name
@@ -132,8 +143,12 @@ def test_programs_follow_sizing_and_run_unprivileged():
     ctx = context(concurrent_users=200)
     conf = render_programs_conf(ctx)
     assert "--concurrency=4" in conf
-    assert "user=setpoint" in conf
+    # Each starts as root only to join the instance's cgroup, then runs as the service user.
+    assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user setpoint ") == 5
+    assert "--memory-mb 5376 --cpus 2 --pids 1240 " in conf  # twice the idle size of 200 users, a core per 100
     assert conf.count("[program:") == 5
+    unconfined = render_programs_conf(replace(ctx, confine_python=None))
+    assert "user=setpoint" in unconfined and "confine" not in unconfined
     assert [p.component for p in instance_programs(ctx)] == ["postgres", "redis", "web", "worker", "beat"]
     assert "workers = 5" in rendered_files(ctx)["gunicorn.conf.py"]
 
@@ -153,11 +168,16 @@ def test_first_start_runs_only_data_servers():
 
 
 def test_lan_port_serves_the_same_site_on_the_hosts_addresses_with_the_internal_ca():
-    from dataclasses import replace
-
     ctx = replace(context(lan_https_port=8443), lan_addresses=("192.0.2.2", "10.0.0.3"))
     site = render_site(ctx)
     block = site.split("https://192.0.2.2:8443, https://10.0.0.3:8443 {", 1)[1]
     assert block.lstrip().startswith("tls internal")
     assert "reverse_proxy 127.0.0.1:20001" in block and "Strict-Transport-Security" in block
     assert "192.0.2.2" not in render_site(replace(ctx, lan_addresses=()))
+
+
+def test_the_database_guard_is_copied_beside_the_config_verbatim():
+    files = rendered_files(context())
+    for name, source in VERBATIM.items():
+        assert files[name] == source.read_text()
+    assert "setpoint_database_guard.py" in files["superset_config.py"]

@@ -14,8 +14,12 @@ from pathlib import Path
 
 from setpoint.errors import SetpointError
 from setpoint.home import Home
-from setpoint.spec import InstanceSpec, size_instance
-from setpoint.spec.sizing import estimated_memory_mib
+from setpoint.runtime.local.instance import confinement, limits_of, saved_spec
+from setpoint.runtime.local.lifecycle import desired_state
+from setpoint.runtime.local.platform import load_platform
+from setpoint.services.supervisor import program_names
+from setpoint.spec import InstanceSpec
+from setpoint.spec.sizing import Limits, resource_limits
 
 # Room the host keeps for itself, the kernel's caches and Setpoint's own commands.
 RESERVED_MEMORY_MIB = 512
@@ -31,6 +35,9 @@ class InstanceUsage:
     processes: int
     memory_mib: float
     cpu_percent: float
+    memory_limit_mib: int
+    cpus_limit: float
+    pids_limit: int
 
 
 @dataclass
@@ -43,13 +50,16 @@ class DiskRoom:
 
 @dataclass
 class HostCapacity:
-    """`setpoint host`: the instances, the host's free memory and disks, and how many more fit."""
+    """`setpoint host`: the instances against their limits, the host's memory and disks, and how
+    many more instances of the default size fit beside the limits of those that are up."""
 
     memory_total_mib: int
     memory_available_mib: int
-    default_instance_mib: int
+    memory_committed_mib: int
+    default_limit_mib: int
     more_instances: int
     limited_by: str
+    limits_enforced: bool
     instances: list[InstanceUsage] = field(default_factory=list)
     disks: list[DiskRoom] = field(default_factory=list)
 
@@ -115,7 +125,8 @@ def cpu_ticks(pid: int) -> int:
         return 0
 
 
-def measure(home: Home, pids_of: dict[str, list[int]], desired: dict[str, str], sample_s: float = 0.5) -> HostCapacity:
+def measure(home: Home, pids_of: dict[str, list[int]], desired: dict[str, str], limits: dict[str, Limits],
+            enforced: bool, sample_s: float = 0.5) -> HostCapacity:
     """Usage of each instance (its supervised processes and their children) and the host's room."""
     trees = {name: process_tree(pids) for name, pids in pids_of.items()}
     before = {pid: cpu_ticks(pid) for pids in trees.values() for pid in pids}
@@ -124,31 +135,38 @@ def measure(home: Home, pids_of: dict[str, list[int]], desired: dict[str, str], 
     for name in sorted(desired):
         pids = trees.get(name, [])
         ticks = sum(cpu_ticks(pid) - before.get(pid, 0) for pid in pids)
+        limit = limits[name]
         usages.append(InstanceUsage(name, desired[name], len(pids), round(sum(pss_mib(p) for p in pids), 1),
-                                    round(100 * ticks / CLOCK_TICKS / sample_s, 1)))
+                                    round(100 * ticks / CLOCK_TICKS / sample_s, 1),
+                                    limit.memory_mb, limit.cpus, limit.pids))
     total, available = meminfo_mib()
-    default_mib = estimated_memory_mib(size_instance(InstanceSpec.model_fields["concurrent_users"].default))
+    committed = sum(limits[n].memory_mb for n in desired if desired[n] == "up")
+    default_limit = resource_limits(InstanceSpec.model_fields["concurrent_users"].default).memory_mb
     disks = [DiskRoom("instances", str(home.instances_dir), *disk_free_mib(home.instances_dir))]
     for name in sorted(desired):
         repo = home.instance(name).backup / "repo"
         if repo.exists() and os.stat(repo).st_dev != os.stat(home.instances_dir).st_dev:
             disks.append(DiskRoom(f"backups of {name}", str(repo), *disk_free_mib(repo)))
-    by_memory = max(0, (available - RESERVED_MEMORY_MIB) // default_mib)
+    by_memory = max(0, (total - RESERVED_MEMORY_MIB - committed) // default_limit)
     by_disk = min(d.free_mib for d in disks) // DISK_PER_INSTANCE_MIB
-    return HostCapacity(total, available, default_mib, min(by_memory, by_disk),
-                        "memory" if by_memory <= by_disk else "disk", usages, disks)
+    return HostCapacity(total, available, committed, default_limit, min(by_memory, by_disk),
+                        "memory" if by_memory <= by_disk else "disk", enforced, usages, disks)
 
 
-def require_room(home: Home, spec: InstanceSpec, memory=meminfo_mib, disk=disk_free_mib) -> None:
-    """Refuse a new instance that would not fit in this host's free memory or disk."""
-    need = estimated_memory_mib(size_instance(spec.concurrent_users))
-    _, available = memory()
-    if need > available - RESERVED_MEMORY_MIB:
+def require_room(home: Home, spec: InstanceSpec, others: dict[str, Limits], memory=meminfo_mib,
+                 disk=disk_free_mib) -> None:
+    """Refuse a new instance whose memory limit does not fit beside the limits of the instances
+    that are up (`others`), or that the disk cannot hold."""
+    need = limits_of(spec).memory_mb
+    committed = sum(limit.memory_mb for limit in others.values())
+    total, _ = memory()
+    if committed + need > total - RESERVED_MEMORY_MIB:
         raise SetpointError(
-            f"instance '{spec.name}' needs about {need:,} MiB of memory for {spec.concurrent_users} concurrent users, "
-            f"and this host has {available:,} MiB available ({RESERVED_MEMORY_MIB} MiB of it kept for the host)",
-            "lower concurrent_users in the spec, stop an instance (setpoint down NAME), or add memory; "
-            "see: setpoint host",
+            f"instance '{spec.name}' would be limited to {need:,} MiB of memory, the {len(others)} instance(s) up "
+            f"are limited to {committed:,} MiB together, and this host has {total:,} MiB "
+            f"({RESERVED_MEMORY_MIB} MiB of it kept for the host)",
+            "lower resources.memory_mb or concurrent_users in the spec, stop an instance (setpoint down NAME), "
+            "or add memory; see: setpoint host",
         )
     free, _ = disk(home.instances_dir)
     if free < DISK_PER_INSTANCE_MIB:
@@ -158,14 +176,23 @@ def require_room(home: Home, spec: InstanceSpec, memory=meminfo_mib, disk=disk_f
         )
 
 
+def limits_up(home: Home, except_instance: str = "") -> dict[str, Limits]:
+    """The limits of every instance of `home` that should be up."""
+    found = {}
+    for name in home.instance_names():
+        spec = saved_spec(home.instance(name))
+        if name != except_instance and spec and desired_state(home, name) == "up":
+            found[name] = limits_of(spec)
+    return found
+
+
 def host_capacity(home: Home) -> HostCapacity:
     """`measure` for every instance of `home`, from the pids its supervisord reports."""
-    from setpoint.runtime.local.lifecycle import desired_state
-    from setpoint.runtime.local.platform import load_platform
-    from setpoint.services.supervisor import program_names
 
     platform = load_platform(home)
     states = platform.supervisor.states() if platform else {}
     names = home.instance_names()
     pids = {n: [s.pid for p, s in states.items() if p in program_names(n) and s.pid] for n in names}
-    return measure(home, pids, {n: desired_state(home, n) for n in names})
+    limits = {n: limits_of(saved_spec(home.instance(n))) for n in names}
+    enforced = bool(names) and all(confinement(home, n) for n in names)
+    return measure(home, pids, {n: desired_state(home, n) for n in names}, limits, enforced)

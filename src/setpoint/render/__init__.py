@@ -13,6 +13,7 @@ import jinja2
 from setpoint.examples import READER_ROLE
 from setpoint.home import Home, InstancePaths
 from setpoint.spec import InstanceSpec, Sizing
+from setpoint.spec.sizing import Limits
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("setpoint", "render/templates"),
@@ -41,6 +42,7 @@ class InstanceContext:
 
     spec: InstanceSpec
     sizing: Sizing
+    limits: Limits
     paths: InstancePaths
     ports: Ports
     service_user: str
@@ -49,6 +51,10 @@ class InstanceContext:
     redis_bin: str
     # This host's network addresses, where the spec's lan_https_port serves the instance too.
     lan_addresses: tuple[str, ...] = ()
+    # The interpreter that starts each process inside the instance's cgroup (runtime/local/
+    # confine.py), and the cgroup's name; empty where Setpoint cannot set limits (not root).
+    confine_python: str | None = None
+    cgroup: str = ""
 
     @property
     def managed_postgres(self) -> bool:
@@ -251,12 +257,19 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
 
 def render_programs_conf(ctx: InstanceContext, app: bool = True) -> str:
     """The supervisor include file of one instance."""
+    confine = None
+    if ctx.confine_python:
+        limits = ctx.limits
+        confine = (f"{ctx.confine_python} -m setpoint.runtime.local.confine --group {ctx.cgroup} "
+                   f"--user {ctx.service_user} --memory-mb {limits.memory_mb} --cpus {limits.cpus:g} "
+                   f"--pids {limits.pids} --")
     return render_template(
         "programs.conf.j2",
         spec=ctx.spec,
         paths=ctx.paths,
         service_user=ctx.service_user,
         programs=instance_programs(ctx, app=app),
+        confine=confine,
     )
 
 

@@ -153,6 +153,12 @@ class SupersetCommands:
         )
         return output.strip().endswith("created")
 
+    def refused_databases(self) -> list[str]:
+        """The saved databases whose connection the instance's database guard refuses."""
+        output = self.run([str(self.ctx.venv / "bin" / "python"), str(superset_side_script("refused_databases"))],
+                          what="checking the saved databases against the database guard")
+        return json.loads(output.strip().splitlines()[-1])
+
     def open_restored(self, socket_dir: Path, port: int) -> dict:
         """Open a restored copy of the metadata (a cluster on `socket_dir`:`port`) with this
         Superset version and the instance's configuration; what Superset sees there."""

@@ -145,6 +145,16 @@ class Databases(Strict):
         default_factory=list, description="hosts (host or host:port) users may connect to although they are private")
 
 
+class Resources(Strict):
+    """Limits of everything the instance runs (cgroups): past its memory it loses a process of its
+    own, which its supervisor restarts; it never takes more CPU or processes than this. Empty
+    fields are derived from the instance's size (setpoint spec NAME shows the sizing inputs)."""
+
+    memory_mb: int | None = Field(None, ge=768, le=1048576, description="memory of all its processes, page cache included")
+    cpus: float | None = Field(None, gt=0, le=512, description="CPU time, in cores")
+    pids: int | None = Field(None, ge=128, le=1000000, description="processes and threads")
+
+
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
@@ -174,6 +184,7 @@ class InstanceSpec(Strict):
     backup: Backup = Backup()
     drivers: list[Driver] = Field(default_factory=list)
     databases: Databases = Databases()
+    resources: Resources = Resources()
     feature_flags: dict[str, bool] = Field(default_factory=dict)
     examples: bool = True
 

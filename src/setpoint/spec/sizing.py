@@ -66,3 +66,27 @@ def estimated_memory_mib(sizing: Sizing) -> int:
     return (MIB_GUNICORN_MASTER + MIB_PER_WEB_WORKER * sizing.web_workers
             + MIB_PER_CELERY_PROCESS * (1 + sizing.celery_concurrency) + MIB_BEAT
             + MIB_POSTGRES + sizing.pg_shared_buffers_mb + MIB_REDIS)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an instance may use of the host, enforced with cgroups."""
+
+    memory_mb: int
+    cpus: float
+    pids: int
+
+
+USERS_PER_CPU = 100
+
+
+def resource_limits(concurrent_users: int, memory_mb: int | None = None, cpus: float | None = None,
+                    pids: int | None = None, cores: int | None = None) -> Limits:
+    """The spec's limits, or defaults from the instance's size: twice its idle memory (room for
+    queries and caches), one core per 100 users (at least one, at most the host's), and its
+    PostgreSQL connections plus a thousand processes and threads."""
+    cores = cores or os.cpu_count() or 1
+    sizing = size_instance(concurrent_users, cores)
+    default_memory = math.ceil(2 * estimated_memory_mib(sizing) / 256) * 256
+    default_cpus = float(min(cores, max(1, math.ceil(concurrent_users / USERS_PER_CPU))))
+    return Limits(memory_mb or default_memory, cpus or default_cpus, pids or sizing.pg_max_connections + 1000)

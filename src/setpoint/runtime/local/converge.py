@@ -18,7 +18,7 @@ from setpoint.backup.service import read_record, take_backup
 from setpoint.backup.escrow import check_offsite, format_key, offsite_credentials
 from setpoint.errors import SetpointError
 from setpoint.home import Home, chown, service_user, write_file
-from setpoint.host.capacity import require_room
+from setpoint.host.capacity import limits_up, require_room
 from setpoint.net import http_client
 from setpoint.render import (
     InstanceContext,
@@ -79,7 +79,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     saved = saved_spec(paths)
     check_superset_version_change(saved, spec)
     if saved is None:
-        require_room(home, spec)
+        require_room(home, spec, limits_up(home, except_instance=spec.name))
     actions: list[str] = []
 
     def act(sentence: str) -> None:
@@ -132,9 +132,11 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
         restarts.update(("web", "worker", "beat"))
 
     step("writing configuration")
+    written = set()
     for rendered in render_instance(ctx, secrets):
         if write_file(rendered.path, rendered.text, mode=rendered.mode, owner=ctx.service_user):
             act(f"wrote {rendered.path.name}")
+            written.add(rendered.path.name)
             restarts.update(rendered.restarts)
 
     if ctx.managed_postgres and restore_data and not cluster_of(ctx).is_initialized():
@@ -169,6 +171,11 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
         paths.write_state(state)
     step("synchronising roles and permissions")
     commands.init()
+    if written & {"superset_config.py", "setpoint_database_guard.py"} and saved is not None:
+        # A database added before (or allowed by a spec that changed since) may be refused now.
+        for database in commands.refused_databases():
+            act(f"warning: the database guard refuses the saved database '{database}': its charts and SQL Lab "
+                f"fail until its host is named in databases.allowed_hosts of the spec (or it is changed)")
     if commands.ensure_admin():
         act(f"created the admin user {spec.admin.username} with a generated password")
 

@@ -10,11 +10,14 @@ import yaml
 
 from setpoint import proc
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, InstancePaths, service_user
+from setpoint.home import Home, InstancePaths, is_root, service_user
+from setpoint.host import installation
 from setpoint.net import host_addresses, is_port_free
 from setpoint.render import InstanceContext, Ports
+from setpoint.services.cgroup import CgroupV1, group_name
 from setpoint.services.superset import venv_dir
 from setpoint.spec import InstanceSpec, parse_spec, size_instance
+from setpoint.spec.sizing import Limits, resource_limits
 
 PORT_RANGE = range(20000, 30000)
 REQUIRED_BINARIES = ("initdb", "postgres", "pg_isready", "psql", "redis-server", "redis-cli", "caddy")
@@ -91,6 +94,7 @@ def build_context(home: Home, spec: InstanceSpec, ports: Ports, user: str) -> In
     return InstanceContext(
         spec=spec,
         sizing=size_instance(spec.concurrent_users),
+        limits=limits_of(spec),
         paths=home.instance(spec.name),
         ports=ports,
         service_user=user,
@@ -98,7 +102,22 @@ def build_context(home: Home, spec: InstanceSpec, ports: Ports, user: str) -> In
         postgres_bin=proc.find_binary("postgres"),
         redis_bin=proc.find_binary("redis-server"),
         lan_addresses=tuple(host_addresses()) if spec.lan_https_port else (),
+        **confinement(home, spec.name),
     )
+
+
+def limits_of(spec: InstanceSpec) -> Limits:
+    """The spec's resource limits, with the defaults of its size on this host."""
+    r = spec.resources
+    return resource_limits(spec.concurrent_users, r.memory_mb, r.cpus, r.pids)
+
+
+def confinement(home: Home, name: str) -> dict[str, str]:
+    """How an instance's processes join its cgroup: only as root, where cgroups are writable."""
+    if not is_root() or not CgroupV1().is_available():
+        return {}
+    return {"confine_python": str(installation.link_path(home) / "bin" / "python"),
+            "cgroup": group_name(home.root, name)}
 
 
 def load_context(home: Home, name: str) -> InstanceContext:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,7 +12,8 @@ from setpoint.checklist import ManagedInstance, Target
 from setpoint.errors import InputError
 from setpoint.home import Home
 from setpoint.net import http_client
-from setpoint.runtime.local.instance import load_context, require_instance
+from setpoint.runtime.local.instance import confinement, limits_of, load_context, require_instance
+from setpoint.services.cgroup import CgroupV1
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
 from setpoint.services.supervisor import COMPONENTS
@@ -38,6 +40,7 @@ class InstanceStatus:
     components: list[ComponentStatus] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     backups: dict = field(default_factory=dict)  # the last backup, drill and export, as recorded
+    resources: dict = field(default_factory=dict)  # usage against the limits, from the instance's cgroup
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +70,21 @@ def instance_status(home: Home, name: str) -> InstanceStatus:
         components=components,
         ports=paths.read_state().get("ports", {}),
         backups={k: v for k, v in read_record(paths).items() if k in ("last_backup", "last_drill", "last_export")},
+        resources=resource_status(home, name, spec),
     )
+
+
+def resource_status(home: Home, name: str, spec) -> dict:
+    """The instance's limits and, where they are enforced, what it uses of them."""
+    limits = limits_of(spec)
+    status = {"memory_limit_mb": limits.memory_mb, "cpus_limit": limits.cpus, "pids_limit": limits.pids,
+              "enforced": False}
+    group = confinement(home, name).get("cgroup")
+    usage = CgroupV1().usage(group) if group else None
+    if usage is not None:
+        status.update(enforced=True, memory_mb=round(usage.memory_mb), memory_peak_mb=round(usage.memory_peak_mb),
+                      oom_kills=usage.oom_kills, pids=usage.pids)
+    return status
 
 
 def probe_health(url: str, ca: Path | None) -> str:
@@ -117,6 +134,10 @@ def destroy(home: Home, name: str) -> list[str]:
     """Stop an instance and delete everything it had: config, secrets, data, logs."""
     paths, _ = require_instance(home, name)
     actions = down(home, name)
+    group = confinement(home, name).get("cgroup")
+    if group:
+        with contextlib.suppress(OSError):  # a process still exiting keeps it; it is empty and harmless
+            CgroupV1().remove(group)
     shutil.rmtree(paths.root)
     actions.append(f"deleted {paths.root}")
     return actions

@@ -1,0 +1,104 @@
+"""Resource limits of an instance, enforced by the kernel: one cgroup per instance.
+
+Each instance gets `setpoint/HOME_ID/NAME` in the cgroup v1 memory, cpu and pids hierarchies
+(what these hosts have writable). Its processes join it before they drop to the service user
+(runtime/local/confine.py), so every child they fork, and every process supervisord restarts,
+stays inside. The directories live in memory: after a reboot the first process of an instance
+creates its cgroup again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from setpoint.spec.sizing import Limits
+
+ROOT = Path("/sys/fs/cgroup")
+CONTROLLERS = ("memory", "cpu", "pids")
+CPU_PERIOD_US = 100_000
+
+
+def group_name(home_root: Path, instance: str) -> str:
+    """`setpoint/HOME_ID/NAME`: two homes on one host may have instances of the same name."""
+    return f"setpoint/{hashlib.sha256(str(home_root).encode()).hexdigest()[:8]}/{instance}"
+
+
+@dataclass(frozen=True)
+class Usage:
+    memory_mb: float
+    memory_peak_mb: float
+    oom_kills: int
+    pids: int
+
+
+class CgroupV1:
+    """The cgroup v1 memory, cpu and pids controllers, mounted under `root`."""
+
+    def __init__(self, root: Path = ROOT) -> None:
+        self.root = root
+
+    def is_available(self) -> bool:
+        return all((self.root / c / "cgroup.procs").exists() for c in CONTROLLERS)
+
+    def path(self, controller: str, group: str) -> Path:
+        return self.root / controller / group
+
+    def apply(self, group: str, limits: Limits) -> None:
+        """Create the group (idempotent) and set its limits."""
+        for controller in CONTROLLERS:
+            self.path(controller, group).mkdir(parents=True, exist_ok=True)
+        memory = self.path("memory", group)
+        limit = limits.memory_mb * 2**20
+        # The memory+swap limit may not be below the memory limit: raise it first when growing.
+        swap = memory / "memory.memsw.limit_in_bytes"
+        if swap.exists() and int(swap.read_text()) < limit:
+            swap.write_text(str(limit))
+        (memory / "memory.limit_in_bytes").write_text(str(limit))
+        if swap.exists():
+            swap.write_text(str(limit))  # no swap beyond the limit
+        cpu = self.path("cpu", group)
+        (cpu / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+        (cpu / "cpu.cfs_quota_us").write_text(str(int(limits.cpus * CPU_PERIOD_US)))
+        (self.path("pids", group) / "pids.max").write_text(str(limits.pids))
+
+    def join(self, group: str, pid: int) -> None:
+        for controller in CONTROLLERS:
+            (self.path(controller, group) / "cgroup.procs").write_text(str(pid))
+
+    def limits(self, group: str) -> Limits | None:
+        try:
+            memory = int((self.path("memory", group) / "memory.limit_in_bytes").read_text()) // 2**20
+            quota = int((self.path("cpu", group) / "cpu.cfs_quota_us").read_text())
+            pids = int((self.path("pids", group) / "pids.max").read_text())
+        except (OSError, ValueError):
+            return None
+        return Limits(memory, quota / CPU_PERIOD_US, pids)
+
+    def usage(self, group: str) -> Usage | None:
+        memory = self.path("memory", group)
+        try:
+            oom = next((int(line.split()[1]) for line in (memory / "memory.oom_control").read_text().splitlines()
+                        if line.startswith("oom_kill ")), 0)
+            return Usage(
+                int((memory / "memory.usage_in_bytes").read_text()) / 2**20,
+                int((memory / "memory.max_usage_in_bytes").read_text()) / 2**20,
+                oom,
+                int((self.path("pids", group) / "pids.current").read_text()),
+            )
+        except (OSError, ValueError):
+            return None
+
+    def pids(self, group: str) -> list[int]:
+        try:
+            return [int(p) for p in (self.path("pids", group) / "cgroup.procs").read_text().split()]
+        except OSError:
+            return []
+
+    def remove(self, group: str) -> None:
+        """Remove an empty group (after its processes stopped)."""
+        for controller in CONTROLLERS:
+            path = self.path(controller, group)
+            if path.exists():
+                path.rmdir()
