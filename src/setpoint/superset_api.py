@@ -19,6 +19,7 @@ class SupersetClient:
     token: str | None = None
     csrf: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
 
     def login(self, username: str, password: str) -> httpx.Response:
         """Log in with a database account; keep the bearer token on success."""
@@ -29,6 +30,8 @@ class SupersetClient:
         if response.status_code == 200:
             self.token = response.json()["access_token"]
             self.headers = {"Authorization": f"Bearer {self.token}"}
+            self.csrf = None
+            self.credentials = (username, password)
         return response
 
     def ensure_csrf(self) -> None:
@@ -38,12 +41,22 @@ class SupersetClient:
             self.csrf = response.json()["result"]
             self.headers.update({"X-CSRFToken": self.csrf, "Referer": str(self.http.base_url)})
 
+    def call(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs) -> httpx.Response:
+        """A call with the session's token (and, when it changes state, its CSRF token); whatever
+        Superset answers is returned."""
+        for attempt in (1, 2):
+            if method != "GET":
+                self.ensure_csrf()
+            response = self.http.request(method, path, headers={**self.headers, **(headers or {})}, **kwargs)
+            # Access tokens live 15 minutes; a long export or drill outlives one.
+            if not (attempt == 1 and response.status_code == 401 and "expired" in response.text and self.credentials):
+                return response
+            self.login(*self.credentials)
+        return response
+
     def request(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs) -> httpx.Response:
-        """A call with the session's token (and, when it changes state, its CSRF token)."""
-        if method != "GET":
-            self.ensure_csrf()
-        response = self.http.request(method, path, headers={**self.headers, **(headers or {})}, **kwargs)
-        return self._checked(response)
+        """`call`, failing with Superset's answer when it is an error."""
+        return self._checked(self.call(method, path, headers, **kwargs))
 
     def get(self, path: str, **kwargs) -> httpx.Response:
         return self.request("GET", path, **kwargs)

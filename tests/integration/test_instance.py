@@ -88,11 +88,9 @@ def test_sample_chart_returns_rows(admin):
 
 def test_sample_data_is_read_only_for_superset(admin):
     database = admin.find("database", "database_name", examples.DATABASE_NAME)[0]
-    admin.ensure_csrf()
-    response = admin.http.post(
-        "/api/v1/sqllab/execute/",
+    response = admin.call(
+        "POST", "/api/v1/sqllab/execute/",
         json={"database_id": database["id"], "sql": "DELETE FROM sales", "runAsync": False},
-        headers=admin.headers,
     )
     assert response.status_code >= 400  # DML is off for the connection, and the role is read-only
 

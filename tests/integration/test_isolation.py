@@ -13,11 +13,10 @@ REFUSED = "Setpoint refuses this database"
 
 
 def test_connection(admin, uri: str, extra: dict | None = None):
-    admin.ensure_csrf()
     body = {"sqlalchemy_uri": uri, "database_name": "attack"}
     if extra is not None:
         body["extra"] = json.dumps(extra)
-    return admin.http.post("/api/v1/database/test_connection/", json=body, headers=admin.headers)
+    return admin.call("POST", "/api/v1/database/test_connection/", json=body)
 
 
 test_connection.__test__ = False  # a helper, not a test
@@ -75,9 +74,8 @@ def test_connections_users_can_make_hold_no_server_powers(home, admin):
         f"FROM pg_roles WHERE rolname IN ('superset', '{examples.READER_ROLE}')")
     assert powers == f"{examples.READER_ROLE}:false:false:false,superset:false:false:false"
     database = admin.find("database", "database_name", examples.DATABASE_NAME)[0]
-    admin.ensure_csrf()
-    response = admin.http.post("/api/v1/sqllab/execute/", headers=admin.headers,
-                               json={"database_id": database["id"], "sql": "SHOW is_superuser", "runAsync": False})
+    response = admin.call("POST", "/api/v1/sqllab/execute/",
+                          json={"database_id": database["id"], "sql": "SHOW is_superuser", "runAsync": False})
     assert response.status_code == 200, response.text
     assert response.json()["data"] == [{"is_superuser": "off"}]
 
@@ -140,9 +138,8 @@ def test_an_imported_database_is_refused_when_used_and_named_by_up(home, admin, 
     run = home.instance("alpha").run
     database_id = import_database(admin, "Smuggled", f"postgresql://setpoint:x@/postgres?host={run}&port={ports['postgres']}")
     try:
-        admin.ensure_csrf()
-        response = admin.http.post("/api/v1/sqllab/execute/", headers=admin.headers,
-                                   json={"database_id": database_id, "sql": "SELECT 1", "runAsync": False})
+        response = admin.call("POST", "/api/v1/sqllab/execute/",
+                              json={"database_id": database_id, "sql": "SELECT 1", "runAsync": False})
         assert response.status_code >= 400 and REFUSED in response.text
         assert SupersetCommands(load_context(home, "alpha")).refused_databases() == ["Smuggled"]
     finally:
