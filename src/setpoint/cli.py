@@ -48,8 +48,11 @@ def command_name() -> str:
 
 
 def done(sentence: str) -> None:
-    """One action taken, printed literally (paths, names and messages may hold brackets)."""
-    console.print(f"  [green]✓[/] {escape(sentence)}")
+    """One action taken (or a warning), printed literally: paths, names and messages may hold brackets."""
+    if sentence.startswith("warning: "):
+        console.print(f"  [yellow]![/] {escape(sentence)}")
+    else:
+        console.print(f"  [green]✓[/] {escape(sentence)}")
 
 
 class Format(str, Enum):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from setpoint.runtime.local import converge, lifecycle
-from setpoint.runtime.local.instance import confinement, limits_of, saved_spec
+from setpoint.runtime.local.instance import confinement
 from setpoint.services.cgroup import CgroupV1
 from setpoint.services.supervisor import Supervisor
 from setpoint.spec.sizing import Limits
@@ -34,10 +34,8 @@ def hog(home, instance):
 def inside(home, name: str, argv: list[str], **kwargs) -> subprocess.Popen:
     """A process started in instance `name`'s cgroup as its service user, as each of its own are."""
     confined = confinement(home, name)
-    limits = limits_of(saved_spec(home.instance(name)))
     wrapper = [confined["confine_python"], "-m", "setpoint.runtime.local.confine", "--group", confined["cgroup"],
-               "--user", "setpoint", "--memory-mb", str(limits.memory_mb), "--cpus", f"{limits.cpus:g}",
-               "--pids", str(limits.pids), "--"]
+               "--user", "setpoint", "--limits", str(home.instance(name).config / "limits.json"), "--"]
     return subprocess.Popen(wrapper + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, **kwargs)
 
@@ -123,3 +121,16 @@ def test_cpu_hogs_in_one_instance_leave_its_neighbour_responsive(home, hog, admi
     print(f"\nalpha's warm chart p95: {p95(idle) * 1000:.0f} ms idle, {p95(busy) * 1000:.0f} ms with two CPU hogs "
           f"in hog (limited to {LIMITS.cpus} core); ratio {p95(busy) / p95(idle):.2f}")
     assert p95(busy) <= 2 * p95(idle)
+
+
+def test_changed_limits_apply_to_the_live_instance_without_a_restart(home, hog):
+    pids = {name: state.pid for name, state in Supervisor(home).states("hog").items()}
+    wider = hog.model_copy(update={"resources": hog.resources.model_copy(update={"pids": LIMITS.pids + 100})})
+    report = converge.up(home, wider)
+    try:
+        assert any(a.startswith("limited hog to") for a in report.actions)
+        assert CgroupV1().limits(confinement(home, "hog")["cgroup"]).pids == LIMITS.pids + 100
+        assert {name: state.pid for name, state in Supervisor(home).states("hog").items()} == pids
+    finally:
+        converge.up(home, hog)
+    assert CgroupV1().limits(confinement(home, "hog")["cgroup"]) == LIMITS

@@ -2,6 +2,7 @@
 settings the production checklist requires."""
 
 import ast
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -145,7 +146,9 @@ def test_programs_follow_sizing_and_run_unprivileged():
     assert "--concurrency=4" in conf
     # Each starts as root only to join the instance's cgroup, then runs as the service user.
     assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user setpoint ") == 5
-    assert "--memory-mb 5376 --cpus 2 --pids 1240 " in conf  # twice the idle size of 200 users, a core per 100
+    assert "--limits /srv/setpoint/instances/demo/config/limits.json -- " in conf
+    limits = json.loads(rendered_files(ctx)["limits.json"])
+    assert limits == {"memory_mb": 5376, "cpus": 2.0, "pids": 1240}  # twice the idle size of 200 users, a core per 100
     assert conf.count("[program:") == 5
     unconfined = render_programs_conf(replace(ctx, confine_python=None))
     assert "user=setpoint" in unconfined and "confine" not in unconfined

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -227,6 +229,8 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
         RenderedFile(config / "setpoint_database_guard.py", _package_text("runtime/local/superset_side/database_guard.py"),
                      restarts=superset),
         RenderedFile(config / "gunicorn.conf.py", render_template("gunicorn.conf.py.j2", **values), restarts=("web",)),
+        # Read when a process starts; `up` applies a change to the live cgroup (no restart).
+        RenderedFile(config / "limits.json", json.dumps(dataclasses.asdict(ctx.limits), sort_keys=True) + "\n"),
     ]
     if ctx.managed_postgres:
         files += [
@@ -259,10 +263,8 @@ def render_programs_conf(ctx: InstanceContext, app: bool = True) -> str:
     """The supervisor include file of one instance."""
     confine = None
     if ctx.confine_python:
-        limits = ctx.limits
         confine = (f"{ctx.confine_python} -m setpoint.runtime.local.confine --group {ctx.cgroup} "
-                   f"--user {ctx.service_user} --memory-mb {limits.memory_mb} --cpus {limits.cpus:g} "
-                   f"--pids {limits.pids} --")
+                   f"--user {ctx.service_user} --limits {ctx.paths.config}/limits.json --")
     return render_template(
         "programs.conf.j2",
         spec=ctx.spec,

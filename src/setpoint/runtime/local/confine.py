@@ -1,14 +1,16 @@
 """Start one process of an instance inside the instance's cgroup, as its service user.
 
-supervisord runs `python -m setpoint.runtime.local.confine --group G --user U --memory-mb M
---cpus C --pids P -- COMMAND...` as root. It creates the cgroup with its limits if the host has
-none yet (after a reboot), joins it, drops to the service user for good, and becomes COMMAND
-(exec keeps the pid supervisord watches). Everything COMMAND forks inherits the cgroup.
+supervisord runs `python -m setpoint.runtime.local.confine --group G --user U --limits FILE --
+COMMAND...` as root. It creates the cgroup with the limits of FILE (JSON, rendered by `up`) if
+the host has none yet (after a reboot), joins it, drops to the service user for good, and becomes
+COMMAND (exec keeps the pid supervisord watches). Everything COMMAND forks inherits the cgroup.
+The limits are not on the command line: `up` changes them on the live cgroup, restarting nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pwd
 import sys
@@ -21,9 +23,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="setpoint-confine")
     parser.add_argument("--group", required=True)
     parser.add_argument("--user", required=True)
-    parser.add_argument("--memory-mb", type=int, required=True)
-    parser.add_argument("--cpus", type=float, required=True)
-    parser.add_argument("--pids", type=int, required=True)
+    parser.add_argument("--limits", required=True, help="JSON file: memory_mb, cpus, pids")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -31,7 +31,8 @@ def main(argv: list[str]) -> None:
         parser.error("no command to run")
     cgroups = CgroupV1()
     try:
-        cgroups.apply(args.group, Limits(args.memory_mb, args.cpus, args.pids))
+        with open(args.limits) as handle:
+            cgroups.apply(args.group, Limits(**json.load(handle)))
         cgroups.join(args.group, os.getpid())
     except OSError as exc:
         # Never run unconfined: supervisord shows the failure and retries.

@@ -39,6 +39,7 @@ from setpoint.runtime.local import startup
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
 from setpoint.services import caddy as caddy_service
+from setpoint.services.cgroup import CgroupV1
 from setpoint.services.postgres import cluster_of
 from setpoint.services.superset import SupersetCommands, ensure_venv
 from setpoint.spec import InstanceSpec
@@ -139,6 +140,9 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
             written.add(rendered.path.name)
             restarts.update(rendered.restarts)
 
+    if "limits.json" in written and ctx.cgroup:
+        apply_limits(ctx, act)
+
     if ctx.managed_postgres and restore_data and not cluster_of(ctx).is_initialized():
         step("restoring the metadata database from its backup")
         restore_data(ctx)
@@ -230,6 +234,21 @@ def _ensure_backups_proven(ctx: InstanceContext, platform: Platform, secrets: di
     write_plan(ctx)  # refreshed on every converge: it documents the state, it does not change it
     if first_plan:
         act(f"wrote the disaster-recovery plan of {name} ({plan_path(ctx)})")
+
+
+def apply_limits(ctx: InstanceContext, act: Log) -> None:
+    """Set the instance's limits on its live cgroup: its processes keep running."""
+    limits = ctx.limits
+    try:
+        CgroupV1().apply(ctx.cgroup, limits)
+    except OSError as exc:
+        raise SetpointError(
+            f"the limits of {ctx.spec.name} could not be set ({exc.strerror}): it may use more memory now than "
+            f"resources.memory_mb {limits.memory_mb} allows",
+            f"see its usage with: setpoint status {ctx.spec.name}; raise resources.memory_mb, or lower it after "
+            f"a restart (setpoint down {ctx.spec.name}, then up)",
+        ) from None
+    act(f"limited {ctx.spec.name} to {limits.memory_mb:,} MiB of memory, {limits.cpus:g} core(s) and {limits.pids} processes")
 
 
 def _allow_low_ports(spec: InstanceSpec) -> bool:
