@@ -119,6 +119,11 @@ class Supervisor:
         if names:
             self.ctl("restart", *names)
 
+    def signal(self, signal_name: str, *names: str) -> None:
+        """Send a signal (HUP, TERM...) to running programs, without restarting them."""
+        if names:
+            self.ctl("signal", signal_name, *names)
+
     def wait_running(self, names: list[str], timeout: float = 60) -> None:
         """Wait until every named program is RUNNING, or fail naming the ones that are not."""
         deadline = time.monotonic() + timeout

@@ -266,6 +266,11 @@ def _restart_changed(platform: Platform, ctx: InstanceContext, components: set[s
     names = [p.name for p in instance_programs(ctx) if p.component in components]
     states = platform.supervisor.states(ctx.spec.name)
     running = [n for n in names if n in states and states[n].is_running and states[n].uptime_s > 1]
+    web = f"{ctx.spec.name}-web"
+    if web in running:
+        running.remove(web)
+        startup.reload_web(ctx, platform)  # no request lost
+        act(f"reloaded {web} gracefully (new workers, no dropped request): configuration changed")
     if running:
         platform.supervisor.restart(*running)
         act(f"restarted {', '.join(running)}: configuration changed")

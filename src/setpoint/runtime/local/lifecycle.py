@@ -9,11 +9,13 @@ from pathlib import Path
 
 from setpoint.backup.service import read_record
 from setpoint.checklist import ManagedInstance, Target
-from setpoint.errors import InputError
+from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home
 from setpoint.net import http_client
 from setpoint.runtime.local.instance import confinement, limits_of, load_context, require_instance
 from setpoint.services.cgroup import CgroupV1
+from setpoint.render import instance_programs
+from setpoint.runtime.local import startup
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
 from setpoint.services.supervisor import COMPONENTS
@@ -127,6 +129,39 @@ def down(home: Home, name: str) -> list[str]:
         if platform.supervisor.is_running():
             platform.supervisor.update()  # stops and removes the instance's programs
         actions.append(f"stopped every process of {name}")
+    return actions
+
+
+APP_COMPONENTS = ("web", "worker", "beat")
+
+
+def restart(home: Home, name: str, component: str | None = None) -> list[str]:
+    """Restart one component, or (without one) Superset's processes, each proven ready again.
+
+    web is reloaded gracefully (no request lost); the worker stops warmly, finishing its running
+    tasks first; PostgreSQL and Redis restart only when named."""
+    ctx = load_context(home, name)
+    allowed = [p.component for p in instance_programs(ctx)]
+    if component is not None and component not in allowed:
+        raise InputError(f"unknown component '{component}' of {name}", f"choose one of: {', '.join(allowed)}")
+    platform = load_platform(home)
+    states = platform.supervisor.states(name) if platform else {}
+    if not states:
+        raise SetpointError(f"{name} is not running", f"start it with: setpoint up {name}")
+    actions = []
+    for part in [component] if component else [c for c in APP_COMPONENTS if c in allowed]:
+        if part == "web":
+            startup.reload_web(ctx, platform)
+            actions.append(f"reloaded {name}-web gracefully: new workers, no request dropped")
+            continue
+        platform.supervisor.restart(f"{name}-{part}")
+        actions.append(f"restarted {name}-{part}")
+    secrets = SecretStore(ctx.paths.secrets_file).load()
+    if component in ("postgres", "redis"):
+        startup.start_data(ctx, platform, secrets)
+    else:
+        startup.start_app(ctx, platform)
+    startup.wait_healthy(ctx.spec, platform, timeout=180)
     return actions
 
 
