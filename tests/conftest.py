@@ -38,7 +38,23 @@ def home() -> Home:
     os.environ["SETPOINT_HOME"] = str(root)
     yield Home(root)
     Supervisor(Home(root)).shutdown()
+    remove_cgroups(root)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def remove_cgroups(root: Path) -> None:
+    """The (empty) cgroups of the session's instances: the kernel keeps them until removed."""
+    from setpoint.services.cgroup import CONTROLLERS, ROOT, group_name
+
+    home_group = group_name(root, "x").rsplit("/", 1)[0]
+    for controller in CONTROLLERS:
+        base = ROOT / controller / home_group
+        for group in [*base.glob("*/"), base]:
+            if group.is_dir():
+                try:
+                    group.rmdir()
+                except OSError:
+                    pass  # a process still exiting; harmless
 
 
 def make_spec(name: str, **fields):
