@@ -57,7 +57,11 @@ def install_boot_unit(home: Home, unit_dir: Path = SYSTEMD_DIR) -> BootUnit:
     command = str(installations.link_path(home) / "bin" / "setpoint")
     name = unit_name(home)
     path = unit_dir / name
-    changed = write_file(path, render_boot_unit(home, command))
+    try:
+        changed = write_file(path, render_boot_unit(home, command))
+    except PermissionError:
+        raise SetpointError(f"cannot write the boot unit {path}: permission denied",
+                            "run it as root (sudo setpoint host install), or choose a directory with --unit-dir") from None
     if unit_dir == SYSTEMD_DIR and is_systemd_running():
         proc.run(["systemctl", "daemon-reload"], what="reloading systemd")
         proc.run(["systemctl", "enable", name], what=f"enabling {name}")
