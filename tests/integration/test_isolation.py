@@ -44,7 +44,9 @@ def test_socket_uris_to_postgres_are_refused(home, admin, ports):
                                  "mysql://u:p@93.184.216.34/x"])
 def test_file_reading_drivers_and_internal_targets_are_refused(admin, uri):
     response = test_connection(admin, uri)
-    assert response.status_code >= 400 and REFUSED in response.text, uri
+    # Superset 6.1 itself refuses the plain shillelagh dialect before the guard sees it.
+    superset_own = "cannot be used as a data source for security reasons"
+    assert response.status_code >= 400 and (REFUSED in response.text or superset_own in response.text), uri
 
 
 def test_answers_do_not_tell_an_open_port_from_a_closed_one(admin, ports):
