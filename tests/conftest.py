@@ -57,6 +57,22 @@ def remove_cgroups(root: Path) -> None:
                     pass  # a process still exiting; harmless
 
 
+FIGURES: list[str] = []
+
+
+def report_figure(line: str) -> None:
+    """A measured figure (a time, a count, a ratio), printed at the end of the run even when the
+    test passes, so every CI log carries them."""
+    FIGURES.append(line)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("figures measured in this run")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
 def make_spec(name: str, **fields):
     return parse_spec({"name": name, "https_port": HTTPS_PORT, "http_port": HTTP_PORT, **fields})
 

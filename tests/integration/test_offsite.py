@@ -2,6 +2,7 @@
 loopback: a repository here is not off-site, and the scorecard says so."""
 
 import json
+import time
 
 import pytest
 import yaml
@@ -50,8 +51,12 @@ def test_backups_reach_both_repositories_with_escrowed_secrets(home, offsite_ins
     plan = run_cli("dr", "plan", NAME, home=home).stdout
     assert f"s3://{offsite.bucket}/setpoint" in plan and "repo2 (off-site)" in plan
     assert f"setpoint dr rebuild {NAME} --from-offsite" in plan and "No off-site copy" not in plan
-    found = statuses(home)
-    assert found[14].status.value == "PASS"
+    # WAL is archived asynchronously (to S3 too): a segment switched a moment ago may still be in
+    # flight, so point 14 gets a few seconds to see it arrive.
+    deadline = time.monotonic() + 60
+    while (found := statuses(home))[14].status.value != "PASS" and time.monotonic() < deadline:
+        time.sleep(5)
+    assert found[14].status.value == "PASS", found[14].evidence
     assert found[16].status.value == "PASS" and "the off-site repository" in found[16].evidence
     # Loopback is this host: not off-site, whatever it holds.
     assert found[15].status.value == "FAIL" and "not off-site" in found[15].evidence

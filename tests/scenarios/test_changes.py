@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from setpoint.net import http_client
 from setpoint.runtime.local import converge, lifecycle
+from tests.conftest import report_figure
 
 CLIENTS = 5
 
@@ -42,7 +43,7 @@ def clients(url, ca_root):
 
 def report(what, results):
     failed = [status for status, _ in results if status != 200]
-    print(f"\n{what}: {len(results)} requests, {len(failed)} failed {sorted(set(map(str, failed)))}, "
+    report_figure(f"{what}: {len(results)} requests, {len(failed)} failed {sorted(set(map(str, failed)))}, "
           f"slowest {max(seconds for _, seconds in results):.1f} s")
     return failed
 

@@ -14,7 +14,7 @@ from setpoint.runtime.local.instance import confinement
 from setpoint.services.cgroup import CgroupV1
 from setpoint.services.supervisor import Supervisor
 from setpoint.spec.sizing import Limits
-from tests.conftest import make_spec
+from tests.conftest import make_spec, report_figure
 
 LIMITS = Limits(memory_mb=1536, cpus=0.5, pids=400)
 
@@ -84,7 +84,7 @@ def test_memory_past_the_limit_kills_a_process_of_that_instance_only(home, hog, 
     while lifecycle.instance_status(home, "hog").health != "ok":
         assert time.monotonic() - started < 60, "hog did not recover within 60 s"
         time.sleep(1)
-    print(f"\nhog healthy {time.monotonic() - started:.1f} s after its out-of-memory kill")
+    report_figure(f"hog healthy {time.monotonic() - started:.1f} s after its out-of-memory kill")
 
 
 def test_a_fork_bomb_stops_at_the_pids_limit(home, hog):
@@ -118,7 +118,7 @@ def test_cpu_hogs_in_one_instance_leave_its_neighbour_responsive(home, hog, admi
         for process in hogs:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
-    print(f"\nalpha's warm chart p95: {p95(idle) * 1000:.0f} ms idle, {p95(busy) * 1000:.0f} ms with two CPU hogs "
+    report_figure(f"alpha's warm chart p95: {p95(idle) * 1000:.0f} ms idle, {p95(busy) * 1000:.0f} ms with two CPU hogs "
           f"in hog (limited to {LIMITS.cpus} core); ratio {p95(busy) / p95(idle):.2f}")
     assert p95(busy) <= 2 * p95(idle)
 

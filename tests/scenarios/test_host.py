@@ -22,7 +22,7 @@ from setpoint.host.capacity import process_tree
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.runtime.local.instance import load_context
 from setpoint.services.supervisor import Supervisor
-from tests.conftest import make_spec, run_cli
+from tests.conftest import make_spec, report_figure, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 # What systemd gives a unit: no virtualenv, no checkout, a plain PATH.
@@ -173,7 +173,7 @@ def test_simulated_reboot_brings_back_every_instance_that_was_up(home, instance,
         assert result.returncode == 0, result.stdout + result.stderr
         report = json.loads(result.stdout)
         outcomes = {i["name"]: i["outcome"] for i in report["instances"]}
-        print(f"\nsimulated reboot: {killed} processes killed; every instance healthy {seconds:.1f} s after "
+        report_figure(f"simulated reboot: {killed} processes killed; every instance healthy {seconds:.1f} s after "
               f"the boot command started ({outcomes})")
         assert report["started_supervisor"] and report["ok"]
         assert outcomes["alpha"] == "healthy" and outcomes["delta"] == "down"
@@ -197,6 +197,12 @@ def test_the_boot_command_twice_changes_nothing(home, instance):
     report = json.loads(result.stdout)
     assert not report["started_supervisor"] and report["ok"]
     assert {name: state.pid for name, state in Supervisor(home).states().items()} == pids
+    from setpoint.host.capacity import host_capacity
+
+    alpha = next(i for i in host_capacity(home).instances if i.name == "alpha")
+    assert alpha.memory_mib > 100
+    report_figure(f"alpha after the reboot: {alpha.processes} processes, {alpha.memory_mib:,.0f} MiB (PSS) "
+                  f"of its {alpha.memory_limit_mib:,} MiB limit")
 
 
 def test_lan_https_port_serves_the_instance_on_the_hosts_address(home, instance, ca_root, secrets):
