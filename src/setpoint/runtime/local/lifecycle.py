@@ -19,6 +19,7 @@ from setpoint.runtime.local import startup
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
 from setpoint.services.supervisor import COMPONENTS
+from setpoint.spec import InstanceSpec
 
 
 
@@ -76,7 +77,7 @@ def instance_status(home: Home, name: str) -> InstanceStatus:
     )
 
 
-def resource_status(home: Home, name: str, spec) -> dict:
+def resource_status(home: Home, name: str, spec: InstanceSpec) -> dict:
     """The instance's limits and, where they are enforced, what it uses of them."""
     limits = limits_of(spec)
     status = {"memory_limit_mb": limits.memory_mb, "cpus_limit": limits.cpus, "pids_limit": limits.pids,
@@ -132,9 +133,6 @@ def down(home: Home, name: str) -> list[str]:
     return actions
 
 
-APP_COMPONENTS = ("web", "worker", "beat")
-
-
 def restart(home: Home, name: str, component: str | None = None) -> list[str]:
     """Restart one component, or (without one) Superset's processes, each proven ready again.
 
@@ -142,6 +140,7 @@ def restart(home: Home, name: str, component: str | None = None) -> list[str]:
     tasks first; PostgreSQL and Redis restart only when named."""
     ctx = load_context(home, name)
     allowed = [p.component for p in instance_programs(ctx)]
+    data = {p.component for p in instance_programs(ctx, app=False)}
     if component is not None and component not in allowed:
         raise InputError(f"unknown component '{component}' of {name}", f"choose one of: {', '.join(allowed)}")
     platform = load_platform(home)
@@ -149,7 +148,7 @@ def restart(home: Home, name: str, component: str | None = None) -> list[str]:
     if not states:
         raise SetpointError(f"{name} is not running", f"start it with: setpoint up {name}")
     actions = []
-    for part in [component] if component else [c for c in APP_COMPONENTS if c in allowed]:
+    for part in [component] if component else [c for c in allowed if c not in data]:
         if part == "web":
             startup.reload_web(ctx, platform)
             actions.append(f"reloaded {name}-web gracefully: new workers, no request dropped")
@@ -157,7 +156,7 @@ def restart(home: Home, name: str, component: str | None = None) -> list[str]:
         platform.supervisor.restart(f"{name}-{part}")
         actions.append(f"restarted {name}-{part}")
     secrets = SecretStore(ctx.paths.secrets_file).load()
-    if component in ("postgres", "redis"):
+    if component in data:
         startup.start_data(ctx, platform, secrets)
     else:
         startup.start_app(ctx, platform)
