@@ -456,9 +456,24 @@ def status(
         elif r:
             out.print(f"resources: limits of {r['memory_limit_mb']:,} MiB, {r['cpus_limit']:g} core(s), "
                       f"{r['pids_limit']} processes are not enforced here (see: setpoint host)")
+        if st.tasks:
+            out.print(task_line(st.tasks))
         for what, entry in st.backups.items():
             verdict = "[green]ok[/]" if entry.get("ok", True) else f"[red]FAILED[/]: {escape(str(entry.get('error')))}"
             out.print(f"{what.replace('_', ' ')}: {entry['at'][:19]} {verdict}")
+
+
+def task_line(tasks: dict) -> str:
+    """`tasks: 3 queued in celery (oldest 12 s), 1 running (for 40 s)`, red when one is overdue."""
+    def age(seconds: float | None) -> str:
+        return f"{seconds:.0f} s" if seconds is not None else "?"
+
+    parts = [f"{q['queued']} queued in {q['queue']}" + (f" (oldest {age(q['oldest_queued_s'])})" if q["queued"] else "")
+             for q in tasks["queues"]]
+    running = f"{tasks['running']} running" + (f" (for {age(tasks['oldest_running_s'])})" if tasks["running"] else "")
+    if tasks["overdue"]:
+        running = f"[red]{running}: past the {tasks['time_limit_s']} s limit[/]"
+    return f"tasks: {', '.join(parts)}, {running}"
 
 
 @app.command()

@@ -60,9 +60,10 @@ def rendered_files(ctx):
     return {**{name: f.text for name, f in files.items()}, **extra}
 
 
-# Copied verbatim from the package (and table-tested in test_database_guard.py), not rendered.
-VERBATIM = {"setpoint_database_guard.py": Path(__file__).resolve().parents[2]
-            / "src/setpoint/runtime/local/superset_side/database_guard.py"}
+# Copied verbatim from the package (and tested in test_database_guard.py and test_task_safety.py),
+# not rendered.
+VERBATIM = {f"setpoint_{module}.py": Path(__file__).resolve().parents[2] / f"src/setpoint/runtime/local/superset_side/{module}.py"
+            for module in ("database_guard", "task_safety")}
 
 
 @pytest.mark.parametrize("name", sorted(set(rendered_files(context())) - set(VERBATIM)))
@@ -179,8 +180,8 @@ def test_lan_port_serves_the_same_site_on_the_hosts_addresses_with_the_internal_
     assert "192.0.2.2" not in render_site(replace(ctx, lan_addresses=()))
 
 
-def test_the_database_guard_is_copied_beside_the_config_verbatim():
+def test_setpoint_modules_are_copied_beside_the_config_verbatim():
     files = rendered_files(context())
     for name, source in VERBATIM.items():
         assert files[name] == source.read_text()
-    assert "setpoint_database_guard.py" in files["superset_config.py"]
+        assert f'_setpoint_module("{name[:-3]}")' in files["superset_config.py"]

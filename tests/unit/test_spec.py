@@ -57,6 +57,8 @@ def test_every_problem_is_reported_with_its_path():
         ({"name": "demo", "drivers": ["oracle9"]}, "drivers.0:"),
         ({"name": "demo", "metadata_db": {"url": "mysql://x"}}, "metadata_db.url: must be a postgresql:// URL"),
         ({"name": "demo", "https_port": 8443, "http_port": 8443}, "must differ"),
+        ({"name": "demo", "tasks": {"sql_lab_timeout_s": 300}}, "must be below web_timeout_s"),
+        ({"name": "demo", "tasks": {"query_time_limit_s": 1}}, "tasks.query_time_limit_s:"),
     ],
 )
 def test_invalid_values_are_refused(data, fragment):

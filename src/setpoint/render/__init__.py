@@ -140,9 +140,13 @@ def instance_programs(ctx: InstanceContext, app: bool = True) -> list[Program]:
             Program(
                 "worker",
                 f"{celery} worker --pool=prefork -O fair --concurrency={ctx.sizing.celery_concurrency} "
-                f"--hostname={name}-worker@localhost --max-tasks-per-child=128 --loglevel=INFO",
+                f"--hostname={name}-worker@localhost --max-tasks-per-child=128 --loglevel=INFO "
+                # One worker per instance: no neighbours to sync with. Mingle after a broker
+                # reconnect also trips kombu's KeyError in _fd_to_chan and hangs the worker.
+                "--without-mingle --without-gossip",
                 env,
-                stopwaitsecs=60,
+                # A warm shutdown: running tasks finish within the grace, the rest are requeued.
+                stopwaitsecs=ctx.spec.tasks.shutdown_grace_s + 5,
             ),
             Program(
                 "beat",
@@ -201,6 +205,10 @@ def _package_text(path: str) -> str:
     return (resources.files("setpoint") / path).read_text()
 
 
+# Setpoint's modules that superset_config.py loads from beside itself.
+SUPERSET_SIDE_MODULES = ("database_guard", "task_safety")
+
+
 def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[RenderedFile]:
     """Every file of one instance, with the components each one restarts."""
     values = {
@@ -225,9 +233,9 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
             ),
             restarts=superset,
         ),
-        # Copied beside superset_config.py, which installs it (see the module's docstring).
-        RenderedFile(config / "setpoint_database_guard.py", _package_text("runtime/local/superset_side/database_guard.py"),
-                     restarts=superset),
+        # Copied beside superset_config.py, which installs them (see each module's docstring).
+        *(RenderedFile(config / f"setpoint_{module}.py", _package_text(f"runtime/local/superset_side/{module}.py"),
+                       restarts=superset) for module in SUPERSET_SIDE_MODULES),
         RenderedFile(config / "gunicorn.conf.py", render_template("gunicorn.conf.py.j2", **values), restarts=("web",)),
         # Read when a process starts; `up` applies a change to the live cgroup (no restart).
         RenderedFile(config / "limits.json", json.dumps(dataclasses.asdict(ctx.limits), sort_keys=True) + "\n"),

@@ -155,6 +155,20 @@ class Resources(Strict):
     pids: int | None = Field(None, ge=128, le=1000000, description="processes and threads")
 
 
+class Tasks(Strict):
+    """Work the Celery worker runs (SQL Lab and async chart queries, thumbnails, reports): how
+    long it may run, and how long a worker restart waits for it."""
+
+    query_time_limit_s: int = Field(
+        600, ge=10, le=21600,
+        description="an async SQL Lab or chart query stops after this (and PostgreSQL analytics connections "
+                    "cancel statements after it); a query still running a minute past it is marked failed")
+    sql_lab_timeout_s: int = Field(30, ge=5, le=3600, description="a synchronous SQL Lab query (run in web) stops after this")
+    shutdown_grace_s: int = Field(
+        60, ge=5, le=3600,
+        description="a worker restart lets running tasks finish this long; the rest go back to the queue and run again")
+
+
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
@@ -185,6 +199,7 @@ class InstanceSpec(Strict):
     drivers: list[Driver] = Field(default_factory=list)
     databases: Databases = Databases()
     resources: Resources = Resources()
+    tasks: Tasks = Tasks()
     feature_flags: dict[str, bool] = Field(default_factory=dict)
     examples: bool = True
 
@@ -207,9 +222,12 @@ class InstanceSpec(Strict):
         return flags
 
     @model_validator(mode="after")
-    def _ports_differ(self) -> InstanceSpec:
+    def _consistent(self) -> InstanceSpec:
         if self.https_port == self.http_port:
             raise ValueError(f"https_port and http_port must differ (both {self.https_port})")
+        if self.tasks.sql_lab_timeout_s >= self.web_timeout_s:
+            raise ValueError(f"tasks.sql_lab_timeout_s ({self.tasks.sql_lab_timeout_s}) must be below web_timeout_s "
+                             f"({self.web_timeout_s}): the web process answers within web_timeout_s")
         if self.lan_https_port in (self.https_port, self.http_port):
             raise ValueError(f"lan_https_port must differ from https_port and http_port (got {self.lan_https_port})")
         return self

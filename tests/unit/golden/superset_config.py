@@ -1,6 +1,7 @@
 # Superset configuration of instance "demo", rendered by Setpoint from its spec.
 # Do not edit: `setpoint up demo` rewrites it. Secrets are read from the 0600
 # secret store at start-up and never written here.
+import importlib.util
 import json
 import os
 from urllib.parse import quote
@@ -9,6 +10,15 @@ import redis
 from cachelib.redis import RedisCache
 from celery.schedules import crontab
 from flask_appbuilder.security.manager import AUTH_DB
+
+
+def _setpoint_module(name: str):
+    """One of Setpoint's modules, copied beside this file by `setpoint up`."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 with open('/srv/setpoint/instances/demo/secrets.json') as _secrets_file:
     _SECRETS = json.load(_secrets_file)
@@ -55,12 +65,7 @@ AUTH_RATE_LIMIT = "20 per minute"
 
 # Every database connection goes through Setpoint's guard (setpoint_database_guard.py beside this
 # file): only the spec's drivers, never this host, its private networks or another instance.
-import importlib.util as _importlib_util
-
-_guard_spec = _importlib_util.spec_from_file_location(
-    "setpoint_database_guard", os.path.join(os.path.dirname(__file__), "setpoint_database_guard.py"))
-_guard = _importlib_util.module_from_spec(_guard_spec)
-_guard_spec.loader.exec_module(_guard)
+_guard = _setpoint_module("setpoint_database_guard")
 DB_SQLA_URI_VALIDATOR = _guard.install(_guard.Guard(['postgresql'], [{'host': '127.0.0.1', 'port': 20002, 'user': 'superset'}, {'host': '127.0.0.1', 'port': 20002, 'user': 'examples_reader'}]))
 PREVENT_UNSAFE_DB_CONNECTIONS = True
 
@@ -101,6 +106,15 @@ RESULTS_BACKEND = RedisCache(host=redis.Redis.from_url(_redis_url(3)), key_prefi
 RATELIMIT_STORAGE_URI = _redis_url(4)
 
 
+# --- Work in flight: no task lost, no query left running ---
+# setpoint_task_safety.py (beside this file): each task runs at most twice, the tasks of a killed
+# worker go back to the queue when it restarts, and a reaper fails queries left running.
+_TASKS = _setpoint_module("setpoint_task_safety").TaskSafety(
+    _redis_url(0), SQLALCHEMY_DATABASE_URI, time_limit_s=600,
+    grace_s=60)
+_QUERY_LIMITS = {"soft_time_limit": 600, "time_limit": 660}
+
+
 class CeleryConfig:
     broker_url = _redis_url(0)
     result_backend = _redis_url(1)
@@ -111,9 +125,29 @@ class CeleryConfig:
         "superset.tasks.thumbnails",
         "superset.tasks.cache",
     )
+    # A task is acknowledged once it ran, and goes back to the queue when its process dies (kill
+    # -9, out of memory): queries, charts, thumbnails and cache warm-ups are safe to run twice.
+    task_acks_late = True
+    task_reject_on_worker_lost = True
     worker_prefetch_multiplier = 1
-    task_acks_late = False
-    task_annotations = {"sql_lab.get_sql_results": {"rate_limit": "100/s"}}
+    # When Redis restarts, a running task finishes and is acknowledged once Redis is back.
+    # (Cancelling it instead loses it: Celery acknowledges the cancelled task on reconnection.)
+    worker_cancel_long_running_tasks_on_connection_loss = False
+    # The broker hands an unacknowledged task to another worker only after the longest one.
+    broker_transport_options = {"visibility_timeout": _TASKS.visibility_timeout_s}
+    task_annotations = {
+        "*": _TASKS.install(),
+        "sql_lab.get_sql_results": {"rate_limit": "100/s", **_QUERY_LIMITS},
+        "load_chart_data_into_cache": _QUERY_LIMITS,
+        "load_explore_json_into_cache": _QUERY_LIMITS,
+        # Not safe to run twice: a report or alert is e-mailed at most once (acknowledged when it
+        # starts; Superset's execution log refuses a second run of the same schedule).
+        "reports.scheduler": {"acks_late": False},
+        "reports.execute": {"acks_late": False},
+        "tasks.execute": {"acks_late": False},
+    }
+    # Beat records each run as it sends it, so a beat killed after a send does not send it again.
+    beat_sync_every = 1
     beat_schedule = {
         "reports.scheduler": {
             "task": "reports.scheduler",
@@ -126,7 +160,11 @@ class CeleryConfig:
 
 CELERY_CONFIG = CeleryConfig
 SUPERSET_WEBSERVER_TIMEOUT = 300
-SQLLAB_ASYNC_TIME_LIMIT_SEC = 300
+SQLLAB_ASYNC_TIME_LIMIT_SEC = 600
+SQLLAB_TIMEOUT = 30
+# Analytics connections to PostgreSQL cancel a statement past the time limit: an orphaned query
+# stops in the database too.
+DB_CONNECTION_MUTATOR = _TASKS.connection_mutator
 WEBDRIVER_BASEURL = "http://127.0.0.1:20001/"
 WEBDRIVER_BASEURL_USER_FRIENDLY = 'https://demo.localhost/'
 

@@ -15,7 +15,7 @@ from setpoint.net import http_client
 from setpoint.runtime.local.instance import confinement, limits_of, load_context, require_instance
 from setpoint.services.cgroup import CgroupV1
 from setpoint.render import instance_programs
-from setpoint.runtime.local import startup
+from setpoint.runtime.local import startup, task_queue
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
 from setpoint.services.supervisor import COMPONENTS
@@ -44,6 +44,7 @@ class InstanceStatus:
     ports: dict[str, int] = field(default_factory=dict)
     backups: dict = field(default_factory=dict)  # the last backup, drill and export, as recorded
     resources: dict = field(default_factory=dict)  # usage against the limits, from the instance's cgroup
+    tasks: dict | None = None  # queued and running Celery tasks, from the broker; None when it does not answer
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +75,13 @@ def instance_status(home: Home, name: str) -> InstanceStatus:
         ports=paths.read_state().get("ports", {}),
         backups={k: v for k, v in read_record(paths).items() if k in ("last_backup", "last_drill", "last_export")},
         resources=resource_status(home, name, spec),
+        tasks=_task_status(home, name) if platform else None,
     )
+
+
+def _task_status(home: Home, name: str) -> dict | None:
+    status = task_queue.task_status(load_context(home, name), SecretStore(home.instance(name).secrets_file).load())
+    return status.to_dict() if status else None
 
 
 def resource_status(home: Home, name: str, spec: InstanceSpec) -> dict:
