@@ -426,7 +426,8 @@ def status(
     name: Optional[str] = typer.Argument(None, help="One instance; all of them when empty."),
     format: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
-    """Show every component's state, the URL, health and the CA certificate path.
+    """Show every component's state, the URL, health, the CA certificate path, resources against
+    their limits, and the queued and running tasks with the oldest one's age.
 
     Example: setpoint status demo --format json
     """
@@ -484,7 +485,8 @@ def restart(
     """Restart an instance's Superset processes, or one component, and wait until it serves.
 
     web is reloaded gracefully (no request is dropped); the worker finishes its running tasks
-    first; postgres and redis restart only when named (their clients see errors meanwhile).
+    first (within the spec's tasks.shutdown_grace_s; the rest run again after it) and queued ones
+    wait; postgres and redis restart only when named (their clients see errors meanwhile).
 
     Example: setpoint restart demo web
     """

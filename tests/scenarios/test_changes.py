@@ -1,23 +1,36 @@
-"""Changes lose no request: five clients load pages through Caddy while the configuration changes
-and while web restarts; every request must succeed."""
+"""Changes lose no request and no query: five clients load pages through Caddy, and a sixth runs
+SQL Lab queries through the Celery worker, while the configuration changes and while web
+restarts; every request must succeed and every query must end in success."""
 
 import threading
 import time
+import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pytest
 
 from setpoint.net import http_client
 from setpoint.runtime.local import converge, lifecycle
+from setpoint.superset_api import SupersetClient
 from tests.conftest import report_figure
 
 CLIENTS = 5
 
 
-@contextmanager
-def clients(url, ca_root):
-    """Five clients asking for the login page every 50 ms; yields their (status, seconds) list."""
-    results, stop = [], threading.Event()
+@dataclass
+class Load:
+    pages: list = field(default_factory=list)  # (status, seconds) of each page load
+    queries: list = field(default_factory=list)  # server ids of the SQL Lab queries, or the error
 
-    def client():
+
+@contextmanager
+def clients(url, ca_root, sql_lab: tuple[str, int] | None = None):
+    """Five clients asking for the login page every 50 ms and, with `sql_lab` (the admin password
+    and a database id), one submitting an async SQL Lab query every 0.5 s; yields their Load."""
+    load, stop = Load(), threading.Event()
+
+    def page_client():
         with http_client(url, ca_file=ca_root, timeout=120) as http:
             while not stop.is_set():
                 started = time.monotonic()
@@ -25,15 +38,32 @@ def clients(url, ca_root):
                     status = http.get("/login/").status_code
                 except Exception as exc:  # noqa: BLE001 - a dropped connection is a failure to count
                     status = type(exc).__name__
-                results.append((status, time.monotonic() - started))
+                load.pages.append((status, time.monotonic() - started))
                 time.sleep(0.05)
 
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    def sql_lab_client(password: str, database_id: int):
+        with http_client(url, ca_file=ca_root, timeout=120) as http:
+            api = SupersetClient(http)
+            assert api.login("admin", password).status_code == 200
+            while not stop.is_set():
+                try:
+                    response = api.call("POST", "/api/v1/sqllab/execute/", json={
+                        "database_id": database_id, "sql": f"SELECT {len(load.queries)}", "runAsync": True,
+                        "client_id": uuid.uuid4().hex[:10]})
+                    load.queries.append(response.json()["query"]["serverId"] if response.status_code in (200, 202)
+                                        else f"HTTP {response.status_code}")
+                except Exception as exc:  # noqa: BLE001 - a refused submission is a lost query
+                    load.queries.append(type(exc).__name__)
+                time.sleep(0.5)
+
+    threads = [threading.Thread(target=page_client) for _ in range(CLIENTS)]
+    if sql_lab:
+        threads.append(threading.Thread(target=sql_lab_client, args=sql_lab))
     for thread in threads:
         thread.start()
     time.sleep(1)
     try:
-        yield results
+        yield load
         time.sleep(1)
     finally:
         stop.set()
@@ -41,27 +71,56 @@ def clients(url, ca_root):
             thread.join()
 
 
-def report(what, results):
-    failed = [status for status, _ in results if status != 200]
-    report_figure(f"{what}: {len(results)} requests, {len(failed)} failed {sorted(set(map(str, failed)))}, "
-          f"slowest {max(seconds for _, seconds in results):.1f} s")
+def report(what, load: Load, admin=None):
+    """Report the page loads (and, with `admin`, the queries once they ended); return the failures."""
+    failed = [status for status, _ in load.pages if status != 200]
+    line = (f"{what}: {len(load.pages)} requests, {len(failed)} failed {sorted(set(map(str, failed)))}, "
+            f"slowest {max(seconds for _, seconds in load.pages):.1f} s")
+    if admin is not None:
+        statuses = query_outcomes(admin, load.queries)
+        lost = [s for s in statuses if s != "success"]
+        line += f"; {len(statuses)} SQL Lab queries, {len(lost)} lost or failed {sorted(set(lost))}"
+        failed += lost
+    report_figure(line)
     return failed
 
 
-def test_a_configuration_change_drops_no_request(home, instance, ca_root):
+def query_outcomes(admin, queries: list, timeout: float = 120) -> list[str]:
+    """Each query's final status (or why it was not accepted)."""
+    deadline = time.monotonic() + timeout
+    outcomes: dict[int, str] = {}
+    while time.monotonic() < deadline:
+        for query in queries:
+            if isinstance(query, int) and outcomes.get(query) in (None, "pending", "running"):
+                outcomes[query] = admin.get(f"/api/v1/query/{query}").json()["result"]["status"]
+        if all(s not in ("pending", "running") for s in outcomes.values()):
+            break
+        time.sleep(1)
+    return [outcomes[q] if isinstance(q, int) else q for q in queries]
+
+
+@pytest.fixture(scope="module")
+def sql_lab(admin, secrets):
+    database_id = next(d["id"] for d in admin.get("/api/v1/database/").json()["result"] if d["allow_run_async"])
+    return secrets["admin_password"], database_id
+
+
+def test_a_configuration_change_drops_no_request_and_no_query(home, instance, ca_root, admin, sql_lab):
     spec = instance[0]
-    with clients(spec.url, ca_root) as results:
+    with clients(spec.url, ca_root, sql_lab) as load:
         changed = converge.up(home, spec.model_copy(update={"web_timeout_s": 360}))
     try:
         assert any("reloaded alpha-web gracefully" in action for action in changed.actions)
-        assert report("setpoint up with web_timeout_s 300 -> 360", results) == []
+        assert any("alpha-worker" in action for action in changed.actions)  # restarted warmly
+        assert len(load.queries) > 10
+        assert report("setpoint up with web_timeout_s 300 -> 360", load, admin) == []
         assert "timeout = 360" in (home.instance("alpha").config / "gunicorn.conf.py").read_text()
     finally:
         converge.up(home, spec)
 
 
-def test_restarting_web_drops_no_request(home, instance, ca_root):
-    with clients(instance[0].url, ca_root) as results:
+def test_restarting_web_drops_no_request_and_no_query(home, instance, ca_root, admin, sql_lab):
+    with clients(instance[0].url, ca_root, sql_lab) as load:
         actions = lifecycle.restart(home, "alpha", "web")
     assert actions == ["reloaded alpha-web gracefully: new workers, no request dropped"]
-    assert report("setpoint restart alpha web", results) == []
+    assert report("setpoint restart alpha web", load, admin) == []

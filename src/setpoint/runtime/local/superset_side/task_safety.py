@@ -8,6 +8,8 @@ what settings cannot:
 - `guard` wraps every task: a task runs at most MAX_ATTEMPTS times. One whose process died (kill
   -9, out of memory) runs again; one that killed its process every time is a poison task: it ends,
   and its SQL Lab query or chart tells the user the worker stopped and to run it again.
+- `guard` also runs a scheduled task (beat's) once per minute it was scheduled for: a beat killed
+  between a send and recording it sends again when it restarts, and that second run is skipped.
 - `restore_orphans` runs when the worker starts: the tasks a killed worker had taken go back to
   the queue at once instead of after the broker's visibility timeout. An instance runs exactly one
   worker, so every unacknowledged task at its start belongs to a worker that is gone.
@@ -31,6 +33,7 @@ import time
 MAX_ATTEMPTS = 2
 REAP_EVERY_S = 20
 ATTEMPTS_KEY = "setpoint:attempts:{}"
+SCHEDULED_KEY = "setpoint:scheduled:{}:{}"
 SQL_LAB_TASK = "sql_lab.get_sql_results"
 CHART_TASKS = ("load_chart_data_into_cache", "load_explore_json_into_cache")
 
@@ -46,8 +49,10 @@ logger = logging.getLogger("setpoint.tasks")
 class TaskSafety:
     """The instance's broker, metadata database and time limit, and the hooks that use them."""
 
-    def __init__(self, broker_url: str, metadata_uri: str, time_limit_s: int, grace_s: int) -> None:
+    def __init__(self, broker_url: str, metadata_uri: str, time_limit_s: int, grace_s: int,
+                 scheduled_tasks: tuple[str, ...] = ()) -> None:
         self.broker_url = broker_url
+        self.scheduled_tasks = scheduled_tasks
         self.metadata_uri = metadata_uri
         self.time_limit_s = time_limit_s
         self.grace_s = grace_s
@@ -76,13 +81,28 @@ class TaskSafety:
         pipe.expire(key, self.visibility_timeout_s * 2)
         return int(pipe.execute()[0])
 
+    def first_run_in_slot(self, task_name: str, queued_at: float, task_id: str) -> bool:
+        """Whether this task is the first sent for the minute it was queued in (or a retry of it:
+        the same task id)."""
+        key, client = SCHEDULED_KEY.format(task_name, int(queued_at // 60)), self.redis()
+        return bool(client.set(key, task_id, nx=True, ex=3600)) or client.get(key) == task_id.encode()
+
     def guard(self, call):
-        """The `@__call__` task annotation: count each run; end a task that died too often."""
+        """The `@__call__` task annotation: count each run; end a task that died too often; run a
+        scheduled task once per minute it was scheduled for."""
         safety = self
 
         def guarded(task, *args, **kwargs):
             request = task.request
-            if not request.called_directly and request.id and task.acks_late:
+            if request.called_directly:
+                return call(task, *args, **kwargs)
+            if task.name in safety.scheduled_tasks:
+                queued_at = getattr(request, "setpoint_queued_at", None) or time.time()
+                if not safety.first_run_in_slot(task.name, queued_at, request.id or ""):
+                    logger.warning("%s for %s already ran: beat sent it twice; not running it again", task.name,
+                                   time.strftime("%H:%M", time.localtime(queued_at)))
+                    return None
+            if request.id and task.acks_late:
                 attempt = safety.count_attempt(request.id)
                 if attempt > MAX_ATTEMPTS:
                     logger.error("task %s[%s] killed its worker process %d times: not running it again",
