@@ -1,6 +1,6 @@
-"""Changes lose no request and no query: five clients load pages through Caddy, and a sixth runs
-SQL Lab queries through the Celery worker, while the configuration changes and while web
-restarts; every request must succeed and every query must end in success."""
+"""Changes lose no request and no query: five clients load the login page and a dashboard's API
+through Caddy, and a sixth runs SQL Lab queries through the Celery worker, while the configuration
+changes and while web restarts; every request must succeed and every query must end in success."""
 
 import threading
 import time
@@ -18,6 +18,15 @@ from tests.conftest import report_figure
 CLIENTS = 5
 
 
+@dataclass(frozen=True)
+class Work:
+    """What the logged-in clients use: the admin password, the sample dashboard, an async database."""
+
+    password: str
+    dashboard_id: int
+    database_id: int
+
+
 @dataclass
 class Load:
     pages: list = field(default_factory=list)  # (status, seconds) of each page load
@@ -25,26 +34,33 @@ class Load:
 
 
 @contextmanager
-def clients(url, ca_root, sql_lab: tuple[str, int] | None = None):
-    """Five clients asking for the login page every 50 ms and, with `sql_lab` (the admin password
-    and a database id), one submitting an async SQL Lab query every 0.5 s; yields their Load."""
+def clients(url, ca_root, work: Work | None = None):
+    """Five clients loading the login page every 50 ms and, with `work`, the dashboard's charts
+    as well, and one submitting an async SQL Lab query every 0.5 s; yields their Load."""
     load, stop = Load(), threading.Event()
+    bearer = {}
+    if work:
+        with http_client(url, ca_file=ca_root, timeout=60) as http:
+            api = SupersetClient(http)
+            assert api.login("admin", work.password).status_code == 200
+            bearer = dict(api.headers)  # one login for all: logins are rate-limited
 
     def page_client():
+        paths = ["/login/"] + ([f"/api/v1/dashboard/{work.dashboard_id}/charts"] if work else [])
         with http_client(url, ca_file=ca_root, timeout=120) as http:
             while not stop.is_set():
+                path = paths[len(load.pages) % len(paths)]
                 started = time.monotonic()
                 try:
-                    status = http.get("/login/").status_code
+                    status = http.get(path, headers=bearer if path.startswith("/api/") else {}).status_code
                 except Exception as exc:  # noqa: BLE001 - a dropped connection is a failure to count
                     status = type(exc).__name__
                 load.pages.append((status, time.monotonic() - started))
                 time.sleep(0.05)
 
-    def sql_lab_client(password: str, database_id: int):
+    def sql_lab_client(database_id: int):
         with http_client(url, ca_file=ca_root, timeout=120) as http:
-            api = SupersetClient(http)
-            assert api.login("admin", password).status_code == 200
+            api = SupersetClient(http, headers=dict(bearer))
             while not stop.is_set():
                 try:
                     response = api.call("POST", "/api/v1/sqllab/execute/", json={
@@ -57,8 +73,8 @@ def clients(url, ca_root, sql_lab: tuple[str, int] | None = None):
                 time.sleep(0.5)
 
     threads = [threading.Thread(target=page_client) for _ in range(CLIENTS)]
-    if sql_lab:
-        threads.append(threading.Thread(target=sql_lab_client, args=sql_lab))
+    if work:
+        threads.append(threading.Thread(target=sql_lab_client, args=(work.database_id,)))
     for thread in threads:
         thread.start()
     time.sleep(1)
@@ -99,15 +115,20 @@ def query_outcomes(admin, queries: list, timeout: float = 120) -> list[str]:
     return [outcomes[q] if isinstance(q, int) else q for q in queries]
 
 
+def work_of(admin, secrets) -> Work:
+    return Work(secrets["admin_password"],
+                dashboard_id=admin.get("/api/v1/dashboard/").json()["result"][0]["id"],
+                database_id=next(d["id"] for d in admin.get("/api/v1/database/").json()["result"] if d["allow_run_async"]))
+
+
 @pytest.fixture(scope="module")
-def sql_lab(admin, secrets):
-    database_id = next(d["id"] for d in admin.get("/api/v1/database/").json()["result"] if d["allow_run_async"])
-    return secrets["admin_password"], database_id
+def work(admin, secrets):
+    return work_of(admin, secrets)
 
 
-def test_a_configuration_change_drops_no_request_and_no_query(home, instance, ca_root, admin, sql_lab):
+def test_a_configuration_change_drops_no_request_and_no_query(home, instance, ca_root, admin, work):
     spec = instance[0]
-    with clients(spec.url, ca_root, sql_lab) as load:
+    with clients(spec.url, ca_root, work) as load:
         changed = converge.up(home, spec.model_copy(update={"web_timeout_s": 360}))
     try:
         assert any("reloaded alpha-web gracefully" in action for action in changed.actions)
@@ -119,8 +140,8 @@ def test_a_configuration_change_drops_no_request_and_no_query(home, instance, ca
         converge.up(home, spec)
 
 
-def test_restarting_web_drops_no_request_and_no_query(home, instance, ca_root, admin, sql_lab):
-    with clients(instance[0].url, ca_root, sql_lab) as load:
+def test_restarting_web_drops_no_request_and_no_query(home, instance, ca_root, admin, work):
+    with clients(instance[0].url, ca_root, work) as load:
         actions = lifecycle.restart(home, "alpha", "web")
     assert actions == ["reloaded alpha-web gracefully: new workers, no request dropped"]
     assert report("setpoint restart alpha web", load, admin) == []

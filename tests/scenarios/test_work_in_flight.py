@@ -16,7 +16,7 @@ from setpoint.services.postgres import cluster_of
 from setpoint.services.superset import SupersetCommands
 from setpoint.services.supervisor import Supervisor
 from tests.conftest import report_figure
-from tests.scenarios.test_changes import clients, report
+from tests.scenarios.test_changes import clients, report, work_of
 
 LONG = "SELECT count(*) FROM generate_series(1, 60000000)"  # about 10 s
 ENDED = ("success", "failed", "stopped", "timed_out")
@@ -157,7 +157,7 @@ def test_restarting_the_worker_loses_no_query_and_no_request(admin, database_id,
     running = submit(admin, database_id, LONG)
     wait_running(admin, running)
     queued = [submit(admin, database_id, f"SELECT {i}") for i in range(5)]
-    with clients(instance[0].url, ca_root, (secrets["admin_password"], database_id)) as load:
+    with clients(instance[0].url, ca_root, work_of(admin, secrets)) as load:
         actions = lifecycle.restart(home, "alpha", "worker")
     assert any("alpha-worker" in action for action in actions)
     statuses = [q["status"] for q in wait_until_ended(admin, [running, *queued], timeout=120)]
