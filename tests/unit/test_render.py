@@ -11,6 +11,7 @@ import pytest
 
 from setpoint.home import Home
 from setpoint.render import (
+    SUPERSET_SIDE_MODULES,
     InstanceContext,
     Ports,
     instance_programs,
@@ -60,10 +61,10 @@ def rendered_files(ctx):
     return {**{name: f.text for name, f in files.items()}, **extra}
 
 
-# Copied verbatim from the package (and tested in test_database_guard.py and test_task_safety.py),
-# not rendered.
+# Copied verbatim from the package (and tested in test_database_guard.py, test_task_safety.py and
+# the integration tests), not rendered.
 VERBATIM = {f"setpoint_{module}.py": Path(__file__).resolve().parents[2] / f"src/setpoint/runtime/local/superset_side/{module}.py"
-            for module in ("database_guard", "task_safety")}
+            for module in SUPERSET_SIDE_MODULES}
 
 
 @pytest.mark.parametrize("name", sorted(set(rendered_files(context())) - set(VERBATIM)))

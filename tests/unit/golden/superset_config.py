@@ -60,8 +60,16 @@ TALISMAN_CONFIG = {
 }
 RATELIMIT_ENABLED = True
 RATELIMIT_APPLICATION = "200 per second"
+RATELIMIT_HEADERS_ENABLED = True  # a 429 says when to retry (Retry-After)
 AUTH_RATE_LIMITED = True
 AUTH_RATE_LIMIT = "20 per minute"
+_login_guard = _setpoint_module("setpoint_login_guard")
+
+
+def FLASK_APP_MUTATOR(app) -> None:
+    # Every password login (form and API) is limited per client address, across gunicorn's
+    # workers: Superset 6.1 limits neither (see setpoint_login_guard.py).
+    _login_guard.limit_logins(app, AUTH_RATE_LIMIT)
 
 # Every database connection goes through Setpoint's guard (setpoint_database_guard.py beside this
 # file): only the spec's drivers, never this host, its private networks or another instance.
