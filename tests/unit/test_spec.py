@@ -59,6 +59,7 @@ def test_every_problem_is_reported_with_its_path():
         ({"name": "demo", "https_port": 8443, "http_port": 8443}, "must differ"),
         ({"name": "demo", "tasks": {"sql_lab_timeout_s": 300}}, "must be below web_timeout_s"),
         ({"name": "demo", "tasks": {"query_time_limit_s": 1}}, "tasks.query_time_limit_s:"),
+        ({"name": "demo", "sessions": {"idle_timeout_min": 600, "lifetime_h": 8}}, "must not exceed sessions.lifetime_h"),
     ],
 )
 def test_invalid_values_are_refused(data, fragment):

@@ -169,6 +169,15 @@ class Tasks(Strict):
         description="a worker restart lets running tasks finish this long; the rest go back to the queue and run again")
 
 
+class Sessions(Strict):
+    """Browser sessions, kept in the instance's Redis: logging out ends a session for good (a copied
+    cookie no longer works), and every session ends when idle and at the end of its lifetime."""
+
+    idle_timeout_min: int = Field(480, ge=5, le=10080, description="a session unused this long ends")
+    lifetime_h: int = Field(24, ge=1, le=720,
+                            description="a session (and an API refresh token) ends this long after its login, used or not")
+
+
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
@@ -200,6 +209,7 @@ class InstanceSpec(Strict):
     databases: Databases = Databases()
     resources: Resources = Resources()
     tasks: Tasks = Tasks()
+    sessions: Sessions = Sessions()
     feature_flags: dict[str, bool] = Field(default_factory=dict)
     examples: bool = True
 
@@ -228,6 +238,9 @@ class InstanceSpec(Strict):
         if self.tasks.sql_lab_timeout_s >= self.web_timeout_s:
             raise ValueError(f"tasks.sql_lab_timeout_s ({self.tasks.sql_lab_timeout_s}) must be below web_timeout_s "
                              f"({self.web_timeout_s}): the web process answers within web_timeout_s")
+        if self.sessions.idle_timeout_min > self.sessions.lifetime_h * 60:
+            raise ValueError(f"sessions.idle_timeout_min ({self.sessions.idle_timeout_min}) must not exceed "
+                             f"sessions.lifetime_h ({self.sessions.lifetime_h} h)")
         if self.lan_https_port in (self.https_port, self.http_port):
             raise ValueError(f"lan_https_port must differ from https_port and http_port (got {self.lan_https_port})")
         return self

@@ -4,6 +4,7 @@
 import importlib.util
 import json
 import os
+from datetime import timedelta
 from urllib.parse import quote
 
 import redis
@@ -66,10 +67,23 @@ AUTH_RATE_LIMIT = "20 per minute"
 _login_guard = _setpoint_module("setpoint_login_guard")
 
 
+
+# Sessions live in Redis: logging out ends one for good. They end when idle (each request extends
+# the cookie and the record) and at the end of their lifetime, as API refresh tokens do.
+SESSION_SERVER_SIDE = True
+SESSION_TYPE = "redis"
+SESSION_KEY_PREFIX = "session:"
+SESSION_PERMANENT = True
+SESSION_REFRESH_EACH_REQUEST = True
+PERMANENT_SESSION_LIFETIME = timedelta(minutes=480)
+JWT_REFRESH_TOKEN_EXPIRES = timedelta(hours=24)
+
+
 def FLASK_APP_MUTATOR(app) -> None:
     # Every password login (form and API) is limited per client address, across gunicorn's
     # workers: Superset 6.1 limits neither (see setpoint_login_guard.py).
     _login_guard.limit_logins(app, AUTH_RATE_LIMIT)
+    _login_guard.end_sessions_after(app, 86400)
 
 # Every database connection goes through Setpoint's guard (setpoint_database_guard.py beside this
 # file): only the spec's drivers, never this host, its private networks or another instance.
@@ -112,6 +126,7 @@ EXPLORE_FORM_DATA_CACHE_CONFIG = _redis_cache("explore", 7 * 86400)
 THUMBNAIL_CACHE_CONFIG = _redis_cache("thumbnail", 7 * 86400)
 RESULTS_BACKEND = RedisCache(host=redis.Redis.from_url(_redis_url(3)), key_prefix="superset_results_")
 RATELIMIT_STORAGE_URI = _redis_url(4)
+SESSION_REDIS = redis.Redis.from_url(_redis_url(6))
 
 
 # --- Work in flight: no task lost, no query left running ---
