@@ -15,6 +15,7 @@ from setpoint.home import write_file
 SECRET_LENGTHS = {
     "secret_key": 64,  # Superset's SECRET_KEY; checklist point 1 asks for 42 or more
     "async_jwt_secret": 64,  # GLOBAL_ASYNC_QUERIES_JWT_SECRET
+    "guest_token_jwt_secret": 64,  # GUEST_TOKEN_JWT_SECRET (Superset's default is published)
     "admin_password": 24,
     "postgres_password": 32,  # the cluster's superuser
     "metadata_db_password": 32,  # the `superset` role that owns the metadata database

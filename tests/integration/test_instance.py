@@ -1,5 +1,8 @@
 """A real instance, checked over HTTPS as its users and an auditor would."""
 
+import base64
+import hashlib
+import hmac
 import re
 import stat
 
@@ -105,6 +108,23 @@ def test_secrets_are_0600_and_never_logged(home, secrets):
             assert value not in text, f"{key} appears in {log.name}"
     config = (paths.config / "superset_config.py").read_text()
     assert secrets["secret_key"] not in config
+
+
+def signed_with(token: str, secret: str) -> bool:
+    """Whether an HS256 JWT's signature is made with `secret`."""
+    header_and_payload, _, signature = token.rpartition(".")
+    expected = hmac.new(secret.encode(), header_and_payload.encode(), hashlib.sha256).digest()
+    return hmac.compare_digest(base64.urlsafe_b64encode(expected).rstrip(b"=").decode(), signature)
+
+
+def test_guest_tokens_are_signed_with_a_generated_secret_not_the_published_default(admin, secrets):
+    dashboard = admin.get("/api/v1/dashboard/").json()["result"][0]["id"]
+    response = admin.call("POST", "/api/v1/security/guest_token/", json={
+        "user": {"username": "guest"}, "resources": [{"type": "dashboard", "id": str(dashboard)}], "rls": []})
+    assert response.status_code == 200, response.text
+    token = response.json()["token"]
+    assert not signed_with(token, "test-guest-secret-change-me")  # Superset's default: anyone could mint tokens
+    assert signed_with(token, secrets["guest_token_jwt_secret"])
 
 
 def test_processes_run_unprivileged(home):

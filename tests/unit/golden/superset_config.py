@@ -197,6 +197,8 @@ WEBDRIVER_BASEURL_USER_FRIENDLY = 'https://demo.localhost/'
 FEATURE_FLAGS = {'GLOBAL_ASYNC_QUERIES': True, 'ALERT_REPORTS': True}
 GLOBAL_ASYNC_QUERIES_TRANSPORT = "polling"
 GLOBAL_ASYNC_QUERIES_JWT_SECRET = _SECRETS["async_jwt_secret"]
+# Embedded dashboards' guest tokens: Superset's default secret is public, so anyone could mint one.
+GUEST_TOKEN_JWT_SECRET = _SECRETS["guest_token_jwt_secret"]
 GLOBAL_ASYNC_QUERIES_JWT_COOKIE_SECURE = True
 GLOBAL_ASYNC_QUERIES_JWT_COOKIE_SAMESITE = "Lax"
 _REDIS = redis.Redis.from_url(_redis_url(5)).connection_pool.connection_kwargs
