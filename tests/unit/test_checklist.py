@@ -67,6 +67,9 @@ SECURE_COOKIE = "session=abc; Secure; HttpOnly; Path=/; SameSite=Lax"
                   sections={"secret_key": {"sha256": "0", "length": 20, "in_config_file": False}}), Status.FAIL),
         (evidence(forged_cookies_accepted={"k": False},
                   sections={"secret_key": {"sha256": "0", "length": 64, "in_config_file": True}}), Status.FAIL),
+        (evidence(forged_cookies_accepted={"k": False},
+                  sections={"secret_key": {"sha256": "0", "length": 64, "in_config_file": False,
+                                           "published_defaults": ["GUEST_TOKEN_JWT_SECRET"]}}), Status.FAIL),
         (evidence(forged_cookies_accepted={"k": False}), Status.UNVERIFIED),
     ],
 )

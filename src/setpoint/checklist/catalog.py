@@ -16,8 +16,9 @@ S, P, B, M, C = Section.security, Section.performance, Section.backups, Section.
 CHECKS: list[Check] = [
     Check(1, "secret-key", S, "SECRET_KEY is strong, secret, and no known default key forges a session",
           sec.probe_secret_key,
-          "setpoint up NAME keeps a generated 64-character key in the 0600 secret store",
-          "generate one with `openssl rand -base64 42`, load it from a secret store or the environment, never commit it"),
+          "setpoint up NAME keeps a generated 64-character key, and generated JWT secrets, in the 0600 secret store",
+          "generate one with `openssl rand -base64 42`, load it from a secret store or the environment, never commit "
+          "it; set GUEST_TOKEN_JWT_SECRET and GLOBAL_ASYNC_QUERIES_JWT_SECRET to generated values too"),
     Check(2, "https-hsts", S, "HTTPS only: HTTP redirects, HSTS for a year with subdomains, TLS 1.2+",
           sec.probe_https,
           "setpoint up NAME publishes the instance through Caddy with HSTS and the HTTP redirect",

@@ -38,6 +38,8 @@ def probe_secret_key(ev: Evidence) -> Finding:
             parts.append(failed("SECRET_KEY is written in plain text in the config file"))
         else:
             parts.append(passed("SECRET_KEY is not in the config file"))
+        for name in key.get("published_defaults", []):
+            parts.append(failed(f"{name} is Superset's published default: anyone can sign tokens with it"))
     return combine(parts)
 
 

@@ -49,6 +49,13 @@ def _version():
     return {"version": version("apache-superset")}
 
 
+# Secrets whose default value Superset ships in its config.py: anyone can sign with them.
+PUBLISHED_DEFAULT_SECRETS = {
+    "GUEST_TOKEN_JWT_SECRET": "test-guest-secret-change-me",
+    "GLOBAL_ASYNC_QUERIES_JWT_SECRET": "test-secret-change-me",
+}
+
+
 @section("secret_key")
 def _secret_key():
     key = C.SECRET_KEY
@@ -59,6 +66,8 @@ def _secret_key():
         "sha256": sha(key),
         "in_config_file": bool(key) and key in text,
         "config_file": path,
+        "published_defaults": sorted(name for name, default in PUBLISHED_DEFAULT_SECRETS.items()
+                                     if getattr(C, name, None) == default),
     }
 
 
