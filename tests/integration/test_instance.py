@@ -58,6 +58,12 @@ def test_plain_http_redirects_to_https(instance, ca_root):
         response = plain.get(f"http://{spec.host}:{spec.http_port}/login/?next=x")
     assert response.status_code == 308
     assert response.headers["location"] == f"https://{spec.host}:{spec.https_port}/login/?next=x"
+    assert "server" not in response.headers
+
+
+def test_responses_do_not_name_the_servers_behind_them(http):
+    for path in ("/login/", "/health", "/api/v1/me/", "/no-such-page"):
+        assert "server" not in http.get(path).headers, path  # was: Server: Caddy, Server: gunicorn
 
 
 def test_anonymous_api_calls_are_refused(http):
