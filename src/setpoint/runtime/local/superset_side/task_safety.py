@@ -58,6 +58,7 @@ class TaskSafety:
         self.grace_s = grace_s
         self._redis = None
         self._redis_pid = None
+        self._engine = None
 
     @property
     def visibility_timeout_s(self) -> int:
@@ -137,16 +138,14 @@ class TaskSafety:
         """Mark the queries matching `condition` that are still running or pending as failed."""
         import sqlalchemy
 
-        engine = sqlalchemy.create_engine(self.metadata_uri, poolclass=sqlalchemy.pool.NullPool)
-        try:
-            with engine.begin() as conn:
-                result = conn.execute(sqlalchemy.text(
-                    "UPDATE query SET status = 'failed', error_message = :message, end_time = :now_ms, "
-                    f"changed_on = :now WHERE status IN ('running', 'pending') AND {condition}"
-                ), {"now_ms": time.time() * 1000, "now": datetime.datetime.now(), **params})
-                return result.rowcount
-        finally:
-            engine.dispose()
+        if self._engine is None:  # no pool: a connection per call, none kept between the reaper's passes
+            self._engine = sqlalchemy.create_engine(self.metadata_uri, poolclass=sqlalchemy.pool.NullPool)
+        with self._engine.begin() as conn:
+            result = conn.execute(sqlalchemy.text(
+                "UPDATE query SET status = 'failed', error_message = :message, end_time = :now_ms, "
+                f"changed_on = :now WHERE status IN ('running', 'pending') AND {condition}"
+            ), {"now_ms": time.time() * 1000, "now": datetime.datetime.now(), **params})
+            return result.rowcount
 
     def reap(self) -> int:
         """Fail the queries running or pending past the time limit, the grace and a minute."""
