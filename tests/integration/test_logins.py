@@ -1,12 +1,14 @@
 """Logins and sessions, tried as an attacker would: wrong passwords in a row against the API login
 and the form login, from another loopback address, each request claiming a different client in
 X-Forwarded-For (the limit is shared by gunicorn's workers and is per client address); a session
-cookie replayed after logout; a session past its lifetime."""
+cookie replayed after logout; a session past its lifetime; weak passwords set through the users
+API, and the API echoing a password back."""
 
 import json
 import re
 import ssl
 import textwrap
+import uuid
 
 import httpx
 import pytest
@@ -99,3 +101,19 @@ def test_a_session_ends_at_the_end_of_its_lifetime_however_busy(home, instance):
     output = commands.run([str(commands.ctx.venv / "bin" / "python"), "-c", LIFETIME_PROBE],
                           what="probing session lifetimes")
     assert json.loads(output.strip().splitlines()[-1]) == {"young": 200, "old": 401}
+
+
+def test_weak_local_passwords_are_refused_and_never_echoed(admin):
+    roles = admin.get("/api/v1/security/roles/", params={"q": "(page_size:100)"}).json()["result"]
+    gamma = next(r["id"] for r in roles if r["name"] == "Gamma")
+    name = f"weak{uuid.uuid4().hex[:6]}"
+    user = {"first_name": "Weak", "last_name": "Password", "username": name, "email": f"{name}@example.com",
+            "active": True, "roles": [gamma]}
+    for weak, reason in (("Password123!", "most common"), ("Welcome1", "at least 12"), ("zzzzzzzzzzzzzzzz", "most common")):
+        response = admin.call("POST", "/api/v1/security/users/", json={**user, "password": weak})
+        assert response.status_code == 400 and reason in response.text, (weak, response.text)
+    created = admin.call("POST", "/api/v1/security/users/", json={**user, "password": "violet tram mountain"})
+    assert created.status_code == 201, created.text
+    changed = admin.call("PUT", f"/api/v1/security/users/{created.json()['id']}", json={"password": "another long phrase"})
+    assert changed.status_code == 200
+    assert "another long phrase" not in changed.text and "password" not in changed.json()["result"]

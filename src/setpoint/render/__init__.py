@@ -206,7 +206,7 @@ def _package_text(path: str) -> str:
 
 
 # Setpoint's modules that superset_config.py loads from beside itself.
-SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "login_guard")
+SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard")
 
 
 def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[RenderedFile]:

@@ -64,7 +64,7 @@ RATELIMIT_APPLICATION = "200 per second"
 RATELIMIT_HEADERS_ENABLED = True  # a 429 says when to retry (Retry-After)
 AUTH_RATE_LIMITED = True
 AUTH_RATE_LIMIT = "20 per minute"
-_login_guard = _setpoint_module("setpoint_login_guard")
+_identity_guard = _setpoint_module("setpoint_identity_guard")
 
 
 
@@ -81,9 +81,15 @@ JWT_REFRESH_TOKEN_EXPIRES = timedelta(hours=24)
 
 def FLASK_APP_MUTATOR(app) -> None:
     # Every password login (form and API) is limited per client address, across gunicorn's
-    # workers: Superset 6.1 limits neither (see setpoint_login_guard.py).
-    _login_guard.limit_logins(app, AUTH_RATE_LIMIT)
-    _login_guard.end_sessions_after(app, 86400)
+    # workers: Superset 6.1 limits neither (see setpoint_identity_guard.py).
+    _identity_guard.limit_logins(app, AUTH_RATE_LIMIT)
+    _identity_guard.end_sessions_after(app, 86400)
+    _identity_guard.hide_passwords(app)
+
+
+# Local passwords: long enough, and not among the most common ones.
+FAB_PASSWORD_COMPLEXITY_ENABLED = True
+FAB_PASSWORD_COMPLEXITY_VALIDATOR = _identity_guard.check_password
 
 # Every database connection goes through Setpoint's guard (setpoint_database_guard.py beside this
 # file): only the spec's drivers, never this host, its private networks or another instance.

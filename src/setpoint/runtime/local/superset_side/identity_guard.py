@@ -1,0 +1,120 @@
+"""Logins, sessions and local passwords of a Superset instance. Runs inside Superset.
+
+Copied beside superset_config.py, which installs `check_password` as Flask-AppBuilder's password
+validator and calls `limit_logins`, `end_sessions_after` and `hide_passwords` from its
+FLASK_APP_MUTATOR. Superset 6.1
+puts AUTH_RATE_LIMIT on its own login page's blueprint (SupersetAuthView), which only serves GET,
+and switches Flask-AppBuilder's limit off, so the requests that check a password were never
+limited: the form login (FAB's AuthDBView, POST /login/) and the API login (FAB's SecurityApi,
+POST /api/v1/security/login and /refresh). This module limits those blueprints' POSTs.
+
+The limiter keys on the client address Caddy saw (ProxyFix trusts one X-Forwarded-For hop, which
+Caddy sets, replacing the client's own), and counts in Redis, shared by every gunicorn worker.
+Over the limit: 429 with Retry-After.
+
+Sessions are server-side (Flask-Session in Redis) and end when idle (PERMANENT_SESSION_LIFETIME,
+renewed by each request); `end_sessions_after` also ends them a fixed time after their login,
+however busy.
+
+A local password must have MIN_PASSWORD_LENGTH characters and not be one of the most common
+passwords (or one of them with digits or symbols added); and the users API no longer echoes a
+password it was sent (Flask-AppBuilder 5.3 returns it in the answer to PUT /users/ID). Stdlib
+only at import.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+# The blueprints whose POST routes take a password or a refresh token.
+LOGIN_BLUEPRINTS = ("AuthDBView", "SecurityApi")
+
+logger = logging.getLogger("setpoint.login")
+
+
+def limit_logins(app, limit: str) -> list[str]:
+    """Apply `limit` (e.g. "20 per minute") to the POSTs of every login blueprint the app has."""
+    limiter = app.appbuilder.sm.limiter
+    limited = []
+    for name in LOGIN_BLUEPRINTS:
+        blueprint = app.blueprints.get(name)
+        if blueprint is not None:
+            limiter.limit(limit, methods=["POST"])(blueprint)
+            limited.append(name)
+    if len(limited) < len(LOGIN_BLUEPRINTS):
+        logger.warning("login rate limit: %s not found, not limited",
+                       ", ".join(sorted(set(LOGIN_BLUEPRINTS) - set(limited))))
+    return limited
+
+
+SESSION_STARTED = "_setpoint_session_started"
+
+
+def end_sessions_after(app, lifetime_s: int) -> None:
+    """Log out any browser session older than `lifetime_s` since its login."""
+    from flask import session
+    from flask_login import current_user, logout_user
+
+    @app.before_request
+    def _end_old_sessions():
+        if not current_user.is_authenticated or "_user_id" not in session:
+            return  # anonymous, or a bearer token (its own expiry applies)
+        started = session.setdefault(SESSION_STARTED, time.time())
+        if time.time() - started > lifetime_s:
+            logout_user()
+            session.clear()
+
+
+MIN_PASSWORD_LENGTH = 12
+# The most common passwords of public breach lists (lower-cased), and words they are built on.
+COMMON_PASSWORDS = frozenset("""
+123456 123456789 12345678 1234567890 12345 1234567 qwerty qwertyuiop password password1 iloveyou
+111111 000000 123123 abc123 1q2w3e4r 1q2w3e4r5t qwerty123 qwe123 zaq12wsx asdfghjkl 1qaz2wsx
+dragon monkey letmein football baseball welcome login admin administrator princess sunshine
+master shadow superman batman trustno1 starwars passw0rd p@ssw0rd p@ssword changeme secret
+superset apache default guest root test test123 user demo hello welcome1 freedom whatever
+qazwsx michael jennifer charlie jordan hunter ranger buster soccer hockey killer pepper
+""".split())
+
+
+def is_common(password: str) -> bool:
+    """Whether a password is a common one, made of common ones (digits and symbols aside), or of
+    fewer than four different characters."""
+    lowered = password.lower()
+    words = re.findall(r"[a-z]+", lowered)
+    return (lowered in COMMON_PASSWORDS or len(set(lowered)) < 4
+            or (bool(words) and all(word in COMMON_PASSWORDS for word in words)))
+
+
+def check_password(password: str) -> None:
+    """FAB_PASSWORD_COMPLEXITY_VALIDATOR: refuse short and common passwords, saying why."""
+    from flask_appbuilder.exceptions import PasswordComplexityValidationError
+
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise PasswordComplexityValidationError(
+            f"Use at least {MIN_PASSWORD_LENGTH} characters; a passphrase of a few words is easiest to remember.")
+    if is_common(password):
+        raise PasswordComplexityValidationError("This password is one of the most common ones; choose another.")
+
+
+USERS_API = "/api/v1/security/users/"
+
+
+def hide_passwords(app) -> None:
+    """Drop `password` from the users API's answers."""
+
+    @app.after_request
+    def _hide(response):
+        from flask import request
+
+        if not request.path.startswith(USERS_API) or not response.is_json:
+            return response
+        body = response.get_json(silent=True)
+        result = body.get("result") if isinstance(body, dict) else None
+        if isinstance(result, dict) and "password" in result:
+            result.pop("password")
+            response.set_data(json.dumps(body))
+        return response
