@@ -48,10 +48,16 @@ class SupersetClient:
             if method != "GET":
                 self.ensure_csrf()
             response = self.http.request(method, path, headers={**self.headers, **(headers or {})}, **kwargs)
-            # Access tokens live 15 minutes; a long export or drill outlives one.
-            if not (attempt == 1 and response.status_code == 401 and "expired" in response.text and self.credentials):
+            if attempt == 2:
                 return response
-            self.login(*self.credentials)
+            # Access tokens live 15 minutes; a long export or drill outlives one.
+            if response.status_code == 401 and "expired" in response.text and self.credentials:
+                self.login(*self.credentials)
+            # The CSRF token lives in the server-side session, which a rewind of the instance ends.
+            elif response.status_code == 400 and "CSRF" in response.text and self.csrf is not None:
+                self.csrf = None
+            else:
+                return response
         return response
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs) -> httpx.Response:

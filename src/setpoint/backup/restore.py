@@ -12,7 +12,7 @@ from setpoint.backup.service import backup_report, take_backup
 from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, chown, write_file
 from setpoint.runtime.local import converge
-from setpoint.render import instance_programs
+from setpoint.render import REDIS_DBS_OF_THE_PRESENT, instance_programs
 from setpoint.runtime.local.instance import instance_lock, load_context
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
@@ -62,8 +62,10 @@ def restore_in_place(home: Home, name: str, to: str, log=lambda m: None, step=la
         supervisor.stop(*[p.name for p in reversed(instance_programs(ctx)) if p.component != "redis"])
         PgBackRest(ctx).restore(ctx.paths.pg_data, target_time=pgbackrest_time(moment), delta=True)
         log(f"rewound the metadata database of {name} to {moment.isoformat() if moment else 'the latest archived WAL'}")
-        # Cached results and filter states describe the present: they go.
-        RedisServer(ctx.ports.redis, SecretStore(ctx.paths.secrets_file).load()["redis_password"]).command("FLUSHALL")
+        # Cached results, queued work and async events describe the present: they go (sessions stay).
+        redis = RedisServer(ctx.ports.redis, SecretStore(ctx.paths.secrets_file).load()["redis_password"])
+        for db in REDIS_DBS_OF_THE_PRESENT:
+            redis.command("-n", str(db), "FLUSHDB")
     report = converge.up(home, ctx.spec, log=log, step=step)
     # The rewound cluster writes a new timeline; the newest backup must be on it, or a restore of
     # "the latest backup" would start from the safety backup, past the point the timeline forked.

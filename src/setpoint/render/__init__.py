@@ -205,6 +205,13 @@ def _package_text(path: str) -> str:
     return (resources.files("setpoint") / path).read_text()
 
 
+# What each database of an instance's Redis holds (superset_config.py is rendered with these).
+REDIS_DB = {"broker": 0, "task_results": 1, "caches": 2, "query_results": 3, "rate_limits": 4,
+            "async_events": 5, "sessions": 6}
+# What describes the metadata's present, and goes when the metadata is rewound; sessions and
+# login rate limits stay.
+REDIS_DBS_OF_THE_PRESENT = tuple(REDIS_DB[k] for k in ("broker", "task_results", "caches", "query_results", "async_events"))
+
 # Setpoint's modules that superset_config.py loads from beside itself.
 SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard")
 
@@ -230,6 +237,7 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 redis_url_expr=_redis_url_expr(ctx),
                 feature_flags={**ctx.spec.feature_flags, **BASE_FEATURE_FLAGS},
                 guard_policy=database_guard_policy(ctx),
+                redis_db=REDIS_DB,
             ),
             restarts=superset,
         ),

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 from urllib.parse import unquote, urlsplit
 
-from setpoint.render import InstanceContext
+from setpoint.render import REDIS_DB, InstanceContext
 from setpoint.services.redis import RedisServer
 
 QUEUES = ("celery",)  # Superset routes every task to Celery's default queue
@@ -86,5 +86,5 @@ def parse_stats(raw: str, time_limit_s: int) -> TaskStatus | None:
 
 def task_status(ctx: InstanceContext, secrets: dict[str, str]) -> TaskStatus | None:
     """The instance's queues and running tasks; None when its broker does not answer."""
-    raw = broker_of(ctx, secrets).command("-n", "0", "EVAL", STATS_SCRIPT, str(len(QUEUES)), *QUEUES)
+    raw = broker_of(ctx, secrets).command("-n", str(REDIS_DB["broker"]), "EVAL", STATS_SCRIPT, str(len(QUEUES)), *QUEUES)
     return parse_stats(raw, ctx.spec.tasks.query_time_limit_s)
