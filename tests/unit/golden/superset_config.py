@@ -62,14 +62,14 @@ TALISMAN_CONFIG = {
 RATELIMIT_ENABLED = True
 RATELIMIT_APPLICATION = "200 per second"
 RATELIMIT_HEADERS_ENABLED = True  # a 429 says when to retry (Retry-After)
+
+# --- Logins, sessions and local passwords (setpoint_identity_guard.py beside this file) ---
+_identity_guard = _setpoint_module("setpoint_identity_guard")
 AUTH_RATE_LIMITED = True
 AUTH_RATE_LIMIT = "20 per minute"
-_identity_guard = _setpoint_module("setpoint_identity_guard")
-
-
-
-# Sessions live in Redis: logging out ends one for good. They end when idle (each request extends
-# the cookie and the record) and at the end of their lifetime, as API refresh tokens do.
+# Sessions live in Redis (SESSION_REDIS, below): logging out ends one for good. They end when idle
+# (each request extends the cookie and the record) and at the end of their lifetime, as API
+# refresh tokens do.
 SESSION_SERVER_SIDE = True
 SESSION_TYPE = "redis"
 SESSION_KEY_PREFIX = "session:"
@@ -77,19 +77,18 @@ SESSION_PERMANENT = True
 SESSION_REFRESH_EACH_REQUEST = True
 PERMANENT_SESSION_LIFETIME = timedelta(minutes=480)
 JWT_REFRESH_TOKEN_EXPIRES = timedelta(hours=24)
+# Local passwords: long enough, and not among the most common ones.
+FAB_PASSWORD_COMPLEXITY_ENABLED = True
+FAB_PASSWORD_COMPLEXITY_VALIDATOR = _identity_guard.check_password
 
 
 def FLASK_APP_MUTATOR(app) -> None:
-    # Every password login (form and API) is limited per client address, across gunicorn's
-    # workers: Superset 6.1 limits neither (see setpoint_identity_guard.py).
+    # Every password login (form and API) is limited per client address across gunicorn's workers
+    # (Superset 6.1 limits neither); sessions end at their lifetime; the users API echoes no password.
     _identity_guard.limit_logins(app, AUTH_RATE_LIMIT)
     _identity_guard.end_sessions_after(app, 86400)
     _identity_guard.hide_passwords(app)
 
-
-# Local passwords: long enough, and not among the most common ones.
-FAB_PASSWORD_COMPLEXITY_ENABLED = True
-FAB_PASSWORD_COMPLEXITY_VALIDATOR = _identity_guard.check_password
 
 # Every database connection goes through Setpoint's guard (setpoint_database_guard.py beside this
 # file): only the spec's drivers, never this host, its private networks or another instance.
