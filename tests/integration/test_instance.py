@@ -61,6 +61,12 @@ def test_plain_http_redirects_to_https(instance, ca_root):
     assert "server" not in response.headers
 
 
+def test_only_signed_in_users_learn_the_version(http, admin):
+    assert http.get("/version").status_code == 404
+    assert http.get("/version", headers={"Authorization": "Bearer forged.token.here"}).status_code == 404
+    assert admin.get("/version").json()["version_string"] == "6.1.0"
+
+
 def test_responses_do_not_name_the_servers_behind_them(http):
     for path in ("/login/", "/health", "/api/v1/me/", "/no-such-page"):
         assert "server" not in http.get(path).headers, path  # was: Server: Caddy, Server: gunicorn

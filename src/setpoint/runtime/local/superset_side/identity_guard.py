@@ -1,9 +1,11 @@
-"""Logins, sessions and local passwords of a Superset instance. Runs inside Superset.
+"""Logins, sessions, local passwords and what anonymous visitors learn, for one Superset instance.
+Runs inside Superset.
 
 Copied beside superset_config.py, which installs `check_password` as Flask-AppBuilder's password
-validator and calls `limit_logins`, `end_sessions_after` and `hide_passwords` from its
-FLASK_APP_MUTATOR. Superset 6.1
-puts AUTH_RATE_LIMIT on its own login page's blueprint (SupersetAuthView), which only serves GET,
+validator and calls `limit_logins`, `end_sessions_after`, `hide_passwords` and `hide_version`
+from its FLASK_APP_MUTATOR.
+
+Superset 6.1 puts AUTH_RATE_LIMIT on its own login page's blueprint (SupersetAuthView), which only serves GET,
 and switches Flask-AppBuilder's limit off, so the requests that check a password were never
 limited: the form login (FAB's AuthDBView, POST /login/) and the API login (FAB's SecurityApi,
 POST /api/v1/security/login and /refresh). This module limits those blueprints' POSTs.
@@ -118,3 +120,27 @@ def hide_passwords(app) -> None:
             result.pop("password")
             response.set_data(json.dumps(body))
         return response
+
+
+VERSION_PATH = "/version"
+
+
+def hide_version(app) -> None:
+    """/version tells anonymous visitors which Superset runs, and so which advisories apply to it:
+    only signed-in users get an answer (404 otherwise)."""
+    from flask import abort, request
+    from flask_jwt_extended import verify_jwt_in_request
+    from flask_login import current_user
+
+    def signed_in() -> bool:
+        if current_user.is_authenticated:  # a browser session
+            return True
+        try:
+            return verify_jwt_in_request(optional=True) is not None  # an API client's bearer token
+        except Exception:  # noqa: BLE001 - an expired or forged token is not signed in
+            return False
+
+    @app.before_request
+    def _hide():
+        if request.path == VERSION_PATH and not signed_in():
+            abort(404)
