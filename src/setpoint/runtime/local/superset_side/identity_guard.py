@@ -5,9 +5,9 @@ Copied beside superset_config.py, which installs `check_password` as Flask-AppBu
 validator and calls `limit_logins`, `end_sessions_after`, `hide_passwords` and `hide_version`
 from its FLASK_APP_MUTATOR.
 
-Superset 6.1 puts AUTH_RATE_LIMIT on its own login page's blueprint (SupersetAuthView), which only serves GET,
-and switches Flask-AppBuilder's limit off, so the requests that check a password were never
-limited: the form login (FAB's AuthDBView, POST /login/) and the API login (FAB's SecurityApi,
+Superset 6.1 puts AUTH_RATE_LIMIT on its own login page's blueprint (SupersetAuthView), which
+only serves GET, and switches Flask-AppBuilder's limit off, so the requests that check a password
+were never limited: the form login (FAB's AuthDBView, POST /login/) and the API login (FAB's SecurityApi,
 POST /api/v1/security/login and /refresh). This module limits those blueprints' POSTs.
 
 The limiter keys on the client address Caddy saw (ProxyFix trusts one X-Forwarded-For hop, which
@@ -18,8 +18,8 @@ Sessions are server-side (Flask-Session in Redis) and end when idle (PERMANENT_S
 renewed by each request); `end_sessions_after` also ends them a fixed time after their login,
 however busy.
 
-A local password must have MIN_PASSWORD_LENGTH characters and not be one of the most common
-passwords (or one of them with digits or symbols added); and the users API no longer echoes a
+A local password must have MIN_PASSWORD_LENGTH characters, and neither be one of the most common
+passwords nor be made only of them (digits and symbols aside); and the users API no longer echoes a
 password it was sent (Flask-AppBuilder 5.3 returns it in the answer to PUT /users/ID). Stdlib
 only at import.
 """
