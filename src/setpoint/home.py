@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import grp
+import hashlib
 import json
 import os
 import pwd
@@ -24,6 +26,20 @@ def is_root() -> bool:
 def service_user() -> str:
     """The unprivileged account services run as: `setpoint` when Setpoint runs as root."""
     return SERVICE_USER if is_root() else getpass.getuser()
+
+
+def superset_account(home_root: Path, name: str) -> str:
+    """The OS account of one instance's Superset processes (web, worker, beat).
+
+    `sp-NAME` on the system home; other homes (a developer's, the test suite's) add a tag of
+    their path, so that two homes with an instance of the same name never share an account.
+    Linux account names have at most 32 characters: a longer one keeps its start and a digest.
+    """
+    tag = "" if home_root == SYSTEM_HOME else hashlib.sha256(str(home_root).encode()).hexdigest()[:4]
+    account = f"sp{tag}-{name}"
+    if len(account) > 32:
+        account = f"{account[:23]}-{hashlib.sha256(account.encode()).hexdigest()[:8]}"
+    return account
 
 
 def default_home() -> Path:
@@ -50,6 +66,8 @@ class InstancePaths:
     spec_file = property(lambda self: self.root / "spec.yaml")
     state_file = property(lambda self: self.root / "state.json")
     secrets_file = property(lambda self: self.root / "secrets.json")
+    # The few secrets Superset's own processes need, readable by their account (see secret.py).
+    superset_secrets_file = property(lambda self: self.config / "superset-secrets.json")
     pg_data = property(lambda self: self.data / "postgres")
     redis_data = property(lambda self: self.data / "redis")
     superset_home = property(lambda self: self.data / "superset")
@@ -89,9 +107,10 @@ class Home:
         return sorted(p.name for p in self.instances_dir.iterdir() if (p / "state.json").exists())
 
 
-def write_file(path: Path, text: str, mode: int = 0o644, owner: str | None = None) -> bool:
-    """Write atomically (temp file and rename); return whether the content changed."""
-    if path.exists() and path.read_text() == text and (path.stat().st_mode & 0o777) == mode:
+def write_file(path: Path, text: str, mode: int = 0o644, owner: str | None = None, group: str | None = None) -> bool:
+    """Write atomically (temp file and rename); return whether the content, mode or owner changed."""
+    if path.exists() and path.read_text() == text and (path.stat().st_mode & 0o777) == mode \
+            and not (owner and _owner_differs(path, owner, group)):
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -100,7 +119,7 @@ def write_file(path: Path, text: str, mode: int = 0o644, owner: str | None = Non
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         if owner:
-            chown(Path(tmp), owner)
+            chown(Path(tmp), owner, group)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -108,14 +127,27 @@ def write_file(path: Path, text: str, mode: int = 0o644, owner: str | None = Non
     return True
 
 
-def chown(path: Path, user: str, recursive: bool = False) -> None:
-    """Give a path (and with `recursive` everything below it) to `user`; a no-op unless root."""
+def chown(path: Path, user: str, group: str | None = None, recursive: bool = False) -> None:
+    """Give a path (and with `recursive` everything below it) to `user` and `group` (by default
+    the user's own group); a no-op unless root."""
     if not is_root():
         return
-    entry = pwd.getpwnam(user)
+    uid, gid = _ids(user, group)
     paths = [path, *path.rglob("*")] if recursive else [path]
     for p in paths:
-        os.lchown(p, entry.pw_uid, entry.pw_gid)
+        os.lchown(p, uid, gid)
+
+
+def _ids(user: str, group: str | None) -> tuple[int, int]:
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, grp.getgrnam(group).gr_gid if group else entry.pw_gid
+
+
+def _owner_differs(path: Path, user: str, group: str | None) -> bool:
+    if not is_root():
+        return False
+    st = path.lstat()
+    return (st.st_uid, st.st_gid) != _ids(user, group)
 
 
 def unreachable_parent(path: Path, user: str) -> Path | None:

@@ -26,6 +26,10 @@ SECRET_LENGTHS = {
     "recovery_key": 40,  # opens the secrets escrowed with the backups; shown to the operator, never stored with them
 }
 
+# What Superset's own processes read (superset-secrets.json, 0640 to the instance's Superset
+# account): never the database superuser's, the backups' or the admin's secrets.
+SUPERSET_SECRETS = ("secret_key", "async_jwt_secret", "guest_token_jwt_secret", "metadata_db_password", "redis_password")
+
 ALPHABET = string.ascii_letters + string.digits
 
 

@@ -4,12 +4,14 @@ settings the production checklist requires."""
 import ast
 import json
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from setpoint.home import Home
+from setpoint.home import SYSTEM_HOME, Home, superset_account
+from setpoint.secret import SECRET_LENGTHS
 from setpoint.render import (
     SUPERSET_SIDE_MODULES,
     InstanceContext,
@@ -40,6 +42,7 @@ def context(**spec_fields) -> InstanceContext:
         paths=home.instance("demo"),
         ports=Ports(web=20001, postgres=20002, redis=20003),
         service_user="setpoint",
+        superset_user="sp-demo",
         venv=Path("/srv/setpoint/venvs/superset-6.1.0"),
         postgres_bin="/usr/lib/postgresql/15/bin/postgres",
         redis_bin="/usr/bin/redis-server",
@@ -146,14 +149,19 @@ def test_programs_follow_sizing_and_run_unprivileged():
     ctx = context(concurrent_users=200)
     conf = render_programs_conf(ctx)
     assert "--concurrency=4" in conf
-    # Each starts as root only to join the instance's cgroup, then runs as the service user.
-    assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user setpoint ") == 5
+    # Each starts as root only to join the instance's cgroup, then runs as its account: the data
+    # servers as the data user, Superset as the instance's own account.
+    assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user setpoint ") == 2
+    assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user sp-demo ") == 3
+    assert {p.component: p.user for p in instance_programs(ctx)} == {
+        "postgres": "setpoint", "redis": "setpoint", "web": "sp-demo", "worker": "sp-demo", "beat": "sp-demo"}
     assert "--limits /srv/setpoint/instances/demo/config/limits.json -- " in conf
     limits = json.loads(rendered_files(ctx)["limits.json"])
     assert limits == {"memory_mb": 5376, "cpus": 2.0, "pids": 1240}  # twice the idle size of 200 users, a core per 100
     assert conf.count("[program:") == 5
     unconfined = render_programs_conf(replace(ctx, confine_python=None))
-    assert "user=setpoint" in unconfined and "confine" not in unconfined
+    assert unconfined.count("user=setpoint") == 2 and unconfined.count("user=sp-demo") == 3
+    assert "confine" not in unconfined
     assert [p.component for p in instance_programs(ctx)] == ["postgres", "redis", "web", "worker", "beat"]
     assert "workers = 5" in rendered_files(ctx)["gunicorn.conf.py"]
 
@@ -186,3 +194,21 @@ def test_setpoint_modules_are_copied_beside_the_config_verbatim():
     for name, source in VERBATIM.items():
         assert files[name] == source.read_text()
         assert f'_setpoint_module("{name[:-3]}")' in files["superset_config.py"]
+
+
+def test_superset_reads_only_its_own_secrets():
+    secrets = {key: f"{key}-VALUE" for key in SECRET_LENGTHS}
+    shared = next(f for f in render_instance(context(), secrets) if f.path.name == "superset-secrets.json")
+    assert shared.mode == 0o640
+    assert set(json.loads(shared.text)) == {"secret_key", "async_jwt_secret", "guest_token_jwt_secret",
+                                             "metadata_db_password", "redis_password"}
+    for private in ("postgres_password", "admin_password", "backup_cipher_pass", "recovery_key"):
+        assert f"{private}-VALUE" not in shared.text
+
+
+def test_superset_accounts_are_per_home_and_fit_linux_names():
+    assert superset_account(SYSTEM_HOME, "demo") == "sp-demo"
+    tagged = superset_account(Path("/tmp/home-a"), "demo")
+    assert re.fullmatch(r"sp[0-9a-f]{4}-demo", tagged) and tagged != superset_account(Path("/tmp/home-b"), "demo")
+    longest = superset_account(Path("/tmp/home-a"), "a" * 32)
+    assert len(longest) <= 32 and longest != superset_account(Path("/tmp/home-a"), "a" * 31 + "b")

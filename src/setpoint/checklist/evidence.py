@@ -243,7 +243,7 @@ class Evidence:
 
             commands = SupersetCommands(managed.context)
             python = managed.context.venv / "bin" / "python"
-            return [str(python), str(FACTS_SCRIPT)], commands.env(**env), managed.context.service_user, managed.paths.superset_home
+            return [str(python), str(FACTS_SCRIPT)], commands.env(**env), managed.context.superset_user, managed.paths.superset_home
         if not (self.target.config_file or self.target.metadata_uri):
             return None
         python = self.target.superset_python

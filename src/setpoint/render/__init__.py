@@ -14,6 +14,7 @@ import jinja2
 
 from setpoint.examples import READER_ROLE
 from setpoint.home import Home, InstancePaths
+from setpoint.secret import SUPERSET_SECRETS
 from setpoint.spec import InstanceSpec, Sizing
 from setpoint.spec.sizing import Limits
 
@@ -47,7 +48,11 @@ class InstanceContext:
     limits: Limits
     paths: InstancePaths
     ports: Ports
+    # The data user: runs PostgreSQL, Redis and pgBackRest and owns their files and the secrets.
     service_user: str
+    # The instance's own account for Superset's web, worker and beat (root: `sp-NAME`), which
+    # reads only its configuration and superset-secrets.json and writes only its SUPERSET_HOME.
+    superset_user: str
     venv: Path
     postgres_bin: str
     redis_bin: str
@@ -78,6 +83,7 @@ class Program:
     stopsignal: str = "TERM"
     stopwaitsecs: int = 30
     instance: str = ""
+    user: str = ""
     # supervisord starts lower priorities first: the data servers before Superset, at every
     # start of the host (the boot command then waits for each to be ready, in the same order).
     priority: int = 200
@@ -154,7 +160,9 @@ def instance_programs(ctx: InstanceContext, app: bool = True) -> list[Program]:
                 env,
             ),
         ]
-    return [Program(**{**p.__dict__, "instance": name}) for p in programs]
+    users = {"postgres": ctx.service_user, "redis": ctx.service_user}
+    return [Program(**{**p.__dict__, "instance": name, "user": users.get(p.component, ctx.superset_user)})
+            for p in programs]
 
 
 def _metadata_uri_expr(ctx: InstanceContext) -> str:
@@ -245,6 +253,9 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
         *(RenderedFile(config / f"setpoint_{module}.py", _package_text(f"runtime/local/superset_side/{module}.py"),
                        restarts=superset) for module in SUPERSET_SIDE_MODULES),
         RenderedFile(config / "gunicorn.conf.py", render_template("gunicorn.conf.py.j2", **values), restarts=("web",)),
+        RenderedFile(ctx.paths.superset_secrets_file,
+                     json.dumps({k: secrets[k] for k in SUPERSET_SECRETS if k in secrets}, indent=2, sort_keys=True) + "\n",
+                     mode=0o640, restarts=superset),
         # Read when a process starts; `up` applies a change to the live cgroup (no restart).
         RenderedFile(config / "limits.json", json.dumps(dataclasses.asdict(ctx.limits), sort_keys=True) + "\n"),
     ]
@@ -277,18 +288,17 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
 
 def render_programs_conf(ctx: InstanceContext, app: bool = True) -> str:
     """The supervisor include file of one instance."""
-    confine = None
-    if ctx.confine_python:
-        confine = (f"{ctx.confine_python} -m setpoint.runtime.local.confine --group {ctx.cgroup} "
-                   f"--user {ctx.service_user} --limits {ctx.paths.config}/limits.json --")
-    return render_template(
-        "programs.conf.j2",
-        spec=ctx.spec,
-        paths=ctx.paths,
-        service_user=ctx.service_user,
-        programs=instance_programs(ctx, app=app),
-        confine=confine,
-    )
+    confined = bool(ctx.confine_python)
+
+    def command(program: Program) -> str:
+        if not confined:
+            return program.command
+        return (f"{ctx.confine_python} -m setpoint.runtime.local.confine --group {ctx.cgroup} "
+                f"--user {program.user} --limits {ctx.paths.config}/limits.json -- {program.command}")
+
+    programs = instance_programs(ctx, app=app)
+    return render_template("programs.conf.j2", spec=ctx.spec, paths=ctx.paths, confined=confined,
+                           programs=[(p, command(p)) for p in programs])
 
 
 def render_site(ctx: InstanceContext) -> str:

@@ -83,7 +83,7 @@ def ensure_venv(home: Home, spec: InstanceSpec, on_progress=lambda message: None
 
 
 class SupersetCommands:
-    """One-off Superset commands run in an instance's environment, as its service user."""
+    """One-off Superset commands run in an instance's environment, as its Superset account."""
 
     def __init__(self, ctx: InstanceContext) -> None:
         self.ctx = ctx
@@ -98,12 +98,19 @@ class SupersetCommands:
             **extra,
         }
 
-    def run(self, args: list[str], what: str, hint: str | None = None, timeout: float = 600, **env: str) -> str:
+    def run(self, args: list[str], what: str, hint: str | None = None, timeout: float = 600,
+            as_data_user: bool = False, **env: str) -> str:
+        """Run a command as Superset's account, or (`as_data_user`) as the data user, which
+        reaches PostgreSQL sockets but not SUPERSET_HOME."""
+        user = self.ctx.service_user if as_data_user else self.ctx.superset_user
+        cwd = self.ctx.paths.run if as_data_user else self.ctx.paths.superset_home
+        if as_data_user:
+            env = {"HOME": str(cwd), **env}
         result = proc.run(
             args,
             env=self.env(**env),
-            user=self.ctx.service_user,
-            cwd=self.ctx.paths.superset_home,
+            user=user,
+            cwd=cwd,
             what=what,
             hint=hint or f"see the output above and: setpoint logs {self.ctx.spec.name}",
             timeout=timeout,
@@ -130,7 +137,7 @@ class SupersetCommands:
         result = proc.run(
             [str(self.ctx.venv / "bin" / "celery"), "--app=superset.tasks.celery_app:app", "inspect", "ping",
              f"--destination={self.ctx.spec.name}-worker@localhost", "--timeout=5"],
-            env=self.env(), user=self.ctx.service_user, cwd=self.ctx.paths.superset_home, timeout=60, check=False,
+            env=self.env(), user=self.ctx.superset_user, cwd=self.ctx.paths.superset_home, timeout=60, check=False,
         )
         return result.ok and "pong" in result.stdout
 
@@ -139,13 +146,13 @@ class SupersetCommands:
         wait_until(self.ping_worker, timeout, SetpointError(
             f"the Celery worker of {name} does not answer", f"see: setpoint logs {name} worker"), interval=2)
 
-    def ensure_admin(self) -> bool:
+    def ensure_admin(self, password: str) -> bool:
         """Create the admin from the spec with the generated password; return whether it was new."""
         spec = self.ctx.spec
         output = self.run(
             [str(self.ctx.venv / "bin" / "python"), str(superset_side_script("ensure_admin"))],
             what="creating the admin user",
-            SETPOINT_SECRETS=str(self.ctx.paths.secrets_file),
+            SETPOINT_ADMIN_PASSWORD=password,
             SETPOINT_ADMIN_USERNAME=spec.admin.username,
             SETPOINT_ADMIN_FIRST_NAME=spec.admin.first_name,
             SETPOINT_ADMIN_LAST_NAME=spec.admin.last_name,
@@ -166,6 +173,7 @@ class SupersetCommands:
         output = self.run(
             [str(self.ctx.venv / "bin" / "python"), str(superset_side_script("open_restored"))],
             what=f"opening the restored metadata with Superset {self.ctx.spec.superset_version}",
+            as_data_user=True,  # the scratch cluster's socket and superuser are the data user's
             SETPOINT_RESTORED_URI=uri,
             # The scratch cluster is reached over its socket, which the database guard refuses
             # to everyone else.

@@ -1,6 +1,6 @@
 # Superset configuration of instance "demo", rendered by Setpoint from its spec.
-# Do not edit: `setpoint up demo` rewrites it. Secrets are read from the 0600
-# secret store at start-up and never written here.
+# Do not edit: `setpoint up demo` rewrites it. Secrets are read at start-up from
+# superset-secrets.json (readable by this instance's Superset account only) and never written here.
 import importlib.util
 import json
 import os
@@ -21,7 +21,7 @@ def _setpoint_module(name: str):
     return module
 
 
-with open('/srv/setpoint/instances/demo/secrets.json') as _secrets_file:
+with open('/srv/setpoint/instances/demo/config/superset-secrets.json') as _secrets_file:
     _SECRETS = json.load(_secrets_file)
 
 # --- Security (checklist points 1, 5, 6, 8) ---

@@ -17,7 +17,7 @@ from setpoint.backup.drill import run_drill
 from setpoint.backup.service import read_record, take_backup
 from setpoint.backup.escrow import check_offsite, format_key, offsite_credentials
 from setpoint.errors import SetpointError
-from setpoint.home import Home, chown, service_user, write_file
+from setpoint.home import Home, service_user, write_file
 from setpoint.host.capacity import limits_up, require_room
 from setpoint.net import http_client
 from setpoint.render import (
@@ -36,6 +36,7 @@ from setpoint.runtime.local.instance import (
     saved_spec,
 )
 from setpoint.runtime.local import startup
+from setpoint.runtime.local.accounts import lay_out
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
 from setpoint.services import caddy as caddy_service
@@ -112,10 +113,8 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     paths.root.mkdir(parents=True, exist_ok=True)
     write_file(paths.spec_file, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     paths.write_state(state)
-    for directory in (paths.root, paths.config, paths.data, paths.logs, paths.run, paths.redis_data, paths.superset_home):
-        directory.mkdir(parents=True, exist_ok=True)
-        chown(directory, ctx.service_user)
-    paths.root.chmod(0o750)
+    for change in lay_out(ctx):
+        act(change)
     store = SecretStore(paths.secrets_file, owner=ctx.service_user)
     new_recovery_key = "recovery_key" not in store.load()
     secrets = store.ensure()
@@ -135,7 +134,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     step("writing configuration")
     written = set()
     for rendered in render_instance(ctx, secrets):
-        if write_file(rendered.path, rendered.text, mode=rendered.mode, owner=ctx.service_user):
+        if write_file(rendered.path, rendered.text, mode=rendered.mode, owner=ctx.service_user, group=ctx.superset_user):
             act(f"wrote {rendered.path.name}")
             written.add(rendered.path.name)
             restarts.update(rendered.restarts)
@@ -180,7 +179,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
         for database in commands.refused_databases():
             act(f"warning: the database guard refuses the saved database '{database}': its charts and SQL Lab "
                 f"fail until its host is named in databases.allowed_hosts of the spec (or it is changed)")
-    if commands.ensure_admin():
+    if commands.ensure_admin(secrets["admin_password"]):
         act(f"created the admin user {spec.admin.username} with a generated password")
 
     step("starting Superset")

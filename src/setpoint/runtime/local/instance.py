@@ -10,7 +10,7 @@ import yaml
 
 from setpoint import proc
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, InstancePaths, is_root, service_user
+from setpoint.home import Home, InstancePaths, is_root, service_user, superset_account
 from setpoint.host import installation
 from setpoint.net import host_addresses, is_port_free
 from setpoint.render import InstanceContext, Ports
@@ -98,6 +98,7 @@ def build_context(home: Home, spec: InstanceSpec, ports: Ports, user: str) -> In
         paths=home.instance(spec.name),
         ports=ports,
         service_user=user,
+        superset_user=superset_account(home.root, spec.name) if is_root() else user,
         venv=venv_dir(home, spec.superset_version),
         postgres_bin=proc.find_binary("postgres"),
         redis_bin=proc.find_binary("redis-server"),

@@ -10,12 +10,13 @@ from pathlib import Path
 from setpoint.backup.service import read_record
 from setpoint.checklist import ManagedInstance, Target
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home
+from setpoint.home import Home, superset_account
 from setpoint.net import http_client
 from setpoint.runtime.local.instance import confinement, limits_of, load_context, require_instance
 from setpoint.services.cgroup import CgroupV1
 from setpoint.render import instance_programs
 from setpoint.runtime.local import startup, task_queue
+from setpoint.runtime.local.accounts import remove_account
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
 from setpoint.services.supervisor import COMPONENTS
@@ -181,6 +182,9 @@ def destroy(home: Home, name: str) -> list[str]:
             CgroupV1().remove(group)
     shutil.rmtree(paths.root)
     actions.append(f"deleted {paths.root}")
+    account = superset_account(home.root, name)
+    if remove_account(account):
+        actions.append(f"deleted the account {account}")
     return actions
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import pwd
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from setpoint import proc
 from setpoint.host import installation as installations
-from setpoint.home import Home, chown, is_root, service_user, unreachable_parent, write_file
+from setpoint.home import Home, chown, service_user, unreachable_parent, write_file
 from setpoint.errors import SetpointError
+from setpoint.runtime.local.accounts import ensure_account
 from setpoint.render import render_caddyfile, render_supervisord_conf
 from setpoint.services.caddy import Caddy
 from setpoint.services.supervisor import Supervisor
@@ -38,28 +38,11 @@ def load_platform(home: Home) -> Platform | None:
     return Platform(home, service_user(), Supervisor(home, bin_dir), Caddy(home))
 
 
-def ensure_service_user(user: str) -> bool:
-    """Create the unprivileged system account services run as; return whether it was new."""
-    try:
-        pwd.getpwnam(user)
-        return False
-    except KeyError:
-        pass
-    if not is_root():
-        raise SetpointError(f"the service user {user} does not exist", "run setpoint as root once to create it")
-    proc.run(
-        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", user],
-        what=f"creating the service user {user}",
-    )
-    return True
-
-
 def ensure_platform(home: Home, log=lambda message: None, step=lambda message: None) -> Platform:
     """Set up (once) and start the host's supervisord, Caddy and scheduler for `home`, running from
     Setpoint's own installation on the host (made from the running Setpoint when it is new)."""
     user = service_user()
-    if ensure_service_user(user):
+    if ensure_account(user):
         log(f"created the unprivileged service user {user}")
     home.root.mkdir(parents=True, exist_ok=True)
     home.root.chmod(0o755)

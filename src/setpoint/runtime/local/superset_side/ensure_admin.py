@@ -1,9 +1,9 @@
 """Runs inside an instance's Superset virtualenv: create the first admin unless it exists.
 
-The password is read from the instance's secret store, never from the command line.
+The password comes in the environment (readable by this process's account and root only),
+never on the command line: Superset's account cannot read the instance's secret store.
 """
 
-import json
 import os
 import sys
 
@@ -13,8 +13,7 @@ app = create_app()
 with app.app_context():
     from superset import security_manager
 
-    with open(os.environ["SETPOINT_SECRETS"]) as handle:
-        password = json.load(handle)["admin_password"]
+    password = os.environ["SETPOINT_ADMIN_PASSWORD"]
     username = os.environ["SETPOINT_ADMIN_USERNAME"]
     if security_manager.find_user(username=username):
         print("exists")

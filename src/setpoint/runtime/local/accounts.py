@@ -1,0 +1,103 @@
+"""The OS accounts of a host's instances, and what each one may touch.
+
+Two accounts serve an instance when Setpoint runs as root:
+- the data user (`setpoint`) runs PostgreSQL, Redis and pgBackRest, owns their files, the
+  backups and the instance's secret store; it is the only peer-authenticated superuser of each
+  cluster, and no process reachable from the web runs as it;
+- the instance's Superset account (`sp-NAME`, see home.superset_account) runs the web, worker
+  and beat processes. It reads the instance's configuration and superset-secrets.json and writes
+  only its SUPERSET_HOME. It connects to its metadata over TCP with a password role that is no
+  superuser, and it cannot open another instance's directory, nor its own instance's sockets,
+  data, logs, backups or secret store.
+"""
+
+from __future__ import annotations
+
+import grp
+import pwd
+from dataclasses import dataclass
+from pathlib import Path
+
+from setpoint import proc
+from setpoint.errors import SetpointError
+from setpoint.home import chown, is_root
+from setpoint.render import InstanceContext
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One directory of an instance: who owns it, which group may read it, its mode."""
+
+    path: Path
+    owner: str
+    group: str
+    mode: int
+
+
+def instance_layout(ctx: InstanceContext) -> list[Layout]:
+    """Every directory of an instance, parents first."""
+    paths, data, superset = ctx.paths, ctx.service_user, ctx.superset_user
+    return [
+        # Superset's account may traverse these to its configuration and SUPERSET_HOME.
+        Layout(paths.root, data, superset, 0o750),
+        Layout(paths.config, data, superset, 0o750),
+        Layout(paths.data, data, superset, 0o750),
+        Layout(paths.superset_home, superset, superset, 0o700),
+        # The data user's alone.
+        Layout(paths.redis_data, data, data, 0o700),
+        Layout(paths.run, data, data, 0o700),
+        Layout(paths.logs, data, data, 0o750),
+        Layout(paths.backup, data, data, 0o700),
+    ]
+
+
+def lay_out(ctx: InstanceContext) -> list[str]:
+    """Create the instance's accounts and directories, and give each directory to its owner;
+    return what changed (an instance from before the accounts were separated moves in place)."""
+    changed = []
+    if is_root() and ensure_account(ctx.superset_user, "Superset account"):
+        changed.append(f"created the account {ctx.superset_user} for {ctx.spec.name}'s Superset processes")
+    for entry in instance_layout(ctx):
+        entry.path.mkdir(parents=True, exist_ok=True)
+        if not is_root():
+            continue
+        st = entry.path.stat()
+        uid, gid = pwd.getpwnam(entry.owner).pw_uid, grp.getgrnam(entry.group).gr_gid
+        if (st.st_uid, st.st_gid) != (uid, gid) or st.st_mode & 0o777 != entry.mode:
+            # SUPERSET_HOME changes hands with everything in it (the beat schedule, uploads).
+            moved = entry.owner == ctx.superset_user and st.st_uid != uid
+            chown(entry.path, entry.owner, entry.group, recursive=moved)
+            entry.path.chmod(entry.mode)
+            changed.append(f"gave {entry.path} to {entry.owner}:{entry.group} ({entry.mode:04o})")
+    return changed
+
+
+def ensure_account(user: str, purpose: str = "service user") -> bool:
+    """Create an unprivileged system account (no home, no shell, a group of its own); return
+    whether it was new."""
+    if account_exists(user):
+        return False
+    if not is_root():
+        raise SetpointError(f"the {purpose} {user} does not exist", "run setpoint as root once to create it")
+    proc.run(
+        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", user],
+        what=f"creating the {purpose} {user}",
+    )
+    return True
+
+
+def remove_account(user: str) -> bool:
+    """Delete a system account and its group (as root); return whether there was one."""
+    if not is_root() or not account_exists(user):
+        return False
+    proc.run(["userdel", user], what=f"deleting the account {user}")
+    return True
+
+
+def account_exists(user: str) -> bool:
+    try:
+        pwd.getpwnam(user)
+        return True
+    except KeyError:
+        return False
