@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from setpoint.home import Home
+from setpoint.home import Home, superset_account
 from setpoint.net import http_client
 from setpoint.runtime.local import converge, lifecycle
+from setpoint.runtime.local.accounts import remove_account
 from setpoint.secret import SecretStore
 from setpoint.services.supervisor import Supervisor
 from setpoint.spec import parse_spec
@@ -39,6 +40,8 @@ def home() -> Home:
     yield Home(root)
     Supervisor(Home(root)).shutdown()
     remove_cgroups(root)
+    for name in Home(root).instance_names():  # the instances still there at the end
+        remove_account(superset_account(root, name))
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -58,6 +61,37 @@ def remove_cgroups(root: Path) -> None:
 
 
 FIGURES: list[str] = []
+
+# Opens each path as another account would: a directory is listed, a socket connected to, a
+# file read. Prints {path: "ok" or the errno's name}.
+_ACCESS_PROBE = """
+import errno, json, os, socket, stat, sys
+out = {}
+for path in sys.argv[1:]:
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            os.listdir(path)
+        elif stat.S_ISSOCK(mode):
+            socket.socket(socket.AF_UNIX).connect(path)
+        else:
+            open(path, "rb").read(1)
+        out[path] = "ok"
+    except OSError as exc:
+        out[path] = errno.errorcode.get(exc.errno, str(exc.errno))
+print(json.dumps(out))
+"""
+
+
+def access_as(user: str, paths: list[Path], wrapper: list[str] = ()) -> dict[str, str]:
+    """What `user` gets opening each path ("ok", "EACCES", ...), optionally through `wrapper`
+    (which must drop to `user` itself, as the instance's confine command does)."""
+    import json
+
+    argv = [*wrapper, "/usr/bin/python3", "-c", _ACCESS_PROBE, *map(str, paths)]
+    result = subprocess.run(argv, user=None if wrapper else user, capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def report_figure(line: str) -> None:

@@ -108,9 +108,11 @@ class Home:
 
 
 def write_file(path: Path, text: str, mode: int = 0o644, owner: str | None = None, group: str | None = None) -> bool:
-    """Write atomically (temp file and rename); return whether the content, mode or owner changed."""
-    if path.exists() and path.read_text() == text and (path.stat().st_mode & 0o777) == mode \
-            and not (owner and _owner_differs(path, owner, group)):
+    """Write atomically (temp file and rename); return whether the content or mode changed (a
+    file that only changes hands is given to its owner in place)."""
+    if path.exists() and path.read_text() == text and (path.stat().st_mode & 0o777) == mode:
+        if owner and _owner_differs(path, owner, group):
+            chown(path, owner, group)
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

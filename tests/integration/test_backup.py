@@ -17,7 +17,7 @@ from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.backup.restore import restore_as_new, restore_in_place
 from setpoint.backup.service import read_record
 from setpoint.checklist import run_scorecard
-from setpoint.errors import InputError, SetpointError
+from setpoint.errors import InputError
 from setpoint.net import http_client
 from setpoint.runtime.local import lifecycle
 from setpoint.runtime.local.instance import load_context

@@ -1,20 +1,28 @@
 """Tenants cannot starve each other: a tenant instance ("hog", instance A) attacks its own limits
 with real processes started inside its cgroup, while alpha (instance B) keeps serving."""
 
+import dataclasses
 import os
 import signal
 import statistics
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from setpoint.runtime.local import converge, lifecycle
-from setpoint.runtime.local.instance import confinement
+from setpoint.home import write_file
+from setpoint.render import render_instance, render_programs_conf
+from setpoint.runtime.local import converge, lifecycle, startup
+from setpoint.runtime.local.accounts import lay_out
+from setpoint.runtime.local.platform import load_platform
+from setpoint.secret import SecretStore
+from setpoint.services.postgres import cluster_of
+from setpoint.runtime.local.instance import confinement, load_context
 from setpoint.services.cgroup import CgroupV1
 from setpoint.services.supervisor import Supervisor
 from setpoint.spec.sizing import Limits
-from tests.conftest import make_spec, report_figure
+from tests.conftest import access_as, make_spec, report_figure
 
 LIMITS = Limits(memory_mb=1536, cpus=0.5, pids=400)
 
@@ -31,13 +39,38 @@ def hog(home, instance):
     lifecycle.destroy(home, "hog")
 
 
+def confined(home, name: str) -> list[str]:
+    """The command prefix every process of instance `name` starts through: its cgroup, then its
+    Superset account (where code an attacker planted in Superset would run)."""
+    confinement_ = confinement(home, name)
+    return [confinement_["confine_python"], "-m", "setpoint.runtime.local.confine", "--group", confinement_["cgroup"],
+            "--user", load_context(home, name).superset_user, "--limits", str(home.instance(name).config / "limits.json"),
+            "--"]
+
+
 def inside(home, name: str, argv: list[str], **kwargs) -> subprocess.Popen:
-    """A process started in instance `name`'s cgroup as its service user, as each of its own are."""
-    confined = confinement(home, name)
-    wrapper = [confined["confine_python"], "-m", "setpoint.runtime.local.confine", "--group", confined["cgroup"],
-               "--user", "setpoint", "--limits", str(home.instance(name).config / "limits.json"), "--"]
-    return subprocess.Popen(wrapper + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    """A process started in instance `name` as its Superset processes are."""
+    return subprocess.Popen(confined(home, name) + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, **kwargs)
+
+
+def test_a_tenants_superset_account_opens_nothing_of_its_neighbour_nor_its_own_private_files(home, hog, instance):
+    """As hog's Superset account, inside hog's cgroup: alpha's directory, secret store, Superset
+    secrets, configuration, data, PostgreSQL socket and backups are closed (EACCES), and so are
+    hog's own secret store, database files, sockets, logs, backups and the host's CA key."""
+    alpha, own = home.instance("alpha"), home.instance("hog")
+    ports = {name: home.instance(name).read_state()["ports"]["postgres"] for name in ("alpha", "hog")}
+    closed = [alpha.root, alpha.secrets_file, alpha.superset_secrets_file, alpha.config / "superset_config.py",
+              alpha.pg_data / "PG_VERSION", alpha.superset_home, alpha.run / f".s.PGSQL.{ports['alpha']}",
+              alpha.backup / "repo",
+              own.secrets_file, own.pg_data / "PG_VERSION", own.redis_data, own.run / f".s.PGSQL.{ports['hog']}",
+              own.backup / "repo", own.logs, own.config / "pgbackrest.conf", own.config / "redis-auth.conf",
+              home.caddy_dir / "data" / "pki" / "authorities" / "local" / "root.key"]
+    answers = access_as(load_context(home, "hog").superset_user, closed, wrapper=confined(home, "hog"))
+    assert answers == {str(path): "EACCES" for path in closed}
+    # What Superset needs stays open to it.
+    needed = [own.superset_secrets_file, own.config / "superset_config.py", own.superset_home]
+    assert access_as("", needed, wrapper=confined(home, "hog")) == {str(path): "ok" for path in needed}
 
 
 def chart_latencies(admin, count: int = 20) -> list[float]:
@@ -134,3 +167,40 @@ def test_changed_limits_apply_to_the_live_instance_without_a_restart(home, hog):
     finally:
         converge.up(home, hog)
     assert CgroupV1().limits(confinement(home, "hog")["cgroup"]) == LIMITS
+
+
+def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_nothing(home, hog):
+    """An instance laid out as before accounts were separated (every process and file the data
+    user's, as Setpoint made them until now) is moved in place by `up`."""
+    ctx = load_context(home, "hog")
+    data_user = ctx.service_user
+    shared = dataclasses.replace(ctx, superset_user=data_user)
+    secrets = SecretStore(ctx.paths.secrets_file).load()
+    platform = load_platform(home)
+    lay_out(shared)
+    for rendered in render_instance(shared, secrets):
+        write_file(rendered.path, rendered.text, mode=rendered.mode, owner=data_user, group=data_user)
+    write_file(home.programs_conf("hog"), render_programs_conf(shared), mode=0o600)
+    platform.supervisor.update()
+    startup.wait_healthy(hog, platform, timeout=180)
+    marker = ctx.paths.superset_home / "uploads" / "marker.csv"
+    marker.parent.mkdir(exist_ok=True)
+    write_file(marker, "kept\n", owner=data_user)
+    users_before = cluster_of(ctx).sql("SELECT count(*) FROM ab_user", database="superset")
+    assert {process_user(s.pid) for s in Supervisor(home).states("hog").values()} == {data_user}
+
+    report = converge.up(home, hog)
+
+    assert f"gave {ctx.paths.superset_home} to {ctx.superset_user}:{ctx.superset_user} (0700)" in report.actions
+    states = Supervisor(home).states("hog")
+    assert {name.rsplit("-", 1)[1]: process_user(s.pid) for name, s in states.items()} == {
+        "postgres": data_user, "redis": data_user,
+        "web": ctx.superset_user, "worker": ctx.superset_user, "beat": ctx.superset_user}
+    assert marker.read_text() == "kept\n" and marker.owner() == ctx.superset_user
+    assert cluster_of(ctx).sql("SELECT count(*) FROM ab_user", database="superset") == users_before
+    assert lifecycle.instance_status(home, "hog").health == "ok"
+    assert "postgres" not in " ".join(report.actions), "the data servers keep running"
+
+
+def process_user(pid: int) -> str:
+    return Path(f"/proc/{pid}").owner()

@@ -82,7 +82,7 @@ def allocate_ports(home: Home, spec: InstanceSpec, previous: dict[str, int]) -> 
         elif port in taken:
             raise InputError(
                 f"port {port} for {component} is already used by another instance",
-                f"choose another port in the spec, or leave it empty to have one chosen",
+                "choose another port in the spec, or leave it empty to have one chosen",
             )
         taken.add(port)
         chosen[component] = port
