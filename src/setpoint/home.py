@@ -16,6 +16,7 @@ from typing import Any
 import platformdirs
 
 SERVICE_USER = "setpoint"
+CADDY_USER = "setpoint-caddy"
 SYSTEM_HOME = Path("/var/lib/setpoint")
 
 
@@ -26,6 +27,12 @@ def is_root() -> bool:
 def service_user() -> str:
     """The unprivileged account services run as: `setpoint` when Setpoint runs as root."""
     return SERVICE_USER if is_root() else getpass.getuser()
+
+
+def caddy_user() -> str:
+    """The account of the host's Caddy (root: `setpoint-caddy`, which holds the local CA's keys
+    and reads nothing of the instances)."""
+    return CADDY_USER if is_root() else getpass.getuser()
 
 
 def superset_account(home_root: Path, name: str) -> str:
@@ -72,6 +79,8 @@ class InstancePaths:
     redis_data = property(lambda self: self.data / "redis")
     superset_home = property(lambda self: self.data / "superset")
     backup = property(lambda self: self.root / "backup")
+    # Written by Caddy's own account, so beside Caddy's files rather than in logs/.
+    access_log = property(lambda self: self.root.parent.parent / "caddy" / "logs" / f"{self.name}.access.log")
 
     def exists(self) -> bool:
         return self.state_file.exists()

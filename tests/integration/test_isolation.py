@@ -108,14 +108,19 @@ def test_superset_runs_as_the_instances_own_account_and_the_data_servers_as_the_
 
 
 def test_caddys_admin_api_is_no_tcp_port_and_closed_to_other_users(home, instance):
+    """Caddy runs as an account of its own: not even the instances' accounts reach its admin API."""
     import subprocess
 
+    from pathlib import Path
+
+    from setpoint.home import caddy_user
     from setpoint.runtime.local.platform import load_platform
     from setpoint.services.superset import base_python
     from setpoint.services.supervisor import Supervisor
 
     caddy = load_platform(home).caddy
     pid = Supervisor(home).states()["caddy"].pid
+    assert Path(f"/proc/{pid}").owner() == caddy_user()
     listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
     caddy_ports = {int(line.split()[3].rsplit(":", 1)[1]) for line in listening.splitlines() if f"pid={pid}," in line}
     assert caddy_ports and caddy_ports == caddy.listening_ports(), "Caddy listens on nothing but its sites"
@@ -123,7 +128,8 @@ def test_caddys_admin_api_is_no_tcp_port_and_closed_to_other_users(home, instanc
     probe = ("import socket, sys\n"
              "s = socket.socket(socket.AF_UNIX)\n"
              "try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    print(type(e).__name__)\nelse:\n    print('connected')")
-    for user in ("nobody",):
+    ctx = load_context(home, "alpha")
+    for user in ("nobody", ctx.superset_user, ctx.service_user):
         result = subprocess.run([base_python(), "-c", probe, str(caddy.admin_socket)], user=user,
                                 capture_output=True, text=True, timeout=30)
         assert result.stdout.strip() == "PermissionError", (user, result.stdout, result.stderr)

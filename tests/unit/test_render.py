@@ -58,7 +58,7 @@ def rendered_files(ctx):
         "programs.conf": render_programs_conf(ctx),
         "site.caddy": render_site(ctx),
         "Caddyfile": render_caddyfile(home, Path("/srv/setpoint/caddy/admin/admin.sock")),
-        "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint", "/opt/setpoint/bin/python"),
+        "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint-caddy", "/opt/setpoint/bin/python"),
         "setpoint.service": render_boot_unit(home, "/srv/setpoint/current/bin/setpoint"),
     }
     return {**{name: f.text for name, f in files.items()}, **extra}

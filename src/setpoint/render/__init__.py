@@ -312,9 +312,9 @@ def render_caddyfile(home: Home, admin_socket: Path) -> str:
     return render_template("Caddyfile.j2", home=home, admin_socket=admin_socket)
 
 
-def render_supervisord_conf(home: Home, caddy_bin: str, service_user: str, python: str) -> str:
+def render_supervisord_conf(home: Home, caddy_bin: str, caddy_user: str, python: str) -> str:
     """The host's supervisord configuration: Caddy, the scheduler, every instance's include file."""
-    return render_template("supervisord.conf.j2", home=home, caddy_bin=caddy_bin, service_user=service_user, python=python)
+    return render_template("supervisord.conf.j2", home=home, caddy_bin=caddy_bin, caddy_user=caddy_user, python=python)
 
 
 def render_boot_unit(home: Home, command: str) -> str:

@@ -58,6 +58,7 @@ def lay_out(ctx: InstanceContext) -> list[str]:
     if is_root() and ensure_account(ctx.superset_user, "Superset account"):
         changed.append(f"created the account {ctx.superset_user} for {ctx.spec.name}'s Superset processes")
     for entry in instance_layout(ctx):
+        existed = entry.path.exists()
         entry.path.mkdir(parents=True, exist_ok=True)
         if not is_root():
             continue
@@ -68,7 +69,8 @@ def lay_out(ctx: InstanceContext) -> list[str]:
             moved = entry.owner == ctx.superset_user and st.st_uid != uid
             chown(entry.path, entry.owner, entry.group, recursive=moved)
             entry.path.chmod(entry.mode)
-            changed.append(f"gave {entry.path} to {entry.owner}:{entry.group} ({entry.mode:04o})")
+            if existed:
+                changed.append(f"gave {entry.path} to {entry.owner}:{entry.group} ({entry.mode:04o})")
     return changed
 
 

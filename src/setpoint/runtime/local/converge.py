@@ -17,7 +17,7 @@ from setpoint.backup.drill import run_drill
 from setpoint.backup.service import read_record, take_backup
 from setpoint.backup.escrow import check_offsite, format_key, offsite_credentials
 from setpoint.errors import SetpointError
-from setpoint.home import Home, service_user, write_file
+from setpoint.home import Home, caddy_user, write_file
 from setpoint.host.capacity import limits_up, require_room
 from setpoint.net import http_client
 from setpoint.render import (
@@ -191,7 +191,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
 
     step("publishing the site over HTTPS")
     site = home.caddy_dir / "sites" / f"{spec.name}.caddy"
-    if write_file(site, render_site(ctx), owner=ctx.service_user):
+    if write_file(site, render_site(ctx), owner=caddy_user()):
         platform.caddy.reload()
         act(f"published {spec.url} through Caddy")
     ca_root = str(platform.caddy.wait_ca_root()) if spec.is_local_hostname else None
@@ -252,7 +252,7 @@ def apply_limits(ctx: InstanceContext, act: Log) -> None:
 
 def _allow_low_ports(spec: InstanceSpec) -> bool:
     """Give Caddy the capability to bind ports below 1024 when the spec needs it; return whether granted."""
-    if min(spec.https_port, spec.http_port) >= 1024 or service_user() == "root":
+    if min(spec.https_port, spec.http_port) >= 1024 or caddy_user() == "root":
         return False
     caddy_bin = proc.find_binary("caddy")
     if caddy_service.can_bind_low_ports(caddy_bin):

@@ -181,6 +181,8 @@ def destroy(home: Home, name: str) -> list[str]:
         with contextlib.suppress(OSError):  # a process still exiting keeps it; it is empty and harmless
             CgroupV1().remove(group)
     shutil.rmtree(paths.root)
+    for log in paths.access_log.parent.glob(f"{name}.access*"):
+        log.unlink()
     actions.append(f"deleted {paths.root}")
     account = superset_account(home.root, name)
     if remove_account(account):
@@ -201,7 +203,7 @@ def log_file(home: Home, name: str, component: str) -> Path:
     allowed = (*COMPONENTS, "access")
     if component not in allowed:
         raise InputError(f"unknown component '{component}'", f"choose one of: {', '.join(allowed)}")
-    return paths.logs / f"{component}.log"
+    return paths.access_log if component == "access" else paths.logs / f"{component}.log"
 
 
 def managed_target(home: Home, name: str) -> Target:

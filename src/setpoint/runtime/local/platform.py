@@ -1,4 +1,5 @@
-"""What every instance on the host shares: the service user, supervisord and Caddy."""
+"""What every instance on the host shares: the service user, supervisord and Caddy (which runs
+as an account of its own)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from setpoint import proc
 from setpoint.host import installation as installations
-from setpoint.home import Home, chown, service_user, unreachable_parent, write_file
+from setpoint.home import Home, caddy_user, chown, service_user, unreachable_parent, write_file
 from setpoint.errors import SetpointError
 from setpoint.runtime.local.accounts import ensure_account
 from setpoint.render import render_caddyfile, render_supervisord_conf
@@ -44,6 +45,9 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     user = service_user()
     if ensure_account(user):
         log(f"created the unprivileged service user {user}")
+    caddy = caddy_user()
+    if ensure_account(caddy, "Caddy account"):
+        log(f"created the account {caddy} for Caddy")
     home.root.mkdir(parents=True, exist_ok=True)
     home.root.chmod(0o755)
     blocked = unreachable_parent(home.root, user)
@@ -53,14 +57,16 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
             f"choose a SETPOINT_HOME outside {blocked}, or run: chmod o+x {blocked}",
         )
     for directory in (home.instances_dir, home.venvs_dir, home.caddy_dir / "sites", home.caddy_dir / "admin",
-                      home.supervisor_dir / "conf.d"):
+                      home.caddy_dir / "logs", home.supervisor_dir / "conf.d"):
         directory.mkdir(parents=True, exist_ok=True)
     (home.caddy_dir / "admin").chmod(0o700)
-    chown(home.caddy_dir, user, recursive=True)
+    # Caddy's account alone reads its state (the local CA's keys); no instance account can.
+    home.caddy_dir.chmod(0o700)
+    chown(home.caddy_dir, caddy, recursive=True)
     write_file(home.root / "platform.json", json.dumps({"caddy_admin": "unix socket"}) + "\n")
     platform = load_platform(home)
     caddy_bin = proc.find_binary("caddy")
-    caddyfile_changed = write_file(platform.caddy.caddyfile, render_caddyfile(home, platform.caddy.admin_socket), owner=user)
+    caddyfile_changed = write_file(platform.caddy.caddyfile, render_caddyfile(home, platform.caddy.admin_socket), owner=caddy)
     if caddyfile_changed and platform.supervisor.is_running():
         # Only when Setpoint itself changed the global options (the admin endpoint moved off TCP):
         # the sites are reloaded gracefully, but a new admin address needs a new process.
@@ -69,7 +75,7 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     installation = installations.ensure_installation(home, log, step)
     conf = platform.supervisor.conf
     before = conf.read_text() if conf.exists() else None
-    changed = write_file(conf, render_supervisord_conf(home, caddy_bin, user, str(installation.python)), mode=0o600)
+    changed = write_file(conf, render_supervisord_conf(home, caddy_bin, caddy, str(installation.python)), mode=0o600)
     if not platform.supervisor.is_running():
         installations.activate(home, installation)
         platform = load_platform(home)
