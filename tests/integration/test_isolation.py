@@ -88,7 +88,7 @@ def test_the_instances_own_databases_still_work(admin):
     assert admin.chart_data(query_context)[0]["rowcount"] == 20
 
 
-def test_superset_runs_as_the_instances_own_account_and_the_data_servers_as_the_data_user(home, instance):
+def test_superset_and_its_redis_run_as_the_instances_own_account_and_postgres_as_the_data_user(home, instance):
     from pathlib import Path
 
     from setpoint.host.capacity import process_tree
@@ -100,7 +100,7 @@ def test_superset_runs_as_the_instances_own_account_and_the_data_servers_as_the_
     for name, state in Supervisor(home).states("alpha").items():
         owners[name.rsplit("-", 1)[1]] = {Path(f"/proc/{pid}").owner() for pid in process_tree([state.pid])}
     data, superset = {ctx.service_user}, {ctx.superset_user}
-    assert owners == {"postgres": data, "redis": data, "web": superset, "worker": superset, "beat": superset}
+    assert owners == {"postgres": data, "redis": superset, "web": superset, "worker": superset, "beat": superset}
     # Its secrets are a subset, readable by its group; the secret store is the data user's alone.
     assert oct(ctx.paths.superset_secrets_file.stat().st_mode & 0o777) == "0o640"
     assert ctx.paths.superset_secrets_file.group() == ctx.superset_user

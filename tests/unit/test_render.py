@@ -127,7 +127,7 @@ def test_wal_is_archived_to_an_encrypted_repository():
 
 def test_redis_password_only_in_its_0600_file():
     files = {f.path.name: f for f in render_instance(context(), SECRETS)}
-    assert files["redis-auth.conf"].mode == 0o600
+    assert files["redis-auth.conf"].mode == 0o640  # for Redis, as Superset's account (the directory is 0750)
     assert "REDIS-PASSWORD-VALUE" in files["redis-auth.conf"].text
     assert "REDIS-PASSWORD-VALUE" not in files["redis.conf"].text
 
@@ -151,16 +151,16 @@ def test_programs_follow_sizing_and_run_unprivileged():
     assert "--concurrency=4" in conf
     # Each starts as root only to join the instance's cgroup, then runs as its account: the data
     # servers as the data user, Superset as the instance's own account.
-    assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user setpoint ") == 2
-    assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user sp-demo ") == 3
+    assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user setpoint ") == 1
+    assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user sp-demo ") == 4
     assert {p.component: p.user for p in instance_programs(ctx)} == {
-        "postgres": "setpoint", "redis": "setpoint", "web": "sp-demo", "worker": "sp-demo", "beat": "sp-demo"}
+        "postgres": "setpoint", "redis": "sp-demo", "web": "sp-demo", "worker": "sp-demo", "beat": "sp-demo"}
     assert "--limits /srv/setpoint/instances/demo/config/limits.json -- " in conf
     limits = json.loads(rendered_files(ctx)["limits.json"])
     assert limits == {"memory_mb": 5376, "cpus": 2.0, "pids": 1240}  # twice the idle size of 200 users, a core per 100
     assert conf.count("[program:") == 5
     unconfined = render_programs_conf(replace(ctx, confine_python=None))
-    assert unconfined.count("user=setpoint") == 2 and unconfined.count("user=sp-demo") == 3
+    assert unconfined.count("user=setpoint") == 1 and unconfined.count("user=sp-demo") == 4
     assert "confine" not in unconfined
     assert [p.component for p in instance_programs(ctx)] == ["postgres", "redis", "web", "worker", "beat"]
     assert "workers = 5" in rendered_files(ctx)["gunicorn.conf.py"]

@@ -48,10 +48,11 @@ class InstanceContext:
     limits: Limits
     paths: InstancePaths
     ports: Ports
-    # The data user: runs PostgreSQL, Redis and pgBackRest and owns their files and the secrets.
+    # The data user: runs PostgreSQL and pgBackRest and owns their files and the secret store.
     service_user: str
-    # The instance's own account for Superset's web, worker and beat (root: `sp-NAME`), which
-    # reads only its configuration and superset-secrets.json and writes only its SUPERSET_HOME.
+    # The instance's own account for Superset's web, worker and beat and its Redis (root:
+    # `sp-NAME`), which reads only its configuration and superset-secrets.json and writes only
+    # its SUPERSET_HOME and Redis's data.
     superset_user: str
     venv: Path
     postgres_bin: str
@@ -160,8 +161,11 @@ def instance_programs(ctx: InstanceContext, app: bool = True) -> list[Program]:
                 env,
             ),
         ]
-    users = {"postgres": ctx.service_user, "redis": ctx.service_user}
-    return [Program(**{**p.__dict__, "instance": name, "user": users.get(p.component, ctx.superset_user)})
+    # Redis holds only what Superset puts there and answers only to Superset's password: as
+    # Superset's account, a flaw in Redis (its Lua engine) gives an attacker no account it did
+    # not already have, where the data user's would open every instance's database files.
+    return [Program(**{**p.__dict__, "instance": name,
+                       "user": ctx.service_user if p.component == "postgres" else ctx.superset_user})
             for p in programs]
 
 
@@ -279,7 +283,7 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
             RenderedFile(
                 config / "redis-auth.conf",
                 f"requirepass {secrets['redis_password']}\n",
-                mode=0o600,
+                mode=0o640,  # read by Redis, which runs as Superset's account
                 restarts=("redis",),
             ),
         ]

@@ -1,14 +1,15 @@
 """The OS accounts of a host's instances, and what each one may touch.
 
 Two accounts serve an instance when Setpoint runs as root:
-- the data user (`setpoint`) runs PostgreSQL, Redis and pgBackRest, owns their files, the
-  backups and the instance's secret store; it is the only peer-authenticated superuser of each
-  cluster, and no process reachable from the web runs as it;
+- the data user (`setpoint`) runs PostgreSQL and pgBackRest, owns their files, the backups and
+  the instance's secret store; it is the only peer-authenticated superuser of each cluster, and
+  no process reachable from the web runs as it (it is shared by the instances of the host);
 - the instance's Superset account (`sp-NAME`, see home.superset_account) runs the web, worker
-  and beat processes. It reads the instance's configuration and superset-secrets.json and writes
-  only its SUPERSET_HOME. It connects to its metadata over TCP with a password role that is no
-  superuser, and it cannot open another instance's directory, nor its own instance's sockets,
-  data, logs, backups or secret store.
+  and beat processes and the instance's Redis, which holds nothing but Superset's own data. It
+  reads the instance's configuration and superset-secrets.json and writes only its SUPERSET_HOME
+  and Redis's data. It connects to its metadata over TCP with a password role that is no
+  superuser, and it cannot open another instance's directory, nor its own instance's PostgreSQL
+  files and socket, logs, backups or secret store.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def instance_layout(ctx: InstanceContext) -> list[Layout]:
         Layout(paths.config, data, superset, 0o750),
         Layout(paths.data, data, superset, 0o750),
         Layout(paths.superset_home, superset, superset, 0o700),
+        Layout(paths.redis_data, superset, superset, 0o700),
         # The data user's alone.
-        Layout(paths.redis_data, data, data, 0o700),
         Layout(paths.run, data, data, 0o700),
         Layout(paths.logs, data, data, 0o750),
         Layout(paths.backup, data, data, 0o700),
@@ -65,7 +66,7 @@ def lay_out(ctx: InstanceContext) -> list[str]:
         st = entry.path.stat()
         uid, gid = pwd.getpwnam(entry.owner).pw_uid, grp.getgrnam(entry.group).gr_gid
         if (st.st_uid, st.st_gid) != (uid, gid) or st.st_mode & 0o777 != entry.mode:
-            # SUPERSET_HOME changes hands with everything in it (the beat schedule, uploads).
+            # SUPERSET_HOME and Redis's data change hands with everything in them.
             moved = entry.owner == ctx.superset_user and st.st_uid != uid
             chown(entry.path, entry.owner, entry.group, recursive=moved)
             entry.path.chmod(entry.mode)

@@ -154,10 +154,15 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     programs_conf = home.programs_conf(spec.name)
     app_present = programs_conf.exists()
     step("starting the data servers")
-    # The first time, Superset's processes wait until the metadata database is migrated.
+    # The first time, Superset's processes wait until the metadata database is migrated. Later, a
+    # process whose command or account changed gets it now, before anything restarts it.
+    programs = None
     if not app_present or not state.get("migrated"):
-        if write_file(programs_conf, render_programs_conf(ctx, app=False), mode=0o600):
-            platform.supervisor.update()
+        programs = render_programs_conf(ctx, app=False)
+    elif state["migrated"] == spec.superset_version:
+        programs = render_programs_conf(ctx)
+    if programs and write_file(programs_conf, programs, mode=0o600):
+        platform.supervisor.update()
     _restart_changed(platform, ctx, restarts & {"postgres", "redis"}, act)
     startup.start_data(ctx, platform, secrets)
     if ctx.managed_postgres:
