@@ -104,3 +104,28 @@ def test_duckdb_is_refused_in_the_spec():
 
     with pytest.raises(InputError, match="duckdb reads and writes this host's files"):
         parse_spec({"name": "x", "drivers": ["duckdb"]})
+
+
+def test_a_postgresql_connection_is_pinned_to_the_address_judged():
+    """DNS rebinding: the name resolves to a public address when judged, then to this host."""
+    answers = iter([["93.184.216.34"], ["127.0.0.1"]])
+    guard = guard_module.Guard(["postgresql", "mysql"], OWN, resolver=lambda host: next(answers))
+    params = {"host": "rebind.example.com", "port": 5432, "user": "u"}
+    guard.check_connection("postgresql", params)
+    assert params["hostaddr"] == "93.184.216.34"  # libpq connects there and resolves nothing
+    with pytest.raises(guard_module.RefusedDatabase):  # judged again, the name now points home
+        guard.check_connection("postgresql", {"host": "rebind.example.com", "port": 5432})
+
+
+def test_pinning_leaves_targets_allowed_by_name_and_given_addresses_alone():
+    own = {"host": "127.0.0.1", "port": 20002, "user": "superset"}
+    GUARD.check_connection("postgresql", own)
+    assert "hostaddr" not in own
+    given = {"host": "warehouse.example.com", "hostaddr": "93.184.216.34", "port": 5432}
+    GUARD.check_connection("postgresql", given)
+    assert given["hostaddr"] == "93.184.216.34"
+    with pytest.raises(guard_module.RefusedDatabase):
+        GUARD.check_connection("postgresql", {"host": "warehouse.example.com", "hostaddr": "127.0.0.1"})
+    other = {"host": "warehouse.example.com", "port": 3306, "user": "u"}
+    GUARD.check_connection("mysql", other)
+    assert "hostaddr" not in other  # no such parameter outside libpq

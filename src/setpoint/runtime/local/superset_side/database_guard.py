@@ -9,7 +9,9 @@ fetches URLs (sqlite, every shillelagh and duckdb variant: Superset blocks only 
 - `validate_url` is Superset's DB_SQLA_URI_VALIDATOR, called before every engine is made (test
   connection, create, update, SQL Lab, charts, imported databases when they are used);
 - `check_connect` runs on SQLAlchemy's do_connect event, on the final connection arguments, so
-  a host hidden in `extra` (engine_params.connect_args) or in the URL's query is judged too.
+  a host hidden in `extra` (engine_params.connect_args) or in the URL's query is judged too. A
+  PostgreSQL connection is then pinned to the addresses judged (libpq's `hostaddr`): a public
+  name re-pointed at this host after the check (DNS rebinding) is never resolved again.
 
 Every refusal raises the same sentence: the answers do not tell an open port from a closed one.
 Stdlib only at import; SQLAlchemy is imported by `install`.
@@ -68,24 +70,44 @@ class Guard:
             return False
         return dialect in self.dialects
 
-    def is_allowed_target(self, host: str | None, port: int | None, user: str | None) -> bool:
-        """Whether a connection to `host`:`port` as `user` may be made."""
+    def approved_addresses(self, host: str | None, port: int | None, user: str | None) -> list[str] | None:
+        """None if a connection to `host`:`port` as `user` is refused; else the public addresses
+        it was judged by (empty for a target the spec allows by name)."""
         if not host or host.startswith(("/", "@")):
-            return False  # no host means libpq's or MySQL's default Unix socket
+            return None  # no host means libpq's or MySQL's default Unix socket
         for entry in self.allowed:
             if entry["host"].lower() == host.lower() and entry.get("port") in (None, port) \
                     and entry.get("user") in (None, user):
-                return True
+                return []
         addresses = self.resolver(host)
-        return bool(addresses) and all(is_public(a) for a in addresses)
+        return addresses if addresses and all(is_public(a) for a in addresses) else None
 
     def judge(self, drivername: str, hosts: list[str | None], port: int | None, user: str | None,
-              networked: bool = True) -> None:
-        """Raise RefusedDatabase unless the dialect and every host are allowed."""
+              networked: bool = True) -> list[list[str]]:
+        """Raise RefusedDatabase unless the dialect and every host are allowed; return each host's
+        approved addresses (see approved_addresses)."""
         if not self.is_allowed_dialect(drivername):
             raise RefusedDatabase()
-        if networked and not all(self.is_allowed_target(h, port, user) for h in hosts or [None]):
+        if not networked:
+            return []
+        approved = [self.approved_addresses(host, port, user) for host in hosts or [None]]
+        if any(addresses is None for addresses in approved):
             raise RefusedDatabase()
+        return approved
+
+
+    def check_connection(self, dialect: str, cparams: dict) -> None:
+        """Judge a connection's final keyword arguments (raise RefusedDatabase), and pin a
+        PostgreSQL connection to the addresses judged by setting libpq's `hostaddr` in `cparams`."""
+        hosts: list[str | None] = []
+        for key in ("host", "hostaddr", "server", "server_hostname", "unix_socket"):
+            if key in cparams:
+                hosts += _split_hosts(cparams[key])
+        port = int(cparams["port"]) if cparams.get("port") else None
+        approved = self.judge(dialect, hosts, port, cparams.get("user") or cparams.get("username"),
+                              networked=is_networked(dialect))
+        if dialect == "postgresql" and "hostaddr" not in cparams and approved and all(approved):
+            cparams["hostaddr"] = ",".join(addresses[0] for addresses in approved)
 
 
 def _split_hosts(value) -> list[str | None]:
@@ -117,15 +139,9 @@ def install(guard: Guard):
     def check_connect(dialect, conn_rec, cargs, cparams) -> None:
         if os.environ.get("SETPOINT_TRUSTED_CONNECTION") == "1":
             return  # Setpoint's own one-off commands (a drill opening a restored copy)
-        hosts: list[str | None] = []
-        for key in ("host", "hostaddr", "server", "server_hostname", "unix_socket"):
-            if key in cparams:
-                hosts += _split_hosts(cparams[key])
         if cargs and isinstance(cargs[0], str) and "host=" in cargs[0]:
             raise RefusedDatabase()  # a libpq connection string passed positionally
-        port = cparams.get("port")
-        guard.judge(dialect.name, hosts or [None], int(port) if port else None,
-                    cparams.get("user") or cparams.get("username"), networked=is_networked(dialect.name))
+        guard.check_connection(dialect.name, cparams)
 
     event.listen(Engine, "do_connect", check_connect)
     return validate_url
