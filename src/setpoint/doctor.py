@@ -25,7 +25,13 @@ PREREQUISITES = {
     "pgbackrest": "pgbackrest",
     "setcap": "libcap2-bin",
     "useradd": "passwd",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "prometheus-node-exporter": "prometheus-node-exporter",
 }
+# Units Debian's packages enable, which would serve with their own settings on every interface:
+# Setpoint runs these programs itself, on loopback.
+PACKAGED_UNITS = ("prometheus.service", "prometheus-node-exporter.service")
 
 
 @dataclass(frozen=True)
@@ -90,3 +96,5 @@ def install(packages: list[str]) -> None:
     proc.run(["apt-get", "update", "-qq"], timeout=600, what="apt-get update")
     proc.run(install_command(packages), timeout=1200, what="installing " + " ".join(packages),
              env={"DEBIAN_FRONTEND": "noninteractive"})
+    if Path("/run/systemd/system").exists():
+        proc.run(["systemctl", "disable", "--now", *PACKAGED_UNITS], check=False, timeout=120)

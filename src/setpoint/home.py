@@ -17,6 +17,7 @@ import platformdirs
 
 SERVICE_USER = "setpoint"
 CADDY_USER = "setpoint-caddy"
+MONITOR_USER = "setpoint-monitor"
 SYSTEM_HOME = Path("/var/lib/setpoint")
 
 
@@ -33,6 +34,11 @@ def caddy_user() -> str:
     """The account of the host's Caddy (root: `setpoint-caddy`, which holds the local CA's keys
     and reads nothing of the instances)."""
     return CADDY_USER if is_root() else getpass.getuser()
+
+
+def monitor_user() -> str:
+    """The account of the host's Prometheus and node exporter (root: `setpoint-monitor`)."""
+    return MONITOR_USER if is_root() else getpass.getuser()
 
 
 def superset_account(home_root: Path, name: str) -> str:
@@ -78,6 +84,8 @@ class InstancePaths:
     pg_data = property(lambda self: self.data / "postgres")
     redis_data = property(lambda self: self.data / "redis")
     superset_home = property(lambda self: self.data / "superset")
+    # Where every Superset process of the instance writes its Prometheus samples.
+    metrics_dir = property(lambda self: self.data / "superset" / "metrics")
     backup = property(lambda self: self.root / "backup")
     # Written by Caddy's own account, so beside Caddy's files rather than in logs/.
     access_log = property(lambda self: self.root.parent.parent / "caddy" / "logs" / f"{self.name}.access.log")
@@ -102,6 +110,7 @@ class Home:
     venvs_dir = property(lambda self: self.root / "venvs")
     caddy_dir = property(lambda self: self.root / "caddy")
     supervisor_dir = property(lambda self: self.root / "supervisor")
+    monitoring_dir = property(lambda self: self.root / "monitoring")
 
     def programs_conf(self, name: str) -> Path:
         """The supervisord include file of an instance: present while the instance should run."""

@@ -24,6 +24,9 @@ APT_PACKAGE_OF = {
     "redis-cli": "redis-tools",
     "caddy": "caddy",
     "pgbackrest": "pgbackrest",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "prometheus-node-exporter": "prometheus-node-exporter",
 }
 
 # Debian installs PostgreSQL's server binaries outside PATH.

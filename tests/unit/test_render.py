@@ -18,7 +18,9 @@ from setpoint.render import (
     Ports,
     instance_programs,
     render_boot_unit,
+    Monitoring,
     render_caddyfile,
+    render_prometheus_config,
     render_instance,
     render_programs_conf,
     render_site,
@@ -51,14 +53,21 @@ def context(**spec_fields) -> InstanceContext:
     )
 
 
+MONITORING = Monitoring(user="setpoint-monitor", prometheus_bin="/usr/bin/prometheus",
+                        node_exporter_bin="/usr/bin/prometheus-node-exporter", prometheus_port=19090,
+                        node_exporter_port=19091, caddy_metrics_port=19092)
+
+
 def rendered_files(ctx):
     files = {f.path.name: f for f in render_instance(ctx, SECRETS)}
     home = Home(Path("/srv/setpoint"))
     extra = {
         "programs.conf": render_programs_conf(ctx),
         "site.caddy": render_site(ctx),
-        "Caddyfile": render_caddyfile(home, Path("/srv/setpoint/caddy/admin/admin.sock")),
-        "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint-caddy", "/opt/setpoint/bin/python"),
+        "Caddyfile": render_caddyfile(home, Path("/srv/setpoint/caddy/admin/admin.sock"), MONITORING.caddy_metrics_port),
+        "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint-caddy", "/opt/setpoint/bin/python",
+                                                    MONITORING),
+        "prometheus.yml": render_prometheus_config(home, MONITORING),
         "setpoint.service": render_boot_unit(home, "/srv/setpoint/current/bin/setpoint"),
     }
     return {**{name: f.text for name, f in files.items()}, **extra}
@@ -212,3 +221,15 @@ def test_superset_accounts_are_per_home_and_fit_linux_names():
     assert re.fullmatch(r"sp[0-9a-f]{4}-demo", tagged) and tagged != superset_account(Path("/tmp/home-b"), "demo")
     longest = superset_account(Path("/tmp/home-a"), "a" * 32)
     assert len(longest) <= 32 and longest != superset_account(Path("/tmp/home-a"), "a" * 31 + "b")
+
+
+def test_prometheus_config_passes_promtool(tmp_path):
+    """The rendered configuration as Prometheus 2.42 itself reads it (promtool, from the
+    `prometheus` package that `setpoint doctor --install` installs)."""
+    from setpoint import proc
+
+    config = tmp_path / "prometheus.yml"
+    config.write_text(rendered_files(context())["prometheus.yml"])
+    result = proc.run([proc.find_binary("promtool"), "check", "config", config], check=False)
+    assert result.ok, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr

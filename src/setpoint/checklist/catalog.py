@@ -89,7 +89,7 @@ CHECKS: list[Check] = [
           "ship Superset, Celery and PostgreSQL logs to Loki, ELK or Datadog"),
     Check(19, "prometheus", M, "Prometheus scrapes Superset and host metrics",
           ops.probe_metrics,
-          "Setpoint does not run Prometheus yet: setpoint status NAME shows each component's state and health",
+          "the host's Prometheus scrapes every instance that is up: run setpoint up NAME (and setpoint doctor --install if Prometheus is missing)",
           "expose STATS_LOGGER metrics and node metrics to Prometheus"),
     Check(20, "alerts", M, "alerts for CPU 99% for 5 min, 5xx above 5% and backup failure route to a receiver",
           ops.probe_alerts,

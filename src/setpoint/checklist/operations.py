@@ -13,10 +13,13 @@ import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
+import httpx
+
 from setpoint.backup.dr import plan_path
 from setpoint.backup.service import now, read_record
 from setpoint.checklist.evidence import Evidence
 from setpoint.checklist.model import Finding, combine, failed, passed, unverified
+from setpoint.errors import SetpointError
 from setpoint.net import is_loopback_name
 from setpoint.services.postgres import cluster_of
 from setpoint.spec import supported_superset_versions
@@ -181,11 +184,31 @@ probe_central_logs = artifact_probe(
     "logs stay in files on this host; nothing ships them to a central store",
     "the central log store's recent web, worker and database entries would verify it",
 )
-probe_metrics = artifact_probe(
-    "observability/prometheus.yaml",
-    "no Prometheus scrapes Superset or the host",
-    "the Prometheus targets of Superset and its host would verify it",
-)
+
+
+def probe_metrics(ev: Evidence) -> Finding:
+    """The host's Prometheus scrapes the instance's Superset and the host, successfully, now."""
+    managed = ev.target.managed
+    if managed is None:
+        return unverified("the Prometheus targets of Superset and its host would verify it")
+    from setpoint.observability.metrics import Prometheus, monitoring_of
+
+    name = managed.spec.name
+    try:
+        targets = Prometheus(monitoring_of(managed.platform.home)).scraped(name)
+    except (httpx.HTTPError, SetpointError) as exc:
+        return failed(f"the host's Prometheus does not answer ({exc})")
+    parts = []
+    for job, what in (("superset", f"{name}'s Superset"), ("node", "the host (node exporter)")):
+        found = [t for t in targets if t.job == job]
+        if not found:
+            parts.append(failed(f"Prometheus has no target for {what}"))
+        for target in found:
+            verdict = passed if target.health == "up" else failed
+            parts.append(verdict(f"Prometheus scrapes {what} at {target.url}: {target.health}"
+                                 + (f" ({target.error})" if target.error else "")))
+    return combine(parts)
+
 probe_alerts = artifact_probe(
     "observability/alerts.yaml",
     "no alert rules for CPU, 5xx rate or backup failure",

@@ -114,6 +114,7 @@ def superset_environment(ctx: InstanceContext) -> str:
     return (
         f'SUPERSET_CONFIG_PATH="{ctx.paths.config}/superset_config.py",'
         f'SUPERSET_HOME="{ctx.paths.superset_home}",HOME="{ctx.paths.superset_home}",'
+        f'PROMETHEUS_MULTIPROC_DIR="{ctx.paths.metrics_dir}",'
         f'PATH="{ctx.venv}/bin:/usr/bin:/bin"'
     )
 
@@ -225,7 +226,7 @@ REDIS_DB = {"broker": 0, "task_results": 1, "caches": 2, "query_results": 3, "ra
 REDIS_DBS_OF_THE_PRESENT = tuple(REDIS_DB[k] for k in ("broker", "task_results", "caches", "query_results", "async_events"))
 
 # Setpoint's modules that superset_config.py loads from beside itself.
-SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard")
+SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "metrics")
 
 
 def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[RenderedFile]:
@@ -311,14 +312,36 @@ def render_site(ctx: InstanceContext) -> str:
     return render_template("site.caddy.j2", spec=ctx.spec, ports=ctx.ports, paths=ctx.paths, lan_sites=lan)
 
 
-def render_caddyfile(home: Home, admin_socket: Path) -> str:
+@dataclass(frozen=True)
+class Monitoring:
+    """The host's metrics services (observability/metrics.py): their account, binaries, ports."""
+
+    user: str
+    prometheus_bin: str
+    node_exporter_bin: str
+    prometheus_port: int
+    node_exporter_port: int
+    caddy_metrics_port: int
+    retention_days: int = 30
+    scrape_interval_s: int = 15
+
+
+def render_caddyfile(home: Home, admin_socket: Path, metrics_port: int) -> str:
     """The host's Caddyfile, which imports every instance's site."""
-    return render_template("Caddyfile.j2", home=home, admin_socket=admin_socket)
+    return render_template("Caddyfile.j2", home=home, admin_socket=admin_socket, metrics_port=metrics_port)
 
 
-def render_supervisord_conf(home: Home, caddy_bin: str, caddy_user: str, python: str) -> str:
-    """The host's supervisord configuration: Caddy, the scheduler, every instance's include file."""
-    return render_template("supervisord.conf.j2", home=home, caddy_bin=caddy_bin, caddy_user=caddy_user, python=python)
+def render_supervisord_conf(home: Home, caddy_bin: str, caddy_user: str, python: str, monitoring: Monitoring) -> str:
+    """The host's supervisord configuration: Caddy, the scheduler, Prometheus and the node
+    exporter, every instance's include file."""
+    return render_template("supervisord.conf.j2", home=home, caddy_bin=caddy_bin, caddy_user=caddy_user, python=python,
+                           monitoring=monitoring, monitoring_dir=home.monitoring_dir)
+
+
+def render_prometheus_config(home: Home, monitoring: Monitoring) -> str:
+    """The host's Prometheus: itself, the host, Caddy, and each instance's Superset (discovered from
+    the files `up` writes under monitoring/targets/)."""
+    return render_template("prometheus.yml.j2", monitoring=monitoring, monitoring_dir=home.monitoring_dir)
 
 
 def render_boot_unit(home: Home, command: str) -> str:

@@ -14,6 +14,16 @@ accesslog = "-"
 errorlog = "-"
 
 
+def on_starting(server):
+    # Metrics of the processes of a previous start would be summed with the new ones' (counters
+    # start again from zero, which Prometheus reads as a reset).
+    import glob
+    import os
+
+    for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(path)
+
+
 def post_fork(server, worker):
     # psycopg2 blocks a whole gevent worker unless its waits are made cooperative.
     from psycogreen.gevent import patch_psycopg

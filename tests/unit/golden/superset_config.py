@@ -98,6 +98,11 @@ _guard = _setpoint_module("setpoint_database_guard")
 DB_SQLA_URI_VALIDATOR = _guard.install(_guard.Guard(['postgresql'], [{'host': '127.0.0.1', 'port': 20002, 'user': 'superset'}, {'host': '127.0.0.1', 'port': 20002, 'user': 'examples_reader'}]))
 PREVENT_UNSAFE_DB_CONNECTIONS = True
 
+# --- Metrics (point 19): Superset's events for the host's Prometheus (setpoint_metrics.py) ---
+_metrics = _setpoint_module("setpoint_metrics")
+STATS_LOGGER = _metrics.PrometheusStatsLogger()
+BLUEPRINTS = [_metrics.blueprint()]
+
 # --- Metadata database (points 11, 12) ---
 SQLALCHEMY_DATABASE_URI = f"postgresql+psycopg2://superset:{quote(_SECRETS['metadata_db_password'])}@127.0.0.1:20002/superset"
 SQLALCHEMY_ENGINE_OPTIONS = {

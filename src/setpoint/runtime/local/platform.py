@@ -12,6 +12,7 @@ from setpoint import proc
 from setpoint.host import installation as installations
 from setpoint.home import Home, caddy_user, chown, service_user, unreachable_parent, write_file
 from setpoint.errors import SetpointError
+from setpoint.observability import metrics
 from setpoint.runtime.local.accounts import ensure_account
 from setpoint.render import render_caddyfile, render_supervisord_conf
 from setpoint.services.caddy import Caddy
@@ -66,16 +67,22 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     write_file(home.root / "platform.json", json.dumps({"caddy_admin": "unix socket"}) + "\n")
     platform = load_platform(home)
     caddy_bin = proc.find_binary("caddy")
-    caddyfile_changed = write_file(platform.caddy.caddyfile, render_caddyfile(home, platform.caddy.admin_socket), owner=caddy)
-    if caddyfile_changed and platform.supervisor.is_running():
-        # Only when Setpoint itself changed the global options (the admin endpoint moved off TCP):
-        # the sites are reloaded gracefully, but a new admin address needs a new process.
-        platform.supervisor.restart("caddy")
-        log("restarted Caddy: its global configuration changed")
+    monitoring = metrics.monitoring_of(home)
+    prometheus_changed = metrics.prepare(home, monitoring, log)
+    caddyfile = render_caddyfile(home, platform.caddy.admin_socket, monitoring.caddy_metrics_port)
+    before_caddyfile = platform.caddy.caddyfile.read_text() if platform.caddy.caddyfile.exists() else ""
+    if write_file(platform.caddy.caddyfile, caddyfile, owner=caddy) and platform.supervisor.is_running():
+        if _admin_line(before_caddyfile) != _admin_line(caddyfile):
+            # A new admin address (it moved off TCP) needs a new process.
+            platform.supervisor.restart("caddy")
+            log("restarted Caddy: its admin endpoint changed")
+        else:
+            platform.caddy.reload()  # graceful: no connection dropped
     installation = installations.ensure_installation(home, log, step)
     conf = platform.supervisor.conf
     before = conf.read_text() if conf.exists() else None
-    changed = write_file(conf, render_supervisord_conf(home, caddy_bin, caddy, str(installation.python)), mode=0o600)
+    changed = write_file(conf, render_supervisord_conf(home, caddy_bin, caddy, str(installation.python), monitoring),
+                         mode=0o600)
     if not platform.supervisor.is_running():
         installations.activate(home, installation)
         platform = load_platform(home)
@@ -84,11 +91,17 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     elif changed:
         _switch_host_services(platform, installation, before, log)
     platform.supervisor.wait_running(list(HOST_PROGRAMS), timeout=30)
+    if prometheus_changed and not changed:
+        platform.supervisor.signal("HUP", "prometheus")  # Prometheus reloads its configuration
     platform.caddy.wait_ready()
     return platform
 
 
-HOST_PROGRAMS = ("caddy", "scheduler")
+HOST_PROGRAMS = ("caddy", "scheduler", "prometheus", "node-exporter")
+
+
+def _admin_line(caddyfile: str) -> str:
+    return next((line.strip() for line in caddyfile.splitlines() if line.strip().startswith("admin ")), "")
 
 
 def _switch_host_services(platform: Platform, installation: installations.Installation, before: str | None, log) -> None:

@@ -1,0 +1,57 @@
+"""Superset's STATS_LOGGER as Prometheus metrics, summed over every process of the instance.
+
+Copied beside superset_config.py, which installs it. prometheus_client runs in multiprocess
+mode: supervisord gives every Superset process (gunicorn's workers, Celery's pool) the same
+PROMETHEUS_MULTIPROC_DIR, each process writes its samples there, and the web process serves their
+sum at /setpoint/metrics for the host's Prometheus. That path answers only requests made straight
+to gunicorn on loopback: Caddy answers 404 for it, and a request that came through Caddy (it
+always sets X-Forwarded-For) gets 404 here too.
+
+Superset reports events (`incr`: API calls by endpoint and outcome, cache hits and misses, SQL
+Lab and report runs) and durations in milliseconds (`timing`); they become
+`superset_events_total{event}` and `superset_duration_seconds{event}`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+from superset.stats_logger import BaseStatsLogger
+
+PATH = "/setpoint/metrics"
+EVENTS = Counter("superset_events", "Superset's events (STATS_LOGGER incr), by key.", ["event"])
+DURATIONS = Histogram("superset_duration_seconds", "Superset's timings (STATS_LOGGER timing), by key.", ["event"],
+                      buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+LEVELS = Gauge("superset_gauge", "Superset's gauges (STATS_LOGGER gauge, decr), by key.", ["event"],
+               multiprocess_mode="mostrecent")
+
+
+class PrometheusStatsLogger(BaseStatsLogger):
+    def incr(self, key: str) -> None:
+        EVENTS.labels(key).inc()
+
+    def decr(self, key: str) -> None:
+        LEVELS.labels(key).dec()
+
+    def timing(self, key: str, value: float) -> None:
+        DURATIONS.labels(key).observe(max(value, 0) / 1000)  # Superset times in milliseconds
+
+    def gauge(self, key: str, value: float) -> None:
+        LEVELS.labels(key).set(value)
+
+
+def blueprint():
+    """The Flask blueprint serving the instance's metrics (superset_config.BLUEPRINTS)."""
+    from flask import Blueprint, Response, abort, request
+
+    metrics = Blueprint("setpoint_metrics", __name__)
+
+    @metrics.route(PATH)
+    def serve():
+        if request.headers.get("X-Forwarded-For") or request.remote_addr not in ("127.0.0.1", "::1"):
+            abort(404)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    return metrics

@@ -1,0 +1,73 @@
+"""The host's Prometheus observes every instance from its first minute (checklist point 19),
+with Superset's own events summed over all its processes, and none of it is reachable from
+outside the host."""
+
+import subprocess
+import time
+
+from setpoint.checklist import run_scorecard
+from setpoint.observability.metrics import Prometheus, monitoring_of
+from setpoint.runtime.local import lifecycle
+from setpoint.runtime.local.platform import load_platform
+
+
+def point_19(home):
+    card = run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha")
+    return next(r for r in card.results if r.check.id == 19)
+
+
+def test_prometheus_scrapes_the_instance_the_host_and_caddy(home, instance):
+    health = {(t.job, t.instance): t.health for t in Prometheus(monitoring_of(home)).targets()}
+    assert health[("superset", "alpha")] == "up"
+    assert health[("node", None)] == health[("caddy", None)] == health[("prometheus", None)] == "up"
+
+
+def test_superset_events_reach_prometheus(home, admin):
+    prometheus = Prometheus(monitoring_of(home))
+    expression = 'sum(superset_events_total{setpoint_instance="alpha",event="ChartRestApi.data.success"})'
+
+    def count() -> float:
+        result = prometheus.query(expression)
+        return float(result[0]["value"][1]) if result else 0.0
+
+    before = count()
+    chart = admin.find("chart", "slice_name", "Top countries")[0]
+    query_context = admin.get(f"/api/v1/chart/{chart['id']}").json()["result"]["query_context"]
+    for _ in range(3):
+        admin.chart_data(query_context)
+    deadline = time.monotonic() + 60  # a scrape every 15 s
+    while count() < before + 3:
+        assert time.monotonic() < deadline, f"Prometheus saw {count() - before:.0f} of 3 chart requests"
+        time.sleep(2)
+
+
+def test_metrics_are_reachable_from_this_host_only(home, instance, http):
+    """Anonymous, from outside: the instance's metrics are not served through Caddy, nor to a
+    request Caddy forwarded; the monitoring services listen on loopback only."""
+    assert http.get("/setpoint/metrics").status_code == 404
+    web = home.instance("alpha").read_state()["ports"]["web"]
+    import httpx
+
+    direct = httpx.get(f"http://127.0.0.1:{web}/setpoint/metrics", timeout=10)
+    assert direct.status_code == 200 and "superset_events_total" in direct.text
+    forwarded = httpx.get(f"http://127.0.0.1:{web}/setpoint/metrics", headers={"X-Forwarded-For": "203.0.113.9"},
+                          timeout=10)
+    assert forwarded.status_code == 404
+    monitoring = monitoring_of(home)
+    listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
+    for port in (monitoring.prometheus_port, monitoring.node_exporter_port, monitoring.caddy_metrics_port):
+        addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening.splitlines()
+                     if line.split()[3].endswith(f":{port}")}
+        assert addresses == {"127.0.0.1"}, (port, addresses)
+
+
+def test_point_19_fails_while_prometheus_is_down(home, instance):
+    supervisor = load_platform(home).supervisor
+    assert point_19(home).status.value == "PASS"
+    supervisor.stop("prometheus")
+    try:
+        finding = point_19(home)
+        assert finding.status.value == "FAIL" and "does not answer" in finding.evidence
+    finally:
+        supervisor.ctl("start", "prometheus")
+    supervisor.wait_running(["prometheus"], timeout=30)
