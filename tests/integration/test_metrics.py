@@ -71,3 +71,16 @@ def test_point_19_fails_while_prometheus_is_down(home, instance):
     finally:
         supervisor.ctl("start", "prometheus")
     supervisor.wait_running(["prometheus"], timeout=30)
+
+
+def test_setpoint_facts_reach_prometheus(home, instance):
+    """The scheduler's facts (every minute) through the node exporter: alpha's first backup, taken
+    by `up`, succeeded."""
+    prometheus = Prometheus(monitoring_of(home))
+    expression = 'setpoint_job_last_run_success{setpoint_instance="alpha",job="backup"}'
+    deadline = time.monotonic() + 120
+    while not prometheus.query(expression):
+        assert time.monotonic() < deadline, "no backup fact of alpha in Prometheus"
+        time.sleep(3)
+    assert float(prometheus.query(expression)[0]["value"][1]) == 1
+    assert prometheus.query('setpoint_instance_desired_up{setpoint_instance="alpha"}')[0]["value"][1] == "1"

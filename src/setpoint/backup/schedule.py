@@ -95,6 +95,16 @@ def tick(home: Home, now: datetime) -> None:
             log.info("%s: busy (another command is changing it); its jobs wait for the next tick", name)
 
 
+def publish_facts(home: Home) -> None:
+    """Setpoint's facts of every instance, for the host's Prometheus (observability/facts.py)."""
+    from setpoint.observability.facts import write_facts
+
+    try:
+        write_facts(home)
+    except Exception:  # noqa: BLE001 - metrics never stop the backups
+        log.exception("could not write Setpoint's facts for Prometheus")
+
+
 def run_forever(home: Home) -> None:
     from setpoint.backup.service import now
 
@@ -103,6 +113,7 @@ def run_forever(home: Home) -> None:
     log.info("scheduler started for %s", home.root)
     while True:
         tick(home, now())
+        publish_facts(home)
         time.sleep(TICK_S)
 
 
