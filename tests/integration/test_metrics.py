@@ -84,3 +84,13 @@ def test_setpoint_facts_reach_prometheus(home, instance):
         time.sleep(3)
     assert float(prometheus.query(expression)[0]["value"][1]) == 1
     assert prometheus.query('setpoint_instance_desired_up{setpoint_instance="alpha"}')[0]["value"][1] == "1"
+
+
+def test_the_alert_rules_are_loaded_and_point_20_says_what_is_missing(home, instance):
+    loaded = Prometheus(monitoring_of(home)).alert_rules()
+    assert {"HostCpuSaturated", "SupersetErrorRate", "BackupFailed", "InstanceDown", "BackupStale"} <= set(loaded)
+    assert loaded["InstanceDown"] == "inactive"  # alpha answers
+    card = run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha")
+    finding = next(r for r in card.results if r.check.id == 20)
+    assert finding.status.value == "FAIL"
+    assert "a rule for CPU at 99% for 5 min" in finding.evidence and "no Alertmanager" in finding.evidence

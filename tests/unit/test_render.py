@@ -20,6 +20,7 @@ from setpoint.render import (
     render_boot_unit,
     Monitoring,
     render_caddyfile,
+    render_alert_rules,
     render_prometheus_config,
     render_instance,
     render_programs_conf,
@@ -228,8 +229,11 @@ def test_prometheus_config_passes_promtool(tmp_path):
     `prometheus` package that `setpoint doctor --install` installs)."""
     from setpoint import proc
 
-    config = tmp_path / "prometheus.yml"
-    config.write_text(rendered_files(context())["prometheus.yml"])
+    home = Home(tmp_path)
+    home.monitoring_dir.mkdir()
+    (home.monitoring_dir / "rules.yml").write_text(render_alert_rules())
+    config = home.monitoring_dir / "prometheus.yml"
+    config.write_text(render_prometheus_config(home, MONITORING))
     result = proc.run([proc.find_binary("promtool"), "check", "config", config], check=False)
     assert result.ok, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout + result.stderr
+    assert "SUCCESS: 7 rules found" in result.stdout + result.stderr

@@ -209,11 +209,27 @@ def probe_metrics(ev: Evidence) -> Finding:
                                  + (f" ({target.error})" if target.error else "")))
     return combine(parts)
 
-probe_alerts = artifact_probe(
-    "observability/alerts.yaml",
-    "no alert rules for CPU, 5xx rate or backup failure",
-    "alert rules for CPU, 5xx and backup failure with a receiver would verify it",
-)
+# The alerts the checklist names, and the rule of the host's Prometheus that raises each.
+REQUIRED_ALERTS = {"HostCpuSaturated": "CPU at 99% for 5 min", "SupersetErrorRate": "5xx above 5% of requests",
+                   "BackupFailed": "a failed backup"}
+
+
+def probe_alerts(ev: Evidence) -> Finding:
+    """The rules are loaded in the host's Prometheus, and something routes them to a receiver."""
+    managed = ev.target.managed
+    if managed is None:
+        return unverified("alert rules for CPU, 5xx and backup failure with a receiver would verify it")
+    from setpoint.observability.metrics import Prometheus, monitoring_of
+
+    try:
+        loaded = Prometheus(monitoring_of(managed.platform.home)).alert_rules()
+    except (httpx.HTTPError, SetpointError) as exc:
+        return failed(f"the host's Prometheus does not answer ({exc})")
+    parts = [(passed if rule in loaded else failed)(f"{'a' if rule in loaded else 'no'} rule for {what} ({rule})")
+             for rule, what in REQUIRED_ALERTS.items()]
+    parts.append(failed("no Alertmanager routes the alerts to a receiver"))
+    return combine(parts)
+
 probe_synthetic = artifact_probe(
     "observability/synthetic.json",
     "no synthetic check calls /health from outside",

@@ -20,7 +20,7 @@ from setpoint import proc
 from setpoint.errors import SetpointError
 from setpoint.home import Home, chown, is_root, monitor_user, write_file
 from setpoint.net import is_port_free
-from setpoint.render import InstanceContext, Monitoring, render_prometheus_config
+from setpoint.render import InstanceContext, Monitoring, render_alert_rules, render_prometheus_config
 from setpoint.runtime.local.accounts import ensure_account
 
 FIRST_PORT = 19090  # where the search for the host's monitoring ports starts
@@ -62,7 +62,8 @@ def prepare(home: Home, monitoring: Monitoring, log=lambda message: None) -> boo
     storage.mkdir(exist_ok=True)
     storage.chmod(0o700)
     chown(storage, monitoring.user)
-    return write_file(base / "prometheus.yml", render_prometheus_config(home, monitoring))
+    rules = write_file(base / "rules.yml", render_alert_rules())
+    return write_file(base / "prometheus.yml", render_prometheus_config(home, monitoring)) or rules
 
 
 def targets_file(home: Home, name: str):
@@ -105,6 +106,12 @@ class Prometheus:
         response = httpx.get(f"{self.url}/api/v1/query", params={"query": expression}, timeout=10)
         response.raise_for_status()
         return response.json()["data"]["result"]
+
+    def alert_rules(self) -> dict[str, str]:
+        """Every alert rule Prometheus has loaded, with its state (inactive, pending, firing)."""
+        response = httpx.get(f"{self.url}/api/v1/rules", params={"type": "alert"}, timeout=10)
+        response.raise_for_status()
+        return {rule["name"]: rule["state"] for group in response.json()["data"]["groups"] for rule in group["rules"]}
 
     def scraped(self, name: str) -> list[Target]:
         """The targets that observe instance `name`: its Superset, and the host."""

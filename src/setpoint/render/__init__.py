@@ -326,6 +326,20 @@ class Monitoring:
     scrape_interval_s: int = 15
 
 
+@dataclass(frozen=True)
+class AlertRules:
+    """Thresholds and durations of the host's alert rules (rules.yml.j2)."""
+
+    cpu_ratio: float = 0.99
+    cpu_for: str = "5m"
+    disk_ratio: float = 0.90
+    down_for: str = "2m"
+    error_ratio: float = 0.05
+    error_for: str = "5m"
+    backup_max_age_h: int = 26
+    drill_max_age_d: int = 92
+
+
 def render_caddyfile(home: Home, admin_socket: Path, metrics_port: int) -> str:
     """The host's Caddyfile, which imports every instance's site."""
     return render_template("Caddyfile.j2", home=home, admin_socket=admin_socket, metrics_port=metrics_port)
@@ -342,6 +356,11 @@ def render_prometheus_config(home: Home, monitoring: Monitoring) -> str:
     """The host's Prometheus: itself, the host, Caddy, and each instance's Superset (discovered from
     the files `up` writes under monitoring/targets/)."""
     return render_template("prometheus.yml.j2", monitoring=monitoring, monitoring_dir=home.monitoring_dir)
+
+
+def render_alert_rules(rules: AlertRules = AlertRules()) -> str:
+    """The host's alert rules: CPU, disk, an instance down, its 5xx ratio, its backups and drills."""
+    return render_template("rules.yml.j2", rules=rules)
 
 
 def render_boot_unit(home: Home, command: str) -> str:

@@ -91,8 +91,8 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     elif changed:
         _switch_host_services(platform, installation, before, log)
     platform.supervisor.wait_running(list(HOST_PROGRAMS), timeout=30)
-    if prometheus_changed and not changed:
-        platform.supervisor.signal("HUP", "prometheus")  # Prometheus reloads its configuration
+    if prometheus_changed:
+        platform.supervisor.signal("HUP", "prometheus")  # Prometheus reloads its configuration and rules
     platform.caddy.wait_ready()
     return platform
 
