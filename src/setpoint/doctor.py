@@ -28,10 +28,12 @@ PREREQUISITES = {
     "prometheus": "prometheus",
     "promtool": "prometheus",
     "prometheus-node-exporter": "prometheus-node-exporter",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
 }
 # Units Debian's packages enable, which would serve with their own settings on every interface:
 # Setpoint runs these programs itself, on loopback.
-PACKAGED_UNITS = ("prometheus.service", "prometheus-node-exporter.service")
+PACKAGED_UNITS = ("prometheus.service", "prometheus-node-exporter.service", "prometheus-alertmanager.service")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ APT_PACKAGE_OF = {
     "prometheus": "prometheus",
     "promtool": "prometheus",
     "prometheus-node-exporter": "prometheus-node-exporter",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
 }
 
 # Debian installs PostgreSQL's server binaries outside PATH.

@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from setpoint.checklist import run_scorecard
-from setpoint.observability.metrics import Prometheus, monitoring_of
+from setpoint.observability.monitoring import Prometheus, monitoring_of
 from setpoint.runtime.local import lifecycle
 from setpoint.runtime.local.platform import load_platform
 

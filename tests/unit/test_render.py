@@ -20,7 +20,9 @@ from setpoint.render import (
     render_boot_unit,
     Monitoring,
     render_caddyfile,
-    render_alert_rules,
+    render_alertmanager_config,
+    render_host_rules,
+    render_instance_rules,
     render_prometheus_config,
     render_instance,
     render_programs_conf,
@@ -56,7 +58,8 @@ def context(**spec_fields) -> InstanceContext:
 
 MONITORING = Monitoring(user="setpoint-monitor", prometheus_bin="/usr/bin/prometheus",
                         node_exporter_bin="/usr/bin/prometheus-node-exporter", prometheus_port=19090,
-                        node_exporter_port=19091, caddy_metrics_port=19092)
+                        node_exporter_port=19091, caddy_metrics_port=19092,
+                        alertmanager_bin="/usr/bin/prometheus-alertmanager", alertmanager_port=19093)
 
 
 def rendered_files(ctx):
@@ -69,6 +72,9 @@ def rendered_files(ctx):
         "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint-caddy", "/opt/setpoint/bin/python",
                                                     MONITORING),
         "prometheus.yml": render_prometheus_config(home, MONITORING),
+        "rules-host.yml": render_host_rules(),
+        "rules-instance.yml": render_instance_rules(ctx.spec),
+        "alertmanager.yml": render_alertmanager_config({"demo": ["https://hooks.example.com/demo"], "quiet": []}),
         "setpoint.service": render_boot_unit(home, "/srv/setpoint/current/bin/setpoint"),
     }
     return {**{name: f.text for name, f in files.items()}, **extra}
@@ -230,10 +236,20 @@ def test_prometheus_config_passes_promtool(tmp_path):
     from setpoint import proc
 
     home = Home(tmp_path)
-    home.monitoring_dir.mkdir()
-    (home.monitoring_dir / "rules.yml").write_text(render_alert_rules())
+    (home.monitoring_dir / "rules").mkdir(parents=True)
+    (home.monitoring_dir / "rules" / "host.yml").write_text(render_host_rules())
     config = home.monitoring_dir / "prometheus.yml"
     config.write_text(render_prometheus_config(home, MONITORING))
     result = proc.run([proc.find_binary("promtool"), "check", "config", config], check=False)
     assert result.ok, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout + result.stderr
+    assert "SUCCESS: 2 rules found" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("webhooks", [{}, {"demo": []}, {"demo": ["https://hooks.example.com/demo"], "quiet": []}])
+def test_alertmanager_config_passes_amtool(tmp_path, webhooks):
+    from setpoint import proc
+
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(render_alertmanager_config(webhooks))
+    result = proc.run([proc.find_binary("amtool"), "check-config", config], check=False)
+    assert result.ok and "SUCCESS" in result.stdout, result.stdout + result.stderr

@@ -191,7 +191,7 @@ def probe_metrics(ev: Evidence) -> Finding:
     managed = ev.target.managed
     if managed is None:
         return unverified("the Prometheus targets of Superset and its host would verify it")
-    from setpoint.observability.metrics import Prometheus, monitoring_of
+    from setpoint.observability.monitoring import Prometheus, monitoring_of
 
     name = managed.spec.name
     try:
@@ -215,19 +215,27 @@ REQUIRED_ALERTS = {"HostCpuSaturated": "CPU at 99% for 5 min", "SupersetErrorRat
 
 
 def probe_alerts(ev: Evidence) -> Finding:
-    """The rules are loaded in the host's Prometheus, and something routes them to a receiver."""
+    """The host's Prometheus evaluates the rules for this instance, and its Alertmanager routes
+    the instance's alerts to a receiver."""
     managed = ev.target.managed
     if managed is None:
         return unverified("alert rules for CPU, 5xx and backup failure with a receiver would verify it")
-    from setpoint.observability.metrics import Prometheus, monitoring_of
+    from setpoint.observability.monitoring import Alertmanager, Prometheus, monitoring_of
 
+    name = managed.spec.name
+    monitored = monitoring_of(managed.platform.home)
     try:
-        loaded = Prometheus(monitoring_of(managed.platform.home)).alert_rules()
+        groups = Prometheus(monitored).alert_rules()
+        webhooks = Alertmanager(monitored).webhooks_of(name)
     except (httpx.HTTPError, SetpointError) as exc:
-        return failed(f"the host's Prometheus does not answer ({exc})")
+        return failed(f"the host's Prometheus or Alertmanager does not answer ({exc})")
+    loaded = {**groups.get("host", {}), **groups.get(f"instance {name}", {})}
     parts = [(passed if rule in loaded else failed)(f"{'a' if rule in loaded else 'no'} rule for {what} ({rule})")
              for rule, what in REQUIRED_ALERTS.items()]
-    parts.append(failed("no Alertmanager routes the alerts to a receiver"))
+    if webhooks:
+        parts.append(passed(f"Alertmanager sends {name}'s alerts to {len(webhooks)} webhook(s)"))
+    else:
+        parts.append(failed(f"Alertmanager has no receiver for {name}'s alerts"))
     return combine(parts)
 
 probe_synthetic = artifact_probe(

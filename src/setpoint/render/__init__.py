@@ -314,7 +314,7 @@ def render_site(ctx: InstanceContext) -> str:
 
 @dataclass(frozen=True)
 class Monitoring:
-    """The host's metrics services (observability/metrics.py): their account, binaries, ports."""
+    """The host's monitoring services (observability/monitoring.py): their account, binaries, ports."""
 
     user: str
     prometheus_bin: str
@@ -322,22 +322,10 @@ class Monitoring:
     prometheus_port: int
     node_exporter_port: int
     caddy_metrics_port: int
+    alertmanager_bin: str
+    alertmanager_port: int
     retention_days: int = 30
     scrape_interval_s: int = 15
-
-
-@dataclass(frozen=True)
-class AlertRules:
-    """Thresholds and durations of the host's alert rules (rules.yml.j2)."""
-
-    cpu_ratio: float = 0.99
-    cpu_for: str = "5m"
-    disk_ratio: float = 0.90
-    down_for: str = "2m"
-    error_ratio: float = 0.05
-    error_for: str = "5m"
-    backup_max_age_h: int = 26
-    drill_max_age_d: int = 92
 
 
 def render_caddyfile(home: Home, admin_socket: Path, metrics_port: int) -> str:
@@ -358,9 +346,20 @@ def render_prometheus_config(home: Home, monitoring: Monitoring) -> str:
     return render_template("prometheus.yml.j2", monitoring=monitoring, monitoring_dir=home.monitoring_dir)
 
 
-def render_alert_rules(rules: AlertRules = AlertRules()) -> str:
-    """The host's alert rules: CPU, disk, an instance down, its 5xx ratio, its backups and drills."""
-    return render_template("rules.yml.j2", rules=rules)
+def render_host_rules() -> str:
+    """The host's alert rules: CPU and disks."""
+    return render_template("rules-host.yml.j2")
+
+
+def render_instance_rules(spec: InstanceSpec) -> str:
+    """An instance's alert rules, with the thresholds of its spec: down, 5xx ratio, backups, drills."""
+    return render_template("rules-instance.yml.j2", spec=spec)
+
+
+def render_alertmanager_config(webhooks: dict[str, list[str]]) -> str:
+    """The host's Alertmanager: each instance's alerts to its webhooks, the host's to all of them."""
+    return render_template("alertmanager.yml.j2", webhooks=webhooks,
+                           every=sorted({url for urls in webhooks.values() for url in urls}))
 
 
 def render_boot_unit(home: Home, command: str) -> str:

@@ -178,6 +178,28 @@ class Sessions(Strict):
                             description="a session (and an API refresh token) ends this long after its login, used or not")
 
 
+class Alerts(Strict):
+    """Alerts about this instance, evaluated by the host's Prometheus and sent by its Alertmanager
+    to the receivers named here (firing, then resolved); the host's own alerts (CPU, disk) go to
+    every instance's receivers."""
+
+    webhooks: list[str] = Field(
+        default_factory=list,
+        description="URLs that receive the alerts as JSON POSTs (Alertmanager's webhook format)")
+    instance_down_after_s: int = Field(120, ge=10, le=3600, description="alert when Superset has not answered this long")
+    error_ratio: float = Field(0.05, gt=0, lt=1, description="alert when this share of API requests fail with 5xx ...")
+    error_for_s: int = Field(300, ge=60, le=3600, description="... for this long")
+    backup_max_age_h: int = Field(26, ge=1, le=720, description="alert when the last full backup is older than this")
+
+    @field_validator("webhooks")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        bad = [u for u in urls if not re.match(r"^https?://[^\s/]+(/\S*)?$", u)]
+        if bad:
+            raise ValueError(f"webhooks are http:// or https:// URLs (got {', '.join(bad)})")
+        return urls
+
+
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
@@ -210,6 +232,7 @@ class InstanceSpec(Strict):
     resources: Resources = Resources()
     tasks: Tasks = Tasks()
     sessions: Sessions = Sessions()
+    alerts: Alerts = Alerts()
     feature_flags: dict[str, bool] = Field(default_factory=dict)
     examples: bool = True
 

@@ -36,7 +36,7 @@ from setpoint.runtime.local.instance import (
     saved_spec,
 )
 from setpoint.runtime.local import startup
-from setpoint.observability import metrics
+from setpoint.observability import monitoring
 from setpoint.runtime.local.accounts import lay_out
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
@@ -203,9 +203,13 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     ca_root = str(platform.caddy.wait_ca_root()) if spec.is_local_hostname else None
     startup.wait_healthy(spec, platform, timeout=180)
     step("having Prometheus scrape it")
-    if metrics.publish(home, ctx):
-        act(f"published {spec.name}'s Superset metrics to the host's Prometheus")
-    metrics.wait_scraped(home, spec.name)
+    changes = monitoring.publish(home, ctx)
+    monitoring.reload(platform.supervisor, changes)
+    if changes.prometheus:
+        act(f"had the host's Prometheus scrape {spec.name} and evaluate its alert rules")
+    if changes.alertmanager:
+        act(f"routed {spec.name}'s alerts to {len(spec.alerts.webhooks)} webhook(s)")
+    monitoring.wait_scraped(home, spec.name)
 
     if spec.examples and not state.get("examples_loaded"):
         step("loading the sample data and dashboard")

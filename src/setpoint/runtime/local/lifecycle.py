@@ -16,7 +16,7 @@ from setpoint.runtime.local.instance import confinement, limits_of, load_context
 from setpoint.services.cgroup import CgroupV1
 from setpoint.render import instance_programs
 from setpoint.runtime.local import startup, task_queue
-from setpoint.observability import metrics
+from setpoint.observability import monitoring
 from setpoint.runtime.local.accounts import remove_account
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
@@ -127,7 +127,8 @@ def down(home: Home, name: str) -> list[str]:
     actions = []
     if platform is None:
         return actions
-    metrics.withdraw(home, name)  # a stopped instance is no failed scrape
+    # A stopped instance is no failed scrape, and raises no alert.
+    monitoring.reload(platform.supervisor, monitoring.withdraw(home, name))
     site = home.caddy_dir / "sites" / f"{name}.caddy"
     if site.exists():
         site.unlink()

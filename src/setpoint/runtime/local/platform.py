@@ -12,7 +12,7 @@ from setpoint import proc
 from setpoint.host import installation as installations
 from setpoint.home import Home, caddy_user, chown, service_user, unreachable_parent, write_file
 from setpoint.errors import SetpointError
-from setpoint.observability import metrics
+from setpoint.observability import monitoring
 from setpoint.runtime.local.accounts import ensure_account
 from setpoint.render import render_caddyfile, render_supervisord_conf
 from setpoint.services.caddy import Caddy
@@ -67,9 +67,9 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     write_file(home.root / "platform.json", json.dumps({"caddy_admin": "unix socket"}) + "\n")
     platform = load_platform(home)
     caddy_bin = proc.find_binary("caddy")
-    monitoring = metrics.monitoring_of(home)
-    prometheus_changed = metrics.prepare(home, monitoring, log)
-    caddyfile = render_caddyfile(home, platform.caddy.admin_socket, monitoring.caddy_metrics_port)
+    monitored = monitoring.monitoring_of(home)
+    monitoring_changes = monitoring.prepare(home, monitored, log)
+    caddyfile = render_caddyfile(home, platform.caddy.admin_socket, monitored.caddy_metrics_port)
     before_caddyfile = platform.caddy.caddyfile.read_text() if platform.caddy.caddyfile.exists() else ""
     if write_file(platform.caddy.caddyfile, caddyfile, owner=caddy) and platform.supervisor.is_running():
         if _admin_line(before_caddyfile) != _admin_line(caddyfile):
@@ -81,7 +81,7 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     installation = installations.ensure_installation(home, log, step)
     conf = platform.supervisor.conf
     before = conf.read_text() if conf.exists() else None
-    changed = write_file(conf, render_supervisord_conf(home, caddy_bin, caddy, str(installation.python), monitoring),
+    changed = write_file(conf, render_supervisord_conf(home, caddy_bin, caddy, str(installation.python), monitored),
                          mode=0o600)
     if not platform.supervisor.is_running():
         installations.activate(home, installation)
@@ -91,13 +91,12 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     elif changed:
         _switch_host_services(platform, installation, before, log)
     platform.supervisor.wait_running(list(HOST_PROGRAMS), timeout=30)
-    if prometheus_changed:
-        platform.supervisor.signal("HUP", "prometheus")  # Prometheus reloads its configuration and rules
+    monitoring.reload(platform.supervisor, monitoring_changes)
     platform.caddy.wait_ready()
     return platform
 
 
-HOST_PROGRAMS = ("caddy", "scheduler", "prometheus", "node-exporter")
+HOST_PROGRAMS = ("caddy", "scheduler", "prometheus", "alertmanager", "node-exporter")
 
 
 def _admin_line(caddyfile: str) -> str:

@@ -1,0 +1,208 @@
+"""The host's monitoring: Prometheus, Alertmanager and the node exporter, under the host's
+supervisord as the account `setpoint-monitor`, each on a loopback port of its own (chosen once
+per host and kept in monitoring/ports.json), and Caddy's metrics on another.
+
+Prometheus scrapes itself, the host, Caddy and every instance's Superset, and evaluates the
+host's alert rules and each instance's; Alertmanager sends each instance's alerts to the
+webhooks of its spec. `up` publishes an instance (its scrape target, its rules, its routes),
+waits until Prometheus has scraped it, and `down`/`destroy` withdraw it. Checklist points 19
+and 20 ask the same Prometheus and Alertmanager.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from setpoint import proc
+from setpoint.errors import SetpointError
+from setpoint.home import Home, chown, is_root, monitor_user, write_file
+from setpoint.net import is_port_free
+from setpoint.render import (
+    InstanceContext,
+    Monitoring,
+    render_alertmanager_config,
+    render_host_rules,
+    render_instance_rules,
+    render_prometheus_config,
+)
+from setpoint.runtime.local.accounts import ensure_account
+
+FIRST_PORT = 19090  # where the search for the host's monitoring ports starts
+PORT_NAMES = ("prometheus", "node_exporter", "caddy_metrics", "alertmanager")
+
+
+def monitoring_of(home: Home) -> Monitoring:
+    """The host's monitoring services, with their ports (allocated the first time)."""
+    ports_file = home.monitoring_dir / "ports.json"
+    ports = json.loads(ports_file.read_text()) if ports_file.exists() else {}
+    if set(PORT_NAMES) - set(ports):
+        port = FIRST_PORT
+        for name in PORT_NAMES:
+            while name not in ports:
+                if port not in ports.values() and is_port_free(port, "127.0.0.1"):
+                    ports[name] = port
+                port += 1
+        write_file(ports_file, json.dumps(ports, indent=2, sort_keys=True) + "\n")
+    return Monitoring(
+        user=monitor_user(),
+        prometheus_bin=proc.find_binary("prometheus"),
+        node_exporter_bin=proc.find_binary("prometheus-node-exporter"),
+        alertmanager_bin=proc.find_binary("prometheus-alertmanager"),
+        prometheus_port=ports["prometheus"],
+        node_exporter_port=ports["node_exporter"],
+        caddy_metrics_port=ports["caddy_metrics"],
+        alertmanager_port=ports["alertmanager"],
+    )
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Which of the monitoring's configurations a write changed (each needs its server's reload)."""
+
+    prometheus: bool = False
+    alertmanager: bool = False
+
+
+def prepare(home: Home, monitoring: Monitoring, log=lambda message: None) -> Changes:
+    """The account, directories and configuration of the host's monitoring."""
+    if is_root() and ensure_account(monitoring.user, "monitoring account"):
+        log(f"created the account {monitoring.user} for Prometheus, Alertmanager and the node exporter")
+    base = home.monitoring_dir
+    for directory in (base, base / "targets", base / "rules", base / "facts"):
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)
+    for storage in (base / "prometheus", base / "alertmanager"):
+        storage.mkdir(exist_ok=True)
+        storage.chmod(0o700)
+        chown(storage, monitoring.user)
+    config = write_file(base / "prometheus.yml", render_prometheus_config(home, monitoring))
+    rules = write_file(base / "rules" / "host.yml", render_host_rules())
+    return Changes(prometheus=config or rules, alertmanager=_write_routes(home))
+
+
+def _targets_file(home: Home, name: str) -> Path:
+    return home.monitoring_dir / "targets" / f"{name}.json"
+
+
+def _rules_file(home: Home, name: str) -> Path:
+    return home.monitoring_dir / "rules" / f"instance-{name}.yml"
+
+
+def _write_routes(home: Home) -> bool:
+    """Alertmanager's routes for every published instance, from its saved spec."""
+    from setpoint.runtime.local.instance import saved_spec
+
+    webhooks = {}
+    for name in home.instance_names():
+        spec = saved_spec(home.instance(name))
+        if spec and _targets_file(home, name).exists():
+            webhooks[name] = spec.alerts.webhooks
+    return write_file(home.monitoring_dir / "alertmanager.yml", render_alertmanager_config(webhooks))
+
+
+def publish(home: Home, ctx: InstanceContext) -> Changes:
+    """Have the host's monitoring observe the instance: its Superset scraped, its rules evaluated
+    with its spec's thresholds, its alerts routed to its spec's webhooks."""
+    target = [{"targets": [f"127.0.0.1:{ctx.ports.web}"], "labels": {"setpoint_instance": ctx.spec.name}}]
+    scraped = write_file(_targets_file(home, ctx.spec.name), json.dumps(target, indent=2) + "\n")
+    rules = write_file(_rules_file(home, ctx.spec.name), render_instance_rules(ctx.spec))
+    return Changes(prometheus=scraped or rules, alertmanager=_write_routes(home))
+
+
+def withdraw(home: Home, name: str) -> Changes:
+    """Stop observing an instance (it is down or gone): no target, no rules, no routes."""
+    existed = _targets_file(home, name).exists() or _rules_file(home, name).exists()
+    _targets_file(home, name).unlink(missing_ok=True)
+    _rules_file(home, name).unlink(missing_ok=True)
+    return Changes(prometheus=existed, alertmanager=_write_routes(home))
+
+
+def reload(supervisor, changes: Changes) -> None:
+    """Have Prometheus and Alertmanager read the configurations that changed (SIGHUP)."""
+    if not supervisor.is_running():
+        return
+    if changes.prometheus:
+        supervisor.signal("HUP", "prometheus")
+    if changes.alertmanager:
+        supervisor.signal("HUP", "alertmanager")
+
+
+@dataclass(frozen=True)
+class Target:
+    job: str
+    url: str
+    health: str  # up, down or unknown (not scraped yet)
+    error: str
+    instance: str | None
+
+
+class Prometheus:
+    """The host's Prometheus, over its HTTP API on loopback."""
+
+    def __init__(self, monitoring: Monitoring) -> None:
+        self.url = f"http://127.0.0.1:{monitoring.prometheus_port}"
+
+    def _get(self, path: str, **params) -> dict:
+        response = httpx.get(f"{self.url}{path}", params=params, timeout=10)
+        response.raise_for_status()
+        return response.json()["data"]
+
+    def targets(self) -> list[Target]:
+        return [Target(t["labels"].get("job", ""), t["scrapeUrl"], t["health"], t.get("lastError", ""),
+                       t["labels"].get("setpoint_instance"))
+                for t in self._get("/api/v1/targets", state="active")["activeTargets"]]
+
+    def query(self, expression: str) -> list[dict]:
+        return self._get("/api/v1/query", query=expression)["result"]
+
+    def alert_rules(self) -> dict[str, dict[str, str]]:
+        """Each group of alert rules Prometheus has loaded: {group: {rule: state}}."""
+        return {group["name"]: {rule["name"]: rule["state"] for rule in group["rules"]}
+                for group in self._get("/api/v1/rules", type="alert")["groups"]}
+
+    def scraped(self, name: str) -> list[Target]:
+        """The targets that observe instance `name`: its Superset, and the host."""
+        return [t for t in self.targets() if t.instance == name or t.job == "node"]
+
+
+class Alertmanager:
+    """The host's Alertmanager, over its HTTP API on loopback."""
+
+    def __init__(self, monitoring: Monitoring) -> None:
+        self.url = f"http://127.0.0.1:{monitoring.alertmanager_port}"
+
+    def webhooks_of(self, name: str) -> list[str]:
+        """The webhooks the running Alertmanager sends instance `name`'s alerts to."""
+        response = httpx.get(f"{self.url}/api/v2/status", timeout=10)
+        response.raise_for_status()
+        config = yaml.safe_load(response.json()["config"]["original"])
+        routes = config.get("route", {}).get("routes") or []
+        receiver = next((r["receiver"] for r in routes if f'setpoint_instance="{name}"' in r.get("matchers", [])), None)
+        for entry in config.get("receivers", []):
+            if entry["name"] == receiver:
+                return [hook["url"] for hook in entry.get("webhook_configs", [])]
+        return []
+
+
+def wait_scraped(home: Home, name: str, timeout: float = 90) -> None:
+    """Wait until Prometheus scrapes instance `name`'s Superset and the host successfully."""
+    prometheus = Prometheus(monitoring_of(home))
+    deadline = time.monotonic() + timeout
+    seen: list[Target] = []
+    while time.monotonic() < deadline:
+        try:
+            seen = prometheus.scraped(name)
+        except httpx.HTTPError:
+            seen = []
+        if {t.job for t in seen if t.health == "up"} >= {"superset", "node"}:
+            return
+        time.sleep(2)
+    states = ", ".join(f"{t.job} {t.health}{': ' + t.error if t.error else ''}" for t in seen) or "no target"
+    raise SetpointError(f"Prometheus does not scrape {name} within {timeout:.0f} s ({states})",
+                        f"see {home.monitoring_dir}/prometheus.log, then run: setpoint up {name}")
