@@ -117,13 +117,14 @@ def test_drill_opens_the_restore_with_superset_and_catches_a_key_that_does_not_f
     assert drill["superset"]["revision_is_head"] and drill["superset"]["passwords_decrypted"] == 1
     # A SECRET_KEY rotated without `superset re-encrypt-secrets`: the running processes keep the
     # old key in memory, the restored metadata would be useless, and the drill says so.
-    original = paths.secrets_file.read_text()
+    # (The key Superset reads: superset-secrets.json, written by `up` from the secret store.)
+    original = paths.superset_secrets_file.read_text()
     rotated = json.loads(original) | {"secret_key": "rotated-" + "k" * 40}
-    paths.secrets_file.write_text(json.dumps(rotated))
+    paths.superset_secrets_file.write_text(json.dumps(rotated))
     try:
         failed = run_cli("backup", "verify", "alpha", home=home)
     finally:
-        paths.secrets_file.write_text(original)
+        paths.superset_secrets_file.write_text(original)
     assert failed.returncode == 1 and "do not decrypt with the instance's SECRET_KEY" in failed.stderr
     assert point(home, 14).status.value == "FAIL"
     assert run_cli("backup", "verify", "alpha", home=home).returncode == 0
