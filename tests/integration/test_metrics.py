@@ -24,7 +24,7 @@ def test_prometheus_scrapes_the_instance_the_host_and_caddy(home, instance):
 
 def test_superset_events_reach_prometheus(home, admin):
     prometheus = Prometheus(monitoring_of(home))
-    expression = 'sum(superset_events_total{setpoint_instance="alpha",event="ChartRestApi.data.success"})'
+    expression = 'sum(superset_events_total{setpoint_instance="alpha",event="ChartDataRestApi.data.success"})'
 
     def count() -> float:
         result = prometheus.query(expression)
@@ -77,7 +77,7 @@ def test_setpoint_facts_reach_prometheus(home, instance):
     """The scheduler's facts (every minute) through the node exporter: alpha's first backup, taken
     by `up`, succeeded."""
     prometheus = Prometheus(monitoring_of(home))
-    expression = 'setpoint_job_last_run_success{setpoint_instance="alpha",job="backup"}'
+    expression = 'setpoint_task_last_run_success{setpoint_instance="alpha",task="backup"}'
     deadline = time.monotonic() + 120
     while not prometheus.query(expression):
         assert time.monotonic() < deadline, "no backup fact of alpha in Prometheus"

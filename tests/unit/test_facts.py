@@ -25,10 +25,10 @@ def test_facts_of_each_instance_in_prometheus_text_format(tmp_path):
     def value(metric, **labels):
         return samples[(metric, tuple(sorted(labels.items())))]
 
-    assert value("setpoint_job_last_run_timestamp_seconds", setpoint_instance="alpha", job="backup") == 1796032800
-    assert value("setpoint_job_last_run_success", setpoint_instance="alpha", job="backup") == 1
-    assert value("setpoint_job_last_run_duration_seconds", setpoint_instance="alpha", job="backup") == 2.5
-    assert value("setpoint_job_last_run_success", setpoint_instance="alpha", job="drill") == 0
+    assert value("setpoint_task_last_run_timestamp_seconds", setpoint_instance="alpha", task="backup") == 1796032800
+    assert value("setpoint_task_last_run_success", setpoint_instance="alpha", task="backup") == 1
+    assert value("setpoint_task_last_run_duration_seconds", setpoint_instance="alpha", task="backup") == 2.5
+    assert value("setpoint_task_last_run_success", setpoint_instance="alpha", task="drill") == 0
     assert value("setpoint_instance_desired_up", setpoint_instance="alpha") == 1
     assert value("setpoint_instance_desired_up", setpoint_instance="beta") == 0
-    assert not any(labels == (("job", "export"), ("setpoint_instance", "alpha")) for _, labels in samples)
+    assert not any(labels == (("setpoint_instance", "alpha"), ("task", "export")) for _, labels in samples)
