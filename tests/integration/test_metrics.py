@@ -87,10 +87,13 @@ def test_setpoint_facts_reach_prometheus(home, instance):
 
 
 def test_the_alert_rules_are_loaded_and_point_20_says_what_is_missing(home, instance):
-    loaded = Prometheus(monitoring_of(home)).alert_rules()
-    assert {"HostCpuSaturated", "SupersetErrorRate", "BackupFailed", "InstanceDown", "BackupStale"} <= set(loaded)
-    assert loaded["InstanceDown"] == "inactive"  # alpha answers
+    groups = Prometheus(monitoring_of(home)).alert_rules()
+    assert set(groups["host"]) == {"HostCpuSaturated", "HostDiskFull"}
+    assert set(groups["instance alpha"]) == {"InstanceDown", "SupersetErrorRate", "BackupFailed", "BackupStale",
+                                             "RestoreDrillFailedOrOverdue"}
+    assert set(groups["instance alpha"].values()) == {"inactive"}  # alpha answers, its backups are fine
     card = run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha")
     finding = next(r for r in card.results if r.check.id == 20)
     assert finding.status.value == "FAIL"
-    assert "a rule for CPU at 99% for 5 min" in finding.evidence and "no Alertmanager" in finding.evidence
+    assert "a rule for CPU at 99% for 5 min" in finding.evidence
+    assert "Alertmanager has no receiver for alpha's alerts" in finding.evidence
