@@ -152,7 +152,10 @@ class PgBackRest:
 
     def restore(self, target_dir: Path, target_time: str | None = None, delta: bool = False, repo: int | None = None) -> None:
         """Restore into `target_dir`: to `target_time` (PITR), or to the end of the archive."""
-        args = ["restore", f"--pg1-path={target_dir}", *([f"--repo={repo}"] if repo else [])]
+        # No read-only connections while WAL replays: with them, a parameter that was larger on the
+        # source at some point of its WAL (max_connections before a resize down) pauses recovery.
+        args = ["restore", f"--pg1-path={target_dir}", "--recovery-option=hot_standby=off",
+                *([f"--repo={repo}"] if repo else [])]
         if target_time:
             args += ["--type=time", f"--target={target_time}", "--target-action=promote"]
         if delta:

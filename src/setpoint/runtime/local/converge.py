@@ -207,8 +207,10 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     monitoring.reload(platform.supervisor, changes)
     if changes.prometheus:
         act(f"had the host's Prometheus scrape {spec.name} and evaluate its alert rules")
-    if changes.alertmanager:
+    if changes.alertmanager and spec.alerts.webhooks:
         act(f"routed {spec.name}'s alerts to {len(spec.alerts.webhooks)} webhook(s)")
+    elif changes.alertmanager:
+        act(f"{spec.name}'s alerts reach no receiver: name one in the spec's alerts.webhooks")
     monitoring.wait_scraped(home, spec.name)
 
     if spec.examples and not state.get("examples_loaded"):
