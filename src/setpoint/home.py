@@ -129,7 +129,7 @@ def write_file(path: Path, text: str, mode: int = 0o644, owner: str | None = Non
     """Write atomically (temp file and rename); return whether the content or mode changed (a
     file that only changes hands is given to its owner in place)."""
     if path.exists() and path.read_text() == text and (path.stat().st_mode & 0o777) == mode:
-        if owner and _owner_differs(path, owner, group):
+        if owner and owner_differs(path, owner, group):
             chown(path, owner, group)
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +163,8 @@ def _ids(user: str, group: str | None) -> tuple[int, int]:
     return entry.pw_uid, grp.getgrnam(group).gr_gid if group else entry.pw_gid
 
 
-def _owner_differs(path: Path, user: str, group: str | None) -> bool:
+def owner_differs(path: Path, user: str, group: str | None = None) -> bool:
+    """Whether `path` belongs to another user or group than these (never, unless root)."""
     if not is_root():
         return False
     st = path.lstat()

@@ -14,14 +14,13 @@ Two accounts serve an instance when Setpoint runs as root:
 
 from __future__ import annotations
 
-import grp
 import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
 from setpoint import proc
 from setpoint.errors import SetpointError
-from setpoint.home import chown, is_root
+from setpoint.home import chown, is_root, owner_differs
 from setpoint.render import InstanceContext
 
 
@@ -64,11 +63,9 @@ def lay_out(ctx: InstanceContext) -> list[str]:
         entry.path.mkdir(parents=True, exist_ok=True)
         if not is_root():
             continue
-        st = entry.path.stat()
-        uid, gid = pwd.getpwnam(entry.owner).pw_uid, grp.getgrnam(entry.group).gr_gid
-        if (st.st_uid, st.st_gid) != (uid, gid) or st.st_mode & 0o777 != entry.mode:
+        if owner_differs(entry.path, entry.owner, entry.group) or entry.path.stat().st_mode & 0o777 != entry.mode:
             # SUPERSET_HOME and Redis's data change hands with everything in them.
-            moved = entry.owner == ctx.superset_user and st.st_uid != uid
+            moved = entry.owner == ctx.superset_user and entry.path.owner() != entry.owner
             chown(entry.path, entry.owner, entry.group, recursive=moved)
             entry.path.chmod(entry.mode)
             if existed:
