@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
 import sys
 from enum import Enum
 from pathlib import Path
@@ -23,6 +22,7 @@ from setpoint.checklist import report
 from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, default_home
 from setpoint.net import host_addresses
+from setpoint.observability import logstore
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.spec import InstanceSpec, load_spec
 
@@ -523,19 +523,52 @@ def destroy(
 @app.command()
 def logs(
     name: str = typer.Argument(..., help="Instance name."),
-    component: str = typer.Argument("web", help="postgres, redis, web, worker, beat or access."),
-    lines: int = typer.Option(50, "--lines", "-n", help="How many lines from the end."),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    components: Optional[list[str]] = typer.Argument(None, help="web, worker, beat, postgres, redis, access; all when none."),
+    since: str = typer.Option("1d", "--since", help="How far back: 30s, 10m, 2h, 1d or a time (2026-11-30T08:00)."),
+    grep: Optional[str] = typer.Option(None, "--grep", help="Only records that contain this text."),
+    lines: int = typer.Option(50, "--lines", "-n", help="How many records from the end."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new records."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json (one record per line)."),
 ) -> None:
-    """Show the log of one component of an instance.
+    """Show an instance's logs from the host's central log store, components merged in time order.
 
-    Example: setpoint logs demo worker -n 100
+    Example: setpoint logs demo web postgres --since 10m --grep ERROR
     """
-    path = lifecycle.log_file(home(), name, component)
-    if not path.exists():
-        raise SetpointError(f"{component} of {name} has no log yet ({path})", f"start it with: setpoint up {name}")
-    args = ["tail", "-n", str(lines), *(["-F"] if follow else []), str(path)]
-    raise typer.Exit(subprocess.call(args))
+    wanted = lifecycle.logged_components(home(), name, components or [])
+
+    def show(record) -> None:
+        print(json.dumps(record.__dict__) if format is Format.json else record.line(), flush=True)
+
+    found = list(logstore.read(home(), name, wanted, logstore.parse_since(since), grep))
+    for record in found[-lines:] if lines else found:
+        show(record)
+    if follow:
+        try:
+            for record in logstore.follow(home(), name, wanted, grep):
+                show(record)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def audit(
+    name: str = typer.Argument(..., help="Instance name."),
+    user: Optional[str] = typer.Option(None, "--user", help="Only this user's records."),
+    since: str = typer.Option("1d", "--since", help="How far back: 30s, 10m, 2h, 1d or a time (2026-11-30T08:00)."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json (one record per line)."),
+) -> None:
+    """Show an instance's audit trail: logins, failed logins, logouts, changes of access, queries,
+    chart and dashboard views, from the host's central log store.
+
+    Example: setpoint audit demo --user admin --since 1d
+    """
+    lifecycle.logged_components(home(), name, [])
+    for entry in logstore.audit_records(home(), name, logstore.parse_since(since), user):
+        if format is Format.json:
+            print(json.dumps(entry))
+            continue
+        details = " ".join(f"{key}={value}" for key, value in entry.items() if key not in ("time", "event", "user"))
+        print(f"{entry.get('time', '')[:23].replace('T', ' ')} {entry.get('user') or '-':<12} {entry.get('event', ''):<32} {details}")
 
 
 @app.command()

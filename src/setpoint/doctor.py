@@ -30,6 +30,7 @@ PREREQUISITES = {
     "prometheus-node-exporter": "prometheus-node-exporter",
     "prometheus-alertmanager": "prometheus-alertmanager",
     "amtool": "prometheus-alertmanager",
+    "rsyslogd": "rsyslog",
 }
 # Units Debian's packages enable, which would serve with their own settings on every interface:
 # Setpoint runs these programs itself, on loopback.
@@ -56,11 +57,18 @@ def examine() -> list[Finding]:
         except SetpointError:
             path = None
         findings.append(Finding(binary, package, path))
+    findings.append(rsyslog_tls())
     findings.append(superset_python())
     findings.append(localhost_names())
     supervisord = Path(sys.executable).parent / "supervisord"
     findings.append(Finding("supervisord", "supervisor (pip)", str(supervisord) if supervisord.exists() else shutil.which("supervisord")))
     return findings
+
+
+def rsyslog_tls() -> Finding:
+    """rsyslog's TLS driver, with which the log store forwards to a tls:// remote store."""
+    found = sorted(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so"))
+    return Finding("rsyslog TLS", "rsyslog-gnutls", str(found[0]) if found else None)
 
 
 def superset_python() -> Finding:

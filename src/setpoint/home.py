@@ -111,6 +111,7 @@ class Home:
     caddy_dir = property(lambda self: self.root / "caddy")
     supervisor_dir = property(lambda self: self.root / "supervisor")
     monitoring_dir = property(lambda self: self.root / "monitoring")
+    logstore_dir = property(lambda self: self.root / "logstore")
 
     def programs_conf(self, name: str) -> Path:
         """The supervisord include file of an instance: present while the instance should run."""

@@ -29,10 +29,11 @@ APT_PACKAGE_OF = {
     "prometheus-node-exporter": "prometheus-node-exporter",
     "prometheus-alertmanager": "prometheus-alertmanager",
     "amtool": "prometheus-alertmanager",
+    "rsyslogd": "rsyslog",
 }
 
-# Debian installs PostgreSQL's server binaries outside PATH.
-EXTRA_BIN_DIRS = ("/usr/lib/postgresql/15/bin",)
+# Debian installs PostgreSQL's server binaries outside PATH (and daemons where a user's PATH may not go).
+EXTRA_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/sbin")
 
 
 @dataclass

@@ -21,6 +21,8 @@ from setpoint.render import (
     Monitoring,
     render_caddyfile,
     render_alertmanager_config,
+    render_logstore_config,
+    render_logstore_instance,
     render_host_rules,
     render_instance_rules,
     render_prometheus_config,
@@ -33,7 +35,8 @@ from setpoint.spec import parse_spec, size_instance
 from setpoint.spec.sizing import resource_limits
 
 GOLDEN = Path(__file__).parent / "golden"
-SECRETS = {"redis_password": "REDIS-PASSWORD-VALUE", "backup_cipher_pass": "CIPHER-PASS-VALUE"}
+AUDIT_TOKEN = "AUDITTOKENVALUE0123456789"
+SECRETS = {"redis_password": "REDIS-PASSWORD-VALUE", "backup_cipher_pass": "CIPHER-PASS-VALUE", "audit_token": AUDIT_TOKEN}
 
 
 def context(**spec_fields) -> InstanceContext:
@@ -70,7 +73,13 @@ def rendered_files(ctx):
         "site.caddy": render_site(ctx),
         "Caddyfile": render_caddyfile(home, Path("/srv/setpoint/caddy/admin/admin.sock"), MONITORING.caddy_metrics_port),
         "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint-caddy", "/opt/setpoint/bin/python",
-                                                    MONITORING),
+                                                    MONITORING, "/usr/sbin/rsyslogd"),
+        "rsyslog.conf": render_logstore_config(home),
+        "rsyslog-instance.conf": render_logstore_instance(ctx, AUDIT_TOKEN),
+        "rsyslog-instance-remote.conf": render_logstore_instance(
+            replace(ctx, spec=ctx.spec.model_copy(update={"logs": ctx.spec.logs.model_copy(
+                update={"remote": "tls://logs.example.com:6514", "remote_ca_file": Path("/etc/setpoint/logs-ca.pem")})})),
+            AUDIT_TOKEN),
         "prometheus.yml": render_prometheus_config(home, MONITORING),
         "rules-host.yml": render_host_rules(),
         "rules-instance.yml": render_instance_rules(ctx.spec),
@@ -217,7 +226,7 @@ def test_superset_reads_only_its_own_secrets():
     shared = next(f for f in render_instance(context(), secrets) if f.path.name == "superset-secrets.json")
     assert shared.mode == 0o640
     assert set(json.loads(shared.text)) == {"secret_key", "async_jwt_secret", "guest_token_jwt_secret",
-                                             "metadata_db_password", "redis_password"}
+                                             "metadata_db_password", "redis_password", "audit_token"}
     for private in ("postgres_password", "admin_password", "backup_cipher_pass", "recovery_key"):
         assert f"{private}-VALUE" not in shared.text
 
@@ -253,3 +262,21 @@ def test_alertmanager_config_passes_amtool(tmp_path, webhooks):
     config.write_text(render_alertmanager_config(webhooks))
     result = proc.run([proc.find_binary("amtool"), "check-config", config], check=False)
     assert result.ok and "SUCCESS" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("remote", [None, "tcp://127.0.0.1:6514", "tls://logs.example.com:6514"])
+def test_logstore_config_passes_rsyslogd(tmp_path, remote):
+    """The host's and an instance's log store configuration as rsyslog 8.2302 itself reads them."""
+    from setpoint import proc
+
+    home = Home(tmp_path)
+    ctx = context(logs={"remote": remote} if remote else {})
+    ctx = replace(ctx, paths=home.instance("demo"))
+    for directory in ("rsyslog.d", "state"):
+        (home.logstore_dir / directory).mkdir(parents=True)
+    config = home.logstore_dir / "rsyslog.conf"
+    config.write_text(render_logstore_config(home))
+    (home.logstore_dir / "rsyslog.d" / "demo.conf").write_text(render_logstore_instance(ctx, AUDIT_TOKEN))
+    result = proc.run([proc.find_binary("rsyslogd"), "-N1", "-f", config], check=False)
+    assert result.ok and "End of config validation run" in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "error" not in (result.stdout + result.stderr).lower()

@@ -105,6 +105,17 @@ def publish_facts(home: Home) -> None:
         log.exception("could not write Setpoint's facts for Prometheus")
 
 
+def prune_logs(home: Home) -> None:
+    """Delete the log store's days past each instance's retention (observability/logstore.py)."""
+    from setpoint.observability.logstore import prune
+
+    try:
+        for path in prune(home):
+            log.info("deleted %s: past its retention", path)
+    except Exception:  # noqa: BLE001 - retention never stops the backups
+        log.exception("could not apply the log store's retention")
+
+
 def run_forever(home: Home) -> None:
     from setpoint.backup.service import now
 
@@ -114,6 +125,7 @@ def run_forever(home: Home) -> None:
     while True:
         tick(home, now())
         publish_facts(home)
+        prune_logs(home)
         time.sleep(TICK_S)
 
 

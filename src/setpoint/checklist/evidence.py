@@ -14,6 +14,7 @@ import socket
 import ssl
 import tempfile
 import warnings
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -98,6 +99,7 @@ class Evidence:
 
     target: Target
     problems: list[str] = field(default_factory=list)
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     def __post_init__(self) -> None:
         # The facts script takes seconds (it imports Superset): start it while HTTP probes run.

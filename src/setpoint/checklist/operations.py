@@ -1,8 +1,10 @@
 """Probes of the backups, monitoring and compliance points (14-25).
 
-Where Setpoint does not provide the machinery yet (observability, audit, runbooks, upgrades),
-these probes look for it on the running system, find nothing, and fail with what they looked at. For a Superset that Setpoint does not manage, this
-evidence is not visible from outside: the points are UNVERIFIED with what would verify them.
+Each looks at the running system: the backups' records and repositories, the host's log store,
+Prometheus and Alertmanager. Where Setpoint does not provide the machinery (synthetic checks,
+runbooks, erasure, upgrades), the probe looks for it, finds nothing, and fails with what it looked
+at. For a Superset that Setpoint does not manage, this evidence is not visible from outside: the
+points are UNVERIFIED with what would verify them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -179,11 +183,46 @@ def probe_offsite(ev: Evidence) -> Finding:
         verdict = passed if age < FULL_BACKUP_MAX_AGE else failed
         parts.append(verdict(f"off-site backup {copies[-1].label} in s3://{offsite.bucket}, {age.total_seconds() / 3600:.1f} h old"))
     return combine(parts)
-probe_central_logs = artifact_probe(
-    "observability/logs.yaml",
-    "logs stay in files on this host; nothing ships them to a central store",
-    "the central log store's recent web, worker and database entries would verify it",
-)
+LOG_WAIT_S = 10  # how soon a record written now must be in the store
+
+
+def probe_central_logs(ev: Evidence) -> Finding:
+    """A request made now reaches the host's log store from gunicorn's and Caddy's logs within
+    10 s; the store reads the worker's and PostgreSQL's logs too; a remote store, when named,
+    accepts connections."""
+    managed = ev.target.managed
+    if managed is None:
+        return unverified("the central log store's recent web, worker and database entries would verify it")
+    from setpoint.observability import logstore
+    from setpoint.render import logged_components
+
+    home, name = managed.platform.home, managed.spec.name
+    marker = f"setpoint-log-probe-{uuid.uuid4().hex[:12]}"
+    if ev.get(f"/health?{marker}") is None:
+        return failed("the instance did not answer the probe's request")
+    parts = []
+    for component, what in (("web", "gunicorn's access log"), ("access", "Caddy's access log")):
+        try:
+            seconds = logstore.wait_for(home, name, component, marker, timeout=LOG_WAIT_S)
+            parts.append(passed(f"a request made now reached the host's log store through {what} in {seconds:.1f} s"))
+        except SetpointError as exc:
+            parts.append(failed(exc.message))
+    read = {component for component, _ in logged_components(managed.context)}
+    missing = [c for c in ("worker", "postgres") if c not in read and (c != "postgres" or managed.context.managed_postgres)]
+    parts.append(failed(f"the log store does not read {', '.join(missing)}") if missing
+                 else passed(f"the log store reads {', '.join(sorted(read))} ({logstore.records_dir(home, name)})"))
+    address = managed.spec.logs.remote_address
+    if address:
+        try:
+            socket.create_connection(address, timeout=PROBE_CONNECT_S).close()
+            parts.append(passed(f"the remote log store {managed.spec.logs.remote} accepts connections"))
+        except OSError as exc:
+            parts.append(failed(f"the remote log store {managed.spec.logs.remote} is unreachable ({exc}); "
+                                f"records wait in the host's queue"))
+    return combine(parts)
+
+
+PROBE_CONNECT_S = 5
 
 
 def probe_metrics(ev: Evidence) -> Finding:
@@ -243,11 +282,30 @@ probe_synthetic = artifact_probe(
     "no synthetic check calls /health from outside",
     "an external check of /health every 60 s from 3 points with recent results would verify it",
 )
-probe_audit = artifact_probe(
-    "observability/audit.yaml",
-    "logins and queries are logged only inside the instance's own metadata database",
-    "an audit store outside the instance with logins, logouts and queries would verify it",
-)
+def probe_audit(ev: Evidence) -> Finding:
+    """The scorecard's own login is in the instance's audit trail in the host's log store (outside
+    the instance: root's, which no instance account reads or writes) within 10 s."""
+    managed = ev.target.managed
+    if managed is None:
+        return unverified("an audit store outside the instance with logins, logouts and queries would verify it")
+    from setpoint.observability import logstore
+
+    home, name, user = managed.platform.home, managed.spec.name, managed.spec.admin.username
+    if ev.api is None:
+        return failed(f"could not log in as {user} to produce an audit record")
+    deadline = time.monotonic() + LOG_WAIT_S
+    since = ev.started - timedelta(seconds=1)
+    while True:
+        logins = [e for e in logstore.audit_records(home, name, since, user) if e.get("event") == "login"]
+        if logins:
+            return passed(f"the scorecard's login as {user} ({logins[-1]['time']}) is in the audit trail "
+                          f"of the host's log store ({logstore.records_dir(home, name) / logstore.AUDIT})")
+        if time.monotonic() > deadline:
+            return failed(f"the scorecard's login as {user} is not in the audit trail of the host's log store "
+                          f"after {LOG_WAIT_S} s (looked in {logstore.records_dir(home, name) / logstore.AUDIT})")
+        time.sleep(0.25)
+
+
 probe_gdpr = artifact_probe(
     "docs/gdpr.md",
     "no processing register and no tested erasure procedure",

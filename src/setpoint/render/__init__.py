@@ -226,7 +226,7 @@ REDIS_DB = {"broker": 0, "task_results": 1, "caches": 2, "query_results": 3, "ra
 REDIS_DBS_OF_THE_PRESENT = tuple(REDIS_DB[k] for k in ("broker", "task_results", "caches", "query_results", "async_events"))
 
 # Setpoint's modules that superset_config.py loads from beside itself.
-SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "metrics")
+SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "metrics", "audit")
 
 
 def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[RenderedFile]:
@@ -333,11 +333,12 @@ def render_caddyfile(home: Home, admin_socket: Path, metrics_port: int) -> str:
     return render_template("Caddyfile.j2", home=home, admin_socket=admin_socket, metrics_port=metrics_port)
 
 
-def render_supervisord_conf(home: Home, caddy_bin: str, caddy_user: str, python: str, monitoring: Monitoring) -> str:
-    """The host's supervisord configuration: Caddy, the scheduler, Prometheus and the node
-    exporter, every instance's include file."""
+def render_supervisord_conf(home: Home, caddy_bin: str, caddy_user: str, python: str, monitoring: Monitoring,
+                            rsyslog_bin: str) -> str:
+    """The host's supervisord configuration: Caddy, the scheduler, Prometheus, Alertmanager, the
+    node exporter, the log store, every instance's include file."""
     return render_template("supervisord.conf.j2", home=home, caddy_bin=caddy_bin, caddy_user=caddy_user, python=python,
-                           monitoring=monitoring, monitoring_dir=home.monitoring_dir)
+                           monitoring=monitoring, monitoring_dir=home.monitoring_dir, rsyslog_bin=rsyslog_bin)
 
 
 def render_prometheus_config(home: Home, monitoring: Monitoring) -> str:
@@ -360,6 +361,30 @@ def render_alertmanager_config(webhooks: dict[str, list[str]]) -> str:
     """The host's Alertmanager: each instance's alerts to its webhooks, the host's to all of them."""
     return render_template("alertmanager.yml.j2", webhooks=webhooks,
                            every=sorted({url for urls in webhooks.values() for url in urls}))
+
+
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's bundle of public CAs
+
+
+def render_logstore_config(home: Home) -> str:
+    """The host's log store (rsyslog): the record formats, the host's own logs, every instance's
+    file (rsyslog.d/NAME.conf)."""
+    return render_template("rsyslog.conf.j2", store=home.logstore_dir, ca_file=SYSTEM_CA_FILE,
+                           scheduler_log=home.supervisor_dir / "scheduler.log")
+
+
+def logged_components(ctx: InstanceContext) -> list[tuple[str, Path]]:
+    """Each component of an instance that writes a log on this host, and that log."""
+    programs = [p.component for p in instance_programs(ctx)]
+    return [(component, ctx.paths.logs / f"{component}.log") for component in programs] + [("access", ctx.paths.access_log)]
+
+
+def render_logstore_instance(ctx: InstanceContext, audit_token: str) -> str:
+    """What the host's log store reads of one instance, where it files it, and where it forwards it."""
+    from setpoint.runtime.local.superset_side.audit import marker
+
+    return render_template("rsyslog-instance.conf.j2", spec=ctx.spec, inputs=logged_components(ctx),
+                           audit_marker=marker(audit_token), remote=ctx.spec.logs.remote_address)
 
 
 def render_boot_unit(home: Home, command: str) -> str:

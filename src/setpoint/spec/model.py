@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -200,6 +201,39 @@ class Alerts(Strict):
         return urls
 
 
+class Logs(Strict):
+    """The instance's logs and audit trail in the host's central log store (rsyslog), and the
+    remote store that receives a copy of every record."""
+
+    retention_days: int = Field(30, ge=1, le=3650, description="days the host's store keeps the logs")
+    audit_retention_days: int = Field(365, ge=1, le=3650, description="days the host's store keeps the audit trail")
+    remote: str | None = Field(
+        None, description="a syslog server that receives every record (RFC 5424 over TCP): tls://HOST:PORT "
+                          "(or tcp://HOST:PORT on a trusted network); while it is unreachable, records wait on disk")
+    remote_ca_file: Path | None = Field(
+        None, description="the CA certificate that signs the remote's certificate (tls://); the system's CAs when empty")
+    queue_max_mb: int = Field(1024, ge=16, le=1048576, description="disk the records waiting for the remote may use")
+
+    @field_validator("remote")
+    @classmethod
+    def _syslog_url(cls, remote: str | None) -> str | None:
+        if remote is not None and not re.match(r"^(tcp|tls)://[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$", remote):
+            raise ValueError(f"remote is tls://HOST:PORT or tcp://HOST:PORT (got {remote})")
+        return remote
+
+    @property
+    def remote_tls(self) -> bool:
+        return bool(self.remote) and self.remote.startswith("tls://")
+
+    @property
+    def remote_address(self) -> tuple[str, int] | None:
+        """The remote's host and port."""
+        if not self.remote:
+            return None
+        host, _, port = self.remote.split("://", 1)[1].rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
@@ -233,6 +267,7 @@ class InstanceSpec(Strict):
     tasks: Tasks = Tasks()
     sessions: Sessions = Sessions()
     alerts: Alerts = Alerts()
+    logs: Logs = Logs()
     feature_flags: dict[str, bool] = Field(default_factory=dict)
     examples: bool = True
 

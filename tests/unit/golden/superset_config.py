@@ -85,11 +85,13 @@ FAB_PASSWORD_COMPLEXITY_VALIDATOR = _identity_guard.check_password
 def FLASK_APP_MUTATOR(app) -> None:
     # Every password login (form and API) is limited per client address across gunicorn's workers
     # (Superset 6.1 limits neither); sessions end at their lifetime; the users API echoes no
-    # password; anonymous visitors are not told the version.
+    # password; anonymous visitors are not told the version; logins, logouts and changes of access
+    # go into the audit trail.
     _identity_guard.limit_logins(app, AUTH_RATE_LIMIT)
     _identity_guard.end_sessions_after(app, 86400)
     _identity_guard.hide_passwords(app)
     _identity_guard.hide_version(app)
+    _AUDIT.record_access(app)
 
 
 # Every database connection goes through Setpoint's guard (setpoint_database_guard.py beside this
@@ -102,6 +104,11 @@ PREVENT_UNSAFE_DB_CONNECTIONS = True
 _metrics = _setpoint_module("setpoint_metrics")
 STATS_LOGGER = _metrics.PrometheusStatsLogger()
 BLUEPRINTS = [_metrics.blueprint()]
+
+# --- Audit trail (point 22): events, logins and access changes go to the host's log store
+# (setpoint_audit.py), not into the metadata database (one INSERT per request on the hot path).
+_AUDIT = _setpoint_module("setpoint_audit").AuditTrail(_SECRETS["audit_token"])
+EVENT_LOGGER = _AUDIT.event_logger()
 
 # --- Metadata database (points 11, 12) ---
 SQLALCHEMY_DATABASE_URI = f"postgresql+psycopg2://superset:{quote(_SECRETS['metadata_db_password'])}@127.0.0.1:20002/superset"

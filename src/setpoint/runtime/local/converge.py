@@ -36,7 +36,7 @@ from setpoint.runtime.local.instance import (
     saved_spec,
 )
 from setpoint.runtime.local import startup
-from setpoint.observability import monitoring
+from setpoint.observability import logstore, monitoring
 from setpoint.runtime.local.accounts import lay_out
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
@@ -139,6 +139,11 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
             act(f"wrote {rendered.path.name}")
             written.add(rendered.path.name)
             restarts.update(rendered.restarts)
+
+    if logstore.publish(home, ctx, secrets["audit_token"]):
+        logstore.reload(platform.supervisor)
+        act(f"had the host's log store collect {spec.name}'s logs and audit trail"
+            + (f" and forward them to {spec.logs.remote}" if spec.logs.remote else ""))
 
     if "limits.json" in written and ctx.cgroup:
         apply_limits(ctx, act)

@@ -16,7 +16,7 @@ from setpoint.runtime.local.instance import confinement, limits_of, load_context
 from setpoint.services.cgroup import CgroupV1
 from setpoint.render import instance_programs
 from setpoint.runtime.local import startup, task_queue
-from setpoint.observability import monitoring
+from setpoint.observability import logstore, monitoring
 from setpoint.runtime.local.accounts import remove_account
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
@@ -176,17 +176,24 @@ def restart(home: Home, name: str, component: str | None = None) -> list[str]:
 
 
 def destroy(home: Home, name: str) -> list[str]:
-    """Stop an instance and delete everything it had: config, secrets, data, logs."""
+    """Stop an instance and delete everything it had: config, secrets, data, its own log files.
+    The host's log store keeps its records (and audit trail) until their retention ends."""
     paths, _ = require_instance(home, name)
     actions = down(home, name)
     group = confinement(home, name).get("cgroup")
     if group:
         with contextlib.suppress(OSError):  # a process still exiting keeps it; it is empty and harmless
             CgroupV1().remove(group)
+    platform = load_platform(home)
+    if logstore.withdraw(home, name) and platform is not None:
+        logstore.reload(platform.supervisor)
     shutil.rmtree(paths.root)
     for log in paths.access_log.parent.glob(f"{name}.access*"):
         log.unlink()
     actions.append(f"deleted {paths.root}")
+    if logstore.records_dir(home, name).exists():
+        actions.append(f"kept {name}'s logs and audit trail in the host's log store until their retention ends "
+                       f"({logstore.records_dir(home, name)})")
     account = superset_account(home.root, name)
     if remove_account(account):
         actions.append(f"deleted the account {account}")
@@ -200,13 +207,17 @@ def credentials(home: Home, name: str) -> dict[str, str]:
     return {"url": spec.url, "username": spec.admin.username, "password": secrets["admin_password"]}
 
 
-def log_file(home: Home, name: str, component: str) -> Path:
-    """The log file of one component (or `access` for Caddy's access log of the instance)."""
-    paths, _ = require_instance(home, name)
+def logged_components(home: Home, name: str, components: list[str]) -> list[str]:
+    """The components whose records `setpoint logs` shows (all when none is named), for an
+    instance that exists or whose records the log store keeps."""
+    if not home.instance(name).exists() and not logstore.records_dir(home, name).exists():
+        raise InputError(f"no instance named '{name}' and no records of it in the log store",
+                         "list the instances with: setpoint status")
     allowed = (*COMPONENTS, "access")
-    if component not in allowed:
-        raise InputError(f"unknown component '{component}'", f"choose one of: {', '.join(allowed)}")
-    return paths.access_log if component == "access" else paths.logs / f"{component}.log"
+    unknown = [c for c in components if c not in allowed]
+    if unknown:
+        raise InputError(f"unknown component '{unknown[0]}'", f"choose one of: {', '.join(allowed)}")
+    return components
 
 
 def managed_target(home: Home, name: str) -> Target:

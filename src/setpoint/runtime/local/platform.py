@@ -12,7 +12,7 @@ from setpoint import proc
 from setpoint.host import installation as installations
 from setpoint.home import Home, caddy_user, chown, service_user, unreachable_parent, write_file
 from setpoint.errors import SetpointError
-from setpoint.observability import monitoring
+from setpoint.observability import logstore, monitoring
 from setpoint.runtime.local.accounts import ensure_account
 from setpoint.render import render_caddyfile, render_supervisord_conf
 from setpoint.services.caddy import Caddy
@@ -69,6 +69,7 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     caddy_bin = proc.find_binary("caddy")
     monitored = monitoring.monitoring_of(home)
     monitoring_changes = monitoring.prepare(home, monitored, log)
+    logstore_changed = logstore.prepare(home)
     caddyfile = render_caddyfile(home, platform.caddy.admin_socket, monitored.caddy_metrics_port)
     before_caddyfile = platform.caddy.caddyfile.read_text() if platform.caddy.caddyfile.exists() else ""
     if write_file(platform.caddy.caddyfile, caddyfile, owner=caddy) and platform.supervisor.is_running():
@@ -81,8 +82,8 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     installation = installations.ensure_installation(home, log, step)
     conf = platform.supervisor.conf
     before = conf.read_text() if conf.exists() else None
-    changed = write_file(conf, render_supervisord_conf(home, caddy_bin, caddy, str(installation.python), monitored),
-                         mode=0o600)
+    changed = write_file(conf, render_supervisord_conf(home, caddy_bin, caddy, str(installation.python), monitored,
+                                                       proc.find_binary("rsyslogd")), mode=0o600)
     if not platform.supervisor.is_running():
         installations.activate(home, installation)
         platform = load_platform(home)
@@ -92,11 +93,13 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
         _switch_host_services(platform, installation, before, log)
     platform.supervisor.wait_running(list(HOST_PROGRAMS), timeout=30)
     monitoring.reload(platform.supervisor, monitoring_changes)
+    if logstore_changed:
+        logstore.reload(platform.supervisor)
     platform.caddy.wait_ready()
     return platform
 
 
-HOST_PROGRAMS = ("caddy", "scheduler", "prometheus", "alertmanager", "node-exporter")
+HOST_PROGRAMS = ("caddy", "scheduler", "prometheus", "alertmanager", "node-exporter", "logstore")
 
 
 def _admin_line(caddyfile: str) -> str:
