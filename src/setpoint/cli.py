@@ -534,7 +534,7 @@ def logs(
 
     Example: setpoint logs demo web postgres --since 10m --grep ERROR
     """
-    wanted = lifecycle.logged_components(home(), name, components or [])
+    wanted = lifecycle.require_records(home(), name, components or [])
 
     def show(record) -> None:
         print(json.dumps(record.__dict__) if format is Format.json else record.line(), flush=True)
@@ -562,7 +562,7 @@ def audit(
 
     Example: setpoint audit demo --user admin --since 1d
     """
-    lifecycle.logged_components(home(), name, [])
+    lifecycle.require_records(home(), name, [])
     for entry in logstore.audit_records(home(), name, logstore.parse_since(since), user):
         if format is Format.json:
             print(json.dumps(entry))

@@ -13,25 +13,11 @@ from setpoint.errors import SetpointError
 from setpoint.home import is_root
 from setpoint.services.superset import base_python
 
-# Binary -> Debian package providing it.
-PREREQUISITES = {
-    "postgres": "postgresql-15",
-    "initdb": "postgresql-15",
-    "pg_isready": "postgresql-client-15",
-    "psql": "postgresql-client-15",
-    "redis-server": "redis-server",
-    "redis-cli": "redis-tools",
-    "caddy": "caddy",
-    "pgbackrest": "pgbackrest",
-    "setcap": "libcap2-bin",
-    "useradd": "passwd",
-    "prometheus": "prometheus",
-    "promtool": "prometheus",
-    "prometheus-node-exporter": "prometheus-node-exporter",
-    "prometheus-alertmanager": "prometheus-alertmanager",
-    "amtool": "prometheus-alertmanager",
-    "rsyslogd": "rsyslog",
-}
+# The binaries a host needs, each with the Debian package that provides it (proc.APT_PACKAGE_OF).
+PREREQUISITES = {binary: proc.APT_PACKAGE_OF[binary] for binary in (
+    "postgres", "initdb", "pg_isready", "psql", "redis-server", "redis-cli", "caddy", "pgbackrest", "setcap",
+    "useradd", "prometheus", "promtool", "prometheus-node-exporter", "prometheus-alertmanager", "amtool", "rsyslogd",
+)}
 # Units Debian's packages enable, which would serve with their own settings on every interface:
 # Setpoint runs these programs itself, on loopback.
 PACKAGED_UNITS = ("prometheus.service", "prometheus-node-exporter.service", "prometheus-alertmanager.service")

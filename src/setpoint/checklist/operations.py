@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -25,6 +24,7 @@ from setpoint.checklist.evidence import Evidence
 from setpoint.checklist.model import Finding, combine, failed, passed, unverified
 from setpoint.errors import SetpointError
 from setpoint.net import is_loopback_name
+from setpoint.readiness import wait_until
 from setpoint.services.postgres import cluster_of
 from setpoint.spec import supported_superset_versions
 
@@ -183,7 +183,10 @@ def probe_offsite(ev: Evidence) -> Finding:
         verdict = passed if age < FULL_BACKUP_MAX_AGE else failed
         parts.append(verdict(f"off-site backup {copies[-1].label} in s3://{offsite.bucket}, {age.total_seconds() / 3600:.1f} h old"))
     return combine(parts)
+
+
 LOG_WAIT_S = 10  # how soon a record written now must be in the store
+PROBE_CONNECT_S = 5
 
 
 def probe_central_logs(ev: Evidence) -> Finding:
@@ -220,9 +223,6 @@ def probe_central_logs(ev: Evidence) -> Finding:
             parts.append(failed(f"the remote log store {managed.spec.logs.remote} is unreachable ({exc}); "
                                 f"records wait in the host's queue"))
     return combine(parts)
-
-
-PROBE_CONNECT_S = 5
 
 
 def probe_metrics(ev: Evidence) -> Finding:
@@ -293,17 +293,20 @@ def probe_audit(ev: Evidence) -> Finding:
     home, name, user = managed.platform.home, managed.spec.name, managed.spec.admin.username
     if ev.api is None:
         return failed(f"could not log in as {user} to produce an audit record")
-    deadline = time.monotonic() + LOG_WAIT_S
-    since = ev.started - timedelta(seconds=1)
-    while True:
-        logins = [e for e in logstore.audit_records(home, name, since, user) if e.get("event") == "login"]
-        if logins:
-            return passed(f"the scorecard's login as {user} ({logins[-1]['time']}) is in the audit trail "
-                          f"of the host's log store ({logstore.records_dir(home, name) / logstore.AUDIT})")
-        if time.monotonic() > deadline:
-            return failed(f"the scorecard's login as {user} is not in the audit trail of the host's log store "
-                          f"after {LOG_WAIT_S} s (looked in {logstore.records_dir(home, name) / logstore.AUDIT})")
-        time.sleep(0.25)
+    since, trail = ev.started - timedelta(seconds=1), logstore.records_dir(home, name) / logstore.AUDIT
+    logins: list[dict] = []
+
+    def logged_in() -> bool:
+        logins[:] = [e for e in logstore.audit_records(home, name, since, user) if e.get("event") == "login"]
+        return bool(logins)
+
+    try:
+        wait_until(logged_in, LOG_WAIT_S, SetpointError("no login record"), interval=0.25)
+    except SetpointError:
+        return failed(f"the scorecard's login as {user} is not in the audit trail of the host's log store "
+                      f"after {LOG_WAIT_S} s (looked in {trail})")
+    return passed(f"the scorecard's login as {user} ({logins[-1]['time']}) is in the audit trail "
+                  f"of the host's log store ({trail})")
 
 
 probe_gdpr = artifact_probe(

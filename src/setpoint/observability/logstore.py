@@ -25,6 +25,7 @@ from pathlib import Path
 
 from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, write_file
+from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext, render_logstore_config, render_logstore_instance
 
 HOST = "_host"  # the records of the host's own programs
@@ -103,8 +104,8 @@ def components_of(home: Home, name: str) -> list[str]:
     return sorted(p.name for p in base.iterdir() if p.is_dir() and p.name != AUDIT) if base.exists() else []
 
 
-def _read(path: Path, component: str, offset: int = 0) -> tuple[list[Record], int]:
-    """The complete records of a day file from `offset`, and the offset after them."""
+def _entries(path: Path, offset: int = 0) -> tuple[list[dict], int]:
+    """The complete JSON lines of a day file from `offset`, and the offset after them."""
     with path.open("rb") as stream:
         stream.seek(offset)
         data = stream.read()
@@ -112,11 +113,16 @@ def _read(path: Path, component: str, offset: int = 0) -> tuple[list[Record], in
     found = []
     for raw in data[:end].splitlines():
         try:
-            entry = json.loads(raw)
+            found.append(json.loads(raw))
         except ValueError:
             continue
-        found.append(Record(entry.get("time", ""), component, entry.get("level", "info"), entry.get("message", "")))
     return found, offset + end
+
+
+def _read(path: Path, component: str, offset: int = 0) -> tuple[list[Record], int]:
+    """The complete records of a day file from `offset`, and the offset after them."""
+    entries, end = _entries(path, offset)
+    return [Record(e.get("time", ""), component, e.get("level", "info"), e.get("message", "")) for e in entries], end
 
 
 def _component_records(home: Home, name: str, component: str, since: datetime | None) -> Iterator[Record]:
@@ -138,15 +144,15 @@ def read(home: Home, name: str, components: Iterable[str] = (), since: datetime 
 def follow(home: Home, name: str, components: Iterable[str] = (), grep: str | None = None,
            interval: float = 0.5) -> Iterator[Record]:
     """New records of instance `name` as the store files them, until interrupted."""
-    offsets: dict[Path, int] = {}
-    today = lambda: datetime.now(timezone.utc).date().isoformat()  # noqa: E731
-    for component in list(components) or components_of(home, name):
-        path = records_dir(home, name) / component / f"{today()}.log"
-        offsets[path] = path.stat().st_size if path.exists() else 0
+
+    def todays_files() -> list[tuple[str, Path]]:
+        day = datetime.now(timezone.utc).date().isoformat()
+        return [(c, records_dir(home, name) / c / f"{day}.log") for c in list(components) or components_of(home, name)]
+
+    offsets = {path: path.stat().st_size for _, path in todays_files() if path.exists()}
     while True:
         batch = []
-        for component in list(components) or components_of(home, name):
-            path = records_dir(home, name) / component / f"{today()}.log"
+        for component, path in todays_files():
             if path.exists():
                 found, offsets[path] = _read(path, component, offsets.get(path, 0))
                 batch += [r for r in found if grep is None or grep in r.message]
@@ -157,15 +163,8 @@ def follow(home: Home, name: str, components: Iterable[str] = (), grep: str | No
 def audit_records(home: Home, name: str, since: datetime | None = None, user: str | None = None) -> list[dict]:
     """The audit trail of instance `name`, oldest first."""
     cutoff = since.isoformat() if since else ""
-    found = []
-    for path in _day_files(records_dir(home, name) / AUDIT, since):
-        for raw in path.read_bytes().splitlines():
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                continue
-            if entry.get("time", "") >= cutoff and (user is None or entry.get("user") == user):
-                found.append(entry)
+    found = [entry for path in _day_files(records_dir(home, name) / AUDIT, since) for entry in _entries(path)[0]
+             if entry.get("time", "") >= cutoff and (user is None or entry.get("user") == user)]
     return sorted(found, key=lambda e: e.get("time", ""))
 
 
@@ -193,13 +192,10 @@ def wait_for(home: Home, name: str, component: str, text: str, timeout: float = 
     """Seconds until a record of `component` containing `text` is in the store."""
     started = time.monotonic()
     since = datetime.now(timezone.utc) - timedelta(minutes=1)
-    while True:
-        if any(True for _ in read(home, name, [component], since, grep=text)):
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise SetpointError(f"the log store has no {component} record of {name} within {timeout:.0f} s",
-                                f"see {home.logstore_dir}/rsyslog.log, then run: setpoint up {name}")
-        time.sleep(0.25)
+    wait_until(lambda: any(True for _ in read(home, name, [component], since, grep=text)), timeout,
+               SetpointError(f"the log store has no {component} record of {name} within {timeout:.0f} s",
+                             f"see {home.logstore_dir}/rsyslog.log, then run: setpoint up {name}"), interval=0.25)
+    return time.monotonic() - started
 
 
 # --- retention -----------------------------------------------------------------------------

@@ -207,7 +207,7 @@ def credentials(home: Home, name: str) -> dict[str, str]:
     return {"url": spec.url, "username": spec.admin.username, "password": secrets["admin_password"]}
 
 
-def logged_components(home: Home, name: str, components: list[str]) -> list[str]:
+def require_records(home: Home, name: str, components: list[str]) -> list[str]:
     """The components whose records `setpoint logs` shows (all when none is named), for an
     instance that exists or whose records the log store keeps."""
     if not home.instance(name).exists() and not logstore.records_dir(home, name).exists():
