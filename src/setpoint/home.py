@@ -86,6 +86,9 @@ class InstancePaths:
     superset_home = property(lambda self: self.data / "superset")
     # Where every Superset process of the instance writes its Prometheus samples.
     metrics_dir = property(lambda self: self.data / "superset" / "metrics")
+    # Where Superset's processes append the instance's audit trail for the host's log store.
+    audit_dir = property(lambda self: self.data / "superset" / "audit")
+    audit_log = property(lambda self: self.data / "superset" / "audit" / "audit.log")
     backup = property(lambda self: self.root / "backup")
     # Written by Caddy's own account, so beside Caddy's files rather than in logs/.
     access_log = property(lambda self: self.root.parent.parent / "caddy" / "logs" / f"{self.name}.access.log")

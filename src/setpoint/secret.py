@@ -23,14 +23,12 @@ SECRET_LENGTHS = {
     "redis_password": 48,
     "backup_cipher_pass": 64,  # pgBackRest repository encryption (aes-256-cbc)
     "offsite_cipher_pass": 64,  # the off-site repository's own passphrase
-    "recovery_key": 40,
-    "audit_token": 24,  # marks Superset's audit records for the log store (setpoint_audit.py)  # opens the secrets escrowed with the backups; shown to the operator, never stored with them
+    "recovery_key": 40,  # opens the secrets escrowed with the backups; shown to the operator, never stored with them
 }
 
 # What Superset's own processes read (superset-secrets.json, 0640 to the instance's Superset
 # account): never the database superuser's, the backups' or the admin's secrets.
-SUPERSET_SECRETS = ("secret_key", "async_jwt_secret", "guest_token_jwt_secret", "metadata_db_password", "redis_password",
-                    "audit_token")
+SUPERSET_SECRETS = ("secret_key", "async_jwt_secret", "guest_token_jwt_secret", "metadata_db_password", "redis_password")
 
 ALPHABET = string.ascii_letters + string.digits
 

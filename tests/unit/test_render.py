@@ -35,8 +35,7 @@ from setpoint.spec import parse_spec, size_instance
 from setpoint.spec.sizing import resource_limits
 
 GOLDEN = Path(__file__).parent / "golden"
-AUDIT_TOKEN = "AUDITTOKENVALUE0123456789"
-SECRETS = {"redis_password": "REDIS-PASSWORD-VALUE", "backup_cipher_pass": "CIPHER-PASS-VALUE", "audit_token": AUDIT_TOKEN}
+SECRETS = {"redis_password": "REDIS-PASSWORD-VALUE", "backup_cipher_pass": "CIPHER-PASS-VALUE"}
 
 
 def context(**spec_fields) -> InstanceContext:
@@ -75,11 +74,10 @@ def rendered_files(ctx):
         "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint-caddy", "/opt/setpoint/bin/python",
                                                     MONITORING, "/usr/sbin/rsyslogd"),
         "rsyslog.conf": render_logstore_config(home),
-        "rsyslog-instance.conf": render_logstore_instance(ctx, AUDIT_TOKEN),
+        "rsyslog-instance.conf": render_logstore_instance(ctx),
         "rsyslog-instance-remote.conf": render_logstore_instance(
             replace(ctx, spec=ctx.spec.model_copy(update={"logs": ctx.spec.logs.model_copy(
-                update={"remote": "tls://logs.example.com:6514", "remote_ca_file": Path("/etc/setpoint/logs-ca.pem")})})),
-            AUDIT_TOKEN),
+                update={"remote": "tls://logs.example.com:6514", "remote_ca_file": Path("/etc/setpoint/logs-ca.pem")})}))),
         "prometheus.yml": render_prometheus_config(home, MONITORING),
         "rules-host.yml": render_host_rules(),
         "rules-instance.yml": render_instance_rules(ctx.spec),
@@ -226,7 +224,7 @@ def test_superset_reads_only_its_own_secrets():
     shared = next(f for f in render_instance(context(), secrets) if f.path.name == "superset-secrets.json")
     assert shared.mode == 0o640
     assert set(json.loads(shared.text)) == {"secret_key", "async_jwt_secret", "guest_token_jwt_secret",
-                                             "metadata_db_password", "redis_password", "audit_token"}
+                                             "metadata_db_password", "redis_password"}
     for private in ("postgres_password", "admin_password", "backup_cipher_pass", "recovery_key"):
         assert f"{private}-VALUE" not in shared.text
 
@@ -276,7 +274,7 @@ def test_logstore_config_passes_rsyslogd(tmp_path, remote):
         (home.logstore_dir / directory).mkdir(parents=True)
     config = home.logstore_dir / "rsyslog.conf"
     config.write_text(render_logstore_config(home))
-    (home.logstore_dir / "rsyslog.d" / "demo.conf").write_text(render_logstore_instance(ctx, AUDIT_TOKEN))
+    (home.logstore_dir / "rsyslog.d" / "demo.conf").write_text(render_logstore_instance(ctx))
     result = proc.run([proc.find_binary("rsyslogd"), "-N1", "-f", config], check=False)
     assert result.ok and "End of config validation run" in result.stdout + result.stderr, result.stdout + result.stderr
     assert "error" not in (result.stdout + result.stderr).lower()

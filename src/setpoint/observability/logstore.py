@@ -52,10 +52,10 @@ def prepare(home: Home) -> bool:
     return write_file(base / "rsyslog.conf", render_logstore_config(home), mode=0o600)
 
 
-def publish(home: Home, ctx: InstanceContext, audit_token: str) -> bool:
+def publish(home: Home, ctx: InstanceContext) -> bool:
     """Have the store read the instance's logs (and forward them as its spec says); whether the
     store's configuration changed."""
-    return write_file(_instance_file(home, ctx.spec.name), render_logstore_instance(ctx, audit_token), mode=0o600)
+    return write_file(_instance_file(home, ctx.spec.name), render_logstore_instance(ctx), mode=0o600)
 
 
 def withdraw(home: Home, name: str) -> bool:

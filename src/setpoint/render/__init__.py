@@ -379,12 +379,10 @@ def logged_components(ctx: InstanceContext) -> list[tuple[str, Path]]:
     return [(component, ctx.paths.logs / f"{component}.log") for component in programs] + [("access", ctx.paths.access_log)]
 
 
-def render_logstore_instance(ctx: InstanceContext, audit_token: str) -> str:
+def render_logstore_instance(ctx: InstanceContext) -> str:
     """What the host's log store reads of one instance, where it files it, and where it forwards it."""
-    from setpoint.runtime.local.superset_side.audit import marker
-
     return render_template("rsyslog-instance.conf.j2", spec=ctx.spec, inputs=logged_components(ctx),
-                           audit_marker=marker(audit_token), remote=ctx.spec.logs.remote_address)
+                           audit_log=ctx.paths.audit_log, remote=ctx.spec.logs.remote_address)
 
 
 def render_boot_unit(home: Home, command: str) -> str:

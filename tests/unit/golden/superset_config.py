@@ -107,7 +107,7 @@ BLUEPRINTS = [_metrics.blueprint()]
 
 # --- Audit trail (point 22): events, logins and access changes go to the host's log store
 # (setpoint_audit.py), not into the metadata database (one INSERT per request on the hot path).
-_AUDIT = _setpoint_module("setpoint_audit").AuditTrail(_SECRETS["audit_token"])
+_AUDIT = _setpoint_module("setpoint_audit").AuditTrail('/srv/setpoint/instances/demo/data/superset/audit/audit.log')
 EVENT_LOGGER = _AUDIT.event_logger()
 
 # --- Metadata database (points 11, 12) ---

@@ -44,6 +44,7 @@ def instance_layout(ctx: InstanceContext) -> list[Layout]:
         Layout(paths.data, data, superset, 0o750),
         Layout(paths.superset_home, superset, superset, 0o700),
         Layout(paths.metrics_dir, superset, superset, 0o700),
+        Layout(paths.audit_dir, superset, superset, 0o700),
         Layout(paths.redis_data, superset, superset, 0o700),
         # The data user's alone.
         Layout(paths.run, data, data, 0o700),

@@ -140,7 +140,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
             written.add(rendered.path.name)
             restarts.update(rendered.restarts)
 
-    if logstore.publish(home, ctx, secrets["audit_token"]):
+    if logstore.publish(home, ctx):
         logstore.reload(platform.supervisor)
         act(f"had the host's log store collect {spec.name}'s logs and audit trail"
             + (f" and forward them to {spec.logs.remote}" if spec.logs.remote else ""))

@@ -1,14 +1,15 @@
 """The audit trail of one Superset instance, written into the host's central log store instead of
 Superset's own metadata database. Runs inside Superset.
 
-Copied beside superset_config.py, which makes an `AuditTrail` with the instance's audit token, sets
+Copied beside superset_config.py, which makes an `AuditTrail` with the instance's audit file, sets
 `EVENT_LOGGER` to its `event_logger()` and calls its `record_access(app)` from FLASK_APP_MUTATOR.
 
-Every record is one line on the process's standard error, `SETPOINT-AUDIT-TOKEN {json}`: supervisord
-writes it into the component's log, and the host's log store (rsyslog, observability/logstore.py)
-files it into the instance's audit stream, with its own retention, and forwards it off the host
-with the rest. The instance's account cannot rewrite a record once the store has read it, nor
-write into another instance's trail: the store names the instance after the file a line came from.
+Every record is one JSON line appended to the instance's own audit file (data/superset/audit/,
+the Superset account's alone): the host's log store (rsyslog, observability/logstore.py) reads it
+as it grows, files it into the instance's audit stream with its own retention, and forwards it off
+the host with the rest. The file holds nothing but records, so no text a user gets into a log line
+(an error quoting a query, say) can pass for one; the instance's account cannot rewrite a record
+once the store has read it, nor write into another instance's trail.
 
 Recorded:
 - Superset's events (what its DBEventLogger would INSERT into `logs` on every request): chart data
@@ -18,8 +19,9 @@ Recorded:
   logins with the name tried, logouts;
 - every change of users, roles, permissions and row-level security, with its answer's status.
 
-A record stays under PIPE_BUF (4,096 bytes) so that the lines of gunicorn's workers, which share
-one pipe, never interleave. Stdlib only at import.
+Each record is one write() under 4,096 bytes on a file opened for appending, so the records of
+gunicorn's workers and Celery's processes never interleave. The file is renamed to audit.log.1
+past ROTATE_BYTES (the store has read it long before). Stdlib only at import.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import os
 import re
 from datetime import datetime, timezone
 
-MARKER = "SETPOINT-AUDIT-"  # then the instance's audit token and a space
 MAX_LINE = 4000
 MAX_VALUE = 300
 # Changes to who may do what: users, roles, permissions, row-level security.
@@ -38,19 +39,14 @@ ACCESS_CHANGE = re.compile(
     r"roles|users|rowlevelsecurity|registeruser|permissions|permissionviews|viewmenus)")
 LOGIN_PATHS = {"/login/": "form", "/api/v1/security/login": "api"}
 UNAUDITED_EVENTS = {"log"}  # the browser's own telemetry, in bulk
-
-
-def marker(token: str) -> str:
-    """What starts an audit line. The instance's secret token is in it: a user whose text reaches a
-    log line (an error quoting a query, say) cannot start a line that the store takes as a record."""
-    return f"{MARKER}{token} "
+ROTATE_BYTES = 32 * 1024 * 1024
 
 
 class AuditTrail:
-    """The audit records of one instance, marked with its token."""
+    """The audit records of one instance, appended to its audit file."""
 
-    def __init__(self, token: str) -> None:
-        self.marker = marker(token)
+    def __init__(self, path: str) -> None:
+        self.path = path
 
     def emit(self, event: str, **fields) -> None:
         """Write one audit record (fields that are None are left out)."""
@@ -60,8 +56,22 @@ class AuditTrail:
         if len(line) > MAX_LINE:
             line = json.dumps({key: record[key] for key in ("time", "event", "user") if key in record}
                               | {"truncated": True}, separators=(",", ":"))
-        # One write on the process's own standard error (Celery replaces sys.stderr with a logger).
-        os.write(2, (self.marker + line + "\n").encode())
+        try:
+            self._append((line + "\n").encode())
+        except OSError as exc:  # a full disk must not fail the user's request; say it where the operator looks
+            os.write(2, f"setpoint audit: could not write a {event} record to {self.path}: {exc}\n".encode())
+
+    def _append(self, data: bytes) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+            written = os.fstat(fd)
+            # One process rotates: the one whose record crossed the size, if the file is still this one.
+            if (written.st_size > ROTATE_BYTES >= written.st_size - len(data)
+                    and os.stat(self.path).st_ino == written.st_ino):
+                os.replace(self.path, self.path + ".1")
+        finally:
+            os.close(fd)
 
     def event_logger(self):
         """Superset's EVENT_LOGGER: each event as an audit record, none in the metadata database."""
