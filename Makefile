@@ -10,7 +10,7 @@ demo: bootstrap
 	$(SETPOINT) up demo
 
 test: bootstrap
-	$(VENV)/bin/python -m pytest -ra
+	$(VENV)/bin/python -m pytest -ra --durations=30
 
 bootstrap:
 	scripts/bootstrap
