@@ -56,8 +56,11 @@ class PostgresCluster:
             pwfile.unlink(missing_ok=True)
 
     def is_ready(self) -> bool:
+        # As the one role pg_hba.conf lets in over the socket: any other is refused with a FATAL
+        # line in the server's log on every poll.
         result = proc.run(
-            ["pg_isready", "-q", "-h", self.socket_dir, "-p", str(self.port)], check=False, timeout=10
+            ["pg_isready", "-q", "-h", self.socket_dir, "-p", str(self.port), "-U", self.user, "-d", "postgres"],
+            user=self.user, cwd=self.socket_dir, check=False, timeout=10,
         )
         return result.ok
 
