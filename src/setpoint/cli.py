@@ -22,7 +22,7 @@ from setpoint.checklist import report
 from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, default_home
 from setpoint.net import host_addresses
-from setpoint.observability import logstore
+from setpoint.observability import logstore, monitoring
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.spec import InstanceSpec, load_spec
 
@@ -569,6 +569,29 @@ def audit(
             continue
         details = " ".join(f"{key}={value}" for key, value in entry.items() if key not in ("time", "event", "user"))
         print(f"{entry.get('time', '')[:23].replace('T', ' ')} {entry.get('user') or '-':<12} {entry.get('event', ''):<32} {details}")
+
+
+@app.command("probe-config")
+def probe_config(
+    output: Path = typer.Option(..., "--output", help="Directory to write blackbox.yml and the CA bundle into."),
+    ca_path: Path = typer.Option(Path("/etc/prometheus/setpoint-ca.pem"), "--ca-path",
+                                 help="Where the CA bundle will be on the probe point's host."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Write the configuration of a probe point: a prometheus-blackbox-exporter on another host or
+    network that asks this host's instances for /health and the login page, as their users would.
+
+    Example: setpoint probe-config --output /tmp/probe --ca-path /etc/prometheus/setpoint-ca.pem
+    """
+    config, ca = monitoring.write_probe_point_config(home(), output, ca_path)
+    if format is Format.json:
+        print(json.dumps({"config": str(config), "ca": str(ca), "ca_path": str(ca_path)}))
+        return
+    out.print(f"wrote {config} and {ca}. On the probe point's host:\n"
+              f"  1. put {ca.name} at {ca_path} and blackbox.yml beside it;\n"
+              f"  2. run: prometheus-blackbox-exporter --config.file={ca_path.parent}/blackbox.yml "
+              f"--web.listen-address=:9115 (reachable from this host only);\n"
+              f"  3. add HOST:9115 to probes.points in each instance's spec, then run: setpoint up NAME --spec FILE")
 
 
 @app.command()

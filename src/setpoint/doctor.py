@@ -16,11 +16,13 @@ from setpoint.services.superset import base_python
 # The binaries a host needs, each with the Debian package that provides it (proc.APT_PACKAGE_OF).
 PREREQUISITES = {binary: proc.APT_PACKAGE_OF[binary] for binary in (
     "postgres", "initdb", "pg_isready", "psql", "redis-server", "redis-cli", "caddy", "pgbackrest", "setcap",
-    "useradd", "prometheus", "promtool", "prometheus-node-exporter", "prometheus-alertmanager", "amtool", "rsyslogd",
+    "useradd", "prometheus", "promtool", "prometheus-node-exporter", "prometheus-alertmanager", "amtool",
+    "prometheus-blackbox-exporter", "rsyslogd",
 )}
 # Units Debian's packages enable, which would serve with their own settings on every interface:
 # Setpoint runs these programs itself, on loopback.
-PACKAGED_UNITS = ("prometheus.service", "prometheus-node-exporter.service", "prometheus-alertmanager.service")
+PACKAGED_UNITS = ("prometheus.service", "prometheus-node-exporter.service", "prometheus-alertmanager.service",
+                  "prometheus-blackbox-exporter.service")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ APT_PACKAGE_OF = {
     "prometheus-node-exporter": "prometheus-node-exporter",
     "prometheus-alertmanager": "prometheus-alertmanager",
     "amtool": "prometheus-alertmanager",
+    "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
     "rsyslogd": "rsyslog",
 }
 

@@ -3,16 +3,27 @@ do (`setpoint logs`, `setpoint audit`), and attacked as a user who wants a forge
 record would."""
 
 import json
+import re
 import stat
+import subprocess
+import textwrap
+import time
 import uuid
+from datetime import datetime, timezone
+from pathlib import Path
 
-from setpoint import examples
+from setpoint import examples, proc
 from setpoint.home import Home
-from setpoint.net import http_client
+from setpoint.net import http_client, is_port_free
+from setpoint.observability import logstore
 from setpoint.readiness import wait_until
+from setpoint.runtime.local import converge
 from setpoint.runtime.local.instance import load_context
 from setpoint.superset_api import SupersetClient
-from tests.conftest import run_cli
+from tests.conftest import report_figure, run_cli
+from tests.s3_server import free_port
+
+DOWN_S = 120  # how long the remote log store is down
 
 
 def audit_json(home: Home, *args: str) -> list[dict]:
@@ -98,3 +109,81 @@ def test_logs_finds_one_request_across_components(home, admin, http):
     errors = grep("postgres")
     assert any(r["level"] == "error" for r in errors), errors
     assert run_cli("logs", "alpha", "nonsense", home=home).returncode != 0
+
+
+def test_a_clients_mistake_is_one_warning_not_a_traceback(home, http):
+    web_log = load_context(home, "alpha").paths.logs / "web.log"
+    tracebacks = web_log.read_text(errors="replace").count("Traceback")
+    started = datetime.now(timezone.utc)
+    assert http.post("/api/v1/dashboard/", json={}).status_code == 400  # no CSRF token, as a stray client sends it
+    wait_until(lambda: any(logstore.read(home, "alpha", ["web"], started, grep="CSRF token is missing")), 15,
+               AssertionError("the refusal is not in the log store"), interval=0.5)
+    refusal = next(logstore.read(home, "alpha", ["web"], started, grep="CSRF token is missing"))
+    assert refusal.level == "warning", refusal
+    assert web_log.read_text(errors="replace").count("Traceback") == tracebacks
+
+
+class SyslogReceiver:
+    """A remote log store: a second rsyslog, on a loopback TCP port, that writes what it receives."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory, self.port = directory, free_port()
+        self.received = directory / "received.log"
+        (directory / "state").mkdir(parents=True, exist_ok=True)
+        self.config = directory / "receiver.conf"
+        self.config.write_text(textwrap.dedent(f"""\
+            global(workDirectory="{directory}/state")
+            module(load="imtcp")
+            input(type="imtcp" address="127.0.0.1" port="{self.port}")
+            template(name="message" type="string" string="%msg%\\n")
+            action(type="omfile" file="{self.received}" template="message")
+            """))
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([proc.find_binary("rsyslogd"), "-n", "-f", str(self.config), "-i",
+                                         str(self.directory / "receiver.pid")])
+        wait_until(lambda: not is_port_free(self.port, "127.0.0.1"), 10, AssertionError("receiver not listening"))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+    def text(self) -> str:
+        return self.received.read_text() if self.received.exists() else ""
+
+
+def test_the_remote_store_down_for_two_minutes_loses_no_record(home, instance, http, tmp_path):
+    receiver = SyslogReceiver(tmp_path)
+    receiver.start()
+    forwarding = instance[0].model_copy(update={"logs": instance[0].logs.model_copy(
+        update={"remote": f"tcp://127.0.0.1:{receiver.port}"})})
+    converge.up(home, forwarding)
+    marker = f"setpoint-remote-{uuid.uuid4().hex[:8]}"
+    sent: list[int] = []
+
+    def send(seconds: float) -> None:  # a request every 0.5 s, each one record of Caddy's access log
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            sent.append(len(sent))
+            assert http.get(f"/health?{marker}-{sent[-1]}-").status_code == 200
+            time.sleep(0.5)
+
+    def received() -> set[int]:
+        return {int(n) for n in re.findall(rf"{marker}-(\d+)-", receiver.text())}
+
+    try:
+        send(5)
+        wait_until(lambda: 0 in received(), 30, AssertionError("the remote store receives nothing"))
+        receiver.stop()
+        send(DOWN_S)  # the remote store is down; records keep coming, through the moment it stopped
+        receiver.start()
+        send(5)
+        wait_until(lambda: received() >= set(sent), 120, AssertionError("records lost"), interval=1)
+    finally:
+        if receiver.process.poll() is None:
+            receiver.stop()
+        converge.up(home, instance[0])
+    missing = set(sent) - received()
+    assert not missing, sorted(missing)
+    report_figure(f"remote log store down {DOWN_S} s: {len(sent)} requests logged across it, none lost")

@@ -25,6 +25,7 @@ from setpoint.render import (
     render_logstore_instance,
     render_host_rules,
     render_instance_rules,
+    render_blackbox_config,
     render_prometheus_config,
     render_instance,
     render_programs_conf,
@@ -61,7 +62,12 @@ def context(**spec_fields) -> InstanceContext:
 MONITORING = Monitoring(user="setpoint-monitor", prometheus_bin="/usr/bin/prometheus",
                         node_exporter_bin="/usr/bin/prometheus-node-exporter", prometheus_port=19090,
                         node_exporter_port=19091, caddy_metrics_port=19092,
-                        alertmanager_bin="/usr/bin/prometheus-alertmanager", alertmanager_port=19093)
+                        alertmanager_bin="/usr/bin/prometheus-alertmanager", alertmanager_port=19093,
+                        blackbox_bin="/usr/bin/prometheus-blackbox-exporter", blackbox_port=19094)
+# Probed instances: one with the host's own probe point only, one with two more.
+PROBED = {"demo": parse_spec({"name": "demo"}),
+          "spread": parse_spec({"name": "spread", "hostname": "bi.example.com", "https_port": 443,
+                                "probes": {"points": ["probe-eu.example.net:9115", "10.1.2.3:9115"], "interval_s": 30}})}
 
 
 def rendered_files(ctx):
@@ -78,7 +84,8 @@ def rendered_files(ctx):
         "rsyslog-instance-remote.conf": render_logstore_instance(
             replace(ctx, spec=ctx.spec.model_copy(update={"logs": ctx.spec.logs.model_copy(
                 update={"remote": "tls://logs.example.com:6514", "remote_ca_file": Path("/etc/setpoint/logs-ca.pem")})}))),
-        "prometheus.yml": render_prometheus_config(home, MONITORING),
+        "prometheus.yml": render_prometheus_config(home, MONITORING, PROBED),
+        "blackbox.yml": render_blackbox_config("/srv/setpoint/monitoring/probe-ca.pem"),
         "rules-host.yml": render_host_rules(),
         "rules-instance.yml": render_instance_rules(ctx.spec),
         "alertmanager.yml": render_alertmanager_config({"demo": ["https://hooks.example.com/demo"], "quiet": []}),
@@ -246,10 +253,23 @@ def test_prometheus_config_passes_promtool(tmp_path):
     (home.monitoring_dir / "rules").mkdir(parents=True)
     (home.monitoring_dir / "rules" / "host.yml").write_text(render_host_rules())
     config = home.monitoring_dir / "prometheus.yml"
-    config.write_text(render_prometheus_config(home, MONITORING))
+    config.write_text(render_prometheus_config(home, MONITORING, PROBED))
     result = proc.run([proc.find_binary("promtool"), "check", "config", config], check=False)
     assert result.ok, result.stdout + result.stderr
     assert "SUCCESS: 2 rules found" in result.stdout + result.stderr
+
+
+def test_blackbox_config_passes_the_exporters_check(tmp_path):
+    """The probe modules as the blackbox exporter 0.23 itself reads them."""
+    from setpoint import proc
+
+    config = tmp_path / "blackbox.yml"
+    config.write_text(render_blackbox_config("/etc/ssl/certs/ca-certificates.crt"))
+    result = proc.run([proc.find_binary("prometheus-blackbox-exporter"), "--config.check", f"--config.file={config}"],
+                      check=False)
+    assert result.ok and "Config file is ok" in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "level=warn" not in result.stdout + result.stderr
+
 
 
 @pytest.mark.parametrize("webhooks", [{}, {"demo": []}, {"demo": ["https://hooks.example.com/demo"], "quiet": []}])

@@ -96,3 +96,9 @@ def test_missing_spec_file_is_explained(tmp_path):
     with pytest.raises(InputError) as caught:
         load_spec("acme", tmp_path / "nope.yaml")
     assert "cannot read spec file" in caught.value.message
+
+
+@pytest.mark.parametrize("points", [["probe one:9115"], ["probe.example.net"], ["a:9115", "a:9115"]])
+def test_probe_points_are_host_and_port_named_once(points):
+    with pytest.raises(InputError, match="probe point"):
+        parse_spec({"name": "demo", "probes": {"points": points}})

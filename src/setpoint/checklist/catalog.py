@@ -97,7 +97,8 @@ CHECKS: list[Check] = [
           "add alert rules for CPU, 5xx rate and backup failure routed to Slack or PagerDuty"),
     Check(21, "synthetic-checks", M, "an external check calls /health every 60 s from 3 points",
           ops.probe_synthetic,
-          "Setpoint does not run synthetic checks yet: point an external monitor at the instance's /health every 60 s",
+          "run a prometheus-blackbox-exporter with the files of setpoint probe-config --output DIR on two more hosts, "
+          "list them in the spec's probes.points, then run: setpoint up NAME --spec FILE",
           "monitor /health every 60 s from three locations (UptimeRobot, Better Stack)"),
     Check(22, "audit-trail", C, "logins, logouts and queries with their user reach a store outside the instance",
           ops.probe_audit,

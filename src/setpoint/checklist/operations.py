@@ -277,11 +277,35 @@ def probe_alerts(ev: Evidence) -> Finding:
         parts.append(failed(f"Alertmanager has no receiver for {name}'s alerts"))
     return combine(parts)
 
-probe_synthetic = artifact_probe(
-    "observability/synthetic.json",
-    "no synthetic check calls /health from outside",
-    "an external check of /health every 60 s from 3 points with recent results would verify it",
-)
+PROBE_POINTS = 3  # the checklist's "from 3 points"
+PROBE_EVERY_S = 60
+
+
+def probe_synthetic(ev: Evidence) -> Finding:
+    """At least 3 probe points (the host's blackbox exporter and those of the spec) reached the
+    instance's /health and login page over HTTPS in their last probe, every 60 s or more often."""
+    managed = ev.target.managed
+    if managed is None:
+        return unverified("an external check of /health every 60 s from 3 points with recent results would verify it")
+    from setpoint.observability.monitoring import Prometheus, monitoring_of
+    from setpoint.render import LOCAL_PROBE_POINT
+
+    spec = managed.spec
+    try:
+        points = Prometheus(monitoring_of(managed.platform.home)).probe_points(spec.name)
+    except (httpx.HTTPError, SetpointError) as exc:
+        return failed(f"the host's Prometheus does not answer ({exc})")
+    succeeded = sorted(p for p, ok in points.items() if ok)
+    notes = [f"{len(succeeded)} probe point(s) reached /health and the login page in their last probe"
+             + (f" ({', '.join(succeeded)})" if succeeded else "") + f", {PROBE_POINTS} needed"]
+    notes += [f"{p}'s last probe failed" for p, ok in sorted(points.items()) if not ok]
+    notes += [f"{p} has no recent probe (is its blackbox exporter running and reachable?)"
+              for p in [LOCAL_PROBE_POINT, *spec.probes.points] if p not in points]
+    often = spec.probes.interval_s <= PROBE_EVERY_S
+    if not often:
+        notes.append(f"the probes run every {spec.probes.interval_s} s, not every {PROBE_EVERY_S} s")
+    return (passed if len(succeeded) >= PROBE_POINTS and often else failed)("; ".join(notes))
+
 def probe_audit(ev: Evidence) -> Finding:
     """The scorecard's own login is in the instance's audit trail in the host's log store (outside
     the instance: root's, which no instance account reads or writes) within 10 s."""

@@ -1,12 +1,13 @@
-"""The host's monitoring: Prometheus, Alertmanager and the node exporter, under the host's
-supervisord as the account `setpoint-monitor`, each on a loopback port of its own (chosen once
-per host and kept in monitoring/ports.json), and Caddy's metrics on another.
+"""The host's monitoring: Prometheus, Alertmanager, the node exporter and the blackbox exporter,
+under the host's supervisord as the account `setpoint-monitor`, each on a loopback port of its
+own (chosen once per host and kept in monitoring/ports.json), and Caddy's metrics on another.
 
-Prometheus scrapes itself, the host, Caddy and every instance's Superset, and evaluates the
-host's alert rules and each instance's; Alertmanager sends each instance's alerts to the
-webhooks of its spec. `up` publishes an instance (its scrape target, its rules, its routes),
-waits until Prometheus has scraped it, and `down`/`destroy` withdraw it. Checklist points 19
-and 20 ask the same Prometheus and Alertmanager.
+Prometheus scrapes itself, the host, Caddy and every instance's Superset, has the host's
+blackbox exporter and the probe points of each spec ask the instance's public URL (synthetic
+checks), and evaluates the host's alert rules and each instance's; Alertmanager sends each
+instance's alerts to the webhooks of its spec. `up` publishes an instance (its scrape target, its
+probes, its rules, its routes), waits until Prometheus has scraped it, and `down`/`destroy`
+withdraw it. Checklist points 19, 20 and 21 ask the same Prometheus and Alertmanager.
 """
 
 from __future__ import annotations
@@ -24,17 +25,21 @@ from setpoint.errors import SetpointError
 from setpoint.home import Home, chown, is_root, monitor_user, write_file
 from setpoint.net import is_port_free
 from setpoint.render import (
+    SYSTEM_CA_FILE,
     InstanceContext,
     Monitoring,
     render_alertmanager_config,
+    render_blackbox_config,
     render_host_rules,
     render_instance_rules,
     render_prometheus_config,
 )
 from setpoint.runtime.local.accounts import ensure_account
+from setpoint.services.caddy import Caddy
+from setpoint.spec import InstanceSpec
 
 FIRST_PORT = 19090  # where the search for the host's monitoring ports starts
-PORT_NAMES = ("prometheus", "node_exporter", "caddy_metrics", "alertmanager")
+PORT_NAMES = ("prometheus", "node_exporter", "caddy_metrics", "alertmanager", "blackbox")
 
 
 def monitoring_of(home: Home) -> Monitoring:
@@ -58,6 +63,8 @@ def monitoring_of(home: Home) -> Monitoring:
         node_exporter_port=ports["node_exporter"],
         caddy_metrics_port=ports["caddy_metrics"],
         alertmanager_port=ports["alertmanager"],
+        blackbox_bin=proc.find_binary("prometheus-blackbox-exporter"),
+        blackbox_port=ports["blackbox"],
     )
 
 
@@ -67,6 +74,7 @@ class Changes:
 
     prometheus: bool = False
     alertmanager: bool = False
+    blackbox: bool = False
 
 
 def prepare(home: Home, monitoring: Monitoring, log=lambda message: None) -> Changes:
@@ -81,9 +89,32 @@ def prepare(home: Home, monitoring: Monitoring, log=lambda message: None) -> Cha
         storage.mkdir(exist_ok=True)
         storage.chmod(0o700)
         chown(storage, monitoring.user)
-    config = write_file(base / "prometheus.yml", render_prometheus_config(home, monitoring))
+    config = _write_prometheus(home, monitoring)
     rules = write_file(base / "rules" / "host.yml", render_host_rules())
-    return Changes(prometheus=config or rules, alertmanager=_write_routes(home))
+    probes = write_file(base / "blackbox.yml", render_blackbox_config(probe_ca_file(home)))
+    return Changes(prometheus=config or rules, alertmanager=_write_routes(home), blackbox=probes)
+
+
+def probe_ca_file(home: Home) -> Path:
+    """The CAs the host's probes trust: the system's, and Caddy's local CA for local hostnames."""
+    return home.monitoring_dir / "probe-ca.pem"
+
+
+def _write_probe_ca(home: Home) -> bool:
+    local_ca = Caddy(home).ca_root
+    bundle = Path(SYSTEM_CA_FILE).read_text() + (local_ca.read_text() if local_ca.exists() else "")
+    return write_file(probe_ca_file(home), bundle)
+
+
+def write_probe_point_config(home: Home, directory: Path, ca_path: Path) -> list[Path]:
+    """The configuration of a probe point on another host: the blackbox exporter's modules, which
+    read the CAs from `ca_path` there, and those CAs; written into `directory`."""
+    _write_probe_ca(home)
+    directory.mkdir(parents=True, exist_ok=True)
+    config, ca = directory / "blackbox.yml", directory / ca_path.name
+    write_file(config, render_blackbox_config(ca_path))
+    write_file(ca, probe_ca_file(home).read_text())
+    return [config, ca]
 
 
 def _targets_file(home: Home, name: str) -> Path:
@@ -94,33 +125,46 @@ def _rules_file(home: Home, name: str) -> Path:
     return home.monitoring_dir / "rules" / f"instance-{name}.yml"
 
 
-def _write_routes(home: Home) -> bool:
-    """Alertmanager's routes for every published instance, from its saved spec."""
+def _published(home: Home) -> dict[str, InstanceSpec]:
+    """The saved spec of every instance the monitoring observes."""
     from setpoint.runtime.local.instance import saved_spec
 
-    webhooks = {}
-    for name in home.instance_names():
-        spec = saved_spec(home.instance(name))
-        if spec and _targets_file(home, name).exists():
-            webhooks[name] = spec.alerts.webhooks
+    specs = {name: saved_spec(home.instance(name)) for name in home.instance_names()
+             if _targets_file(home, name).exists()}
+    return {name: spec for name, spec in specs.items() if spec}
+
+
+def _write_routes(home: Home) -> bool:
+    """Alertmanager's routes for every published instance, from its saved spec."""
+    webhooks = {name: spec.alerts.webhooks for name, spec in _published(home).items()}
     return write_file(home.monitoring_dir / "alertmanager.yml", render_alertmanager_config(webhooks))
 
 
+def _write_prometheus(home: Home, monitoring: Monitoring | None = None) -> bool:
+    """Prometheus's configuration, with the synthetic checks of every published instance."""
+    monitoring = monitoring or monitoring_of(home)
+    return write_file(home.monitoring_dir / "prometheus.yml", render_prometheus_config(home, monitoring, _published(home)))
+
+
 def publish(home: Home, ctx: InstanceContext) -> Changes:
-    """Have the host's monitoring observe the instance: its Superset scraped, its rules evaluated
-    with its spec's thresholds, its alerts routed to its spec's webhooks."""
+    """Have the host's monitoring observe the instance: its Superset scraped, its public URL probed
+    from the host and its spec's probe points, its rules evaluated with its spec's thresholds, its
+    alerts routed to its spec's webhooks."""
     target = [{"targets": [f"127.0.0.1:{ctx.ports.web}"], "labels": {"setpoint_instance": ctx.spec.name}}]
     scraped = write_file(_targets_file(home, ctx.spec.name), json.dumps(target, indent=2) + "\n")
     rules = write_file(_rules_file(home, ctx.spec.name), render_instance_rules(ctx.spec))
-    return Changes(prometheus=scraped or rules, alertmanager=_write_routes(home))
+    probed = _write_prometheus(home)
+    return Changes(prometheus=scraped or rules or probed, alertmanager=_write_routes(home),
+                   blackbox=_write_probe_ca(home))
 
 
 def withdraw(home: Home, name: str) -> Changes:
-    """Stop observing an instance (it is down or gone): no target, no rules, no routes."""
+    """Stop observing an instance (it is down or gone): no target, no probes, no rules, no routes."""
     existed = _targets_file(home, name).exists() or _rules_file(home, name).exists()
     _targets_file(home, name).unlink(missing_ok=True)
     _rules_file(home, name).unlink(missing_ok=True)
-    return Changes(prometheus=existed, alertmanager=_write_routes(home))
+    probed = _write_prometheus(home)
+    return Changes(prometheus=existed or probed, alertmanager=_write_routes(home))
 
 
 def reload(supervisor, changes: Changes) -> None:
@@ -131,6 +175,8 @@ def reload(supervisor, changes: Changes) -> None:
         supervisor.signal("HUP", "prometheus")
     if changes.alertmanager:
         supervisor.signal("HUP", "alertmanager")
+    if changes.blackbox:
+        supervisor.signal("HUP", "blackbox")
 
 
 @dataclass(frozen=True)
@@ -165,6 +211,12 @@ class Prometheus:
         """Each group of alert rules Prometheus has loaded: {group: {rule: state}}."""
         return {group["name"]: {rule["name"]: rule["state"] for rule in group["rules"]}
                 for group in self._get("/api/v1/rules", type="alert")["groups"]}
+
+    def probe_points(self, name: str) -> dict[str, bool]:
+        """Each probe point with a fresh probe of instance `name`, and whether all its checks
+        succeeded (a point whose scrape fails drops out at once: its series are stale)."""
+        found = self.query(f'min by (probe_point) (probe_success{{setpoint_instance="{name}"}})')
+        return {r["metric"].get("probe_point", ""): r["value"][1] == "1" for r in found}
 
     def scraped(self, name: str) -> list[Target]:
         """The targets that observe instance `name`: its Superset, and the host."""

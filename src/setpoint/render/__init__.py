@@ -226,7 +226,7 @@ REDIS_DB = {"broker": 0, "task_results": 1, "caches": 2, "query_results": 3, "ra
 REDIS_DBS_OF_THE_PRESENT = tuple(REDIS_DB[k] for k in ("broker", "task_results", "caches", "query_results", "async_events"))
 
 # Setpoint's modules that superset_config.py loads from beside itself.
-SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "metrics", "audit")
+SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "metrics", "audit", "log_hygiene")
 
 
 def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[RenderedFile]:
@@ -324,6 +324,8 @@ class Monitoring:
     caddy_metrics_port: int
     alertmanager_bin: str
     alertmanager_port: int
+    blackbox_bin: str
+    blackbox_port: int
     retention_days: int = 30
     scrape_interval_s: int = 15
 
@@ -341,10 +343,34 @@ def render_supervisord_conf(home: Home, caddy_bin: str, caddy_user: str, python:
                            monitoring=monitoring, monitoring_dir=home.monitoring_dir, rsyslog_bin=rsyslog_bin)
 
 
-def render_prometheus_config(home: Home, monitoring: Monitoring) -> str:
-    """The host's Prometheus: itself, the host, Caddy, and each instance's Superset (discovered from
-    the files `up` writes under monitoring/targets/)."""
-    return render_template("prometheus.yml.j2", monitoring=monitoring, monitoring_dir=home.monitoring_dir)
+# The synthetic checks of every instance: what a user's browser asks first, over HTTPS through
+# Caddy: its path, the blackbox exporter's module that asks it, what the answer's body must hold.
+SYNTHETIC_CHECKS = {"health": ("health", "setpoint_health", "^OK"),
+                    "login": ("login/", "setpoint_login", 'name="csrf_token"')}
+LOCAL_PROBE_POINT = "local"  # the host's own blackbox exporter
+
+
+def render_prometheus_config(home: Home, monitoring: Monitoring, probed: dict[str, InstanceSpec]) -> str:
+    """The host's Prometheus: itself, the host, Caddy, each instance's Superset (discovered from
+    the files `up` writes under monitoring/targets/), and the synthetic checks of each instance in
+    `probed` from the host's blackbox exporter and the probe points of its spec."""
+    synthetic = {
+        name: [
+            {"url": spec.url + path, "point": point, "address": address, "check": check, "module": module}
+            for point, address in [(LOCAL_PROBE_POINT, f"127.0.0.1:{monitoring.blackbox_port}"),
+                                   *((p, p) for p in spec.probes.points)]
+            for check, (path, module, _) in SYNTHETIC_CHECKS.items()
+        ]
+        for name, spec in sorted(probed.items())
+    }
+    return render_template("prometheus.yml.j2", monitoring=monitoring, monitoring_dir=home.monitoring_dir,
+                           synthetic=synthetic, probed=probed)
+
+
+def render_blackbox_config(ca_file: Path | str) -> str:
+    """A blackbox exporter's modules for Setpoint's synthetic checks, trusting the CAs in `ca_file`."""
+    return render_template("blackbox.yml.j2", ca_file=ca_file,
+                           modules={module: body for _, module, body in SYNTHETIC_CHECKS.values()})
 
 
 def render_host_rules() -> str:

@@ -234,6 +234,28 @@ class Logs(Strict):
         return host.strip("[]"), int(port)
 
 
+class Probes(Strict):
+    """Synthetic checks: the instance's /health and login page, over HTTPS, from the host's own
+    blackbox exporter and from each probe point named here (a prometheus-blackbox-exporter on
+    another host or network, configured with `setpoint probe-config`), at a fixed interval."""
+
+    points: list[str] = Field(
+        default_factory=list,
+        description="HOST:PORT of each blackbox exporter elsewhere that probes the instance; "
+                    "the checklist wants 3 probe points with recent successes, the host's own counting as one")
+    interval_s: int = Field(60, ge=5, le=600, description="seconds between two probes from each point")
+
+    @field_validator("points")
+    @classmethod
+    def _host_ports(cls, points: list[str]) -> list[str]:
+        bad = [p for p in points if not re.match(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$", p)]
+        if bad:
+            raise ValueError(f"probe points are HOST:PORT of a blackbox exporter (got {', '.join(bad)})")
+        if len(set(points)) != len(points):
+            raise ValueError("each probe point is named once")
+        return points
+
+
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
@@ -268,6 +290,7 @@ class InstanceSpec(Strict):
     sessions: Sessions = Sessions()
     alerts: Alerts = Alerts()
     logs: Logs = Logs()
+    probes: Probes = Probes()
     feature_flags: dict[str, bool] = Field(default_factory=dict)
     examples: bool = True
 

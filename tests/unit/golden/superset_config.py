@@ -109,6 +109,8 @@ BLUEPRINTS = [_metrics.blueprint()]
 # (setpoint_audit.py), not into the metadata database (one INSERT per request on the hot path).
 _AUDIT = _setpoint_module("setpoint_audit").AuditTrail('/srv/setpoint/instances/demo/data/superset/audit/audit.log')
 EVENT_LOGGER = _AUDIT.event_logger()
+# A client's mistake (4xx) is one WARNING line, not a traceback (setpoint_log_hygiene.py).
+_setpoint_module("setpoint_log_hygiene").install()
 
 # --- Metadata database (points 11, 12) ---
 SQLALCHEMY_DATABASE_URI = f"postgresql+psycopg2://superset:{quote(_SECRETS['metadata_db_password'])}@127.0.0.1:20002/superset"

@@ -99,7 +99,7 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     return platform
 
 
-HOST_PROGRAMS = ("caddy", "scheduler", "prometheus", "alertmanager", "node-exporter", "logstore")
+HOST_PROGRAMS = ("caddy", "scheduler", "prometheus", "alertmanager", "node-exporter", "blackbox", "logstore")
 
 
 def _admin_line(caddyfile: str) -> str:
