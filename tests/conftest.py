@@ -1,4 +1,9 @@
-"""Shared fixtures: a throwaway SETPOINT_HOME with real instances, brought up once per session."""
+"""Shared fixtures: a throwaway SETPOINT_HOME with real instances, brought up once per session.
+
+`make test` runs two pytest-xdist workers: the integration tests in one, the fault-injecting
+scenarios in the other, each a session of its own with its own SETPOINT_HOME, instances and
+loopback ports (the second worker's from SETPOINT_PORT_BASE), so that neither waits for the other.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,14 @@ from setpoint.services.supervisor import Supervisor
 from setpoint.spec import parse_spec
 from setpoint.superset_api import SupersetClient
 from tests.s3_server import S3Endpoint, free_port
+
+# A worker other than the first looks for its home's ports elsewhere: two homes allocating at once
+# would otherwise both take the first free one.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if WORKER not in ("", "gw0"):
+    os.environ.setdefault("SETPOINT_PORT_BASE", str(19090 + 5000 * int(WORKER.removeprefix("gw"))))
+# Tests that share instances run in one worker; unit tests go wherever there is room.
+WORKER_GROUPS = ("integration", "scenarios")
 
 # The Superset virtualenv takes minutes to build: keep it between test sessions on this machine.
 VENV_CACHE = Path(os.environ.get("SETPOINT_TEST_VENVS", "/tmp/setpoint-test-venvs"))
@@ -60,7 +73,6 @@ def remove_cgroups(root: Path) -> None:
                     pass  # a process still exiting; harmless
 
 
-FIGURES: list[str] = []
 
 # Opens each path as another account would: a directory is listed, a socket connected to, a
 # file read. Prints {path: "ok" or the errno's name}.
@@ -94,17 +106,36 @@ def access_as(user: str, paths: list[Path], wrapper: list[str] = ()) -> dict[str
     return json.loads(result.stdout)
 
 
+def pytest_configure(config):
+    if not WORKER:  # the run itself (workers inherit its environment): where every worker's figures go
+        handle, path = tempfile.mkstemp(prefix="setpoint-figures-", suffix=".txt")
+        os.close(handle)
+        os.environ["SETPOINT_TEST_FIGURES"] = path
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.parent.name in WORKER_GROUPS:
+            item.add_marker(pytest.mark.xdist_group(item.path.parent.name))
+
+
 def report_figure(line: str) -> None:
     """A measured figure (a time, a count, a ratio), printed at the end of the run even when the
     test passes, so every CI log carries them."""
-    FIGURES.append(line)
+    with open(os.environ["SETPOINT_TEST_FIGURES"], "a") as figures:
+        figures.write(line + "\n")
 
 
 def pytest_terminal_summary(terminalreporter):
-    if FIGURES:
+    if WORKER:
+        return
+    figures = Path(os.environ.get("SETPOINT_TEST_FIGURES", "/nonexistent"))
+    lines = figures.read_text().splitlines() if figures.exists() else []
+    if lines:
         terminalreporter.section("figures measured in this run")
-        for line in FIGURES:
+        for line in lines:
             terminalreporter.write_line(line)
+    figures.unlink(missing_ok=True)
 
 
 def make_spec(name: str, **fields):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -57,6 +58,31 @@ def is_port_free(port: int, host: str = "0.0.0.0") -> bool:
         except OSError:
             return False
     return True
+
+
+DEFAULT_PORT_BASE = 19090
+INSTANCE_PORTS_OFFSET = 910  # instances from 20000 by default
+
+
+def port_base() -> int:
+    """Where a home looks for free loopback ports: SETPOINT_PORT_BASE, or 19090. The host's
+    monitoring takes the first free ones from there and instances from 910 above, so that two
+    homes on one host (a test run beside another) do not reach for the same ports at once."""
+    from setpoint.errors import InputError
+
+    text = os.environ.get("SETPOINT_PORT_BASE", "").strip()
+    if not text:
+        return DEFAULT_PORT_BASE
+    if not text.isdigit() or not 1024 <= int(text) <= 50000:
+        raise InputError(f"SETPOINT_PORT_BASE={text} is not a port between 1024 and 50000",
+                         "unset it, or set it to where this home's ports should start, e.g. 24090")
+    return int(text)
+
+
+def instance_port_range() -> range:
+    """The loopback ports a home gives its instances' gunicorn, PostgreSQL and Redis."""
+    start = port_base() + INSTANCE_PORTS_OFFSET
+    return range(start, start + 10000)
 
 
 def host_addresses() -> list[str]:

@@ -12,10 +12,9 @@ from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.backup.service import now, update_record
 from setpoint.errors import SetpointError
 from setpoint.home import chown
-from setpoint.net import is_port_free
+from setpoint.net import instance_port_range, is_port_free
 from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext
-from setpoint.runtime.local.instance import PORT_RANGE
 from setpoint.services.postgres import PostgresCluster, cluster_of
 from setpoint.services.superset import SupersetCommands
 
@@ -73,7 +72,7 @@ def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
             chown(directory, ctx.service_user)
         log("restoring the latest backup and its WAL into a scratch cluster")
         backrest.run("restore", f"--pg1-path={scratch}", "--archive-mode=off", timeout=3600, what="the drill's restore")
-        port = next(p for p in PORT_RANGE if is_port_free(p, "127.0.0.1"))
+        port = next(p for p in instance_port_range() if is_port_free(p, "127.0.0.1"))
         temporary = PostgresCluster(scratch, socket_dir, port, ctx.service_user)
         proc.run(
             ["pg_ctl", "start", "-D", scratch, "-l", ctx.paths.logs / "drill-postgres.log", "-w", "-t", "300", "-o",

@@ -23,7 +23,7 @@ import yaml
 from setpoint import proc
 from setpoint.errors import SetpointError
 from setpoint.home import Home, chown, is_root, monitor_user, write_file
-from setpoint.net import is_port_free
+from setpoint.net import is_port_free, port_base
 from setpoint.render import (
     SYSTEM_CA_FILE,
     InstanceContext,
@@ -38,7 +38,6 @@ from setpoint.runtime.local.accounts import ensure_account
 from setpoint.services.caddy import Caddy
 from setpoint.spec import InstanceSpec
 
-FIRST_PORT = 19090  # where the search for the host's monitoring ports starts
 PORT_NAMES = ("prometheus", "node_exporter", "caddy_metrics", "alertmanager", "blackbox")
 
 
@@ -47,7 +46,7 @@ def monitoring_of(home: Home) -> Monitoring:
     ports_file = home.monitoring_dir / "ports.json"
     ports = json.loads(ports_file.read_text()) if ports_file.exists() else {}
     if set(PORT_NAMES) - set(ports):
-        port = FIRST_PORT
+        port = port_base()
         for name in PORT_NAMES:
             while name not in ports:
                 if port not in ports.values() and is_port_free(port, "127.0.0.1"):

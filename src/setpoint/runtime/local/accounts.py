@@ -74,6 +74,9 @@ def lay_out(ctx: InstanceContext) -> list[str]:
     return changed
 
 
+USERADD_NAME_IN_USE = 9  # useradd's exit status when the name (or its group) exists
+
+
 def ensure_account(user: str, purpose: str = "service user") -> bool:
     """Create an unprivileged system account (no home, no shell, a group of its own); return
     whether it was new."""
@@ -81,11 +84,16 @@ def ensure_account(user: str, purpose: str = "service user") -> bool:
         return False
     if not is_root():
         raise SetpointError(f"the {purpose} {user} does not exist", "run setpoint as root once to create it")
-    proc.run(
+    result = proc.run(
         ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
          "--shell", "/usr/sbin/nologin", user],
-        what=f"creating the {purpose} {user}",
+        what=f"creating the {purpose} {user}", check=False,
     )
+    if result.returncode == USERADD_NAME_IN_USE and account_exists(user):
+        return False  # another `up` (of another home on this host) created it a moment ago
+    if not result.ok:
+        raise SetpointError(f"could not create the {purpose} {user}: {result.stderr.strip()}",
+                            "check /etc/passwd and /etc/group for a conflicting entry, then run the command again")
     return True
 
 

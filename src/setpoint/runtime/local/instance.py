@@ -12,14 +12,13 @@ from setpoint import proc
 from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, InstancePaths, is_root, service_user, superset_account
 from setpoint.host import installation
-from setpoint.net import host_addresses, is_port_free
+from setpoint.net import host_addresses, instance_port_range, is_port_free
 from setpoint.render import InstanceContext, Ports
 from setpoint.services.cgroup import CgroupV1, group_name
 from setpoint.services.superset import venv_dir
 from setpoint.spec import InstanceSpec, parse_spec, size_instance
 from setpoint.spec.sizing import Limits, resource_limits
 
-PORT_RANGE = range(20000, 30000)
 REQUIRED_BINARIES = ("initdb", "postgres", "pg_isready", "psql", "redis-server", "redis-cli", "caddy")
 
 
@@ -78,7 +77,7 @@ def allocate_ports(home: Home, spec: InstanceSpec, previous: dict[str, int]) -> 
     for component, port in wanted.items():
         port = port or previous.get(component)
         if port is None:
-            port = next(p for p in PORT_RANGE if p not in taken and is_port_free(p, "127.0.0.1"))
+            port = next(p for p in instance_port_range() if p not in taken and is_port_free(p, "127.0.0.1"))
         elif port in taken:
             raise InputError(
                 f"port {port} for {component} is already used by another instance",
