@@ -179,6 +179,13 @@ class Sessions(Strict):
                             description="a session (and an API refresh token) ends this long after its login, used or not")
 
 
+def _each_matches(values: list[str], pattern: str, rule: str) -> list[str]:
+    bad = [v for v in values if not re.match(pattern, v)]
+    if bad:
+        raise ValueError(f"{rule} (got {', '.join(bad)})")
+    return values
+
+
 class Alerts(Strict):
     """Alerts about this instance, evaluated by the host's Prometheus and sent by its Alertmanager
     to the receivers named here (firing, then resolved); the host's own alerts (CPU, disk) go to
@@ -195,10 +202,7 @@ class Alerts(Strict):
     @field_validator("webhooks")
     @classmethod
     def _http_urls(cls, urls: list[str]) -> list[str]:
-        bad = [u for u in urls if not re.match(r"^https?://[^\s/]+(/\S*)?$", u)]
-        if bad:
-            raise ValueError(f"webhooks are http:// or https:// URLs (got {', '.join(bad)})")
-        return urls
+        return _each_matches(urls, r"^https?://[^\s/]+(/\S*)?$", "webhooks are http:// or https:// URLs")
 
 
 class Logs(Strict):
@@ -248,9 +252,7 @@ class Probes(Strict):
     @field_validator("points")
     @classmethod
     def _host_ports(cls, points: list[str]) -> list[str]:
-        bad = [p for p in points if not re.match(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$", p)]
-        if bad:
-            raise ValueError(f"probe points are HOST:PORT of a blackbox exporter (got {', '.join(bad)})")
+        _each_matches(points, r"^[A-Za-z0-9.-]+:[0-9]{1,5}$", "probe points are HOST:PORT of a blackbox exporter")
         if len(set(points)) != len(points):
             raise ValueError("each probe point is named once")
         return points
