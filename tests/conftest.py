@@ -1,8 +1,8 @@
 """Shared fixtures: a throwaway SETPOINT_HOME with real instances, brought up once per session.
 
-`make test` runs two pytest-xdist workers: the integration tests in one, the fault-injecting
-scenarios in the other, each a session of its own with its own SETPOINT_HOME, instances and
-loopback ports (the second worker's from SETPOINT_PORT_BASE), so that neither waits for the other.
+`make test` runs two pytest-xdist workers, each a session of its own with its own SETPOINT_HOME,
+instances and loopback ports (the second worker's from SETPOINT_PORT_BASE): one runs the
+integration tests, the other the fault-injecting scenarios and the backup tests (about as long).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if WORKER not in ("", "gw0"):
     os.environ.setdefault("SETPOINT_PORT_BASE", str(19090 + 5000 * int(WORKER.removeprefix("gw"))))
 # Tests that share instances run in one worker; unit tests go wherever there is room.
-WORKER_GROUPS = ("integration", "scenarios")
+FAULTS_WORKER_MODULES = ("test_backup.py", "test_offsite.py")
 
 # The Superset virtualenv takes minutes to build: keep it between test sessions on this machine.
 VENV_CACHE = Path(os.environ.get("SETPOINT_TEST_VENVS", "/tmp/setpoint-test-venvs"))
@@ -115,8 +115,10 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.parent.name in WORKER_GROUPS:
-            item.add_marker(pytest.mark.xdist_group(item.path.parent.name))
+        if item.path.parent.name == "scenarios" or item.path.name in FAULTS_WORKER_MODULES:
+            item.add_marker(pytest.mark.xdist_group("faults"))
+        elif item.path.parent.name == "integration":
+            item.add_marker(pytest.mark.xdist_group("instances"))
 
 
 def report_figure(line: str) -> None:
