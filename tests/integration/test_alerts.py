@@ -1,18 +1,25 @@
-"""Alerts reach someone: alpha's spec names a webhook (a real HTTP server on loopback), its
-Superset stops, and the instance-down alert arrives, then its resolution when it answers again.
-The delay comes from the spec (alerts.instance_down_after_s), not from patched code."""
+"""Alerts reach someone: alpha's spec names a webhook (a real HTTP server on loopback) and an
+e-mail address (through a real SMTP server on loopback), its Superset stops, and the
+instance-down alert arrives both ways, then its resolution when it answers again. The delay comes
+from the spec (alerts.instance_down_after_s), not from patched code."""
 
+import email
 import json
+import stat
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from setpoint.checklist import run_scorecard
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.runtime.local.platform import load_platform
-from tests.conftest import report_figure
+from setpoint.home import monitor_user
+from setpoint.spec.model import Smtp
+from tests.conftest import access_as, report_figure
+from tests.s3_server import free_port
 
 
 class Receiver(ThreadingHTTPServer):
@@ -47,15 +54,47 @@ class Receiver(ThreadingHTTPServer):
         raise AssertionError(f"no {status} {name} alert for alpha within {timeout:.0f} s: {self.alerts}")
 
 
+class Mailbox:
+    """aiosmtpd's handler: keeps the subject of every e-mail it receives, with its arrival time."""
+
+    def __init__(self) -> None:
+        self.subjects: list[tuple[float, str]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.original_content)
+        self.subjects.append((time.monotonic(), str(message["Subject"])))
+        return "250 OK"
+
+    def wait_for(self, words: tuple[str, ...], since: float, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, subject in self.subjects:
+                if at >= since and all(word in subject for word in words):
+                    return at - since
+            time.sleep(1)
+        raise AssertionError(f"no e-mail with {words} within {timeout:.0f} s: {self.subjects}")
+
+
 @pytest.fixture(scope="module")
-def receiver(home, instance):
+def mailbox():
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield box, controller.port
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def receiver(home, instance, mailbox):
     server = Receiver()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     spec = instance[0]
-    alerting = spec.model_copy(update={"alerts": spec.alerts.model_copy(update={
-        "webhooks": [f"http://127.0.0.1:{server.server_port}/alerts"], "instance_down_after_s": 15})})
+    alerting = spec.model_copy(update={
+        "alerts": spec.alerts.model_copy(update={"webhooks": [f"http://127.0.0.1:{server.server_port}/alerts"],
+                                                 "emails": ["oncall@example.com"], "instance_down_after_s": 15}),
+        "smtp": Smtp(host="127.0.0.1", port=mailbox[1], security="none", from_address="setpoint@example.com")})
     report = converge.up(home, alerting)
-    assert "routed alpha's alerts to 1 webhook(s)" in report.actions
+    assert "routed alpha's alerts to 1 webhook(s) and 1 e-mail address(es)" in report.actions
     yield server
     converge.up(home, spec)
     server.shutdown()
@@ -65,20 +104,28 @@ def test_point_20_passes_with_a_receiver(home, receiver):
     card = run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha")
     finding = next(r for r in card.results if r.check.id == 20)
     assert finding.status.value == "PASS", finding.evidence
-    assert "sends alpha's alerts to 1 webhook(s)" in finding.evidence
+    assert "sends alpha's alerts to 1 webhook(s) and 1 e-mail(s)" in finding.evidence
 
 
-def test_instance_down_alert_arrives_and_resolves(home, receiver):
+def test_alertmanagers_configuration_is_closed_to_other_accounts(home, receiver):
+    config = home.monitoring_dir / "alertmanager.yml"  # it holds mail passwords when a server asks for one
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640 and config.group() == monitor_user()
+    assert access_as("nobody", [config])[str(config)] == "EACCES"
+
+
+def test_instance_down_alert_arrives_and_resolves(home, receiver, mailbox):
     supervisor = load_platform(home).supervisor
     stopped = time.monotonic()
     supervisor.stop("alpha-web")
     try:
         fired = receiver.wait_for("InstanceDown", "firing", stopped, timeout=150)
+        mailed = mailbox[0].wait_for(("FIRING", "InstanceDown"), stopped, timeout=60)
     finally:
         supervisor.ctl("start", "alpha-web")
     started = time.monotonic()
     supervisor.wait_running(["alpha-web"], timeout=60)
     resolved = receiver.wait_for("InstanceDown", "resolved", started, timeout=150)
-    report_figure(f"instance-down alert: fired {fired:.0f} s after gunicorn stopped (rule: down for 15 s), "
-                  f"resolved {resolved:.0f} s after it started again")
+    mailbox[0].wait_for(("RESOLVED", "InstanceDown"), started, timeout=60)
+    report_figure(f"instance-down alert: fired {fired:.0f} s after gunicorn stopped (rule: down for 15 s; "
+                  f"e-mail {mailed:.0f} s), resolved {resolved:.0f} s after it started again")
     assert lifecycle.instance_status(home, "alpha").health == "ok"

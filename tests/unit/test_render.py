@@ -20,6 +20,8 @@ from setpoint.render import (
     render_boot_unit,
     Monitoring,
     render_caddyfile,
+    EmailReceiver,
+    Receivers,
     render_alertmanager_config,
     render_logstore_config,
     render_logstore_instance,
@@ -33,6 +35,7 @@ from setpoint.render import (
     render_supervisord_conf,
 )
 from setpoint.spec import parse_spec, size_instance
+from setpoint.spec.model import Smtp
 from setpoint.spec.sizing import resource_limits
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -64,6 +67,16 @@ MONITORING = Monitoring(user="setpoint-monitor", prometheus_bin="/usr/bin/promet
                         node_exporter_port=19091, caddy_metrics_port=19092,
                         alertmanager_bin="/usr/bin/prometheus-alertmanager", alertmanager_port=19093,
                         blackbox_bin="/usr/bin/prometheus-blackbox-exporter", blackbox_port=19094)
+# Receivers of alerts: a webhook and two e-mail addresses through a server with a login, one
+# address through a relay on the host, an instance with none.
+MAIL = Smtp(host="mail.example.com", username="alerts", from_address="setpoint@example.com")
+RELAY = Smtp(host="127.0.0.1", port=25, security="none", from_address="setpoint@example.com")
+RECEIVERS = {
+    "demo": Receivers(("https://hooks.example.com/demo",),
+                      (EmailReceiver("ops@example.com", MAIL, "MAIL-PASSWORD"), EmailReceiver("bi@example.com", MAIL, "MAIL-PASSWORD"))),
+    "local": Receivers((), (EmailReceiver("root@example.com", RELAY),)),
+    "quiet": Receivers(),
+}
 # Probed instances: one with the host's own probe point only, one with two more.
 PROBED = {"demo": parse_spec({"name": "demo"}),
           "spread": parse_spec({"name": "spread", "hostname": "bi.example.com", "https_port": 443,
@@ -88,7 +101,7 @@ def rendered_files(ctx):
         "blackbox.yml": render_blackbox_config("/srv/setpoint/monitoring/probe-ca.pem"),
         "rules-host.yml": render_host_rules(),
         "rules-instance.yml": render_instance_rules(ctx.spec),
-        "alertmanager.yml": render_alertmanager_config({"demo": ["https://hooks.example.com/demo"], "quiet": []}),
+        "alertmanager.yml": render_alertmanager_config(RECEIVERS),
         "setpoint.service": render_boot_unit(home, "/srv/setpoint/current/bin/setpoint"),
     }
     return {**{name: f.text for name, f in files.items()}, **extra}
@@ -271,13 +284,12 @@ def test_blackbox_config_passes_the_exporters_check(tmp_path):
     assert "level=warn" not in result.stdout + result.stderr
 
 
-
-@pytest.mark.parametrize("webhooks", [{}, {"demo": []}, {"demo": ["https://hooks.example.com/demo"], "quiet": []}])
-def test_alertmanager_config_passes_amtool(tmp_path, webhooks):
+@pytest.mark.parametrize("receivers", [{}, {"demo": Receivers()}, RECEIVERS])
+def test_alertmanager_config_passes_amtool(tmp_path, receivers):
     from setpoint import proc
 
     config = tmp_path / "alertmanager.yml"
-    config.write_text(render_alertmanager_config(webhooks))
+    config.write_text(render_alertmanager_config(receivers))
     result = proc.run([proc.find_binary("amtool"), "check-config", config], check=False)
     assert result.ok and "SUCCESS" in result.stdout, result.stdout + result.stderr
 

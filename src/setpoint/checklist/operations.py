@@ -265,14 +265,15 @@ def probe_alerts(ev: Evidence) -> Finding:
     monitored = monitoring_of(managed.platform.home)
     try:
         groups = Prometheus(monitored).alert_rules()
-        webhooks = Alertmanager(monitored).webhooks_of(name)
+        receivers = Alertmanager(monitored).receivers_of(name)
     except (httpx.HTTPError, SetpointError) as exc:
         return failed(f"the host's Prometheus or Alertmanager does not answer ({exc})")
     loaded = {**groups.get("host", {}), **groups.get(f"instance {name}", {})}
     parts = [(passed if rule in loaded else failed)(f"{'a' if rule in loaded else 'no'} rule for {what} ({rule})")
              for rule, what in REQUIRED_ALERTS.items()]
-    if webhooks:
-        parts.append(passed(f"Alertmanager sends {name}'s alerts to {len(webhooks)} webhook(s)"))
+    reached = [f"{len(targets)} {kind}(s)" for kind, targets in receivers.items() if targets]
+    if reached:
+        parts.append(passed(f"Alertmanager sends {name}'s alerts to {' and '.join(reached)}"))
     else:
         parts.append(failed(f"Alertmanager has no receiver for {name}'s alerts"))
     return combine(parts)

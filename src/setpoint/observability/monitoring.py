@@ -28,6 +28,8 @@ from setpoint.render import (
     SYSTEM_CA_FILE,
     InstanceContext,
     Monitoring,
+    EmailReceiver,
+    Receivers,
     render_alertmanager_config,
     render_blackbox_config,
     render_host_rules,
@@ -35,6 +37,8 @@ from setpoint.render import (
     render_prometheus_config,
 )
 from setpoint.runtime.local.accounts import ensure_account
+from setpoint.secret import SecretStore
+from setpoint.services import smtp
 from setpoint.services.caddy import Caddy
 from setpoint.spec import InstanceSpec
 
@@ -133,10 +137,22 @@ def _published(home: Home) -> dict[str, InstanceSpec]:
     return {name: spec for name, spec in specs.items() if spec}
 
 
+def receivers_of(home: Home, spec: InstanceSpec) -> Receivers:
+    """Where an instance's alerts go: its spec's webhooks, and its e-mail addresses through its
+    mail server (with the password from its secret store)."""
+    password = ""
+    if spec.smtp and spec.smtp.username:
+        password = SecretStore(home.instance(spec.name).secrets_file).load().get(smtp.PASSWORD_KEY, "")
+    emails = tuple(EmailReceiver(address, spec.smtp, password) for address in spec.alerts.emails if spec.smtp)
+    return Receivers(tuple(spec.alerts.webhooks), emails)
+
+
 def _write_routes(home: Home) -> bool:
-    """Alertmanager's routes for every published instance, from its saved spec."""
-    webhooks = {name: spec.alerts.webhooks for name, spec in _published(home).items()}
-    return write_file(home.monitoring_dir / "alertmanager.yml", render_alertmanager_config(webhooks))
+    """Alertmanager's routes for every published instance, from its saved spec. The file holds
+    mail passwords: Alertmanager's account reads it, no other."""
+    receivers = {name: receivers_of(home, spec) for name, spec in _published(home).items()}
+    return write_file(home.monitoring_dir / "alertmanager.yml", render_alertmanager_config(receivers), mode=0o640,
+                      owner="root" if is_root() else None, group=monitor_user() if is_root() else None)
 
 
 def _write_prometheus(home: Home, monitoring: Monitoring | None = None) -> bool:
@@ -228,17 +244,17 @@ class Alertmanager:
     def __init__(self, monitoring: Monitoring) -> None:
         self.url = f"http://127.0.0.1:{monitoring.alertmanager_port}"
 
-    def webhooks_of(self, name: str) -> list[str]:
-        """The webhooks the running Alertmanager sends instance `name`'s alerts to."""
+    def receivers_of(self, name: str) -> dict[str, list[str]]:
+        """What the running Alertmanager sends instance `name`'s alerts to: {"webhook": [URL],
+        "e-mail": [address]}."""
         response = httpx.get(f"{self.url}/api/v2/status", timeout=10)
         response.raise_for_status()
         config = yaml.safe_load(response.json()["config"]["original"])
         routes = config.get("route", {}).get("routes") or []
         receiver = next((r["receiver"] for r in routes if f'setpoint_instance="{name}"' in r.get("matchers", [])), None)
-        for entry in config.get("receivers", []):
-            if entry["name"] == receiver:
-                return [hook["url"] for hook in entry.get("webhook_configs", [])]
-        return []
+        entry = next((e for e in config.get("receivers", []) if e["name"] == receiver), {})
+        return {"webhook": [hook["url"] for hook in entry.get("webhook_configs", [])],
+                "e-mail": [mail["to"] for mail in entry.get("email_configs", [])]}
 
 
 def wait_scraped(home: Home, name: str, timeout: float = 90) -> None:

@@ -16,6 +16,7 @@ from setpoint.examples import READER_ROLE
 from setpoint.home import Home, InstancePaths
 from setpoint.secret import SUPERSET_SECRETS
 from setpoint.spec import InstanceSpec, Sizing
+from setpoint.spec.model import Smtp
 from setpoint.spec.sizing import Limits
 
 _ENV = jinja2.Environment(
@@ -383,10 +384,33 @@ def render_instance_rules(spec: InstanceSpec) -> str:
     return render_template("rules-instance.yml.j2", spec=spec)
 
 
-def render_alertmanager_config(webhooks: dict[str, list[str]]) -> str:
-    """The host's Alertmanager: each instance's alerts to its webhooks, the host's to all of them."""
-    return render_template("alertmanager.yml.j2", webhooks=webhooks,
-                           every=sorted({url for urls in webhooks.values() for url in urls}))
+@dataclass(frozen=True)
+class EmailReceiver:
+    """An address that receives alerts by e-mail, through the mail server of its instance's spec."""
+
+    to: str
+    smtp: Smtp
+    password: str = ""  # from the instance's secret store, when the server asks for a login
+
+    @property
+    def smarthost(self) -> str:
+        host = f"[{self.smtp.host}]" if ":" in self.smtp.host else self.smtp.host
+        return f"{host}:{self.smtp.port}"
+
+
+@dataclass(frozen=True)
+class Receivers:
+    """Where the alerts of one instance go."""
+
+    webhooks: tuple[str, ...] = ()
+    emails: tuple[EmailReceiver, ...] = ()
+
+
+def render_alertmanager_config(receivers: dict[str, Receivers]) -> str:
+    """The host's Alertmanager: each instance's alerts to its receivers, the host's to all of them."""
+    every = Receivers(tuple(sorted({url for r in receivers.values() for url in r.webhooks})),
+                      tuple({(e.to, e.smarthost): e for r in receivers.values() for e in r.emails}.values()))
+    return render_template("alertmanager.yml.j2", receivers=receivers, every=every)
 
 
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's bundle of public CAs

@@ -186,6 +186,35 @@ def _each_matches(values: list[str], pattern: str, rule: str) -> list[str]:
     return values
 
 
+EMAIL_PATTERN = r"^[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+class Smtp(Strict):
+    """The mail server that sends this instance's alert e-mails (alerts.emails). Its password is
+    read from the environment variable `password_env` when `up` runs, and kept in the instance's
+    secret store from then on."""
+
+    host: str = Field(..., description="the server's hostname or address")
+    port: Port = 587
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (port 587), tls (implicit, port 465) or none (a relay on this host only)")
+    username: str | None = Field(None, description="login, when the server asks for one")
+    password_env: str = "SETPOINT_SMTP_PASSWORD"
+    from_address: str = Field(..., pattern=EMAIL_PATTERN, description="the sender of every e-mail")
+
+    @model_validator(mode="after")
+    def _secure_enough(self) -> Smtp:
+        if self.host not in LOOPBACK_HOSTS and not HOSTNAME_PATTERN.match(self.host.lower()):
+            raise ValueError(f"host must be a hostname or a loopback address (got {self.host})")
+        if self.security == "none" and self.host not in LOOPBACK_HOSTS:
+            raise ValueError("security none sends mail and passwords in clear text: only to a relay on this host "
+                             f"({', '.join(LOOPBACK_HOSTS)}); use starttls or tls for {self.host}")
+        if self.security == "tls" and self.port != 465:
+            raise ValueError(f"security tls is implicit TLS on port 465 (got port {self.port}); use starttls for others")
+        return self
+
+
 class Alerts(Strict):
     """Alerts about this instance, evaluated by the host's Prometheus and sent by its Alertmanager
     to the receivers named here (firing, then resolved); the host's own alerts (CPU, disk) go to
@@ -194,6 +223,7 @@ class Alerts(Strict):
     webhooks: list[str] = Field(
         default_factory=list,
         description="URLs that receive the alerts as JSON POSTs (Alertmanager's webhook format)")
+    emails: list[str] = Field(default_factory=list, description="addresses that receive the alerts by e-mail (needs smtp:)")
     instance_down_after_s: int = Field(120, ge=10, le=3600, description="alert when Superset has not answered this long")
     error_ratio: float = Field(0.05, gt=0, lt=1, description="alert when this share of API requests fail with 5xx ...")
     error_for_s: int = Field(300, ge=60, le=3600, description="... for this long")
@@ -203,6 +233,11 @@ class Alerts(Strict):
     @classmethod
     def _http_urls(cls, urls: list[str]) -> list[str]:
         return _each_matches(urls, r"^https?://[^\s/]+(/\S*)?$", "webhooks are http:// or https:// URLs")
+
+    @field_validator("emails")
+    @classmethod
+    def _addresses(cls, emails: list[str]) -> list[str]:
+        return _each_matches(emails, EMAIL_PATTERN, "emails are addresses like ops@example.com")
 
 
 class Logs(Strict):
@@ -291,6 +326,7 @@ class InstanceSpec(Strict):
     tasks: Tasks = Tasks()
     sessions: Sessions = Sessions()
     alerts: Alerts = Alerts()
+    smtp: Smtp | None = None
     logs: Logs = Logs()
     probes: Probes = Probes()
     feature_flags: dict[str, bool] = Field(default_factory=dict)
@@ -324,6 +360,8 @@ class InstanceSpec(Strict):
         if self.sessions.idle_timeout_min > self.sessions.lifetime_h * 60:
             raise ValueError(f"sessions.idle_timeout_min ({self.sessions.idle_timeout_min}) must not exceed "
                              f"sessions.lifetime_h ({self.sessions.lifetime_h} h)")
+        if self.alerts.emails and self.smtp is None:
+            raise ValueError("alerts.emails needs a mail server: add an smtp: section (host, from_address)")
         if self.lan_https_port in (self.https_port, self.http_port):
             raise ValueError(f"lan_https_port must differ from https_port and http_port (got {self.lan_https_port})")
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from setpoint.observability import logstore, monitoring
 from setpoint.runtime.local.accounts import lay_out
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
-from setpoint.services import caddy as caddy_service
+from setpoint.services import caddy as caddy_service, smtp
 from setpoint.services.cgroup import CgroupV1
 from setpoint.services.postgres import cluster_of
 from setpoint.services.superset import SupersetCommands, ensure_venv
@@ -105,6 +106,10 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
         # endpoint, bucket or key leaves the instance as it was.
         step("checking the off-site repository")
         check_offsite(spec.backup.offsite, offsite_keys)
+    smtp_keys = smtp.credentials(spec.smtp, SecretStore(paths.secrets_file).load()) if spec.smtp else {}
+    if spec.smtp and (saved is None or saved.smtp != spec.smtp or os.environ.get(spec.smtp.password_env)):
+        step("checking the mail server")
+        smtp.check(spec.smtp, smtp_keys.get(smtp.PASSWORD_KEY, ""))
 
     ctx = build_context(home, spec, ports, platform.user)
     # Remember the spec and ports at once: a converge that fails later keeps its ports next time,
@@ -124,6 +129,9 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
             f"it opens the secrets escrowed with the backups): {format_key(secrets['recovery_key'])}")
     if store.update(offsite_keys):
         act("stored the off-site access keys in the secret store")
+        secrets = store.load()
+    if store.update(smtp_keys):
+        act(f"stored the password of the mail server {spec.smtp.host} in the secret store")
         secrets = store.load()
 
     step(f"preparing Superset {spec.superset_version}")
@@ -212,10 +220,12 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     monitoring.reload(platform.supervisor, changes)
     if changes.prometheus:
         act(f"had the host's Prometheus scrape {spec.name} and evaluate its alert rules")
-    if changes.alertmanager and spec.alerts.webhooks:
-        act(f"routed {spec.name}'s alerts to {len(spec.alerts.webhooks)} webhook(s)")
+    reached = [f"{len(targets)} {kind}" for kind, targets in
+               (("webhook(s)", spec.alerts.webhooks), ("e-mail address(es)", spec.alerts.emails)) if targets]
+    if changes.alertmanager and reached:
+        act(f"routed {spec.name}'s alerts to {' and '.join(reached)}")
     elif changes.alertmanager:
-        act(f"{spec.name}'s alerts reach no receiver: name one in the spec's alerts.webhooks")
+        act(f"{spec.name}'s alerts reach no receiver: name one in the spec's alerts.webhooks or alerts.emails")
     monitoring.wait_scraped(home, spec.name)
 
     if spec.examples and not state.get("examples_loaded"):
