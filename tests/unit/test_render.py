@@ -68,7 +68,7 @@ MONITORING = Monitoring(user="setpoint-monitor", prometheus_bin="/usr/bin/promet
                         alertmanager_bin="/usr/bin/prometheus-alertmanager", alertmanager_port=19093,
                         blackbox_bin="/usr/bin/prometheus-blackbox-exporter", blackbox_port=19094)
 # Receivers of alerts: a webhook and two e-mail addresses through a server with a login, one
-# address through a relay on the host, an instance with none.
+# address through a relay on the host, an instance with none, one with Slack and PagerDuty.
 MAIL = Smtp(host="mail.example.com", username="alerts", from_address="setpoint@example.com")
 RELAY = Smtp(host="127.0.0.1", port=25, security="none", from_address="setpoint@example.com")
 RECEIVERS = {
@@ -76,6 +76,8 @@ RECEIVERS = {
                       (EmailReceiver("ops@example.com", MAIL, "MAIL-PASSWORD"), EmailReceiver("bi@example.com", MAIL, "MAIL-PASSWORD"))),
     "local": Receivers((), (EmailReceiver("root@example.com", RELAY),)),
     "quiet": Receivers(),
+    "paged": Receivers(slack=(("https://hooks.slack.com/services/T0/B0/SLACK-SECRET", "#bi-alerts"),),
+                       pagerduty=("PAGERDUTY-ROUTING-KEY",)),
 }
 # Probed instances: one with the host's own probe point only, one with two more.
 PROBED = {"demo": parse_spec({"name": "demo"}),

@@ -13,6 +13,7 @@ withdraw it. Checklist points 19, 20 and 21 ask the same Prometheus and Alertman
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import httpx
 import yaml
 
 from setpoint import proc
-from setpoint.errors import SetpointError
+from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, chown, is_root, monitor_user, write_file
 from setpoint.net import is_port_free, port_base
 from setpoint.render import (
@@ -137,14 +138,39 @@ def _published(home: Home) -> dict[str, InstanceSpec]:
     return {name: spec for name, spec in specs.items() if spec}
 
 
+# The secrets of an instance's Slack and PagerDuty receivers, in its secret store.
+SLACK_KEY, PAGERDUTY_KEY = "slack_webhook_url", "pagerduty_routing_key"
+
+
+def receiver_credentials(spec: InstanceSpec, stored: dict[str, str]) -> dict[str, str]:
+    """The secrets of the spec's Slack and PagerDuty receivers: given in the environment variables
+    it names (they then move into the secret store), else those `stored` by an earlier converge."""
+    wanted = []
+    if spec.alerts.slack:
+        wanted.append((SLACK_KEY, spec.alerts.slack.webhook_url_env, "the URL of a Slack incoming webhook"))
+    if spec.alerts.pagerduty:
+        wanted.append((PAGERDUTY_KEY, spec.alerts.pagerduty.routing_key_env, "a PagerDuty routing key"))
+    found = {}
+    for key, variable, what in wanted:
+        found[key] = os.environ.get(variable) or stored.get(key, "")
+        if not found[key]:
+            raise InputError(f"{spec.name}'s alerts need {what}", f"set {variable} in the environment and run the command again")
+        if key == SLACK_KEY and not found[key].startswith("https://"):
+            raise InputError(f"{variable} is not an https:// URL", "set it to the URL Slack shows for the incoming webhook")
+    return found
+
+
 def receivers_of(home: Home, spec: InstanceSpec) -> Receivers:
-    """Where an instance's alerts go: its spec's webhooks, and its e-mail addresses through its
-    mail server (with the password from its secret store)."""
-    password = ""
-    if spec.smtp and spec.smtp.username:
-        password = SecretStore(home.instance(spec.name).secrets_file).load().get(smtp.PASSWORD_KEY, "")
-    emails = tuple(EmailReceiver(address, spec.smtp, password) for address in spec.alerts.emails if spec.smtp)
-    return Receivers(tuple(spec.alerts.webhooks), emails)
+    """Where an instance's alerts go: its spec's webhooks, e-mail addresses (through its mail
+    server), Slack channel and PagerDuty service, with their secrets from its secret store."""
+    alerts = spec.alerts
+    stored = SecretStore(home.instance(spec.name).secrets_file).load() \
+        if (spec.smtp and spec.smtp.username) or alerts.slack or alerts.pagerduty else {}
+    emails = tuple(EmailReceiver(address, spec.smtp, stored.get(smtp.PASSWORD_KEY, ""))
+                   for address in alerts.emails if spec.smtp)
+    slack = ((stored.get(SLACK_KEY, ""), alerts.slack.channel),) if alerts.slack else ()
+    pagerduty = (stored.get(PAGERDUTY_KEY, ""),) if alerts.pagerduty else ()
+    return Receivers(tuple(alerts.webhooks), emails, slack, pagerduty)
 
 
 def _write_routes(home: Home) -> bool:
@@ -245,8 +271,7 @@ class Alertmanager:
         self.url = f"http://127.0.0.1:{monitoring.alertmanager_port}"
 
     def receivers_of(self, name: str) -> dict[str, list[str]]:
-        """What the running Alertmanager sends instance `name`'s alerts to: {"webhook": [URL],
-        "e-mail": [address]}."""
+        """What the running Alertmanager sends instance `name`'s alerts to, by kind of receiver."""
         response = httpx.get(f"{self.url}/api/v2/status", timeout=10)
         response.raise_for_status()
         config = yaml.safe_load(response.json()["config"]["original"])
@@ -254,7 +279,9 @@ class Alertmanager:
         receiver = next((r["receiver"] for r in routes if f'setpoint_instance="{name}"' in r.get("matchers", [])), None)
         entry = next((e for e in config.get("receivers", []) if e["name"] == receiver), {})
         return {"webhook": [hook["url"] for hook in entry.get("webhook_configs", [])],
-                "e-mail": [mail["to"] for mail in entry.get("email_configs", [])]}
+                "e-mail": [mail["to"] for mail in entry.get("email_configs", [])],
+                "Slack channel": [slack.get("channel", "") for slack in entry.get("slack_configs", [])],
+                "PagerDuty service": ["" for _ in entry.get("pagerduty_configs", [])]}
 
 
 def wait_scraped(home: Home, name: str, timeout: float = 90) -> None:

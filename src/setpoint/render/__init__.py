@@ -404,12 +404,17 @@ class Receivers:
 
     webhooks: tuple[str, ...] = ()
     emails: tuple[EmailReceiver, ...] = ()
+    slack: tuple[tuple[str, str | None], ...] = ()  # (webhook URL, channel)
+    pagerduty: tuple[str, ...] = ()  # routing keys
 
 
 def render_alertmanager_config(receivers: dict[str, Receivers]) -> str:
     """The host's Alertmanager: each instance's alerts to its receivers, the host's to all of them."""
-    every = Receivers(tuple(sorted({url for r in receivers.values() for url in r.webhooks})),
-                      tuple({(e.to, e.smarthost): e for r in receivers.values() for e in r.emails}.values()))
+    def every_distinct(kind: str, key=lambda value: value) -> tuple:
+        return tuple({key(value): value for r in receivers.values() for value in getattr(r, kind)}.values())
+
+    every = Receivers(every_distinct("webhooks"), every_distinct("emails", lambda e: (e.to, e.smarthost)),
+                      every_distinct("slack"), every_distinct("pagerduty"))
     return render_template("alertmanager.yml.j2", receivers=receivers, every=every)
 
 

@@ -215,6 +215,23 @@ class Smtp(Strict):
         return self
 
 
+class Slack(Strict):
+    """A Slack (or Mattermost) channel that receives the alerts through an incoming webhook. Its URL
+    is a secret: read from the environment variable `webhook_url_env` when `up` runs, and kept in
+    the instance's secret store from then on."""
+
+    channel: str | None = Field(None, pattern=r"^#?[a-z0-9_.-]{1,80}$", description="the webhook's own channel when empty")
+    webhook_url_env: str = "SETPOINT_SLACK_WEBHOOK_URL"
+
+
+class PagerDuty(Strict):
+    """A PagerDuty service that receives the alerts (Events API v2). Its integration (routing) key
+    is read from the environment variable `routing_key_env` when `up` runs, then from the secret
+    store."""
+
+    routing_key_env: str = "SETPOINT_PAGERDUTY_ROUTING_KEY"
+
+
 class Alerts(Strict):
     """Alerts about this instance, evaluated by the host's Prometheus and sent by its Alertmanager
     to the receivers named here (firing, then resolved); the host's own alerts (CPU, disk) go to
@@ -224,6 +241,8 @@ class Alerts(Strict):
         default_factory=list,
         description="URLs that receive the alerts as JSON POSTs (Alertmanager's webhook format)")
     emails: list[str] = Field(default_factory=list, description="addresses that receive the alerts by e-mail (needs smtp:)")
+    slack: Slack | None = None
+    pagerduty: PagerDuty | None = None
     instance_down_after_s: int = Field(120, ge=10, le=3600, description="alert when Superset has not answered this long")
     error_ratio: float = Field(0.05, gt=0, lt=1, description="alert when this share of API requests fail with 5xx ...")
     error_for_s: int = Field(300, ge=60, le=3600, description="... for this long")

@@ -100,13 +100,16 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     own = platform.supervisor.states(spec.name)
     running_ports = set(state.get("ports", {}).values()) if any(s.is_running for s in own.values()) else set()
     preflight(home, spec, ports, running_ports, platform.caddy.listening_ports())
-    offsite_keys = offsite_credentials(spec, SecretStore(paths.secrets_file).load()) if spec.backup.offsite else {}
+    # Secrets the spec's services need: from the environment now, or stored by an earlier converge.
+    stored = SecretStore(paths.secrets_file).load()
+    offsite_keys = offsite_credentials(spec, stored) if spec.backup.offsite else {}
     if spec.backup.offsite and (saved is None or saved.backup.offsite != spec.backup.offsite):
         # A new or changed off-site repository is tried before anything is written: a wrong
         # endpoint, bucket or key leaves the instance as it was.
         step("checking the off-site repository")
         check_offsite(spec.backup.offsite, offsite_keys)
-    smtp_keys = smtp.credentials(spec.smtp, SecretStore(paths.secrets_file).load()) if spec.smtp else {}
+    smtp_keys = smtp.credentials(spec.smtp, stored) if spec.smtp else {}
+    receiver_keys = monitoring.receiver_credentials(spec, stored)
     if spec.smtp and (saved is None or saved.smtp != spec.smtp or os.environ.get(spec.smtp.password_env)):
         step("checking the mail server")
         smtp.check(spec.smtp, smtp_keys.get(smtp.PASSWORD_KEY, ""))
@@ -132,6 +135,9 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
         secrets = store.load()
     if store.update(smtp_keys):
         act(f"stored the password of the mail server {spec.smtp.host} in the secret store")
+        secrets = store.load()
+    if store.update(receiver_keys):
+        act("stored the secrets of the Slack or PagerDuty receivers in the secret store")
         secrets = store.load()
 
     step(f"preparing Superset {spec.superset_version}")
@@ -220,12 +226,15 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     monitoring.reload(platform.supervisor, changes)
     if changes.prometheus:
         act(f"had the host's Prometheus scrape {spec.name} and evaluate its alert rules")
+    alerts = spec.alerts
     reached = [f"{len(targets)} {kind}" for kind, targets in
-               (("webhook(s)", spec.alerts.webhooks), ("e-mail address(es)", spec.alerts.emails)) if targets]
+               (("webhook(s)", alerts.webhooks), ("e-mail address(es)", alerts.emails),
+                ("Slack channel", [alerts.slack] if alerts.slack else []),
+                ("PagerDuty service", [alerts.pagerduty] if alerts.pagerduty else [])) if targets]
     if changes.alertmanager and reached:
         act(f"routed {spec.name}'s alerts to {' and '.join(reached)}")
     elif changes.alertmanager:
-        act(f"{spec.name}'s alerts reach no receiver: name one in the spec's alerts.webhooks or alerts.emails")
+        act(f"{spec.name}'s alerts reach no receiver: name one in the spec's alerts: webhooks, emails, slack or pagerduty")
     monitoring.wait_scraped(home, spec.name)
 
     if spec.examples and not state.get("examples_loaded"):
