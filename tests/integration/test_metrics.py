@@ -5,10 +5,13 @@ outside the host."""
 import subprocess
 import time
 
+import httpx
+
 from setpoint.checklist import run_scorecard
 from setpoint.observability.monitoring import Prometheus, monitoring_of
 from setpoint.runtime.local import lifecycle
 from setpoint.runtime.local.platform import load_platform
+from tests.conftest import access_as
 
 
 def point_19(home):
@@ -46,8 +49,6 @@ def test_metrics_are_reachable_from_this_host_only(home, instance, http):
     request Caddy forwarded; the monitoring services listen on loopback only."""
     assert http.get("/setpoint/metrics").status_code == 404
     web = home.instance("alpha").read_state()["ports"]["web"]
-    import httpx
-
     direct = httpx.get(f"http://127.0.0.1:{web}/setpoint/metrics", timeout=10)
     assert direct.status_code == 200 and "superset_events_total" in direct.text
     forwarded = httpx.get(f"http://127.0.0.1:{web}/setpoint/metrics", headers={"X-Forwarded-For": "203.0.113.9"},
@@ -59,6 +60,21 @@ def test_metrics_are_reachable_from_this_host_only(home, instance, http):
         addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening.splitlines()
                      if line.split()[3].endswith(f":{port}")}
         assert addresses == {"127.0.0.1"}, (port, addresses)
+
+
+def test_prometheus_and_alertmanager_answer_no_one_without_the_password(home, instance):
+    """Any local account can reach loopback: without the password (0640 to their account), the
+    APIs answer 401, so no one reads the host's metrics nor silences an instance's alerts."""
+    monitoring = monitoring_of(home)
+    for port, path in ((monitoring.prometheus_port, "/api/v1/query?query=up"),
+                       (monitoring.alertmanager_port, "/api/v2/status")):
+        assert httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10).status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}{path}", auth=("setpoint", "guess"), timeout=10).status_code == 401
+        silence = httpx.post(f"http://127.0.0.1:{port}/api/v2/silences", json={}, timeout=10)
+        assert silence.status_code == 401
+        password = monitoring.password_file.read_text()
+        assert httpx.get(f"http://127.0.0.1:{port}{path}", auth=("setpoint", password), timeout=10).status_code == 200
+    assert access_as("nobody", [monitoring.password_file])[str(monitoring.password_file)] == "EACCES"
 
 
 def test_point_19_fails_while_prometheus_is_down(home, instance):

@@ -28,6 +28,7 @@ from setpoint.render import (
     render_host_rules,
     render_instance_rules,
     render_blackbox_config,
+    render_monitoring_web_config,
     render_prometheus_config,
     render_instance,
     render_programs_conf,
@@ -66,7 +67,8 @@ MONITORING = Monitoring(user="setpoint-monitor", prometheus_bin="/usr/bin/promet
                         node_exporter_bin="/usr/bin/prometheus-node-exporter", prometheus_port=19090,
                         node_exporter_port=19091, caddy_metrics_port=19092,
                         alertmanager_bin="/usr/bin/prometheus-alertmanager", alertmanager_port=19093,
-                        blackbox_bin="/usr/bin/prometheus-blackbox-exporter", blackbox_port=19094)
+                        blackbox_bin="/usr/bin/prometheus-blackbox-exporter", blackbox_port=19094,
+                        password_file=Path("/srv/setpoint/monitoring/password"))
 # Receivers of alerts: a webhook and two e-mail addresses through a server with a login, one
 # address through a relay on the host, an instance with none, one with Slack and PagerDuty.
 MAIL = Smtp(host="mail.example.com", username="alerts", from_address="setpoint@example.com")
@@ -272,6 +274,18 @@ def test_prometheus_config_passes_promtool(tmp_path):
     result = proc.run([proc.find_binary("promtool"), "check", "config", config], check=False)
     assert result.ok, result.stdout + result.stderr
     assert "SUCCESS: 2 rules found" in result.stdout + result.stderr
+
+
+def test_monitoring_web_config_passes_promtool(tmp_path):
+    """Basic authentication as Prometheus 2.42 and Alertmanager 0.25 read it (exporter-toolkit)."""
+    import bcrypt
+
+    from setpoint import proc
+
+    config = tmp_path / "web.yml"
+    config.write_text(render_monitoring_web_config(bcrypt.hashpw(b"password", bcrypt.gensalt(4)).decode()))
+    result = proc.run([proc.find_binary("promtool"), "check", "web-config", config], check=False)
+    assert result.ok and "SUCCESS" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
 def test_blackbox_config_passes_the_exporters_check(tmp_path):

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import bcrypt
 import httpx
 import yaml
 
@@ -26,6 +27,7 @@ from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, chown, is_root, monitor_user, write_file
 from setpoint.net import is_port_free, port_base
 from setpoint.render import (
+    MONITORING_API_USER,
     SYSTEM_CA_FILE,
     InstanceContext,
     Monitoring,
@@ -35,10 +37,11 @@ from setpoint.render import (
     render_blackbox_config,
     render_host_rules,
     render_instance_rules,
+    render_monitoring_web_config,
     render_prometheus_config,
 )
 from setpoint.runtime.local.accounts import ensure_account
-from setpoint.secret import SecretStore
+from setpoint.secret import SecretStore, generate_secret
 from setpoint.services import smtp
 from setpoint.services.caddy import Caddy
 from setpoint.spec import InstanceSpec
@@ -69,6 +72,7 @@ def monitoring_of(home: Home) -> Monitoring:
         alertmanager_port=ports["alertmanager"],
         blackbox_bin=proc.find_binary("prometheus-blackbox-exporter"),
         blackbox_port=ports["blackbox"],
+        password_file=home.monitoring_dir / "password",
     )
 
 
@@ -93,10 +97,27 @@ def prepare(home: Home, monitoring: Monitoring, log=lambda message: None) -> Cha
         storage.mkdir(exist_ok=True)
         storage.chmod(0o700)
         chown(storage, monitoring.user)
+    _ensure_api_password(home, monitoring)
     config = _write_prometheus(home, monitoring)
     rules = write_file(base / "rules" / "host.yml", render_host_rules())
     probes = write_file(base / "blackbox.yml", render_blackbox_config(probe_ca_file(home)))
     return Changes(prometheus=config or rules, alertmanager=_write_routes(home), blackbox=probes)
+
+
+def _ensure_api_password(home: Home, monitoring: Monitoring) -> None:
+    """The password of Prometheus's and Alertmanager's APIs (generated once, 0640 to their
+    account), and the bcrypt hash they check it against (each reads it again on every request)."""
+    group = monitoring.user if is_root() else None
+    if not monitoring.password_file.exists():
+        write_file(monitoring.password_file, generate_secret(32), mode=0o640, owner="root" if group else None, group=group)
+    password = monitoring.password_file.read_text().encode()
+    web = home.monitoring_dir / "web.yml"
+    current = yaml.safe_load(web.read_text()).get("basic_auth_users", {}) if web.exists() else {}
+    hashed = current.get(MONITORING_API_USER, "")
+    if not (hashed and bcrypt.checkpw(password, hashed.encode())):
+        # Cost 10: the servers cache a checked password, and the first check stays under 0.1 s.
+        hashed = bcrypt.hashpw(password, bcrypt.gensalt(10)).decode()
+        write_file(web, render_monitoring_web_config(hashed))
 
 
 def probe_ca_file(home: Home) -> Path:
@@ -229,29 +250,40 @@ class Target:
     instance: str | None
 
 
-class Prometheus:
+class _MonitoringApi:
+    """An HTTP API of the host's monitoring on loopback, with its password."""
+
+    def __init__(self, monitoring: Monitoring, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.auth = (MONITORING_API_USER, monitoring.password_file.read_text()) if monitoring.password_file.exists() else None
+
+    def _get(self, path: str, **params) -> httpx.Response:
+        response = httpx.get(f"{self.url}{path}", params=params, auth=self.auth, timeout=10)
+        response.raise_for_status()
+        return response
+
+
+class Prometheus(_MonitoringApi):
     """The host's Prometheus, over its HTTP API on loopback."""
 
     def __init__(self, monitoring: Monitoring) -> None:
-        self.url = f"http://127.0.0.1:{monitoring.prometheus_port}"
+        super().__init__(monitoring, monitoring.prometheus_port)
 
-    def _get(self, path: str, **params) -> dict:
-        response = httpx.get(f"{self.url}{path}", params=params, timeout=10)
-        response.raise_for_status()
-        return response.json()["data"]
+    def _data(self, path: str, **params) -> dict:
+        return self._get(path, **params).json()["data"]
 
     def targets(self) -> list[Target]:
         return [Target(t["labels"].get("job", ""), t["scrapeUrl"], t["health"], t.get("lastError", ""),
                        t["labels"].get("setpoint_instance"))
-                for t in self._get("/api/v1/targets", state="active")["activeTargets"]]
+                for t in self._data("/api/v1/targets", state="active")["activeTargets"]]
 
     def query(self, expression: str) -> list[dict]:
-        return self._get("/api/v1/query", query=expression)["result"]
+        return self._data("/api/v1/query", query=expression)["result"]
 
     def alert_rules(self) -> dict[str, dict[str, str]]:
         """Each group of alert rules Prometheus has loaded: {group: {rule: state}}."""
         return {group["name"]: {rule["name"]: rule["state"] for rule in group["rules"]}
-                for group in self._get("/api/v1/rules", type="alert")["groups"]}
+                for group in self._data("/api/v1/rules", type="alert")["groups"]}
 
     def probe_points(self, name: str) -> dict[str, bool]:
         """Each probe point with a fresh probe of instance `name`, and whether all its checks
@@ -264,17 +296,15 @@ class Prometheus:
         return [t for t in self.targets() if t.instance == name or t.job == "node"]
 
 
-class Alertmanager:
+class Alertmanager(_MonitoringApi):
     """The host's Alertmanager, over its HTTP API on loopback."""
 
     def __init__(self, monitoring: Monitoring) -> None:
-        self.url = f"http://127.0.0.1:{monitoring.alertmanager_port}"
+        super().__init__(monitoring, monitoring.alertmanager_port)
 
     def receivers_of(self, name: str) -> dict[str, list[str]]:
         """What the running Alertmanager sends instance `name`'s alerts to, by kind of receiver."""
-        response = httpx.get(f"{self.url}/api/v2/status", timeout=10)
-        response.raise_for_status()
-        config = yaml.safe_load(response.json()["config"]["original"])
+        config = yaml.safe_load(self._get("/api/v2/status").json()["config"]["original"])
         routes = config.get("route", {}).get("routes") or []
         receiver = next((r["receiver"] for r in routes if f'setpoint_instance="{name}"' in r.get("matchers", [])), None)
         entry = next((e for e in config.get("receivers", []) if e["name"] == receiver), {})

@@ -327,8 +327,19 @@ class Monitoring:
     alertmanager_port: int
     blackbox_bin: str
     blackbox_port: int
+    # The password of Prometheus's and Alertmanager's HTTP APIs (user API_USER), 0640 to their
+    # account: they answer no one without it, even on loopback.
+    password_file: Path
     retention_days: int = 30
     scrape_interval_s: int = 15
+
+
+MONITORING_API_USER = "setpoint"
+
+
+def render_monitoring_web_config(password_hash: str) -> str:
+    """Prometheus's and Alertmanager's --web.config.file: basic authentication, bcrypt."""
+    return render_template("monitoring-web.yml.j2", user=MONITORING_API_USER, password_hash=password_hash)
 
 
 def render_caddyfile(home: Home, admin_socket: Path, metrics_port: int) -> str:
@@ -365,7 +376,7 @@ def render_prometheus_config(home: Home, monitoring: Monitoring, probed: dict[st
         for name, spec in sorted(probed.items())
     }
     return render_template("prometheus.yml.j2", monitoring=monitoring, monitoring_dir=home.monitoring_dir,
-                           synthetic=synthetic, probed=probed)
+                           synthetic=synthetic, probed=probed, api_user=MONITORING_API_USER)
 
 
 def render_blackbox_config(ca_file: Path | str) -> str:
