@@ -116,9 +116,10 @@ def test_a_clients_mistake_is_one_warning_not_a_traceback(home, http):
     tracebacks = web_log.read_text(errors="replace").count("Traceback")
     started = datetime.now(timezone.utc)
     assert http.post("/api/v1/dashboard/", json={}).status_code == 400  # no CSRF token, as a stray client sends it
-    wait_until(lambda: any(logstore.read(home, "alpha", ["web"], started, grep="CSRF token is missing")), 15,
+    refused = "400 Bad Request: The CSRF token is missing"  # Superset's error handler's line
+    wait_until(lambda: any(logstore.read(home, "alpha", ["web"], started, grep=refused)), 15,
                AssertionError("the refusal is not in the log store"), interval=0.5)
-    refusal = next(logstore.read(home, "alpha", ["web"], started, grep="CSRF token is missing"))
+    refusal = next(logstore.read(home, "alpha", ["web"], started, grep=refused))
     assert refusal.level == "warning", refusal
     assert web_log.read_text(errors="replace").count("Traceback") == tracebacks
 

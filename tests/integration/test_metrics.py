@@ -105,7 +105,7 @@ def test_setpoint_facts_reach_prometheus(home, instance):
 def test_the_alert_rules_are_loaded_and_point_20_says_what_is_missing(home, instance):
     groups = Prometheus(monitoring_of(home)).alert_rules()
     assert set(groups["host"]) == {"HostCpuSaturated", "HostDiskFull"}
-    assert set(groups["instance alpha"]) == {"InstanceDown", "SupersetErrorRate", "BackupFailed", "BackupStale",
+    assert set(groups["instance alpha"]) == {"InstanceDown", "InstanceUnreachable", "SupersetErrorRate", "BackupFailed", "BackupStale",
                                              "RestoreDrillFailedOrOverdue"}
     assert set(groups["instance alpha"].values()) == {"inactive"}  # alpha answers, its backups are fine
     card = run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha")
