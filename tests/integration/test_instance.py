@@ -67,6 +67,11 @@ def test_only_signed_in_users_learn_the_version(http, admin):
     assert admin.get("/version").json()["version_string"] == "6.1.0"
 
 
+def test_a_language_the_instance_does_not_offer_is_not_found_not_a_server_error(http):
+    assert http.get("/lang/de").status_code == 404  # Superset 6.1 answers 500, to anyone
+    assert http.get("/lang/en").status_code == 302  # back to the page it came from
+
+
 def test_responses_do_not_name_the_servers_behind_them(http):
     for path in ("/login/", "/health", "/api/v1/me/", "/no-such-page"):
         assert "server" not in http.get(path).headers, path  # was: Server: Caddy, Server: gunicorn

@@ -122,6 +122,7 @@ def hide_passwords(app) -> None:
         return response
 
 
+LOCALE_PATH = "/lang/"
 VERSION_PATH = "/version"
 
 
@@ -144,3 +145,19 @@ def hide_version(app) -> None:
     def _hide():
         if request.path == VERSION_PATH and not signed_in():
             abort(404)
+
+
+def answer_unknown_locales(app) -> None:
+    """GET /lang/XX for a language the instance does not offer answers 500 in Superset 6.1, to
+    anyone: its view (SupersetIndexView.patch_flask_locale, apache/superset#31692) aborts with
+    404 inside FAB's @safe, which then calls a response_500 the view does not have. Answer the
+    404 before it. Remove when Superset's view answers 404 itself."""
+    from flask import abort, request
+
+    @app.before_request
+    def _unknown_locale():
+        if request.path.startswith(LOCALE_PATH):
+            locale = request.path[len(LOCALE_PATH):]
+            if locale not in app.appbuilder.bm.languages:
+                abort(404)
+
