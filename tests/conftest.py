@@ -7,6 +7,7 @@ integration tests, the other the fault-injecting scenarios and the backup tests 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -111,6 +112,33 @@ def pytest_configure(config):
         handle, path = tempfile.mkstemp(prefix="setpoint-figures-", suffix=".txt")
         os.close(handle)
         os.environ["SETPOINT_TEST_FIGURES"] = path
+        os.environ["SETPOINT_TEST_LOCKS"] = tempfile.mkdtemp(prefix="setpoint-test-locks-")
+
+
+def pytest_unconfigure(config):
+    if not WORKER:
+        shutil.rmtree(os.environ.get("SETPOINT_TEST_LOCKS", "/nonexistent"), ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test marked `quiet` (one that measures latency) runs alone: it closes a turnstile that
+    every other test passes through, then waits until the tests running in other workers are
+    done. The others hold the run lock shared, from their setup to their teardown."""
+    locks = Path(os.environ.get("SETPOINT_TEST_LOCKS", tempfile.gettempdir()))
+    with open(locks / "turnstile", "a") as turnstile, open(locks / "run", "a") as run:
+        quiet = item.get_closest_marker("quiet") is not None
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if not quiet:
+            fcntl.flock(run, fcntl.LOCK_SH)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        else:
+            fcntl.flock(run, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(run, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 def pytest_collection_modifyitems(config, items):
