@@ -130,14 +130,9 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     if new_recovery_key:
         act(f"generated the recovery key of {spec.name}, shown this once (keep it outside this host; "
             f"it opens the secrets escrowed with the backups): {format_key(secrets['recovery_key'])}")
-    if store.update(offsite_keys):
-        act("stored the off-site access keys in the secret store")
-        secrets = store.load()
-    if store.update(smtp_keys):
-        act(f"stored the password of the mail server {spec.smtp.host} in the secret store")
-        secrets = store.load()
-    if store.update(receiver_keys):
-        act("stored the secrets of the Slack or PagerDuty receivers in the secret store")
+    given = {**offsite_keys, **smtp_keys, **receiver_keys}
+    if store.update(given):
+        act(f"stored {', '.join(sorted(given))} in the secret store")
         secrets = store.load()
 
     step(f"preparing Superset {spec.superset_version}")
