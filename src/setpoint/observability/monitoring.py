@@ -135,10 +135,14 @@ def write_probe_point_config(home: Home, directory: Path, ca_path: Path) -> list
     """The configuration of a probe point on another host: the blackbox exporter's modules, which
     read the CAs from `ca_path` there, and those CAs; written into `directory`."""
     _write_probe_ca(home)
-    directory.mkdir(parents=True, exist_ok=True)
     config, ca = directory / "blackbox.yml", directory / ca_path.name
-    write_file(config, render_blackbox_config(ca_path))
-    write_file(ca, probe_ca_file(home).read_text())
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        write_file(config, render_blackbox_config(ca_path))
+        write_file(ca, probe_ca_file(home).read_text())
+    except OSError as exc:
+        raise InputError(f"cannot write the probe point's files into {directory} ({exc.strerror})",
+                         "name a directory you may write with --output, e.g. --output /tmp/probe") from None
     return [config, ca]
 
 
