@@ -5,7 +5,7 @@ own (chosen once per host and kept in monitoring/ports.json), and Caddy's metric
 Prometheus scrapes itself, the host, Caddy and every instance's Superset, has the host's
 blackbox exporter and the probe points of each spec ask the instance's public URL (synthetic
 checks), and evaluates the host's alert rules and each instance's; Alertmanager sends each
-instance's alerts to the webhooks of its spec. `up` publishes an instance (its scrape target, its
+instance's alerts to the receivers of its spec (webhooks, e-mail, Slack, PagerDuty). `up` publishes an instance (its scrape target, its
 probes, its rules, its routes), waits until Prometheus has scraped it, and `down`/`destroy`
 withdraw it. Checklist points 19, 20 and 21 ask the same Prometheus and Alertmanager.
 """
