@@ -11,17 +11,14 @@ from __future__ import annotations
 import base64
 import json
 import os
-from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import chown
+from setpoint.backup.repositories import offsite_key, put, s3_client
 from setpoint.spec.model import Offsite
 
 SALT_BYTES = 16
@@ -55,19 +52,6 @@ def parse_key(text: str) -> str:
     return text.replace("-", "").replace(" ", "").strip()
 
 
-def s3_client(offsite: Offsite, access_key: str, secret_key: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=f"https://{offsite.endpoint}:{offsite.port}",
-        region_name=offsite.region,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        verify=offsite.ca_file or True,
-        config=Config(s3={"addressing_style": "path" if offsite.uri_style == "path" else "virtual"},
-                      retries={"max_attempts": 2}, connect_timeout=10, read_timeout=30),
-    )
-
-
 def offsite_credentials(spec, stored: dict[str, str]) -> dict[str, str]:
     """The off-site access keys of an instance spec: given in the environment variables it names
     (they then move into the secret store), else those `stored` by an earlier converge."""
@@ -94,29 +78,13 @@ def check_offsite(offsite: Offsite, secrets: dict[str, str]) -> None:
         ) from None
 
 
+def bundle_path(name: str) -> str:
+    """The sealed bundle's place in every repository."""
+    return f"escrow/{name}.bundle"
+
+
 def bundle_key(offsite: Offsite, name: str) -> str:
-    return f"{offsite.path.strip('/')}/escrow/{name}.bundle".lstrip("/")
-
-
-def local_bundle(repo_dir: Path, name: str) -> Path:
-    return repo_dir / "escrow" / f"{name}.bundle"
-
-
-def store(name: str, bundle: bytes, repo_dir: Path, owner: str, offsite: Offsite | None, secrets: dict[str, str]) -> None:
-    """Put the sealed bundle into every repository."""
-    path = local_bundle(repo_dir, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(bundle)
-    path.chmod(0o600)
-    chown(path.parent, owner)
-    chown(path, owner)
-    if offsite is not None:
-        try:
-            s3_client(offsite, secrets["offsite_access_key"], secrets["offsite_secret_key"]).put_object(
-                Bucket=offsite.bucket, Key=bundle_key(offsite, name), Body=bundle)
-        except (BotoCoreError, ClientError) as exc:
-            raise SetpointError(f"the escrowed secrets could not be written off-site: {exc}",
-                                "check the off-site endpoint, bucket and keys in the spec") from None
+    return offsite_key(offsite, bundle_path(name))
 
 
 def fetch_offsite(name: str, offsite: Offsite, access_key: str, secret_key: str) -> bytes:
@@ -133,5 +101,5 @@ def escrow_instance(ctx, secrets: dict[str, str]) -> None:
     payload = {"secrets": {k: v for k, v in secrets.items() if k != "recovery_key"},
                "spec": ctx.spec.model_dump(mode="json")}
     bundle = seal(payload, secrets["recovery_key"])
-    store(ctx.spec.name, bundle, ctx.paths.backup / "repo", ctx.service_user, ctx.spec.backup.offsite, secrets)
+    put(bundle_path(ctx.spec.name), bundle, ctx.paths.backup / "repo", ctx.service_user, ctx.spec.backup.offsite, secrets)
 

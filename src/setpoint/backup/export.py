@@ -120,15 +120,25 @@ def export_dashboards(api: SupersetClient, target: str, cache_dir: Path) -> Expo
     if ids:
         bundle = api.get("/api/v1/dashboard/export/", params={"q": f"!({','.join(map(str, ids))})"}, timeout=300).content
         unpack(bundle, repo)
-    git(repo, "add", "-A")
-    changes = git(repo, "status", "--porcelain")
+    changes = stage(repo)
     if not changes.strip():
         return ExportResult(repo, False, "no change since the last export", len(ids))
     message = f"Export {len(ids)} dashboard{'s' if len(ids) != 1 else ''}: {describe_changes(changes)}"
-    git(repo, "commit", "--quiet", "-m", message)
+    commit(repo, target, message)
+    return ExportResult(repo, True, message, len(ids))
+
+
+def stage(repo: Path, *only: str) -> str:
+    """Stage every change (under the paths `only` names); what changed, as `git status --porcelain`."""
+    git(repo, "add", "-A", "--", *only)
+    return git(repo, "status", "--porcelain", "--", *only)
+
+
+def commit(repo: Path, target: str, message: str, *only: str) -> None:
+    """Commit what is staged (under `only`), and push it when the repository is remote."""
+    git(repo, "commit", "--quiet", "-m", message, "--", *only)
     if is_remote(target):
         git(repo, "push", "--quiet", "origin", "HEAD")
-    return ExportResult(repo, True, message, len(ids))
 
 
 def bundle_of(repo: Path) -> bytes:

@@ -1,0 +1,71 @@
+"""Files that travel with an instance's backups: written beside pgBackRest's own data in every
+repository of the instance, the local one and the off-site bucket, so that whoever holds a
+repository also holds what is needed to use it (the sealed secrets, the recovery plan, the
+runbook)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from setpoint.errors import SetpointError
+from setpoint.home import chown
+from setpoint.spec.model import Offsite
+
+
+def s3_client(offsite: Offsite, access_key: str, secret_key: str):
+    return boto3.client(
+        "s3",
+        endpoint_url=f"https://{offsite.endpoint}:{offsite.port}",
+        region_name=offsite.region,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        verify=offsite.ca_file or True,
+        config=Config(s3={"addressing_style": "path" if offsite.uri_style == "path" else "virtual"},
+                      retries={"max_attempts": 2}, connect_timeout=10, read_timeout=30),
+    )
+
+
+def offsite_key(offsite: Offsite, relative: str) -> str:
+    """Where a file of the repository lives in the off-site bucket (under the spec's path)."""
+    return f"{offsite.path.strip('/')}/{relative}".lstrip("/")
+
+
+def offsite_location(offsite: Offsite, relative: str) -> str:
+    return f"s3://{offsite.bucket}/{offsite_key(offsite, relative)}"
+
+
+def put(relative: str, data: bytes, repo_dir: Path, owner: str, offsite: Offsite | None,
+        secrets: dict[str, str]) -> None:
+    """Write `relative` into every repository (0600, the data user's locally)."""
+    path = repo_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(0o600)
+    for directory in reversed(path.relative_to(repo_dir).parents[:-1]):
+        chown(repo_dir / directory, owner)
+    chown(path, owner)
+    if offsite is not None:
+        try:
+            s3_client(offsite, secrets["offsite_access_key"], secrets["offsite_secret_key"]).put_object(
+                Bucket=offsite.bucket, Key=offsite_key(offsite, relative), Body=data)
+        except (BotoCoreError, ClientError) as exc:
+            raise SetpointError(f"{relative} could not be written off-site: {exc}",
+                                "check the off-site endpoint, bucket and keys in the spec") from None
+
+
+def read_all(relative: str, repo_dir: Path, offsite: Offsite | None, secrets: dict[str, str]) -> dict[str, bytes | None]:
+    """`relative` as each repository holds it (None where it is missing or unreadable), by location."""
+    path = repo_dir / relative
+    found: dict[str, bytes | None] = {str(path): path.read_bytes() if path.exists() else None}
+    if offsite is not None:
+        try:
+            body = s3_client(offsite, secrets.get("offsite_access_key", ""), secrets.get("offsite_secret_key", "")).get_object(
+                Bucket=offsite.bucket, Key=offsite_key(offsite, relative))["Body"].read()
+        except (BotoCoreError, ClientError):
+            body = None
+        found[offsite_location(offsite, relative)] = body
+    return found
