@@ -10,6 +10,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+import httpx
 import typer
 import yaml
 from rich.console import Console
@@ -58,6 +59,11 @@ def done(sentence: str) -> None:
 class Format(str, Enum):
     table = "table"
     json = "json"
+
+
+class DocumentFormat(str, Enum):
+    markdown = "markdown"
+    html = "html"
 
 
 class CheckFormat(str, Enum):
@@ -218,8 +224,8 @@ def backup(
 
     Examples: setpoint backup demo --type diff  |  setpoint backup verify demo
     """
-    from setpoint.backup.dr import write_plan
     from setpoint.backup.drill import run_drill
+    from setpoint.operations import documents
     from setpoint.backup.service import take_backup
     from setpoint.runtime.local.instance import load_context
 
@@ -227,7 +233,7 @@ def backup(
         ctx = load_context(home(), words[1])
         with console.status(f"restore drill of {words[1]}") as status:
             record = run_drill(ctx, log=lambda message: status.update(message))
-        write_plan(ctx)  # it states the RTO the drill measured
+        documents.publish(ctx)  # the plan states the RTO the drill measured
         out.print(f"restore drill of {words[1]} passed in {record['seconds']} s: backup {record['backup']} "
                   f"restored, verified, and matches the live metadata ({record['restored']})")
         return
@@ -236,7 +242,7 @@ def backup(
     ctx = load_context(home(), words[0])
     with console.status(f"{type} backup of {words[0]}"):
         taken = take_backup(ctx, type)
-    write_plan(ctx)
+    documents.publish(ctx)
     out.print(f"{taken.type} backup {taken.label} of {words[0]}: {taken.size_bytes / 1e6:.1f} MB of data, "
               f"{taken.repo_bytes / 1e6:.1f} MB in the encrypted repository")
 
@@ -323,10 +329,13 @@ def dr_plan(name: str = typer.Argument(..., help="Instance name.")) -> None:
 
     Example: setpoint dr plan demo > demo-dr.md
     """
-    from setpoint.backup.dr import write_plan
+    from setpoint.backup import dr
+    from setpoint.operations import documents
     from setpoint.runtime.local.instance import load_context
 
-    print(write_plan(load_context(home(), name)), end="")
+    ctx = load_context(home(), name)
+    documents.publish(ctx)
+    print(documents.local_copy(ctx, dr.FILE).read_text(), end="")
 
 
 @dr_app.command("rebuild")
@@ -594,12 +603,134 @@ def probe_config(
               f"  3. add HOST:9115 to probes.points in each instance's spec, then run: setpoint up NAME --spec FILE")
 
 
+@app.command("clear-cache")
+def clear_cache(
+    name: str = typer.Argument(..., help="Instance name."),
+    everything: bool = typer.Option(False, "--all", help="Also the filter and Explore state users have not saved."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Delete an instance's cached chart results, metadata and thumbnails, e.g. after a data fix.
+
+    Queued tasks, SQL Lab results, sessions and rate limits are never touched; users' unsaved
+    filter and Explore state only with --all. The next opening of each dashboard queries again.
+
+    Example: setpoint clear-cache demo
+    """
+    from setpoint.render import CACHES
+
+    deleted = lifecycle.clear_caches(home(), name, everything)
+    if format is Format.json:
+        print(json.dumps(deleted))
+        return
+    for prefix, keys in deleted.items():
+        done(f"deleted {keys} key{'s' if keys != 1 else ''} of the {prefix} cache ({CACHES[prefix].holds})")
+
+
+@app.command("emergency-access")
+def emergency_access(
+    name: str = typer.Argument(..., help="Instance name."),
+    ttl: str = typer.Option("1h", "--ttl", help="How long the admin lives: 30s to the spec's runbook.emergency_access_max_h."),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why: recorded in the audit trail."),
+    revoke: bool = typer.Option(False, "--revoke", help="Deactivate every emergency admin now."),
+    show: bool = typer.Option(False, "--list", help="List the emergency admins, active and past."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Create a time-limited admin for when nobody can log in (identity provider down, admin password lost).
+
+    Its password is printed once and stored nowhere. The grant, its reason and its end go into the
+    audit trail; the host's scheduler deactivates the account when its time is over, which ends
+    its sessions.
+
+    Examples: setpoint emergency-access demo --ttl 1h --reason "IdP down, INC-1234"  |  setpoint emergency-access demo --revoke
+    """
+    from setpoint.operations import emergency
+    from setpoint.runtime.local.instance import instance_lock, load_context
+
+    ctx = load_context(home(), name)
+    if show:
+        grants = emergency.grants(ctx)
+        if format is Format.json:
+            print(json.dumps(grants))
+        for g in [] if format is Format.json else grants:
+            state = f"revoked {g['revoked_at'][:19]}" if g.get("revoked_at") else f"active until {g['expires_at'][:19]}"
+            out.print(f"{g['username']}  {state}  granted {g['granted_at'][:19]}: {escape(g['reason'])}")
+        if not grants and format is Format.table:
+            out.print(f"no emergency admin was ever granted on {name}")
+        return
+    with instance_lock(home(), name, wait_s=60):
+        if revoke:
+            revoked = emergency.revoke_expired(ctx, everyone=True)
+            done(f"deactivated {', '.join(revoked)}" if revoked else f"no emergency admin of {name} is active")
+            return
+        duration = logstore.parse_duration(ttl)
+        if duration is None:
+            raise InputError(f"'{ttl}' is not a duration", "give --ttl as 30s, 15m or 2h")
+        with console.status(f"creating an emergency admin on {name}"):
+            granted = emergency.grant(ctx, duration, reason or "")
+    result = {"url": ctx.spec.url, "username": granted.username, "password": granted.password,
+              "expires": granted.expires.isoformat(timespec="seconds")}
+    if format is Format.json:
+        print(json.dumps(result))
+        return
+    print(f"url:      {result['url']}\nusername: {result['username']}\npassword: {result['password']}\n"
+          f"expires:  {result['expires']} (deactivated then by the host's scheduler; end it sooner with: "
+          f"{command_name()} emergency-access {name} --revoke)")
+
+
+@app.command()
+def runbook(
+    name: str = typer.Argument(..., help="Instance name."),
+    format: DocumentFormat = typer.Option(DocumentFormat.markdown, "--format", help="markdown or html."),
+) -> None:
+    """Print the instance's incident runbook: restart, clear the caches, emergency access, logs and
+    alerts, slow dashboards, scaling, restoring to a time, with its real names and commands.
+
+    `up` and the host's scheduler keep copies in every backup repository and the dashboards' git repository.
+
+    Example: setpoint runbook demo --format html > demo-runbook.html
+    """
+    from setpoint.operations.runbook import render_runbook
+    from setpoint.runtime.local.instance import load_context
+
+    text = render_runbook(load_context(home(), name))
+    if format is DocumentFormat.html:
+        from markdown_it import MarkdownIt
+
+        text = f"<!doctype html>\n<meta charset=utf-8>\n<title>Runbook: {name}</title>\n" + MarkdownIt("commonmark").enable("table").render(text)
+    print(text, end="")
+
+
+@app.command()
+def alerts(
+    name: str = typer.Argument(..., help="Instance name."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Show the alerts the host's Alertmanager is sending now about an instance or its host.
+
+    Example: setpoint alerts demo --format json
+    """
+    lifecycle.require_records(home(), name, [])
+    try:
+        firing = monitoring.Alertmanager(monitoring.monitoring_of(home())).alerts(name)
+    except httpx.HTTPError as exc:
+        raise SetpointError(f"the host's Alertmanager does not answer ({type(exc).__name__})",
+                            f"start the host's services with: {command_name()} host start") from None
+    if format is Format.json:
+        print(json.dumps(firing))
+        return
+    if not firing:
+        out.print(f"no alert is firing for {name} or its host")
+    for alert in firing:
+        out.print(f"{alert['since'][:19].replace('T', ' ')}  {alert['severity']:<5} {alert['alert']:<24} "
+                  f"{alert['instance']:<10} {escape(alert['summary'])}")
+
+
 @app.command()
 def credentials(
     name: str = typer.Argument(..., help="Instance name."),
     format: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
-    """Print the admin login of an instance (the only command that shows a secret).
+    """Print the admin login of an instance (with emergency-access, the only commands that show a secret).
 
     Example: setpoint credentials demo --format json
     """

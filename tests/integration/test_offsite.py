@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from setpoint.backup.escrow import bundle_key, s3_client
+from setpoint.backup.repositories import offsite_key
 from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.backup.rebuild import rebuild_from_offsite
 from setpoint.checklist import run_scorecard
@@ -58,6 +59,11 @@ def test_backups_reach_both_repositories_with_escrowed_secrets(home, offsite_ins
         time.sleep(5)
     assert found[14].status.value == "PASS", found[14].evidence
     assert found[16].status.value == "PASS" and "the off-site repository" in found[16].evidence
+    # The runbook and the plan travel with the backups, off-site too; point 24 reads that copy.
+    for document, needle in (("runbook.md", f"setpoint restart {NAME}"), ("disaster-recovery.md", "repo2 (off-site)")):
+        copy = client.get_object(Bucket=offsite.bucket, Key=offsite_key(offsite, f"docs/{NAME}/{document}"))["Body"].read()
+        assert needle in copy.decode(), document
+    assert found[24].status.value == "PASS" and f"s3://{offsite.bucket}/" in found[24].evidence
     # Loopback is this host: not off-site, whatever it holds.
     assert found[15].status.value == "FAIL" and "not off-site" in found[15].evidence
 

@@ -46,7 +46,8 @@ def due_jobs(spec: InstanceSpec, record: dict, now: datetime) -> list[str]:
 
 def run_job(home: Home, name: str, job: str) -> None:
     """Run one due job of one instance; failures are recorded by the job itself."""
-    from setpoint.backup import dr, export
+    from setpoint.backup import export
+    from setpoint.operations import documents
     from setpoint.backup.drill import run_drill
     from setpoint.backup.service import take_backup
     from setpoint.runtime.local.converge import admin_client
@@ -63,7 +64,7 @@ def run_job(home: Home, name: str, job: str) -> None:
         secrets = SecretStore(ctx.paths.secrets_file).load()
         with admin_client(ctx.spec, load_platform(home), secrets) as api:
             export.export_instance(api, ctx.paths)
-    dr.write_plan(ctx)
+    documents.publish(ctx)
 
 
 def tick(home: Home, now: datetime) -> None:
@@ -95,6 +96,26 @@ def tick(home: Home, now: datetime) -> None:
             log.info("%s: busy (another command is changing it); its jobs wait for the next tick", name)
 
 
+def expire_emergency_access(home: Home, now: datetime) -> None:
+    """Deactivate the emergency admins whose time is over (operations/emergency.py)."""
+    from setpoint.backup.service import read_record
+    from setpoint.operations import emergency
+    from setpoint.runtime.local.instance import instance_lock, load_context
+
+    for name in home.instance_names():
+        pending = [g for g in read_record(home.instance(name)).get(emergency.RECORD, []) if not g.get("revoked_at")]
+        if not any(datetime.fromisoformat(g["expires_at"]) <= now for g in pending):
+            continue
+        try:
+            with instance_lock(home, name):
+                for username in emergency.revoke_expired(load_context(home, name), now):
+                    log.info("%s: emergency access of %s expired: deactivated", name, username)
+        except SetpointError as exc:  # busy, or PostgreSQL down: the next tick tries again
+            log.warning("%s: emergency access not revoked yet: %s", name, exc.message)
+        except Exception:  # noqa: BLE001 - one instance's failure never stops the others
+            log.exception("%s: emergency access not revoked yet", name)
+
+
 def publish_facts(home: Home) -> None:
     """Setpoint's facts of every instance, for the host's Prometheus (observability/facts.py)."""
     from setpoint.observability.facts import write_facts
@@ -124,6 +145,7 @@ def run_forever(home: Home) -> None:
     log.info("scheduler started for %s", home.root)
     while True:
         tick(home, now())
+        expire_emergency_access(home, now())
         publish_facts(home)
         prune_logs(home)
         time.sleep(TICK_S)

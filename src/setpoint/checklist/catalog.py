@@ -111,7 +111,7 @@ CHECKS: list[Check] = [
           "keep a processing register and test a user-erasure procedure"),
     Check(24, "incident-runbook", C, "an incident runbook outside the instance: restart, clear cache, emergency user",
           ops.probe_runbook,
-          "Setpoint does not write a runbook yet: setpoint dr plan NAME covers restores; write restart and cache steps beside it",
+          "setpoint up NAME writes the runbook (setpoint runbook NAME) into every backup repository and the dashboards' git repository",
           "write the runbook (restart, clear cache, emergency user when SSO is down) outside the instance"),
     Check(25, "update-procedure", C, "a supported, recent release; upgrades through staging with a rollback path",
           ops.probe_updates,

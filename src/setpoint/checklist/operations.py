@@ -18,12 +18,13 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from setpoint.backup.dr import plan_path
+from setpoint.backup import dr
 from setpoint.backup.service import now, read_record
 from setpoint.checklist.evidence import Evidence
 from setpoint.checklist.model import Finding, combine, failed, passed, unverified
 from setpoint.errors import SetpointError
 from setpoint.net import is_loopback_name
+from setpoint.operations import documents, runbook
 from setpoint.readiness import wait_until
 from setpoint.services.postgres import cluster_of
 from setpoint.spec import supported_superset_versions
@@ -113,7 +114,7 @@ def probe_dr_plan(ev: Evidence) -> Finding:
     managed = ev.target.managed
     if managed is None:
         return unverified("a disaster-recovery plan naming the backup, the secrets and the steps would verify it")
-    path = plan_path(managed.context)
+    path = documents.local_copy(managed.context, dr.FILE)
     if not path.exists():
         return failed(f"no disaster-recovery plan ({path} is missing)", f"run: setpoint dr plan {managed.spec.name}")
     text = path.read_text()
@@ -339,11 +340,26 @@ probe_gdpr = artifact_probe(
     "no processing register and no tested erasure procedure",
     "a processing register and a tested erasure record would verify it",
 )
-probe_runbook = artifact_probe(
-    "docs/runbook.md",
-    "no incident runbook for this instance",
-    "a runbook outside the instance (restart, clear cache, emergency user) would verify it",
-)
+
+
+def probe_runbook(ev: Evidence) -> Finding:
+    """Every copy outside the instance (each backup repository, the dashboards' git repository)
+    is there and names the instance as it is now: its version, components and the commands."""
+    managed = ev.target.managed
+    if managed is None:
+        return unverified("a runbook outside the instance (restart, clear cache, emergency user) would verify it")
+    ctx, name = managed.context, managed.spec.name
+    remedy = f"run: setpoint up {name} (it writes the runbook beside the backups), or see it with: setpoint runbook {name}"
+    parts = []
+    for place, text in documents.copies(ctx, runbook.FILE).items():
+        if text is None:
+            parts.append(failed(f"no runbook in {place}", remedy))
+            continue
+        gaps = runbook.gaps(ctx, text)
+        parts.append(failed(f"the runbook in {place} does not name {', '.join(gaps)}", remedy) if gaps
+                     else passed(f"the runbook in {place} names Superset {managed.spec.superset_version}, every "
+                                 "component, restart, clear-cache and emergency-access"))
+    return combine(parts)
 
 
 def probe_updates(ev: Evidence) -> Finding:

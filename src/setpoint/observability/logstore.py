@@ -14,8 +14,10 @@ read the records; checklist points 18 and 22 look for fresh ones.
 
 from __future__ import annotations
 
+import getpass
 import heapq
 import json
+import os
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -24,7 +26,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, write_file
+from setpoint.home import Home, chown, write_file
 from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext, render_logstore_config, render_logstore_instance
 
@@ -168,8 +170,28 @@ def audit_records(home: Home, name: str, since: datetime | None = None, user: st
     return sorted(found, key=lambda e: e.get("time", ""))
 
 
+def record_audit(ctx: InstanceContext, event: str, **fields) -> None:
+    """Add one of Setpoint's own actions on an instance (an emergency admin granted, a person
+    erased) to its audit trail, with the operator who ran it, beside Superset's records."""
+    from setpoint.runtime.local.superset_side.audit import AuditTrail
+
+    path = ctx.paths.audit_log
+    if not path.exists():  # Superset creates it at its first record; its account must keep writing it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        chown(path, ctx.superset_user)
+    operator = os.environ.get("SUDO_USER") or getpass.getuser()
+    AuditTrail(str(path)).emit(event, by=f"setpoint ({operator})", **fields)
+
+
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """`30s`, `10m`, `2h`, `1d` as a duration; None for anything else."""
+    match = DURATION.match(text.strip())
+    return timedelta(**{UNITS[match[2]]: int(match[1])}) if match else None
 
 
 def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
@@ -177,10 +199,9 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
     if not text:
         return None
     now = now or datetime.now(timezone.utc)
-    match = DURATION.match(text.strip())
-    if match:
-        amount, unit = int(match[1]), match[2]
-        return now - timedelta(**{UNITS[unit]: amount})
+    duration = parse_duration(text)
+    if duration is not None:
+        return now - duration
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

@@ -318,6 +318,17 @@ class Alertmanager(_MonitoringApi):
                 "PagerDuty service": ["" for _ in entry.get("pagerduty_configs", [])]}
 
 
+    def alerts(self, name: str) -> list[dict]:
+        """The alerts being sent now about instance `name` or its host, oldest first: name,
+        severity, since, summary."""
+        found = [alert for alert in self._get("/api/v2/alerts", active="true", silenced="false", inhibited="false").json()
+                 if alert["labels"].get("setpoint_instance") in (name, None)]
+        return [{"alert": a["labels"].get("alertname", ""), "severity": a["labels"].get("severity", ""),
+                 "since": a.get("startsAt", ""), "summary": a.get("annotations", {}).get("summary", ""),
+                 "instance": a["labels"].get("setpoint_instance") or "host"}
+                for a in sorted(found, key=lambda a: a.get("startsAt", ""))]
+
+
 def wait_scraped(home: Home, name: str, timeout: float = 90) -> None:
     """Wait until Prometheus scrapes instance `name`'s Superset and the host successfully."""
     prometheus = Prometheus(monitoring_of(home))

@@ -222,6 +222,27 @@ def _package_text(path: str) -> str:
 # What each database of an instance's Redis holds (superset_config.py is rendered with these).
 REDIS_DB = {"broker": 0, "task_results": 1, "caches": 2, "query_results": 3, "rate_limits": 4,
             "async_events": 5, "sessions": 6}
+
+
+@dataclass(frozen=True)
+class Cache:
+    """One of Superset's caches in Redis's `caches` database, under the key prefix superset_NAME_."""
+
+    setting: str
+    timeout_s: int
+    holds: str
+    users_work: bool = False  # clearing it loses something a user made and did not save
+
+
+CACHES = {
+    "metadata": Cache("CACHE_CONFIG", 86400, "datasets' columns, databases' schemas and tables, dashboards' metadata"),
+    "data": Cache("DATA_CACHE_CONFIG", 3600, "the results of chart queries"),
+    "filter_state": Cache("FILTER_STATE_CACHE_CONFIG", 90 * 86400,
+                          "the native filter values users set on dashboards", users_work=True),
+    "explore": Cache("EXPLORE_FORM_DATA_CACHE_CONFIG", 7 * 86400, "charts being edited in Explore", users_work=True),
+    "thumbnail": Cache("THUMBNAIL_CACHE_CONFIG", 7 * 86400, "dashboard and chart thumbnails"),
+}
+
 # What describes the metadata's present, and goes when the metadata is rewound; sessions and
 # login rate limits stay.
 REDIS_DBS_OF_THE_PRESENT = tuple(REDIS_DB[k] for k in ("broker", "task_results", "caches", "query_results", "async_events"))
@@ -252,6 +273,7 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 feature_flags={**ctx.spec.feature_flags, **BASE_FEATURE_FLAGS},
                 guard_policy=database_guard_policy(ctx),
                 redis_db=REDIS_DB,
+                caches=CACHES,
             ),
             restarts=superset,
         ),

@@ -148,15 +148,20 @@ class SupersetCommands:
 
     def ensure_admin(self, password: str) -> bool:
         """Create the admin from the spec with the generated password; return whether it was new."""
-        spec = self.ctx.spec
+        admin = self.ctx.spec.admin
+        return self.ensure_user(admin.username, password, "Admin", admin.first_name, admin.last_name, self.ctx.spec.admin_email)
+
+    def ensure_user(self, username: str, password: str, role: str, first_name: str, last_name: str, email: str) -> bool:
+        """Create a user with one role unless it exists; return whether it was new."""
         output = self.run(
-            [str(self.ctx.venv / "bin" / "python"), str(superset_side_script("ensure_admin"))],
-            what="creating the admin user",
-            SETPOINT_ADMIN_PASSWORD=password,
-            SETPOINT_ADMIN_USERNAME=spec.admin.username,
-            SETPOINT_ADMIN_FIRST_NAME=spec.admin.first_name,
-            SETPOINT_ADMIN_LAST_NAME=spec.admin.last_name,
-            SETPOINT_ADMIN_EMAIL=spec.admin_email,
+            [str(self.ctx.venv / "bin" / "python"), str(superset_side_script("ensure_user"))],
+            what=f"creating the user {username}",
+            SETPOINT_USER_PASSWORD=password,
+            SETPOINT_USER_USERNAME=username,
+            SETPOINT_USER_ROLE=role,
+            SETPOINT_USER_FIRST_NAME=first_name,
+            SETPOINT_USER_LAST_NAME=last_name,
+            SETPOINT_USER_EMAIL=email,
         )
         return output.strip().endswith("created")
 

@@ -312,6 +312,17 @@ class Probes(Strict):
         return points
 
 
+class Runbook(Strict):
+    """The incident runbook (`setpoint runbook NAME`), kept outside the instance with the
+    disaster-recovery plan: in every backup repository and the dashboards' git repository."""
+
+    contacts: list[str] = Field(
+        default_factory=list,
+        description="who is called in an incident, in order: a name with a phone, an e-mail or an on-call rotation")
+    emergency_access_max_h: int = Field(
+        4, ge=1, le=72, description="the longest time an emergency admin (setpoint emergency-access) may live")
+
+
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
@@ -348,6 +359,7 @@ class InstanceSpec(Strict):
     smtp: Smtp | None = None
     logs: Logs = Logs()
     probes: Probes = Probes()
+    runbook: Runbook = Runbook()
     feature_flags: dict[str, bool] = Field(default_factory=dict)
     examples: bool = True
 

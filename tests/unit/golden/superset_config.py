@@ -143,9 +143,9 @@ def _redis_cache(prefix: str, timeout: int) -> dict:
 CACHE_DEFAULT_TIMEOUT = 86400
 CACHE_CONFIG = _redis_cache("metadata", 86400)
 DATA_CACHE_CONFIG = _redis_cache("data", 3600)
-FILTER_STATE_CACHE_CONFIG = _redis_cache("filter_state", 90 * 86400)
-EXPLORE_FORM_DATA_CACHE_CONFIG = _redis_cache("explore", 7 * 86400)
-THUMBNAIL_CACHE_CONFIG = _redis_cache("thumbnail", 7 * 86400)
+FILTER_STATE_CACHE_CONFIG = _redis_cache("filter_state", 7776000)
+EXPLORE_FORM_DATA_CACHE_CONFIG = _redis_cache("explore", 604800)
+THUMBNAIL_CACHE_CONFIG = _redis_cache("thumbnail", 604800)
 RESULTS_BACKEND = RedisCache(host=redis.Redis.from_url(_redis_url(3)), key_prefix="superset_results_")
 RATELIMIT_STORAGE_URI = _redis_url(4)
 SESSION_REDIS = redis.Redis.from_url(_redis_url(6))

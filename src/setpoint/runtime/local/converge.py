@@ -13,9 +13,9 @@ import yaml
 from setpoint import examples, proc
 from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.backup import export
-from setpoint.backup.dr import plan_path, write_plan
 from setpoint.backup.drill import run_drill
 from setpoint.backup.service import read_record, take_backup
+from setpoint.operations import documents, runbook
 from setpoint.backup.escrow import check_offsite, format_key, offsite_credentials
 from setpoint.errors import SetpointError
 from setpoint.home import Home, caddy_user, write_file
@@ -264,10 +264,10 @@ def _ensure_backups_proven(ctx: InstanceContext, platform: Platform, secrets: di
         with admin_client(ctx.spec, platform, secrets) as api:
             result = export.export_instance(api, ctx.paths)
         act(f"exported {result.dashboards} dashboard(s) as YAML into {result.repository}")
-    first_plan = not plan_path(ctx).exists()
-    write_plan(ctx)  # refreshed on every converge: it documents the state, it does not change it
-    if first_plan:
-        act(f"wrote the disaster-recovery plan of {name} ({plan_path(ctx)})")
+    first = not documents.local_copy(ctx, runbook.FILE).exists()
+    places = documents.publish(ctx)  # refreshed on every converge: they document the state, they do not change it
+    if first:
+        act(f"wrote the runbook and disaster-recovery plan of {name} into {', '.join(places)}")
 
 
 def apply_limits(ctx: InstanceContext, act: Log) -> None:

@@ -14,7 +14,8 @@ from setpoint.home import Home, superset_account
 from setpoint.net import http_client
 from setpoint.runtime.local.instance import confinement, limits_of, load_context, require_instance
 from setpoint.services.cgroup import CgroupV1
-from setpoint.render import instance_programs
+from setpoint.services.redis import RedisServer
+from setpoint.render import CACHES, REDIS_DB, instance_programs
 from setpoint.runtime.local import startup, task_queue
 from setpoint.observability import logstore, monitoring
 from setpoint.runtime.local.accounts import remove_account
@@ -173,6 +174,41 @@ def restart(home: Home, name: str, component: str | None = None) -> list[str]:
         startup.start_app(ctx, platform)
     startup.wait_healthy(ctx.spec, platform, timeout=180)
     return actions
+
+
+# Deletes the keys under one prefix without blocking Redis on a large database (SCAN, not KEYS).
+_DELETE_PREFIX = """
+local cursor, deleted = "0", 0
+repeat
+  local page = redis.call("SCAN", cursor, "MATCH", ARGV[1], "COUNT", 1000)
+  cursor = page[1]
+  for _, key in ipairs(page[2]) do redis.call("UNLINK", key); deleted = deleted + 1 end
+until cursor == "0"
+return deleted
+"""
+
+
+def clear_caches(home: Home, name: str, everything: bool = False) -> dict[str, int]:
+    """Delete Superset's cached chart results, metadata and thumbnails (and, with `everything`,
+    the filter and Explore state users have not saved); the keys deleted, by cache. Queued
+    tasks, query results, sessions and rate limits are left alone."""
+    ctx = load_context(home, name)
+    if not ctx.managed_redis:
+        raise InputError(f"the caches of {name} are in the Redis of the spec's cache.url",
+                         "clear them there (the keys start with superset_)")
+    redis = RedisServer(ctx.ports.redis, SecretStore(ctx.paths.secrets_file).load()["redis_password"])
+    if not redis.is_ready():
+        raise SetpointError(f"the Redis of {name} does not answer", f"start it with: setpoint restart {name} redis")
+    deleted = {}
+    for prefix, cache in CACHES.items():
+        if cache.users_work and not everything:
+            continue
+        answer = redis.command("-n", str(REDIS_DB["caches"]), "EVAL", _DELETE_PREFIX, "0", f"superset_{prefix}_*")
+        if not answer.isdigit():
+            raise SetpointError(f"the Redis of {name} refused to delete the {prefix} cache ({answer or 'no answer'})",
+                                f"see: setpoint logs {name} redis")
+        deleted[prefix] = int(answer)
+    return deleted
 
 
 def destroy(home: Home, name: str) -> list[str]:

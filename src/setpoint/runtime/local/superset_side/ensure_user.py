@@ -1,4 +1,5 @@
-"""Runs inside an instance's Superset virtualenv: create the first admin unless it exists.
+"""Runs inside an instance's Superset virtualenv: create a user with one role unless it exists
+(the first admin, an emergency admin).
 
 The password comes in the environment (readable by this process's account and root only),
 never on the command line: Superset's account cannot read the instance's secret store.
@@ -13,19 +14,19 @@ app = create_app()
 with app.app_context():
     from superset import security_manager
 
-    password = os.environ["SETPOINT_ADMIN_PASSWORD"]
-    username = os.environ["SETPOINT_ADMIN_USERNAME"]
+    username = os.environ["SETPOINT_USER_USERNAME"]
     if security_manager.find_user(username=username):
         print("exists")
         sys.exit(0)
+    role = security_manager.find_role(os.environ["SETPOINT_USER_ROLE"])
     user = security_manager.add_user(
         username,
-        os.environ["SETPOINT_ADMIN_FIRST_NAME"],
-        os.environ["SETPOINT_ADMIN_LAST_NAME"],
-        os.environ["SETPOINT_ADMIN_EMAIL"],
-        security_manager.find_role("Admin"),
-        password=password,
+        os.environ["SETPOINT_USER_FIRST_NAME"],
+        os.environ["SETPOINT_USER_LAST_NAME"],
+        os.environ["SETPOINT_USER_EMAIL"],
+        role,
+        password=os.environ["SETPOINT_USER_PASSWORD"],
     )
     if not user:
-        sys.exit(f"could not create the admin user {username}")
+        sys.exit(f"could not create the user {username}")
     print("created")

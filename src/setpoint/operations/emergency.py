@@ -1,0 +1,81 @@
+"""Emergency access: a time-limited admin for when the usual way in is lost (the identity
+provider is down, the admin's password is gone).
+
+`grant` creates the admin with a generated password that is shown once and stored nowhere,
+records the grant (who, why, until when) in the instance's audit trail and in its record, and
+the host's scheduler calls `revoke_expired` every minute: at expiry the account is deactivated,
+which ends its sessions and API tokens at their next request (Flask-AppBuilder loads only
+active users). The account stays, inactive, so what it did remains attributed in Superset.
+"""
+
+from __future__ import annotations
+
+import secrets as random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from setpoint.backup.service import now, read_record, update_record
+from setpoint.errors import InputError
+from setpoint.observability.logstore import record_audit
+from setpoint.render import InstanceContext
+from setpoint.services.postgres import cluster_of
+from setpoint.services.superset import SupersetCommands
+
+RECORD = "emergency_access"
+SHORTEST = timedelta(seconds=30)
+ROLE = "Admin"
+
+
+@dataclass(frozen=True)
+class Grant:
+    username: str
+    password: str
+    expires: datetime
+    reason: str
+
+
+def grant(ctx: InstanceContext, ttl: timedelta, reason: str) -> Grant:
+    """Create an emergency admin that lives `ttl`; its password is in the answer only."""
+    longest = timedelta(hours=ctx.spec.runbook.emergency_access_max_h)
+    if not SHORTEST <= ttl <= longest:
+        raise InputError(f"emergency access lasts between 30s and {ctx.spec.runbook.emergency_access_max_h}h",
+                         "give a shorter --ttl, or raise runbook.emergency_access_max_h in the spec")
+    if not reason.strip():
+        raise InputError("emergency access needs a reason", 'say why with --reason, e.g. --reason "IdP down, INC-1234"')
+    start = now()
+    username = f"emergency-{start:%Y%m%d-%H%M%S}"
+    password = random.token_urlsafe(18)
+    SupersetCommands(ctx).ensure_user(username, password, ROLE, "Emergency", "Access", f"{username}@{ctx.spec.host}")
+    entry = {"username": username, "granted_at": start.isoformat(), "expires_at": (start + ttl).isoformat(),
+             "reason": reason.strip()}
+    update_record(ctx.paths, **{RECORD: [*grants(ctx), entry]})
+    record_audit(ctx, "emergency_access_granted", user=username, role=ROLE, reason=entry["reason"],
+                 expires=entry["expires_at"])
+    return Grant(username, password, start + ttl, entry["reason"])
+
+
+def grants(ctx: InstanceContext) -> list[dict]:
+    """Every emergency admin ever granted on the instance, with its expiry and revocation."""
+    return read_record(ctx.paths).get(RECORD, [])
+
+
+def active(ctx: InstanceContext) -> list[dict]:
+    return [g for g in grants(ctx) if not g.get("revoked_at")]
+
+
+def revoke_expired(ctx: InstanceContext, at: datetime | None = None, everyone: bool = False) -> list[str]:
+    """Deactivate the emergency admins whose time is over (all of them with `everyone`); their names."""
+    at = at or now()
+    entries = grants(ctx)
+    due = [g for g in entries if not g.get("revoked_at")
+           and (everyone or datetime.fromisoformat(g["expires_at"]) <= at)]
+    if not due:
+        return []
+    names = ", ".join(f"'{g['username']}'" for g in due)  # generated names: emergency-DIGITS
+    cluster_of(ctx).sql(f"UPDATE ab_user SET active = false WHERE username IN ({names})", database="superset")
+    for entry in due:
+        entry["revoked_at"] = at.isoformat()
+        record_audit(ctx, "emergency_access_revoked", user=entry["username"],
+                     reason="revoked by the operator" if everyone else "expired")
+    update_record(ctx.paths, **{RECORD: entries})
+    return [g["username"] for g in due]

@@ -1,0 +1,128 @@
+"""Day-2 operations on the shared instance: every command of its incident runbook runs and
+succeeds, the runbook's copies outside the instance are current, and an emergency admin works
+until its time is over, then is shut out by the host's scheduler, old token included."""
+
+import json
+import shlex
+import subprocess
+import time
+from datetime import datetime
+
+import pytest
+
+from setpoint.backup.service import read_record
+from setpoint.checklist import run_scorecard
+from setpoint.net import http_client
+from setpoint.observability import logstore
+from setpoint.operations import documents, runbook
+from setpoint.readiness import wait_until
+from setpoint.runtime.local import lifecycle
+from setpoint.runtime.local.instance import load_context
+from setpoint.superset_api import SupersetClient
+from tests.conftest import report_figure, run_cli
+
+SHORT_TTL = "30s"
+
+
+@pytest.fixture(scope="module")
+def emergency(home, instance):
+    """An emergency admin with a short life, granted first so that its expiry passes while the
+    runbook's commands run: (username, password, its API token while it lived)."""
+    granted = run_cli("emergency-access", "alpha", "--ttl", SHORT_TTL, "--reason", "test: IdP down", "--format", "json")
+    assert granted.returncode == 0, granted.stderr
+    answer = json.loads(granted.stdout)
+    with http_client(instance[0].url, ca_file=instance[1].ca_root) as http:
+        login = SupersetClient(http).login(answer["username"], answer["password"])
+        assert login.status_code == 200, login.text
+        token = login.json()["access_token"]
+        me = http.get("/api/v1/me/roles/", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200 and "Admin" in me.text
+    return answer["username"], answer["password"], token
+
+
+def point(card, number: int):
+    return next(r for r in card.results if r.check.id == number)
+
+
+def revoked_at(home, username: str) -> str | None:
+    grants = read_record(home.instance("alpha")).get("emergency_access", [])
+    return next((g.get("revoked_at") for g in grants if g["username"] == username), None)
+
+
+def test_every_runbook_command_succeeds(home, instance, emergency):
+    text = runbook.render_runbook(load_context(home, "alpha"))
+    commands = runbook.commands(text)
+    assert len(commands) >= 20, commands
+    for needed in ("restart alpha", "clear-cache alpha", "emergency-access alpha --ttl", "restore alpha --to latest"):
+        assert any(needed in c for c in commands), needed
+    timings = []
+    for command in commands:
+        words = shlex.split(command)
+        assert words[0] == "setpoint", command
+        if "--revoke" in words:  # it would end the short-lived admin too: its expiry is tested below
+            wait_until(lambda: revoked_at(home, emergency[0]), 150, AssertionError("the scheduler did not revoke it"), 2)
+        started = time.monotonic()
+        result = run_cli(*words[1:])
+        assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        timings.append((time.monotonic() - started, command))
+    assert lifecycle.instance_status(home, "alpha").health == "OK"
+    assert "alpha-runbook" not in home.instance_names()  # the restored copy was removed by its own step
+    report_figure(f"runbook of alpha: {len(commands)} commands ran in {sum(t for t, _ in timings):.0f} s; "
+                  f"slowest: " + ", ".join(f"{c.split(' ', 1)[1]} {t:.0f} s" for t, c in sorted(timings)[-3:]))
+
+
+def test_the_runbook_outside_the_instance_is_current(home, instance):
+    ctx = load_context(home, "alpha")
+    copies = documents.copies(ctx, runbook.FILE)
+    assert len(copies) == 2, copies  # the backup repository and the dashboards' git repository
+    for place, text in copies.items():
+        assert text is not None, place
+        assert runbook.gaps(ctx, text) == [], place
+    # The git repository holds it committed, not only written.
+    repo = home.instance("alpha").root / "export"
+    log = subprocess.run(["git", "-C", repo, "log", "--format=%s", "--", "docs/runbook.md"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "runbook" in log
+    # Point 24 passes on them, and fails as soon as one is missing.
+    card = run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha")
+    assert point(card, 24).status.value == "PASS", point(card, 24).evidence
+    copy = home.instance("alpha").backup / "repo" / "docs" / "alpha" / "runbook.md"
+    saved = copy.read_bytes()
+    copy.unlink()
+    try:
+        card = run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha")
+        assert point(card, 24).status.value == "FAIL" and str(copy) in point(card, 24).evidence
+    finally:
+        copy.write_bytes(saved)
+
+
+def test_an_emergency_admin_is_shut_out_at_expiry(home, instance, emergency):
+    username, password, token = emergency
+    paths = home.instance("alpha")
+    wait_until(lambda: revoked_at(home, username), 150, AssertionError("the scheduler did not revoke it"), 2)
+    grant = next(g for g in read_record(paths)["emergency_access"] if g["username"] == username)
+    late = (datetime.fromisoformat(grant["revoked_at"]) - datetime.fromisoformat(grant["expires_at"])).total_seconds()
+    report_figure(f"emergency admin with a {SHORT_TTL} life: revoked {late:.0f} s after its expiry")
+    assert 0 <= late <= 75
+    with http_client(instance[0].url, ca_file=instance[1].ca_root) as http:
+        # As whoever kept the password or the token: both are refused now.
+        assert SupersetClient(http).login(username, password).status_code == 401
+        assert http.get("/api/v1/me/roles/", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    def events() -> dict[str, dict]:
+        return {e["event"]: e for e in logstore.audit_records(home, "alpha", user=username)}
+
+    wait_until(lambda: "emergency_access_revoked" in events(), 30, AssertionError("no audit record of the revocation"))
+    events = events()
+    assert events["emergency_access_granted"]["reason"] == "test: IdP down"
+    assert events["emergency_access_revoked"]["reason"] == "expired"
+    # The password was shown once and is kept nowhere: not in the instance's files, not in the logs.
+    found = subprocess.run(["grep", "-rlF", password, str(paths.root), str(home.logstore_dir)], capture_output=True, text=True)
+    assert found.stdout == "", found.stdout
+
+
+def test_emergency_access_refuses_bad_requests(instance):
+    too_long = run_cli("emergency-access", "alpha", "--ttl", "3d", "--reason", "x")
+    assert too_long.returncode != 0 and "runbook.emergency_access_max_h" in too_long.stderr
+    no_reason = run_cli("emergency-access", "alpha", "--ttl", "1h")
+    assert no_reason.returncode != 0 and "--reason" in no_reason.stderr
+    assert "Traceback" not in too_long.stderr + no_reason.stderr
