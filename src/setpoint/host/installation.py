@@ -9,6 +9,7 @@ of its own, and the previous one stays on disk until the host services run healt
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -145,10 +146,18 @@ def ensure_installation(home: Home, log=lambda message: None, step=lambda messag
     installation = Installation(home.venvs_dir.resolve() / f"{PREFIX}{__version__}-{digest[:12]}")
     if installation.is_complete():
         return installation
+    home.venvs_dir.mkdir(parents=True, exist_ok=True)
+    with open(home.venvs_dir / f".{installation.root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two commands at once install once
+        if not installation.is_complete():
+            _install(installation, digest, source, log, step)
+    return installation
+
+
+def _install(installation: Installation, digest: str, source: str, log, step) -> None:
     step(f"installing Setpoint {__version__} for the host's services")
     if installation.root.exists():
         shutil.rmtree(installation.root)  # a half-made one from an interrupted run
-    home.venvs_dir.mkdir(parents=True, exist_ok=True)
     proc.run([base_python(), "-m", "venv", installation.root], what="creating Setpoint's virtualenv", timeout=300)
     constraints = installation.root / "constraints.txt"
     constraints.write_text(_frozen_requirements())
@@ -163,7 +172,6 @@ def ensure_installation(home: Home, log=lambda message: None, step=lambda messag
     installation.root.chmod(0o755)
     (installation.root / MARKER).write_text(f"{__version__} {digest}\n")
     log(f"installed Setpoint {__version__} into {installation.root} for the host's services")
-    return installation
 
 
 def activate(home: Home, installation: Installation) -> Installation | None:
