@@ -34,7 +34,7 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if WORKER not in ("", "gw0"):
     os.environ.setdefault("SETPOINT_PORT_BASE", str(19090 + 5000 * int(WORKER.removeprefix("gw"))))
 # Tests that share instances run in one worker; unit tests go wherever there is room.
-FAULTS_WORKER_MODULES = ("test_backup.py", "test_offsite.py")
+FAULTS_WORKER_MODULES = ("test_backup.py", "test_offsite.py", "test_operations.py")
 
 # The Superset virtualenv takes minutes to build: keep it between test sessions on this machine.
 VENV_CACHE = Path(os.environ.get("SETPOINT_TEST_VENVS", "/tmp/setpoint-test-venvs"))

@@ -319,6 +319,78 @@ def restore(
     out.print(f"  it has the same admin credentials: {command_name()} credentials {new_name}")
 
 
+gdpr_app = typer.Typer(help="GDPR: the processing register, erasing a person, erasure drills.", no_args_is_help=True)
+app.add_typer(gdpr_app, name="gdpr")
+
+
+@gdpr_app.command("erase")
+def gdpr_erase(
+    name: str = typer.Argument(..., help="Instance name."),
+    user: str = typer.Option(..., "--user", help="The person's username or e-mail address."),
+    transfer_to: str = typer.Option(..., "--transfer-to", help="Username of the account that takes over what they own."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json (the certificate)."),
+) -> None:
+    """Erase a person from an instance: their account is anonymised and deactivated, their queries,
+    saved queries, favourites and permalinks deleted, what they own moved to --transfer-to, and
+    every mention in the logs, the audit trail and the dashboards' git repository masked.
+
+    Writes an erasure certificate (JSON and Markdown, without personal data) under the instance's
+    docs/erasures/, and says what keeps the person until its retention ends (the backups).
+
+    Example: setpoint gdpr erase demo --user jdoe --transfer-to admin
+    """
+    from setpoint.operations import gdpr
+    from setpoint.runtime.local.instance import instance_lock, load_context
+
+    ctx = load_context(home(), name)
+    with instance_lock(home(), name, wait_s=60), console.status(f"erasing a person from {name}"):
+        certificate = gdpr.erase(home(), ctx, user, transfer_to)
+    if format is Format.json:
+        print(json.dumps(certificate))
+        return
+    for what, count in certificate["metadata"].items():
+        done(f"{what}: {count}")
+    done(f"masked {sum(certificate['masked_in_files'].values())} mention(s) in {len(certificate['masked_in_files'])} file(s)")
+    for place, count in certificate["still_mentioned"].items():
+        done(f"warning: still mentioned in {place} ({count}): review it by hand")
+    for place, until in certificate["kept_until"].items():
+        done(f"kept in {place} {until}")
+    out.print(f"certificate: {gdpr.certificates_dir(ctx) / certificate['erasure']}.md (and .json)")
+
+
+@gdpr_app.command("drill")
+def gdpr_drill(name: str = typer.Argument(..., help="Instance name.")) -> None:
+    """Run an erasure drill now: a synthetic person with activity everywhere is erased, then searched
+    for in every store; the scheduler runs one every gdpr.erasure_drill_every_days.
+
+    Example: setpoint gdpr drill demo
+    """
+    from setpoint.operations import documents, gdpr
+    from setpoint.runtime.local.instance import instance_lock, load_context
+
+    ctx = load_context(home(), name)
+    gdpr.require_gdpr(ctx)
+    with instance_lock(home(), name, wait_s=60), console.status(f"erasure drill of {name}"):
+        entry = gdpr.run_drill(home(), ctx)
+        documents.publish(ctx)  # the register states the last drill
+    out.print(f"erasure drill of {name} passed in {entry['seconds']} s: the person was in {entry['found_before']} "
+              "places before the erasure and in none after; what they owned was kept")
+
+
+@gdpr_app.command("register")
+def gdpr_register(name: str = typer.Argument(..., help="Instance name.")) -> None:
+    """Print the instance's processing register (GDPR art. 30, Markdown), from the spec's gdpr: section.
+
+    Example: setpoint gdpr register demo > demo-register.md
+    """
+    from setpoint.operations import gdpr
+    from setpoint.runtime.local.instance import load_context
+
+    ctx = load_context(home(), name)
+    gdpr.require_gdpr(ctx)
+    print(gdpr.render_register(ctx), end="")
+
+
 dr_app = typer.Typer(help="Disaster recovery.", no_args_is_help=True)
 app.add_typer(dr_app, name="dr")
 

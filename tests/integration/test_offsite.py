@@ -31,7 +31,8 @@ def statuses(home):
 @pytest.fixture(scope="module")
 def offsite_instance(home, instance, s3_endpoint):
     s3_endpoint.create_bucket("omega-offsite")
-    spec = make_spec(NAME, concurrent_users=10, backup={"offsite": s3_endpoint.spec("omega-offsite")})
+    spec = make_spec(NAME, concurrent_users=10, backup={"offsite": s3_endpoint.spec("omega-offsite")},
+                     gdpr={"controller": "Omega Corp, dpo@omega.example", "hosting_location": "this test host"})
     report = converge.up(home, spec, log=lambda s: print("  omega:", s))
     yield spec, report
     if home.instance(NAME).exists():
@@ -64,6 +65,11 @@ def test_backups_reach_both_repositories_with_escrowed_secrets(home, offsite_ins
         copy = client.get_object(Bucket=offsite.bucket, Key=offsite_key(offsite, f"docs/{NAME}/{document}"))["Body"].read()
         assert needle in copy.decode(), document
     assert found[24].status.value == "PASS" and f"s3://{offsite.bucket}/" in found[24].evidence
+    # With a gdpr: section, up ran an erasure drill and the processing register travels too.
+    assert any(a.startswith("erasure drill passed") for a in report.actions), report.actions
+    register = client.get_object(Bucket=offsite.bucket, Key=offsite_key(offsite, f"docs/{NAME}/processing-register.md"))
+    assert "Omega Corp, dpo@omega.example" in register["Body"].read().decode()
+    assert found[23].status.value == "PASS" and "erasure drill passed" in found[23].evidence, found[23].evidence
     # Loopback is this host: not off-site, whatever it holds.
     assert found[15].status.value == "FAIL" and "not off-site" in found[15].evidence
 

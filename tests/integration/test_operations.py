@@ -65,7 +65,7 @@ def test_every_runbook_command_succeeds(home, instance, emergency):
         result = run_cli(*words[1:])
         assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         timings.append((time.monotonic() - started, command))
-    assert lifecycle.instance_status(home, "alpha").health == "OK"
+    assert lifecycle.instance_status(home, "alpha").health == "ok"
     assert "alpha-runbook" not in home.instance_names()  # the restored copy was removed by its own step
     report_figure(f"runbook of alpha: {len(commands)} commands ran in {sum(t for t, _ in timings):.0f} s; "
                   f"slowest: " + ", ".join(f"{c.split(' ', 1)[1]} {t:.0f} s" for t, c in sorted(timings)[-3:]))

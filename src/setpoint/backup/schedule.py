@@ -33,7 +33,7 @@ def _older_than(entry: dict | None, period: timedelta, now: datetime) -> bool:
 
 
 def due_jobs(spec: InstanceSpec, record: dict, now: datetime) -> list[str]:
-    """Which of `backup`, `drill`, `export` are due for an instance."""
+    """Which of `backup`, `drill`, `export`, `erasure_drill` are due for an instance."""
     jobs = []
     if _older_than(record.get("last_backup"), timedelta(hours=spec.backup.full_every_hours), now):
         jobs.append("backup")
@@ -41,13 +41,15 @@ def due_jobs(spec: InstanceSpec, record: dict, now: datetime) -> list[str]:
         jobs.append("drill")
     if _older_than(record.get("last_export"), EXPORT_EVERY, now):
         jobs.append("export")
+    if spec.gdpr and _older_than(record.get("last_erasure_drill"), timedelta(days=spec.gdpr.erasure_drill_every_days), now):
+        jobs.append("erasure_drill")
     return jobs
 
 
 def run_job(home: Home, name: str, job: str) -> None:
     """Run one due job of one instance; failures are recorded by the job itself."""
     from setpoint.backup import export
-    from setpoint.operations import documents
+    from setpoint.operations import documents, gdpr
     from setpoint.backup.drill import run_drill
     from setpoint.backup.service import take_backup
     from setpoint.runtime.local.converge import admin_client
@@ -60,6 +62,8 @@ def run_job(home: Home, name: str, job: str) -> None:
         take_backup(ctx, "full")
     elif job == "drill":
         run_drill(ctx)
+    elif job == "erasure_drill":
+        gdpr.run_drill(home, ctx)
     elif job == "export":
         secrets = SecretStore(ctx.paths.secrets_file).load()
         with admin_client(ctx.spec, load_platform(home), secrets) as api:

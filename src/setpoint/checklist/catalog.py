@@ -107,7 +107,8 @@ CHECKS: list[Check] = [
           "send Superset's event log (logins, queries) to an external store"),
     Check(23, "gdpr", C, "a tested erasure procedure and a processing register exist",
           ops.probe_gdpr,
-          "Setpoint does not erase users yet: keep a processing register and deactivate departed users in Settings > List Users",
+          "add a gdpr: section to the spec (controller, hosting_location) and run setpoint up NAME --spec FILE: it writes the "
+          "processing register and runs an erasure drill; erase a person with setpoint gdpr erase NAME --user U --transfer-to OWNER",
           "keep a processing register and test a user-erasure procedure"),
     Check(24, "incident-runbook", C, "an incident runbook outside the instance: restart, clear cache, emergency user",
           ops.probe_runbook,

@@ -1,9 +1,9 @@
 """Probes of the backups, monitoring and compliance points (14-25).
 
 Each looks at the running system: the backups' records and repositories, the host's log store,
-Prometheus and Alertmanager. Where Setpoint does not provide the machinery (synthetic checks,
-runbooks, erasure, upgrades), the probe looks for it, finds nothing, and fails with what it looked
-at. For a Superset that Setpoint does not manage, this evidence is not visible from outside: the
+Prometheus and Alertmanager, the documents kept beside the backups. Where Setpoint does not provide
+the machinery (upgrades), the probe looks for it, finds nothing, and fails with what it looked at.
+For a Superset that Setpoint does not manage, this evidence is not visible from outside: the
 points are UNVERIFIED with what would verify them.
 """
 
@@ -13,7 +13,6 @@ import ipaddress
 import re
 import socket
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -24,26 +23,10 @@ from setpoint.checklist.evidence import Evidence
 from setpoint.checklist.model import Finding, combine, failed, passed, unverified
 from setpoint.errors import SetpointError
 from setpoint.net import is_loopback_name
-from setpoint.operations import documents, runbook
+from setpoint.operations import documents, gdpr, runbook
 from setpoint.readiness import wait_until
 from setpoint.services.postgres import cluster_of
 from setpoint.spec import supported_superset_versions
-
-
-def artifact_probe(relative: str, absent: str, external: str) -> Callable[[Evidence], Finding]:
-    """A probe that fails a managed instance while `relative` (under its directory) is missing."""
-
-    def probe(ev: Evidence) -> Finding:
-        managed = ev.target.managed
-        if managed is None:
-            return unverified(external)
-        path = managed.paths.root / relative
-        if not path.exists():
-            return failed(f"{absent} (looked for {path})")
-        return unverified(f"{path} exists but its probe is not written yet")
-
-    probe.__name__ = f"probe_{relative.replace('/', '_').replace('.', '_').replace('-', '_')}"
-    return probe
 
 
 FULL_BACKUP_MAX_AGE = timedelta(hours=26)
@@ -335,11 +318,36 @@ def probe_audit(ev: Evidence) -> Finding:
                   f"of the host's log store ({trail})")
 
 
-probe_gdpr = artifact_probe(
-    "docs/gdpr.md",
-    "no processing register and no tested erasure procedure",
-    "a processing register and a tested erasure record would verify it",
-)
+def probe_gdpr(ev: Evidence) -> Finding:
+    """A processing register outside the instance, naming the controller the spec names, and an
+    erasure drill that passed within the spec's period."""
+    managed = ev.target.managed
+    if managed is None:
+        return unverified("a processing register and a tested erasure procedure would verify it")
+    spec, ctx = managed.spec, managed.context
+    remedy = f"add a gdpr: section (controller, hosting_location) to the spec and run: setpoint up {spec.name} --spec FILE"
+    if spec.gdpr is None:
+        return failed("the spec has no gdpr: section, so there is no processing register and no erasure drill", remedy)
+    parts = []
+    for place, text in documents.copies(ctx, gdpr.REGISTER_FILE).items():
+        if text is None or spec.gdpr.controller not in text:
+            parts.append(failed(f"no current processing register in {place}", f"run: setpoint up {spec.name} --spec FILE"))
+        else:
+            parts.append(passed(f"processing register in {place}"))
+    drill = read_record(managed.paths).get("last_erasure_drill")
+    if not drill:
+        parts.append(failed("no erasure drill has run", f"run: setpoint gdpr drill {spec.name}"))
+    elif not drill.get("ok"):
+        parts.append(failed(f"the last erasure drill ({drill['at'][:16]}) failed: "
+                            f"{drill.get('error') or drill.get('still_mentioned')}", f"run: setpoint gdpr drill {spec.name}"))
+    elif _age(drill["at"]) > timedelta(days=spec.gdpr.erasure_drill_every_days + 1):
+        parts.append(failed(f"the last erasure drill is {_age(drill['at']).days} days old", f"run: setpoint gdpr drill {spec.name}"))
+    else:
+        parts.append(passed(f"erasure drill passed {drill['at'][:16]} in {drill['seconds']} s: a person found in "
+                            f"{drill['found_before']} places before, in none after"))
+    return combine(parts)
+
+
 
 
 def probe_runbook(ev: Evidence) -> Finding:

@@ -1,5 +1,5 @@
-"""An instance's operating documents, kept outside it: the disaster-recovery plan and the
-incident runbook. `up` and the host's scheduler write them into every backup repository
+"""An instance's operating documents, kept outside it: the disaster-recovery plan, the incident
+runbook and (with a gdpr: section) the processing register. `up` and the host's scheduler write them into every backup repository
 (off-site included) and commit them into the dashboards' git repository (docs/), so that they
 are at hand when the instance, or its host, is not."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from setpoint.backup import dr, export, repositories
 from setpoint.backup.service import read_record
 from setpoint.home import write_file
-from setpoint.operations import runbook
+from setpoint.operations import gdpr, runbook
 from setpoint.render import InstanceContext
 from setpoint.secret import SecretStore
 
@@ -19,7 +19,10 @@ EXPORT_FOLDER = "docs"
 
 def rendered(ctx: InstanceContext) -> dict[str, str]:
     """Each document's file name and text, as the instance is now."""
-    return {dr.FILE: dr.render_plan(ctx), runbook.FILE: runbook.render_runbook(ctx)}
+    documents = {dr.FILE: dr.render_plan(ctx), runbook.FILE: runbook.render_runbook(ctx)}
+    if ctx.spec.gdpr is not None:
+        documents[gdpr.REGISTER_FILE] = gdpr.render_register(ctx)
+    return documents
 
 
 def local_copy(ctx: InstanceContext, file: str) -> Path:
@@ -59,7 +62,7 @@ def publish(ctx: InstanceContext) -> list[str]:
         for file, text in documents.items():
             write_file(repo / EXPORT_FOLDER / file, text)
         if export.stage(repo, EXPORT_FOLDER).strip():
-            export.commit(repo, target, f"Update the runbook and disaster-recovery plan of {ctx.spec.name}", EXPORT_FOLDER)
+            export.commit(repo, target, f"Update the operating documents of {ctx.spec.name}: {', '.join(documents)}", EXPORT_FOLDER)
         places.append(f"{target} ({EXPORT_FOLDER}/)")
     return places
 

@@ -45,7 +45,7 @@ def grant(ctx: InstanceContext, ttl: timedelta, reason: str) -> Grant:
     start = now()
     username = f"emergency-{start:%Y%m%d-%H%M%S}"
     password = random.token_urlsafe(18)
-    SupersetCommands(ctx).ensure_user(username, password, ROLE, "Emergency", "Access", f"{username}@{ctx.spec.host}")
+    SupersetCommands(ctx).ensure_user(username, password, [ROLE], "Emergency", "Access", f"{username}@{ctx.spec.host}")
     entry = {"username": username, "granted_at": start.isoformat(), "expires_at": (start + ttl).isoformat(),
              "reason": reason.strip()}
     update_record(ctx.paths, **{RECORD: [*grants(ctx), entry]})

@@ -149,16 +149,16 @@ class SupersetCommands:
     def ensure_admin(self, password: str) -> bool:
         """Create the admin from the spec with the generated password; return whether it was new."""
         admin = self.ctx.spec.admin
-        return self.ensure_user(admin.username, password, "Admin", admin.first_name, admin.last_name, self.ctx.spec.admin_email)
+        return self.ensure_user(admin.username, password, ["Admin"], admin.first_name, admin.last_name, self.ctx.spec.admin_email)
 
-    def ensure_user(self, username: str, password: str, role: str, first_name: str, last_name: str, email: str) -> bool:
-        """Create a user with one role unless it exists; return whether it was new."""
+    def ensure_user(self, username: str, password: str, roles: list[str], first_name: str, last_name: str, email: str) -> bool:
+        """Create a user with its roles unless it exists; return whether it was new."""
         output = self.run(
             [str(self.ctx.venv / "bin" / "python"), str(superset_side_script("ensure_user"))],
             what=f"creating the user {username}",
             SETPOINT_USER_PASSWORD=password,
             SETPOINT_USER_USERNAME=username,
-            SETPOINT_USER_ROLE=role,
+            SETPOINT_USER_ROLES=",".join(roles),
             SETPOINT_USER_FIRST_NAME=first_name,
             SETPOINT_USER_LAST_NAME=last_name,
             SETPOINT_USER_EMAIL=email,

@@ -323,6 +323,28 @@ class Runbook(Strict):
         4, ge=1, le=72, description="the longest time an emergency admin (setpoint emergency-access) may live")
 
 
+class Gdpr(Strict):
+    """The instance's record of processing activities (GDPR article 30), rendered as its
+    processing register and kept with the runbook, and the erasure drills that prove
+    `setpoint gdpr erase` works (point 23)."""
+
+    controller: str = Field(..., min_length=3, description="the controller's name and contact, e.g. 'Acme SAS, dpo@acme.example'")
+    purposes: list[str] = Field(
+        default_factory=lambda: ["business intelligence: dashboards, charts and queries on the organisation's data"],
+        min_length=1)
+    data_subjects: list[str] = Field(default_factory=lambda: ["people with an account on the instance"], min_length=1)
+    categories: list[str] = Field(
+        default_factory=lambda: ["identity: username, first and last name, e-mail address",
+                                 "activity: logins, queries, views and changes (the audit trail and the logs)",
+                                 "content: dashboards, charts, saved queries and their ownership"],
+        min_length=1)
+    hosting_location: str = Field(..., min_length=2, description="where the host runs, e.g. 'OVH, Gravelines, France (EU)'")
+    recipients: list[str] = Field(default_factory=list, description="who else receives the data (other than the processors)")
+    processors: list[str] = Field(default_factory=list, description="processors and what they do, e.g. 'Backblaze: off-site backups'")
+    security_measures: list[str] = Field(default_factory=list, description="measures beyond those Setpoint lists itself")
+    erasure_drill_every_days: int = Field(90, ge=1, le=365, description="an erasure drill at least this often")
+
+
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
@@ -360,6 +382,7 @@ class InstanceSpec(Strict):
     logs: Logs = Logs()
     probes: Probes = Probes()
     runbook: Runbook = Runbook()
+    gdpr: Gdpr | None = None
     feature_flags: dict[str, bool] = Field(default_factory=dict)
     examples: bool = True
 

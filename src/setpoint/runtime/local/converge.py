@@ -15,7 +15,7 @@ from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.backup import export
 from setpoint.backup.drill import run_drill
 from setpoint.backup.service import read_record, take_backup
-from setpoint.operations import documents, runbook
+from setpoint.operations import documents, gdpr, runbook
 from setpoint.backup.escrow import check_offsite, format_key, offsite_credentials
 from setpoint.errors import SetpointError
 from setpoint.home import Home, caddy_user, write_file
@@ -239,7 +239,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
         act(f"loaded {examples.ROWS:,} sample rows and the '{examples.DASHBOARD_TITLE}' dashboard")
 
     if ctx.managed_postgres:
-        _ensure_backups_proven(ctx, platform, secrets, act, step)
+        _ensure_proven(home, ctx, platform, secrets, act, step)
 
     state.update(url=spec.url, superset_version=spec.superset_version)
     state.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -247,9 +247,10 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
 
 
-def _ensure_backups_proven(ctx: InstanceContext, platform: Platform, secrets: dict[str, str], act: Log, step: Log) -> None:
-    """From the first minute: a full backup, a restore drill that proves it, a DR plan, and the
-    dashboards in git. The scheduler keeps them current afterwards."""
+def _ensure_proven(home: Home, ctx: InstanceContext, platform: Platform, secrets: dict[str, str], act: Log, step: Log) -> None:
+    """From the first minute: a full backup, a restore drill that proves it, the dashboards in git,
+    an erasure drill (with a gdpr: section), and the runbook, DR plan and processing register
+    beside the backups. The scheduler keeps them current afterwards."""
     name = ctx.spec.name
     # A rebuilt instance finds its backups off-site only: it gets a local one, on its new timeline.
     if not any(b.repo == 1 for b in PgBackRest(ctx).backups()):
@@ -264,6 +265,9 @@ def _ensure_backups_proven(ctx: InstanceContext, platform: Platform, secrets: di
         with admin_client(ctx.spec, platform, secrets) as api:
             result = export.export_instance(api, ctx.paths)
         act(f"exported {result.dashboards} dashboard(s) as YAML into {result.repository}")
+    if ctx.spec.gdpr is not None and not record.get("last_erasure_drill"):
+        step("proving the erasure of a person with a drill")
+        act(f"erasure drill passed in {gdpr.run_drill(home, ctx)['seconds']} s")
     first = not documents.local_copy(ctx, runbook.FILE).exists()
     places = documents.publish(ctx)  # refreshed on every converge: they document the state, they do not change it
     if first:

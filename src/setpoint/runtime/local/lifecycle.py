@@ -176,39 +176,26 @@ def restart(home: Home, name: str, component: str | None = None) -> list[str]:
     return actions
 
 
-# Deletes the keys under one prefix without blocking Redis on a large database (SCAN, not KEYS).
-_DELETE_PREFIX = """
-local cursor, deleted = "0", 0
-repeat
-  local page = redis.call("SCAN", cursor, "MATCH", ARGV[1], "COUNT", 1000)
-  cursor = page[1]
-  for _, key in ipairs(page[2]) do redis.call("UNLINK", key); deleted = deleted + 1 end
-until cursor == "0"
-return deleted
-"""
-
-
 def clear_caches(home: Home, name: str, everything: bool = False) -> dict[str, int]:
     """Delete Superset's cached chart results, metadata and thumbnails (and, with `everything`,
     the filter and Explore state users have not saved); the keys deleted, by cache. Queued
     tasks, query results, sessions and rate limits are left alone."""
     ctx = load_context(home, name)
+    redis = instance_redis(ctx)
+    return {prefix: redis.delete(REDIS_DB["caches"], f"superset_{prefix}_*")
+            for prefix, cache in CACHES.items() if everything or not cache.users_work}
+
+
+def instance_redis(ctx) -> RedisServer:
+    """The instance's own Redis, answering; an error naming the fix otherwise."""
+    name = ctx.spec.name
     if not ctx.managed_redis:
         raise InputError(f"the caches of {name} are in the Redis of the spec's cache.url",
                          "clear them there (the keys start with superset_)")
     redis = RedisServer(ctx.ports.redis, SecretStore(ctx.paths.secrets_file).load()["redis_password"])
     if not redis.is_ready():
         raise SetpointError(f"the Redis of {name} does not answer", f"start it with: setpoint restart {name} redis")
-    deleted = {}
-    for prefix, cache in CACHES.items():
-        if cache.users_work and not everything:
-            continue
-        answer = redis.command("-n", str(REDIS_DB["caches"]), "EVAL", _DELETE_PREFIX, "0", f"superset_{prefix}_*")
-        if not answer.isdigit():
-            raise SetpointError(f"the Redis of {name} refused to delete the {prefix} cache ({answer or 'no answer'})",
-                                f"see: setpoint logs {name} redis")
-        deleted[prefix] = int(answer)
-    return deleted
+    return redis
 
 
 def destroy(home: Home, name: str) -> list[str]:

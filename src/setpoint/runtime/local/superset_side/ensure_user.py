@@ -1,5 +1,5 @@
-"""Runs inside an instance's Superset virtualenv: create a user with one role unless it exists
-(the first admin, an emergency admin).
+"""Runs inside an instance's Superset virtualenv: create a user with its roles unless it exists
+(the first admin, an emergency admin, the subject of an erasure drill).
 
 The password comes in the environment (readable by this process's account and root only),
 never on the command line: Superset's account cannot read the instance's secret store.
@@ -18,13 +18,15 @@ with app.app_context():
     if security_manager.find_user(username=username):
         print("exists")
         sys.exit(0)
-    role = security_manager.find_role(os.environ["SETPOINT_USER_ROLE"])
+    roles = [security_manager.find_role(name) for name in os.environ["SETPOINT_USER_ROLES"].split(",")]
+    if None in roles:
+        sys.exit(f"no role named {os.environ['SETPOINT_USER_ROLES']}")
     user = security_manager.add_user(
         username,
         os.environ["SETPOINT_USER_FIRST_NAME"],
         os.environ["SETPOINT_USER_LAST_NAME"],
         os.environ["SETPOINT_USER_EMAIL"],
-        role,
+        roles,
         password=os.environ["SETPOINT_USER_PASSWORD"],
     )
     if not user:
