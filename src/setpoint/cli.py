@@ -319,6 +319,65 @@ def restore(
     out.print(f"  it has the same admin credentials: {command_name()} credentials {new_name}")
 
 
+@app.command()
+def upgrade(
+    name: str = typer.Argument(..., help="Instance name."),
+    to: Optional[str] = typer.Option(None, "--to", help="The Superset version to move to (see: setpoint versions)."),
+    back: bool = typer.Option(False, "--rollback", help="Return to the version before the last upgrade."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json (the report)."),
+) -> None:
+    """Upgrade an instance's Superset: rehearsed on a staging copy, applied behind a maintenance
+    page, rolled back automatically when anything fails.
+
+    A full backup taken first is the restore point; --rollback returns to it (and to the previous
+    version) while it is inside the recovery window, losing what changed since.
+
+    Examples: setpoint upgrade demo --to 6.1.0  |  setpoint upgrade demo --rollback
+    """
+    from dataclasses import asdict
+
+    from setpoint.operations import upgrade as upgrades
+
+    if back == (to is not None):
+        raise InputError("give --to VERSION or --rollback (one of the two)", f"example: setpoint upgrade {name} --to 6.1.0")
+    with console.status(f"{name}: upgrade") as status:
+        step = lambda message: status.update(f"[bold]{name}[/]: {escape(message)}")  # noqa: E731
+        if back:
+            result = upgrades.rollback(home(), name, log=done, step=step)
+            if format is Format.json:
+                print(json.dumps(result))
+            return
+        report = upgrades.upgrade(home(), name, to, log=done, step=step)
+    if format is Format.json:
+        print(json.dumps(asdict(report)))
+        return
+    out.print(f"{name} runs Superset {report.to_version} (was {report.from_version}): staging {report.staging_s} s, "
+              f"{report.downtime_s} s behind the maintenance page, {report.migrations} migration(s); "
+              f"restore point {report.restore_point['label']} (setpoint upgrade {name} --rollback)")
+
+
+@app.command()
+def versions(
+    name: Optional[str] = typer.Argument(None, help="An instance: its version against the supported ones."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """List the Superset versions Setpoint supports, with their known security advisories, and the
+    version each instance runs.
+
+    Example: setpoint versions demo
+    """
+    from setpoint.operations import advisories
+
+    rows = advisories.version_table(home(), name)
+    if format is Format.json:
+        print(json.dumps(rows))
+        return
+    for row in rows:
+        running = f"  (runs: {', '.join(row['instances'])})" if row["instances"] else ""
+        fixed = "; ".join(f"{a['id']} (fixed in {a['fixed']}): {a['impact']}" for a in row["advisories"]) or "no known advisory"
+        out.print(f"Superset {row['version']}{'  newest' if row['newest'] else ''}{running}\n    {escape(fixed)}")
+
+
 gdpr_app = typer.Typer(help="GDPR: the processing register, erasing a person, erasure drills.", no_args_is_help=True)
 app.add_typer(gdpr_app, name="gdpr")
 

@@ -49,7 +49,7 @@ def person(home, instance, admin):
                 {owned['owner']}, '{{}}');
         INSERT INTO report_schedule_user (user_id, report_schedule_id)
         SELECT {owned['owner']}, id FROM report_schedule WHERE name = 'drill report {tag}';
-        INSERT INTO report_recipients (type, recipient_config_json, report_schedule_id)
+        INSERT INTO report_recipient (type, recipient_config_json, report_schedule_id)
         SELECT 'Email', '{{"target": "{who['email']}, {OTHER_RECIPIENT}"}}', id FROM report_schedule WHERE name = 'drill report {tag}';
     """, database="superset")
     return who, owned, dataset
@@ -102,7 +102,7 @@ def test_a_person_is_erased_everywhere_and_what_they_owned_stays(home, instance,
         answer = admin.call("GET", f"/api/v1/{resource}/{owned[key]}")
         assert answer.status_code == 200 and admin_id in [o["id"] for o in answer.json()["result"]["owners"]], resource
     assert admin_id in [o["id"] for o in admin.get(f"/api/v1/dataset/{dataset}").json()["result"]["owners"]]
-    recipients = cluster_of(ctx).sql("SELECT recipient_config_json FROM report_recipients WHERE recipient_config_json "
+    recipients = cluster_of(ctx).sql("SELECT recipient_config_json FROM report_recipient WHERE recipient_config_json "
                                      f"LIKE '%{OTHER_RECIPIENT}%'", database="superset")
     assert json.loads(recipients) == {"target": OTHER_RECIPIENT}
     # The account is gone as a person: it cannot log in, and the erasure is in the audit trail.
@@ -113,10 +113,13 @@ def test_a_person_is_erased_everywhere_and_what_they_owned_stays(home, instance,
 
 def test_bad_erasure_requests_change_nothing(home, instance):
     ctx = load_context(home, "alpha")
+    keeper = f"keeper{random.token_hex(3)}"
+    SupersetCommands(ctx).ensure_user(keeper, random.token_urlsafe(16), ["Gamma"], "Kept", "User", f"{keeper}@example.com")
     users = cluster_of(ctx).sql("SELECT count(*), count(*) FILTER (WHERE active) FROM ab_user", database="superset")
     for args, needle in ((["--user", "nobody-such", "--transfer-to", "admin"], "no account"),
-                         (["--user", "admin", "--transfer-to", "admin"], "admin.username"),
-                         (["--user", "admin", "--transfer-to", "nobody-such"], "--transfer-to")):
+                         (["--user", "admin", "--transfer-to", keeper], "admin.username"),
+                         (["--user", keeper, "--transfer-to", "nobody-such"], "--transfer-to"),
+                         (["--user", keeper, "--transfer-to", keeper], "--transfer-to")):
         answer = run_cli("gdpr", "erase", "alpha", *args)
         assert answer.returncode == 2 and needle in answer.stderr and "Traceback" not in answer.stderr, answer.stderr
     assert cluster_of(ctx).sql("SELECT count(*), count(*) FILTER (WHERE active) FROM ab_user", database="superset") == users

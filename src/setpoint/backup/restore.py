@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import yaml
 
+from setpoint import examples
 from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.backup.service import backup_report, take_backup
 from setpoint.errors import InputError, SetpointError
@@ -16,6 +17,7 @@ from setpoint.render import REDIS_DBS_OF_THE_PRESENT, instance_programs
 from setpoint.runtime.local.instance import instance_lock, load_context
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
+from setpoint.services.postgres import cluster_of
 from setpoint.services.redis import RedisServer
 
 
@@ -62,10 +64,7 @@ def restore_in_place(home: Home, name: str, to: str, log=lambda m: None, step=la
         supervisor.stop(*[p.name for p in reversed(instance_programs(ctx)) if p.component != "redis"])
         PgBackRest(ctx).restore(ctx.paths.pg_data, target_time=pgbackrest_time(moment), delta=True)
         log(f"rewound the metadata database of {name} to {moment.isoformat() if moment else 'the latest archived WAL'}")
-        # Cached results, queued work and async events describe the present: they go (sessions stay).
-        redis = RedisServer(ctx.ports.redis, SecretStore(ctx.paths.secrets_file).load()["redis_password"])
-        for db in REDIS_DBS_OF_THE_PRESENT:
-            redis.command("-n", str(db), "FLUSHDB")
+        flush_present(ctx)
     report = converge.up(home, ctx.spec, log=log, step=step)
     # The rewound cluster writes a new timeline; the newest backup must be on it, or a restore of
     # "the latest backup" would start from the safety backup, past the point the timeline forked.
@@ -74,8 +73,25 @@ def restore_in_place(home: Home, name: str, to: str, log=lambda m: None, step=la
     return report
 
 
-def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m: None, step=lambda m: None):
-    """Restore `source` as it was at `to` into a new instance `new_name`; the source is untouched."""
+def flush_present(ctx) -> None:
+    """After the metadata is rewound: cached results, queued work and async events describe the
+    present, so they go (sessions and rate limits stay)."""
+    redis = RedisServer(ctx.ports.redis, SecretStore(ctx.paths.secrets_file).load()["redis_password"])
+    for db in REDIS_DBS_OF_THE_PRESENT:
+        redis.command("-n", str(db), "FLUSHDB")
+
+
+def repoint_samples(ctx) -> None:
+    """A restored or rebuilt instance runs its own PostgreSQL on its own port: its copy of the
+    sample data is there, not where the source's connection points."""
+    cluster_of(ctx).sql(examples.repoint_sql(ctx.ports.postgres), database="superset")
+
+
+def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m: None, step=lambda m: None,
+                   superset_version: str | None = None, ephemeral: bool = False):
+    """Restore `source` as it was at `to` into a new instance `new_name`; the source is untouched.
+    With `superset_version`, the copy runs that version, its metadata migrated to it; an
+    `ephemeral` copy (an upgrade's staging) is neither monitored nor backed up."""
     ctx = load_context(home, source)
     moment = parse_moment(to)
     target = home.instance(new_name)
@@ -87,6 +103,7 @@ def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m
         "name": new_name, "hostname": None, "web_port": None, "examples": False,
         "metadata_db": ctx.spec.metadata_db.model_copy(update={"port": None}),
         "cache": ctx.spec.cache.model_copy(update={"port": None}),
+        "superset_version": superset_version or ctx.spec.superset_version,
     })
     try:
         step(f"restoring {source} as of {moment.isoformat() if moment else 'the latest archived WAL'}")
@@ -98,10 +115,13 @@ def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m
         write_file(target.secrets_file, ctx.paths.secrets_file.read_text(), mode=0o600, owner=ctx.service_user)
         write_file(target.spec_file, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
         restored_from = {"instance": source, "to": moment.isoformat() if moment else "latest"}
-        target.write_state({"migrated": spec.superset_version, "examples_loaded": True, "restored_from": restored_from})
+        # Restored as the source's version; a newer one migrates it when the copy starts.
+        target.write_state({"migrated": ctx.spec.superset_version, "examples_loaded": True, "restored_from": restored_from})
         backrest.restore(target.pg_data, target_time=pgbackrest_time(moment))
         log(f"restored the metadata database of {source} as of {restored_from['to']}")
-        return converge.up(home, spec, log=log, step=step)
+        report = converge.up(home, spec, log=log, step=step, ephemeral=ephemeral)
+        repoint_samples(load_context(home, new_name))
+        return report
     except (SetpointError, OSError):
         # Nothing half-made stays behind; the source was never touched.
         from setpoint.runtime.local import lifecycle

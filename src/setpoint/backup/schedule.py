@@ -80,7 +80,7 @@ def tick(home: Home, now: datetime) -> None:
         paths = home.instance(name)
         running = home.programs_conf(name).exists()
         spec = saved_spec(paths)
-        if not running or spec is None or spec.metadata_db.url:
+        if not running or spec is None or spec.metadata_db.url or paths.read_state().get("ephemeral"):
             continue
         jobs = due_jobs(spec, read_record(paths), now)
         if not jobs:

@@ -116,7 +116,7 @@ CHECKS: list[Check] = [
           "write the runbook (restart, clear cache, emergency user when SSO is down) outside the instance"),
     Check(25, "update-procedure", C, "a supported, recent release; upgrades through staging with a rollback path",
           ops.probe_updates,
-          "Setpoint does not upgrade instances yet: rehearse on a copy (setpoint restore NAME --to latest --as NAME-staging)",
+          "upgrade through a staging copy with automatic rollback: setpoint upgrade NAME --to VERSION (see: setpoint versions NAME)",
           "upgrade quarterly through a staging instance, with a tested rollback"),
 ]
 

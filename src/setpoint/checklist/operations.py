@@ -1,8 +1,7 @@
 """Probes of the backups, monitoring and compliance points (14-25).
 
 Each looks at the running system: the backups' records and repositories, the host's log store,
-Prometheus and Alertmanager, the documents kept beside the backups. Where Setpoint does not provide
-the machinery (upgrades), the probe looks for it, finds nothing, and fails with what it looked at.
+Prometheus and Alertmanager, the documents kept beside the backups, the upgrades' records.
 For a Superset that Setpoint does not manage, this evidence is not visible from outside: the
 points are UNVERIFIED with what would verify them.
 """
@@ -18,15 +17,15 @@ from datetime import datetime, timedelta, timezone
 import httpx
 
 from setpoint.backup import dr
-from setpoint.backup.service import now, read_record
+from setpoint.backup.service import backup_report, now, read_record
 from setpoint.checklist.evidence import Evidence
 from setpoint.checklist.model import Finding, combine, failed, passed, unverified
 from setpoint.errors import SetpointError
 from setpoint.net import is_loopback_name
-from setpoint.operations import documents, gdpr, runbook
+from setpoint.operations import advisories, documents, gdpr, runbook
 from setpoint.readiness import wait_until
 from setpoint.services.postgres import cluster_of
-from setpoint.spec import supported_superset_versions
+from setpoint.spec import supported_superset_versions, version_key
 
 
 FULL_BACKUP_MAX_AGE = timedelta(hours=26)
@@ -371,18 +370,41 @@ def probe_runbook(ev: Evidence) -> Finding:
 
 
 def probe_updates(ev: Evidence) -> Finding:
+    """The newest supported release with no known advisory; for a managed instance, its last
+    upgrade (or its creation) went through staging, and its restore point is still restorable."""
     version = (ev.config_section("superset") or {}).get("version")
     newest = supported_superset_versions()[-1]
     parts = []
     if version is None:
         parts.append(unverified("the running Superset version is unknown: give --config"))
-    elif [int(x) for x in version.split(".")[:2]] < [int(x) for x in newest.split(".")[:2]]:
-        parts.append(failed(f"Superset {version} runs; {newest} is the newest supported release"))
     else:
-        parts.append(passed(f"Superset {version} is the newest supported release"))
+        if version_key(version) < version_key(newest):
+            parts.append(failed(f"Superset {version} runs; {newest} is the newest supported release",
+                                f"upgrade: setpoint upgrade NAME --to {newest}"))
+        else:
+            parts.append(passed(f"Superset {version} is the newest supported release"))
+        unfixed = advisories.of_version(version)
+        if unfixed:
+            parts.append(failed(f"known advisories affect Superset {version}: "
+                                + ", ".join(f"{a['id']} (fixed in {a['fixed']})" for a in unfixed)))
     managed = ev.target.managed
     if managed is None:
-        parts.append(unverified("a staging instance and a rollback path are not visible from outside"))
-    elif not (managed.paths.root / "upgrades").exists():
-        parts.append(failed("no staging rehearsal or rollback point for upgrades (setpoint upgrade is not built yet)"))
+        parts.append(unverified("a staging rehearsal and a rollback path are not visible from outside"))
+        return combine(parts)
+    name = managed.spec.name
+    last = read_record(managed.paths).get("last_upgrade")
+    if last and last.get("ok") and last["to_version"] == managed.spec.superset_version:
+        parts.append(passed(f"upgraded from {last['from_version']} on {last['started_at'][:10]} through staging "
+                            f"({last['staging_s']} s; {last['downtime_s']} s of downtime)"))
+        point = datetime.fromisoformat(last["restore_point"]["at"])
+        if backup_report(managed.context).window.contains(point):
+            parts.append(passed(f"rollback path: restore point {last['restore_point']['label']} "
+                                f"(setpoint upgrade {name} --rollback)"))
+        else:
+            parts.append(failed(f"the restore point of the last upgrade ({point:%Y-%m-%d}) has left the recovery window",
+                                f"keep backup.retention_days above the time between upgrades; restore points: setpoint backups {name}"))
+    else:
+        created = managed.paths.read_state().get("created_at", "")[:10]
+        parts.append(passed(f"created on Superset {managed.spec.superset_version} {created}, never upgraded: "
+                            "nothing to roll back"))
     return combine(parts)

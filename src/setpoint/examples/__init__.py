@@ -242,6 +242,13 @@ def database_config(port: int) -> dict:
     }
 
 
+def repoint_sql(port: int) -> str:
+    """SQL that points the sample data's connection at the PostgreSQL on `port`: a restored copy
+    of an instance has its own copy of the sample data, and its database guard refuses the source's."""
+    return (f"UPDATE dbs SET sqlalchemy_uri = regexp_replace(sqlalchemy_uri, '@127\\.0\\.0\\.1:[0-9]+/', '@127.0.0.1:{port}/') "
+            f"WHERE uuid = '{DATABASE_UUID}'")
+
+
 DATABASE_FILE = "databases/Sample_Data.yaml"
 
 

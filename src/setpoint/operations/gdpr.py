@@ -171,10 +171,10 @@ def _existing(ctx: InstanceContext) -> set[str]:
 def _recipient_updates(ctx: InstanceContext, email: str, tables: set[str]) -> list[str]:
     """Statements that take an address out of every report's recipients (a recipient left with
     no address is deleted)."""
-    if "report_recipients" not in tables or not email:
+    if "report_recipient" not in tables or not email:
         return []
     rows = cluster_of(ctx).sql(
-        "SELECT row_to_json(r) FROM (SELECT id, recipient_config_json FROM report_recipients "
+        "SELECT row_to_json(r) FROM (SELECT id, recipient_config_json FROM report_recipient "
         f"WHERE recipient_config_json ILIKE {literal('%' + email + '%')}) r", database="superset")
     statements = []
     for line in filter(str.strip, rows.splitlines()):
@@ -183,10 +183,10 @@ def _recipient_updates(ctx: InstanceContext, email: str, tables: set[str]) -> li
         kept = [a.strip() for a in re.split(r"[,;]", config.get("target", "")) if a.strip() and a.strip().lower() != email.lower()]
         if kept:
             config["target"] = ", ".join(kept)
-            statements.append(f"WITH d AS (UPDATE report_recipients SET recipient_config_json = {literal(json.dumps(config))} "
+            statements.append(f"WITH d AS (UPDATE report_recipient SET recipient_config_json = {literal(json.dumps(config))} "
                               f"WHERE id = {row['id']} RETURNING 1) SELECT 'report recipients left', count(*) FROM d;")
         else:
-            statements.append(f"WITH d AS (DELETE FROM report_recipients WHERE id = {row['id']} RETURNING 1) "
+            statements.append(f"WITH d AS (DELETE FROM report_recipient WHERE id = {row['id']} RETURNING 1) "
                               "SELECT 'report recipients left', count(*) FROM d;")
     return statements
 
@@ -247,7 +247,7 @@ def erase(home: Home, ctx: InstanceContext, who: str, transfer_to: str) -> dict:
     done["account anonymised and deactivated"] = 1
     # The rows' old versions stay in the tables' files until vacuumed: the account's table is
     # rewritten (it is small), the others have their dead rows removed.
-    tables = _existing(ctx) & ({t for t, _ in PERSONAL_ROWS} | set(OWNERSHIP) | {"report_recipients", "ab_register_user"})
+    tables = _existing(ctx) & ({t for t, _ in PERSONAL_ROWS} | set(OWNERSHIP) | {"report_recipient", "ab_register_user"})
     cluster_of(ctx).sql("VACUUM FULL ab_user;\n" + "".join(f'VACUUM "{t}";\n' for t in sorted(tables)), database="superset")
     done["stored query results deleted"] = sum(redis.delete(REDIS_DB["query_results"], f"superset_results_{key}") for key in results_keys)
     for prefix, cache in CACHES.items():

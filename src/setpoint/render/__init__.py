@@ -329,10 +329,15 @@ def render_programs_conf(ctx: InstanceContext, app: bool = True) -> str:
                            programs=[(p, command(p)) for p in programs])
 
 
-def render_site(ctx: InstanceContext) -> str:
-    """The Caddy site block of one instance: TLS, HSTS, the HTTP redirect, the proxy."""
+MAINTENANCE_RETRY_S = 60
+
+
+def render_site(ctx: InstanceContext, maintenance: str | None = None) -> str:
+    """The Caddy site block of one instance: TLS, HSTS, the HTTP redirect, the proxy; or, with
+    `maintenance` (what is happening), a 503 page that asks browsers to come back."""
     lan = [f"https://{address}:{ctx.spec.lan_https_port}" for address in ctx.lan_addresses] if ctx.spec.lan_https_port else []
-    return render_template("site.caddy.j2", spec=ctx.spec, ports=ctx.ports, paths=ctx.paths, lan_sites=lan)
+    return render_template("site.caddy.j2", spec=ctx.spec, ports=ctx.ports, paths=ctx.paths, lan_sites=lan,
+                           maintenance=maintenance, retry_s=MAINTENANCE_RETRY_S)
 
 
 @dataclass(frozen=True)

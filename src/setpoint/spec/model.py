@@ -16,11 +16,16 @@ HOSTNAME_PATTERN = re.compile(
 )
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    """A Superset version, comparable: 4.1.4 < 6.0.0 < 6.1.0."""
+    return tuple(int(part) for part in version.split("."))
+
+
 def supported_superset_versions() -> list[str]:
-    """Superset versions with a tested constraints file shipped in this package."""
+    """Superset versions with a tested constraints file shipped in this package, oldest first."""
     folder = resources.files("setpoint") / "constraints"
     names = [p.name for p in folder.iterdir() if p.name.startswith("superset-")]
-    return sorted(n.removeprefix("superset-").removesuffix(".txt") for n in names)
+    return sorted((n.removeprefix("superset-").removesuffix(".txt") for n in names), key=version_key)
 
 
 def _check_hostname(value: str) -> str:

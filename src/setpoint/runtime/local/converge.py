@@ -67,21 +67,30 @@ class UpReport:
 
 
 def up(home: Home, spec: InstanceSpec, log: Log = lambda m: None, step: Log = lambda m: None,
-       wait_lock_s: float = 300, restore_data: Callable[[InstanceContext], None] | None = None) -> UpReport:
+       wait_lock_s: float = 300, restore_data: Callable[[InstanceContext], None] | None = None,
+       version_change: bool = False, ephemeral: bool = False) -> UpReport:
     """Converge instance `spec.name` to `spec`; log one sentence per change.
 
     A scheduled backup or drill of the instance finishes first (up to `wait_lock_s`).
-    `restore_data` fills an empty data directory from a backup instead of initdb."""
+    `restore_data` fills an empty data directory from a backup instead of initdb.
+    `version_change` lets an upgrade (operations/upgrade.py), which holds the instance's lock
+    already, move the instance to the spec's Superset version: its processes must be stopped, the
+    metadata is migrated before they start. An `ephemeral` instance (an upgrade's staging copy)
+    is neither monitored nor backed up, and the scheduler leaves it alone."""
+    if version_change:
+        return _converge(home, spec, log, step, restore_data, version_change, ephemeral)
     with instance_lock(home, spec.name, wait_lock_s):
-        return _converge(home, spec, log, step, restore_data)
+        return _converge(home, spec, log, step, restore_data, version_change, ephemeral)
 
 
-def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data) -> UpReport:
+def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data, version_change: bool = False,
+              ephemeral: bool = False) -> UpReport:
     started = time.monotonic()
     paths = home.instance(spec.name)
     state = paths.read_state()
     saved = saved_spec(paths)
-    check_superset_version_change(saved, spec)
+    if not version_change:
+        check_superset_version_change(saved, spec)
     if saved is None:
         require_room(home, spec, limits_up(home, except_instance=spec.name))
     actions: list[str] = []
@@ -119,6 +128,8 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     # and a half-created instance can still be stopped or destroyed.
     state["ports"] = ports.__dict__
     state["desired"] = "up"  # what the host's boot command brings back
+    if ephemeral:
+        state["ephemeral"] = True
     paths.root.mkdir(parents=True, exist_ok=True)
     write_file(paths.spec_file, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     paths.write_state(state)
@@ -216,6 +227,27 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
         act(f"published {spec.url} through Caddy")
     ca_root = str(platform.caddy.wait_ca_root()) if spec.is_local_hostname else None
     startup.wait_healthy(spec, platform, timeout=180)
+    if not ephemeral:
+        _observe(home, ctx, platform, act, step)
+
+    if spec.examples and not state.get("examples_loaded"):
+        step("loading the sample data and dashboard")
+        load_examples(ctx, platform, secrets)
+        state["examples_loaded"] = True
+        act(f"loaded {examples.ROWS:,} sample rows and the '{examples.DASHBOARD_TITLE}' dashboard")
+
+    if ctx.managed_postgres and not ephemeral:
+        _ensure_proven(home, ctx, platform, secrets, act, step)
+
+    state.update(url=spec.url, superset_version=spec.superset_version)
+    state.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    paths.write_state(state)
+    return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
+
+
+def _observe(home: Home, ctx: InstanceContext, platform: Platform, act: Log, step: Log) -> None:
+    """Have the host's Prometheus scrape the instance and route its alerts."""
+    spec = ctx.spec
     step("having Prometheus scrape it")
     changes = monitoring.publish(home, ctx)
     monitoring.reload(platform.supervisor, changes)
@@ -231,20 +263,6 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data)
     elif changes.alertmanager:
         act(f"{spec.name}'s alerts reach no receiver: name one in the spec's alerts: webhooks, emails, slack or pagerduty")
     monitoring.wait_scraped(home, spec.name)
-
-    if spec.examples and not state.get("examples_loaded"):
-        step("loading the sample data and dashboard")
-        load_examples(ctx, platform, secrets)
-        state["examples_loaded"] = True
-        act(f"loaded {examples.ROWS:,} sample rows and the '{examples.DASHBOARD_TITLE}' dashboard")
-
-    if ctx.managed_postgres:
-        _ensure_proven(home, ctx, platform, secrets, act, step)
-
-    state.update(url=spec.url, superset_version=spec.superset_version)
-    state.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    paths.write_state(state)
-    return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
 
 
 def _ensure_proven(home: Home, ctx: InstanceContext, platform: Platform, secrets: dict[str, str], act: Log, step: Log) -> None:

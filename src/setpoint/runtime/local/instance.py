@@ -177,7 +177,8 @@ def preflight(home: Home, spec: InstanceSpec, ports: Ports, running: set[int], s
 def check_superset_version_change(old: InstanceSpec | None, new: InstanceSpec) -> None:
     """Changing the Superset version of a running instance is an upgrade, not a converge."""
     if old is not None and old.superset_version != new.superset_version:
-        raise SetpointError(
+        raise InputError(
             f"instance '{new.name}' runs Superset {old.superset_version}; the spec asks for {new.superset_version}",
-            "upgrades with rollback are not available yet; keep superset_version as it is",
+            f"upgrade it through a staging copy, with rollback: setpoint upgrade {new.name} --to {new.superset_version} "
+            f"(and keep superset_version: {old.superset_version} in the spec until then)",
         )
