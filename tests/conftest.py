@@ -1,8 +1,9 @@
 """Shared fixtures: a throwaway SETPOINT_HOME with real instances, brought up once per session.
 
-`make test` runs two pytest-xdist workers, each a session of its own with its own SETPOINT_HOME,
-instances and loopback ports (the second worker's from SETPOINT_PORT_BASE): one runs the
-integration tests, the other the fault-injecting scenarios and the backup tests (about as long).
+`make test` runs three pytest-xdist workers, each a session of its own with its own SETPOINT_HOME,
+instances and loopback ports (the others' from SETPOINT_PORT_BASE): one runs the integration
+tests, one the fault-injecting scenarios and the backup tests, one the day-2 operations (the
+runbook, upgrades between Superset versions).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if WORKER not in ("", "gw0"):
     os.environ.setdefault("SETPOINT_PORT_BASE", str(19090 + 5000 * int(WORKER.removeprefix("gw"))))
 # Tests that share instances run in one worker; unit tests go wherever there is room.
-FAULTS_WORKER_MODULES = ("test_backup.py", "test_offsite.py", "test_operations.py")
+FAULTS_WORKER_MODULES = ("test_backup.py", "test_offsite.py")
+# Day-2 operations (the runbook run whole, upgrades between versions) are long: a third worker.
+DAY2_WORKER_MODULES = ("test_operations.py", "test_upgrade.py")
 
 # The Superset virtualenv takes minutes to build: keep it between test sessions on this machine.
 VENV_CACHE = Path(os.environ.get("SETPOINT_TEST_VENVS", "/tmp/setpoint-test-venvs"))
@@ -143,7 +146,9 @@ def pytest_runtest_protocol(item, nextitem):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.parent.name == "scenarios" or item.path.name in FAULTS_WORKER_MODULES:
+        if item.path.name in DAY2_WORKER_MODULES:
+            item.add_marker(pytest.mark.xdist_group("day2"))
+        elif item.path.parent.name == "scenarios" or item.path.name in FAULTS_WORKER_MODULES:
             item.add_marker(pytest.mark.xdist_group("faults"))
         elif item.path.parent.name == "integration":
             item.add_marker(pytest.mark.xdist_group("instances"))
