@@ -1,9 +1,9 @@
 """Shared fixtures: a throwaway SETPOINT_HOME with real instances, brought up once per session.
 
 `make test` runs three pytest-xdist workers, each a session of its own with its own SETPOINT_HOME,
-instances and loopback ports (the others' from SETPOINT_PORT_BASE): one runs the integration
-tests, one the fault-injecting scenarios and the backup tests, one the day-2 operations (the
-runbook, upgrades between Superset versions).
+instances and loopback ports (the others' from SETPOINT_PORT_BASE). Tests go to whichever worker
+is free, except the day-2 modules (the runbook run whole, upgrades between Superset versions),
+whose tests depend on one another and run in one worker, in order.
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ from tests.s3_server import S3Endpoint, free_port
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if WORKER not in ("", "gw0"):
     os.environ.setdefault("SETPOINT_PORT_BASE", str(19090 + 5000 * int(WORKER.removeprefix("gw"))))
-# Tests that share instances run in one worker; unit tests go wherever there is room.
-FAULTS_WORKER_MODULES = ("test_backup.py", "test_offsite.py")
-# Day-2 operations (the runbook run whole, upgrades between versions) are long: a third worker.
+# Modules whose tests follow one another on one instance (an upgrade, then its rollback; a grant
+# that expires while the runbook runs) stay in one worker; every other test goes where there is room.
 DAY2_WORKER_MODULES = ("test_operations.py", "test_upgrade.py")
 
 # The Superset virtualenv takes minutes to build: keep it between test sessions on this machine.
@@ -144,14 +143,11 @@ def pytest_runtest_protocol(item, nextitem):
             fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups from the markers
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in DAY2_WORKER_MODULES:
             item.add_marker(pytest.mark.xdist_group("day2"))
-        elif item.path.parent.name == "scenarios" or item.path.name in FAULTS_WORKER_MODULES:
-            item.add_marker(pytest.mark.xdist_group("faults"))
-        elif item.path.parent.name == "integration":
-            item.add_marker(pytest.mark.xdist_group("instances"))
 
 
 def report_figure(line: str) -> None:
