@@ -1,9 +1,8 @@
 """Shared fixtures: a throwaway SETPOINT_HOME with real instances, brought up once per session.
 
 `make test` runs three pytest-xdist workers, each a session of its own with its own SETPOINT_HOME,
-instances and loopback ports (the others' from SETPOINT_PORT_BASE). Tests go to whichever worker
-is free, except the day-2 modules (the runbook run whole, upgrades between Superset versions),
-whose tests depend on one another and run in one worker, in order.
+instances and loopback ports (the others' from SETPOINT_PORT_BASE). Each integration or scenario
+module runs whole, in order, in one worker; modules and unit tests go to whichever worker is free.
 """
 
 from __future__ import annotations
@@ -34,9 +33,6 @@ from tests.s3_server import S3Endpoint, free_port
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if WORKER not in ("", "gw0"):
     os.environ.setdefault("SETPOINT_PORT_BASE", str(19090 + 5000 * int(WORKER.removeprefix("gw"))))
-# Modules whose tests follow one another on one instance (an upgrade, then its rollback; a grant
-# that expires while the runbook runs) stay in one worker; every other test goes where there is room.
-DAY2_WORKER_MODULES = ("test_operations.py", "test_upgrade.py")
 
 # The Superset virtualenv takes minutes to build: keep it between test sessions on this machine.
 VENV_CACHE = Path(os.environ.get("SETPOINT_TEST_VENVS", "/tmp/setpoint-test-venvs"))
@@ -145,9 +141,12 @@ def pytest_runtest_protocol(item, nextitem):
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups from the markers
 def pytest_collection_modifyitems(config, items):
+    """The tests of one module run in one worker, in order: its module-scoped instances are made
+    once, and tests that follow one another (an upgrade, then its rollback) see each other's
+    work. Unit tests go wherever there is room."""
     for item in items:
-        if item.path.name in DAY2_WORKER_MODULES:
-            item.add_marker(pytest.mark.xdist_group("day2"))
+        if item.path.parent.name in ("integration", "scenarios"):
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
 def report_figure(line: str) -> None:

@@ -532,6 +532,9 @@ def export_(
     ctx, platform, secrets = _instance_handles(name)
     with converge.admin_client(ctx.spec, platform, secrets) as api:
         result = export.export_instance(api, ctx.paths, git)
+    from setpoint.operations import documents
+
+    documents.publish(ctx)  # the runbook and the DR plan go into the repository it now exports to
     out.print(f"{result.message} ({result.repository})")
 
 
