@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from setpoint import examples, proc
-from setpoint.backup.service import now, update_record
+from setpoint.backup.service import now, read_record, update_record
 from setpoint.errors import InputError
 from setpoint.home import InstancePaths
 from setpoint.superset_api import SupersetClient
@@ -184,6 +184,15 @@ def export_instance(api: SupersetClient, paths: InstancePaths, target: str | Non
     result = export_dashboards(api, target, paths.root / "export-clones")
     record_export(paths, result, target)
     return result
+
+
+def last_repository(paths: InstancePaths) -> tuple[str, Path] | None:
+    """The git repository the instance's dashboards were last exported to (its target and local
+    working copy), or None before the first export."""
+    last = read_record(paths).get("last_export")
+    if not last:
+        return None
+    return last["target"], working_copy(last["target"], paths.root / "export-clones")
 
 
 def record_export(paths: InstancePaths, result: ExportResult, target: str) -> None:

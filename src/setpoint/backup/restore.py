@@ -59,18 +59,23 @@ def restore_in_place(home: Home, name: str, to: str, log=lambda m: None, step=la
         step("taking a safety backup of the present state")
         safety = take_backup(ctx, "full")
         log(f"took the safety backup {safety.label}: `setpoint restore {name} --to latest --in-place` returns to it")
-        supervisor = load_platform(home).supervisor
         step("stopping the instance")
-        supervisor.stop(*[p.name for p in reversed(instance_programs(ctx)) if p.component != "redis"])
-        PgBackRest(ctx).restore(ctx.paths.pg_data, target_time=pgbackrest_time(moment), delta=True)
+        rewind_metadata(home, ctx, moment)
         log(f"rewound the metadata database of {name} to {moment.isoformat() if moment else 'the latest archived WAL'}")
-        flush_present(ctx)
     report = converge.up(home, ctx.spec, log=log, step=step)
     # The rewound cluster writes a new timeline; the newest backup must be on it, or a restore of
     # "the latest backup" would start from the safety backup, past the point the timeline forked.
     step("taking a full backup of the rewound instance")
     log(f"took the full backup {take_backup(ctx, 'full').label} on the new timeline")
     return report
+
+
+def rewind_metadata(home: Home, ctx, moment: datetime | None) -> None:
+    """Stop the instance (Redis aside), rewind its metadata database to `moment` (the latest
+    archived WAL when None), and drop what Redis held of the present."""
+    load_platform(home).supervisor.stop(*[p.name for p in reversed(instance_programs(ctx)) if p.component != "redis"])
+    PgBackRest(ctx).restore(ctx.paths.pg_data, target_time=pgbackrest_time(moment), delta=True)
+    flush_present(ctx)
 
 
 def flush_present(ctx) -> None:

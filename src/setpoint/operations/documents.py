@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from setpoint.backup import dr, export, repositories
-from setpoint.backup.service import read_record
 from setpoint.home import write_file
 from setpoint.operations import gdpr, runbook
 from setpoint.render import InstanceContext
@@ -34,14 +33,6 @@ def _repository_path(ctx: InstanceContext, file: str) -> str:
     return f"docs/{ctx.spec.name}/{file}"
 
 
-def _export_repository(ctx: InstanceContext) -> tuple[str, Path] | None:
-    """The dashboards' git repository (its target and local working copy), once exported."""
-    last = read_record(ctx.paths).get("last_export")
-    if not last:
-        return None
-    return last["target"], export.working_copy(last["target"], ctx.paths.root / "export-clones")
-
-
 def publish(ctx: InstanceContext) -> list[str]:
     """Write every document into the instance's docs/, every backup repository and the
     dashboards' git repository; where they went."""
@@ -56,7 +47,7 @@ def publish(ctx: InstanceContext) -> list[str]:
     places = [str(ctx.paths.backup / "repo" / folder) + "/"]
     if offsite is not None:
         places.append(repositories.offsite_location(offsite, folder))
-    git_repository = _export_repository(ctx)
+    git_repository = export.last_repository(ctx.paths)
     if git_repository is not None:
         target, repo = git_repository
         for file, text in documents.items():
@@ -73,7 +64,7 @@ def copies(ctx: InstanceContext, file: str) -> dict[str, str | None]:
     found = {place: data.decode() if data is not None else None
              for place, data in repositories.read_all(_repository_path(ctx, file), ctx.paths.backup / "repo",
                                                       ctx.spec.backup.offsite, secrets).items()}
-    git_repository = _export_repository(ctx)
+    git_repository = export.last_repository(ctx.paths)
     if git_repository is not None:
         target, repo = git_repository
         committed = export.git(repo, "show", f"HEAD:{EXPORT_FOLDER}/{file}", check=False)

@@ -111,17 +111,16 @@ def _files(home: Home, ctx: InstanceContext) -> list[Path]:
 
 
 def _export_files(ctx: InstanceContext) -> tuple[str, Path, list[Path]] | None:
-    last = read_record(ctx.paths).get("last_export")
-    if not last:
+    exported = export.last_repository(ctx.paths)
+    if exported is None:
         return None
-    repo = export.working_copy(last["target"], ctx.paths.root / "export-clones")
-    return last["target"], repo, [p for p in repo.rglob("*") if p.is_file() and ".git" not in p.relative_to(repo).parts]
+    target, repo = exported
+    return target, repo, [p for p in repo.rglob("*") if p.is_file() and ".git" not in p.relative_to(repo).parts]
 
 
 def _metadata_hits(ctx: InstanceContext, needles: list[str]) -> dict[str, int]:
     """Rows of each table of the metadata database whose text mentions a needle (whole words)."""
-    cluster = cluster_of(ctx)
-    tables = cluster.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", database="superset").split()
+    cluster, tables = cluster_of(ctx), sorted(_existing(ctx))
     regex = literal("(" + "|".join(r"\m" + re.escape(n) + r"\M" for n in needles) + ")")
     counts = " UNION ALL ".join(f"SELECT {literal(t)}, count(*) FROM \"{t}\" x WHERE x::text ~* {regex}" for t in tables)
     rows = cluster.sql(counts, database="superset").splitlines() if tables else []
@@ -165,6 +164,7 @@ def _user(ctx: InstanceContext, who: str) -> dict | None:
 
 
 def _existing(ctx: InstanceContext) -> set[str]:
+    """The tables of the metadata database (they differ between Superset versions)."""
     return set(cluster_of(ctx).sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", database="superset").split())
 
 

@@ -19,6 +19,7 @@ in the recovery window), which loses what changed since the upgrade.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -175,8 +176,6 @@ def _migrations_between(ctx: InstanceContext, before: str, after: str) -> int:
 
 
 def _assignment(text: str, variable: str) -> str | None:
-    import re
-
     match = re.search(rf'^{variable}\s*=\s*["\'](\w+)["\']', text, re.MULTILINE)
     return match.group(1) if match else None
 
@@ -212,16 +211,12 @@ def _apply(home: Home, ctx: InstanceContext, new_spec: InstanceSpec, report: Upg
 def restore_point(home: Home, ctx: InstanceContext, point: dict, step=lambda m: None) -> None:
     """Return the instance to `point` (a restore point's label and time) on the version and
     configuration of `ctx`: the metadata rewound, then a converge that starts it again."""
-    from setpoint.backup.pgbackrest import PgBackRest
-    from setpoint.backup.restore import flush_present, pgbackrest_time
+    from setpoint.backup.restore import rewind_metadata
     from setpoint.runtime.local import converge
 
-    platform = load_platform(home)
     maintenance(home, ctx, "being restored to its state before an upgrade")
     step(f"rolling back: restoring the metadata to the restore point {point['label']}")
-    platform.supervisor.stop(*[p.name for p in reversed(instance_programs(ctx)) if p.component != "redis"])
-    PgBackRest(ctx).restore(ctx.paths.pg_data, target_time=pgbackrest_time(datetime.fromisoformat(point["at"])), delta=True)
-    flush_present(ctx)
+    rewind_metadata(home, ctx, datetime.fromisoformat(point["at"]))
     state = ctx.paths.read_state()
     state["migrated"] = ctx.spec.superset_version
     ctx.paths.write_state(state)
