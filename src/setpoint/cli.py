@@ -801,7 +801,7 @@ def emergency_access(
             raise InputError(f"'{ttl}' is not a duration", "give --ttl as 30s, 15m or 2h")
         with console.status(f"creating an emergency admin on {name}"):
             granted = emergency.grant(ctx, duration, reason or "")
-    result = {"url": ctx.spec.url, "username": granted.username, "password": granted.password,
+    result = {"url": emergency.sign_in_url(ctx.spec), "username": granted.username, "password": granted.password,
               "expires": granted.expires.isoformat(timespec="seconds")}
     if format is Format.json:
         print(json.dumps(result))

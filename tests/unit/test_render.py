@@ -87,6 +87,11 @@ PROBED = {"demo": parse_spec({"name": "demo"}),
                                 "probes": {"points": ["probe-eu.example.net:9115", "10.1.2.3:9115"], "interval_s": 30}})}
 
 
+SSO = {"issuer": "https://idp.example.com/realms/acme", "client_id": "superset",
+       "scopes": ["openid", "email", "profile", "groups"],
+       "roles": {"bi-admins": ["Admin"], "analysts": ["Alpha", "sql_lab"], "viewers": ["Gamma"]}}
+
+
 def rendered_files(ctx):
     files = {f.path.name: f for f in render_instance(ctx, SECRETS)}
     home = Home(Path("/srv/setpoint"))
@@ -107,6 +112,8 @@ def rendered_files(ctx):
         "rules-instance.yml": render_instance_rules(ctx.spec),
         "alertmanager.yml": render_alertmanager_config(RECEIVERS),
         "setpoint.service": render_boot_unit(home, "/srv/setpoint/current/bin/setpoint"),
+        "superset_config-sso.py": next(f.text for f in render_instance(context(sso=SSO), SECRETS)
+                                       if f.path.name == "superset_config.py"),
     }
     return {**{name: f.text for name, f in files.items()}, **extra}
 
@@ -241,6 +248,22 @@ def test_setpoint_modules_are_copied_beside_the_config_verbatim():
     for name, source in VERBATIM.items():
         assert files[name] == source.read_text()
         assert f'_setpoint_module("{name[:-3]}")' in files["superset_config.py"]
+    assert "setpoint_sso.py" not in files
+
+
+def test_single_sign_on_replaces_password_logins_but_for_the_break_glass_accounts():
+    files = {f.path.name: f.text for f in render_instance(context(sso=SSO), SECRETS)}
+    config = files["superset_config.py"]
+    ast.parse(config)
+    assert files["setpoint_sso.py"] == VERBATIM["setpoint_identity_guard.py"].with_name("sso.py").read_text()
+    assert "AUTH_TYPE = AUTH_OAUTH" in config and "AUTH_TYPE = AUTH_DB" not in config
+    assert '"code_challenge_method": "S256"' in config
+    assert "https://idp.example.com/realms/acme/.well-known/openid-configuration" in config
+    assert '"client_secret": _SECRETS["sso_client_secret"]' in config  # the secret itself is never in the file
+    assert "AUTH_USER_REGISTRATION_ROLE = None" in config  # a user in no mapped group is refused
+    assert "_identity_guard.passwords_only_for(app, SETPOINT_PASSWORD_ACCOUNTS)" in config
+    # The break-glass form is limited with the other logins: passwords_only_for registers it first.
+    assert config.index("passwords_only_for") < config.index("limit_logins(app")
 
 
 def test_superset_reads_only_its_own_secrets():
@@ -249,6 +272,9 @@ def test_superset_reads_only_its_own_secrets():
     assert shared.mode == 0o640
     assert set(json.loads(shared.text)) == {"secret_key", "async_jwt_secret", "guest_token_jwt_secret",
                                              "metadata_db_password", "redis_password"}
+    with_sso = next(f for f in render_instance(context(), {**secrets, "sso_client_secret": "SSO-VALUE"})
+                    if f.path.name == "superset-secrets.json")
+    assert json.loads(with_sso.text)["sso_client_secret"] == "SSO-VALUE"
     for private in ("postgres_password", "admin_password", "backup_cipher_pass", "recovery_key"):
         assert f"{private}-VALUE" not in shared.text
 

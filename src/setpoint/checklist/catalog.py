@@ -29,7 +29,8 @@ CHECKS: list[Check] = [
           "delete or re-password the admin account and every account with a trivial password"),
     Check(4, "sso", S, "users log in through an OIDC or SAML provider",
           sec.probe_sso,
-          "Setpoint does not configure SSO yet: users log in with the local accounts the admin creates",
+          "add an sso: section naming the OpenID Connect provider and client to the spec, put the client secret in "
+          "SETPOINT_SSO_CLIENT_SECRET and run: setpoint up NAME --spec FILE",
           "configure AUTH_TYPE = AUTH_OAUTH with OAUTH_PROVIDERS (Google, Entra ID, Keycloak)"),
     Check(5, "cookies-csrf", S, "session cookie HttpOnly, Secure, SameSite; CSRF on, without time limit",
           sec.probe_cookies_csrf,

@@ -94,7 +94,14 @@ def probe_default_admin(ev: Evidence) -> Finding:
         parts.append(passed(f"none of {meta['active_local_users']} active local accounts has a trivial password"))
     auth = ev.config_section("auth")
     if auth and auth["auth_type"] in (AUTH_OAUTH, AUTH_REMOTE_USER) and meta["active_local_users"]:
-        parts.append(failed(f"SSO is on but {meta['active_local_users']} local accounts can still log in"))
+        guarded = auth.get("password_accounts")
+        if guarded is None:
+            parts.append(failed(f"SSO is on but {meta['active_local_users']} local accounts can still log in"))
+        else:
+            others = [u for u in meta.get("local_users", [])
+                      if u not in guarded["users"] and not re.match(guarded["pattern"], u)]
+            parts.append(passed("SSO is on; only the instance's admin and emergency admins may log in with a password"
+                                + (f" (it refuses the passwords of {len(others)} other accounts)" if others else "")))
     return combine(parts)
 
 
@@ -106,7 +113,8 @@ def probe_sso(ev: Evidence) -> Finding:
             return unverified("the login page offers a provider; its configuration is unknown: give --config")
         return unverified("the authentication type is unknown: give --config")
     if auth["auth_type"] == AUTH_OAUTH and auth["oauth_providers"]:
-        return passed(f"users log in through OAuth/OIDC ({', '.join(map(str, auth['oauth_providers']))})")
+        return passed(f"users log in through OAuth/OIDC ({', '.join(map(str, auth['oauth_providers']))})"
+                      + ("; password logins only for the admin and emergency admins" if auth.get("password_accounts") else ""))
     if auth["auth_type"] == AUTH_REMOTE_USER:
         return passed("users log in through the proxy's identity (AUTH_REMOTE_USER)")
     return failed(f"AUTH_TYPE is {auth['auth_type']} (database logins); no OIDC or SAML provider")

@@ -16,10 +16,12 @@ from datetime import datetime, timedelta
 
 from setpoint.backup.service import now, read_record, update_record
 from setpoint.errors import InputError
+from setpoint.identity import sso
 from setpoint.observability.logstore import record_audit
 from setpoint.render import InstanceContext
 from setpoint.services.postgres import cluster_of
 from setpoint.services.superset import SupersetCommands
+from setpoint.spec import InstanceSpec
 
 RECORD = "emergency_access"
 SHORTEST = timedelta(seconds=30)
@@ -32,6 +34,12 @@ class Grant:
     password: str
     expires: datetime
     reason: str
+
+
+def sign_in_url(spec: InstanceSpec) -> str:
+    """Where an emergency admin signs in: the break-glass form under single sign-on (whose login
+    page offers only the provider), else the login page."""
+    return spec.url + (sso.BREAK_GLASS_PATH if spec.sso else "/login/").lstrip("/")
 
 
 def grant(ctx: InstanceContext, ttl: timedelta, reason: str) -> Grant:

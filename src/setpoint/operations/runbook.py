@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from setpoint.operations import emergency
 from setpoint.render import CACHES, REDIS_DB, InstanceContext, instance_programs, render_template
 
 FILE = "runbook.md"
@@ -15,7 +16,8 @@ CODE_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 def render_runbook(ctx: InstanceContext) -> str:
     return render_template("runbook.md.j2", ctx=ctx, spec=ctx.spec, paths=ctx.paths, sizing=ctx.sizing,
-                           programs=instance_programs(ctx), redis_db=REDIS_DB, caches=CACHES)
+                           programs=instance_programs(ctx), redis_db=REDIS_DB, caches=CACHES,
+                           sign_in_url=emergency.sign_in_url(ctx.spec))
 
 
 def commands(markdown: str) -> list[str]:

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 import jinja2
 
 from setpoint.examples import READER_ROLE
+from setpoint.identity import sso
 from setpoint.home import Home, InstancePaths
 from setpoint.secret import SUPERSET_SECRETS
 from setpoint.spec import InstanceSpec, Sizing
@@ -251,6 +252,11 @@ REDIS_DBS_OF_THE_PRESENT = tuple(REDIS_DB[k] for k in ("broker", "task_results",
 SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "metrics", "audit", "log_hygiene")
 
 
+def superset_side_modules(spec: InstanceSpec) -> tuple[str, ...]:
+    """The modules of Setpoint that this spec's superset_config.py loads."""
+    return SUPERSET_SIDE_MODULES + (("sso",) if spec.sso else ())
+
+
 def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[RenderedFile]:
     """Every file of one instance, with the components each one restarts."""
     values = {
@@ -274,12 +280,14 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 guard_policy=database_guard_policy(ctx),
                 redis_db=REDIS_DB,
                 caches=CACHES,
+                sso_provider=sso.PROVIDER_NAME,
+                emergency_username_pattern=sso.EMERGENCY_USERNAME_PATTERN,
             ),
             restarts=superset,
         ),
         # Copied beside superset_config.py, which installs them (see each module's docstring).
         *(RenderedFile(config / f"setpoint_{module}.py", _package_text(f"runtime/local/superset_side/{module}.py"),
-                       restarts=superset) for module in SUPERSET_SIDE_MODULES),
+                       restarts=superset) for module in superset_side_modules(ctx.spec)),
         RenderedFile(config / "gunicorn.conf.py", render_template("gunicorn.conf.py.j2", **values), restarts=("web",)),
         RenderedFile(ctx.paths.superset_secrets_file,
                      json.dumps({k: secrets[k] for k in SUPERSET_SECRETS if k in secrets}, indent=2, sort_keys=True) + "\n",

@@ -18,7 +18,7 @@ from setpoint.spec import InstanceSpec
 # Packages Superset 6.1 needs at run time that its own metadata does not pull in (see
 # constraints/): the CLI imports rich, a db engine spec imports cachetools, gevent workers need
 # psycogreen to keep psycopg2 cooperative, and Setpoint's STATS_LOGGER is prometheus-client.
-RUNTIME_EXTRAS = ("rich", "cachetools", "psycogreen", "prometheus-client")
+RUNTIME_EXTRAS = ("rich", "cachetools", "psycogreen", "prometheus-client", "Authlib")  # Authlib: single sign-on
 BASE_EXTRAS = ("postgres", "gevent")
 
 

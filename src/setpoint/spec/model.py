@@ -350,6 +350,61 @@ class Gdpr(Strict):
     erasure_drill_every_days: int = Field(90, ge=1, le=365, description="an erasure drill at least this often")
 
 
+ROLE_NAME_PATTERN = r"^[A-Za-z0-9 _.-]{1,64}$"
+
+
+class Sso(Strict):
+    """Single sign-on through an OpenID Connect provider (point 4): Keycloak
+    (https://idp.example/realms/REALM), Entra ID (https://login.microsoftonline.com/TENANT/v2.0),
+    Google Workspace (https://accounts.google.com) or any other. Users are created at their first
+    login and get their roles from their groups at every login; a user in no mapped group is
+    refused unless `default_role` is set. Password logins are refused, except for the accounts
+    whose password only this host holds: the instance's admin and emergency admins
+    (setpoint emergency-access), through /break-glass/ or the API. The client secret is read
+    from the environment variable `client_secret_env` when `up` runs, then from the secret store."""
+
+    issuer: str = Field(..., description="the provider's issuer URL; its discovery document is ISSUER/.well-known/openid-configuration")
+    client_id: str = Field(..., min_length=1, max_length=255)
+    client_secret_env: str = "SETPOINT_SSO_CLIENT_SECRET"
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"],
+                              description="asked of the provider; openid is always one of them")
+    groups_claim: str = Field("groups", min_length=1, description="the claim (ID token or userinfo) that lists the user's groups")
+    roles: dict[str, list[str]] = Field(
+        default_factory=dict, description="a group (as the provider names it) and the Superset roles its members get")
+    default_role: str | None = Field(
+        None, pattern=ROLE_NAME_PATTERN, description="the role of a user in no mapped group; empty: such a user is refused")
+    button: str = Field("Single sign-on", min_length=1, max_length=60, description="the label of the login page's button")
+
+    @field_validator("issuer")
+    @classmethod
+    def _https_issuer(cls, issuer: str) -> str:
+        match = re.match(r"^(https?)://([^/\s:]+|\[[0-9a-fA-F:]+\])(:[0-9]{1,5})?(/\S*)?$", issuer)
+        if not match:
+            raise ValueError(f"issuer is an https:// URL (got {issuer})")
+        if match[1] == "http" and match[2].strip("[]") not in LOOPBACK_HOSTS:
+            raise ValueError(f"issuer must be https:// (got {issuer}); http:// is only for a provider on this host")
+        return issuer.rstrip("/")
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, scopes: list[str]) -> list[str]:
+        _each_matches(scopes, r"^[A-Za-z0-9_.:/-]+$", "scopes are single words")
+        return scopes if "openid" in scopes else ["openid", *scopes]
+
+    @field_validator("roles")
+    @classmethod
+    def _role_names(cls, roles: dict[str, list[str]]) -> dict[str, list[str]]:
+        for group, names in roles.items():
+            if not names:
+                raise ValueError(f"group {group} maps to no role: name one, or remove the group")
+            _each_matches(names, ROLE_NAME_PATTERN, f"group {group}'s roles are role names")
+        return roles
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration"
+
+
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
@@ -382,6 +437,7 @@ class InstanceSpec(Strict):
     resources: Resources = Resources()
     tasks: Tasks = Tasks()
     sessions: Sessions = Sessions()
+    sso: Sso | None = None
     alerts: Alerts = Alerts()
     smtp: Smtp | None = None
     logs: Logs = Logs()

@@ -41,6 +41,7 @@ from setpoint.observability import logstore, monitoring
 from setpoint.runtime.local.accounts import lay_out
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
+from setpoint.identity import sso
 from setpoint.services import caddy as caddy_service, smtp
 from setpoint.services.cgroup import CgroupV1
 from setpoint.services.postgres import cluster_of
@@ -122,6 +123,10 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     if spec.smtp and (saved is None or saved.smtp != spec.smtp or os.environ.get(spec.smtp.password_env)):
         step("checking the mail server")
         smtp.check(spec.smtp, smtp_keys.get(smtp.PASSWORD_KEY, ""))
+    sso_keys = sso.credentials(spec.sso, stored) if spec.sso else {}
+    if spec.sso and (saved is None or saved.sso != spec.sso or os.environ.get(spec.sso.client_secret_env)):
+        step("checking the identity provider")
+        sso.check(spec.sso, sso_keys[sso.CLIENT_SECRET_KEY])
 
     ctx = build_context(home, spec, ports, platform.user)
     # Remember the spec and ports at once: a converge that fails later keeps its ports next time,
@@ -141,7 +146,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     if new_recovery_key:
         act(f"generated the recovery key of {spec.name}, shown this once (keep it outside this host; "
             f"it opens the secrets escrowed with the backups): {format_key(secrets['recovery_key'])}")
-    given = {**offsite_keys, **smtp_keys, **receiver_keys}
+    given = {**offsite_keys, **smtp_keys, **sso_keys, **receiver_keys}
     if store.update(given):
         act(f"stored {', '.join(sorted(given))} in the secret store")
         secrets = store.load()

@@ -37,7 +37,7 @@ MAX_VALUE = 300
 ACCESS_CHANGE = re.compile(
     r"^/(api/v1/security/(?!login|refresh|csrf_token|guest_token)|api/v1/rowlevelsecurity|"
     r"roles|users|rowlevelsecurity|registeruser|permissions|permissionviews|viewmenus)")
-LOGIN_PATHS = {"/login/": "form", "/api/v1/security/login": "api"}
+LOGIN_PATHS = {"/login/": "form", "/break-glass/": "form", "/api/v1/security/login": "api"}
 UNAUDITED_EVENTS = {"log"}  # the browser's own telemetry, in bulk
 ROTATE_BYTES = 32 * 1024 * 1024
 

@@ -74,7 +74,8 @@ def _secret_key():
 @section("auth")
 def _auth():
     providers = [p.get("name") for p in (getattr(C, "OAUTH_PROVIDERS", None) or [])]
-    return {"auth_type": C.AUTH_TYPE, "oauth_providers": providers}
+    return {"auth_type": C.AUTH_TYPE, "oauth_providers": providers,
+            "password_accounts": getattr(C, "SETPOINT_PASSWORD_ACCOUNTS", None)}
 
 
 @section("cookies")
@@ -170,6 +171,7 @@ def _metadata_contents(conn, sa):
     return {
         "active_users": len(rows),
         "active_local_users": len(local),
+        "local_users": local[:200],
         "trivial_password_users": trivial,
         "roles": roles,
         "public_permissions": len(permissions(public)) if public in roles else 0,

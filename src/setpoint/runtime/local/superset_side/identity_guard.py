@@ -20,8 +20,11 @@ however busy.
 
 A local password must have MIN_PASSWORD_LENGTH characters, and neither be one of the most common
 passwords nor be made only of them (digits and symbols aside); and the users API no longer echoes a
-password it was sent (Flask-AppBuilder 5.3 returns it in the answer to PUT /users/ID). Stdlib
-only at import.
+password it was sent (Flask-AppBuilder 5.3 returns it in the answer to PUT /users/ID).
+
+Under single sign-on (superset_side/sso.py), `passwords_only_for` refuses every password login
+but the instance's admin's and emergency admins', and gives them a break-glass form. Stdlib only
+at import.
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ import re
 import time
 
 # The blueprints whose POST routes take a password or a refresh token.
-LOGIN_BLUEPRINTS = ("AuthDBView", "SecurityApi")
+LOGIN_BLUEPRINTS = ("AuthDBView", "SecurityApi", "setpoint_break_glass")
 
 logger = logging.getLogger("setpoint.login")
 
 
 def limit_logins(app, limit: str) -> list[str]:
-    """Apply `limit` (e.g. "20 per minute") to the POSTs of every login blueprint the app has."""
+    """Apply `limit` (e.g. "20 per minute") to the POSTs of every login blueprint the app has
+    (the form login under database logins, the break-glass form under single sign-on, the API)."""
     limiter = app.appbuilder.sm.limiter
     limited = []
     for name in LOGIN_BLUEPRINTS:
@@ -46,9 +50,8 @@ def limit_logins(app, limit: str) -> list[str]:
         if blueprint is not None:
             limiter.limit(limit, methods=["POST"])(blueprint)
             limited.append(name)
-    if len(limited) < len(LOGIN_BLUEPRINTS):
-        logger.warning("login rate limit: %s not found, not limited",
-                       ", ".join(sorted(set(LOGIN_BLUEPRINTS) - set(limited))))
+    if "SecurityApi" not in limited:
+        logger.warning("login rate limit: the API login (SecurityApi) was not found, not limited")
     return limited
 
 
@@ -161,3 +164,65 @@ def answer_unknown_locales(app) -> None:
             if locale not in app.appbuilder.bm.languages:
                 abort(404)
 
+
+
+API_LOGIN = "/api/v1/security/login"
+BREAK_GLASS_PATH = "/break-glass/"
+PASSWORDS_OFF = ("Password logins are off on this instance: sign in through single sign-on. Only the instance's "
+                 "admin and emergency admins (setpoint emergency-access) may use a password.")
+BREAK_GLASS_FORM = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Emergency sign-in</title></head>
+<body style="font-family: sans-serif; max-width: 28em; margin: 4em auto">
+<h1>Emergency sign-in</h1>
+<p>For the instance's admin and emergency admins only, when single sign-on cannot be used.
+Everyone else: <a href="/login/">sign in through single sign-on</a>.</p>
+<p style="color: #b00">{message}</p>
+<form method="post" action="{path}">
+<input type="hidden" name="csrf_token" value="{csrf}">
+<p><label>Username <input name="username" autocomplete="username" required></label></p>
+<p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p>
+<p><button type="submit">Sign in</button></p>
+</form></body></html>"""
+
+
+def passwords_only_for(app, accounts: dict) -> None:
+    """Under single sign-on, refuse every password login but those of the accounts whose password
+    only the host holds (`accounts`: {"users": [the instance's admin], "pattern": emergency
+    admins' names}). They sign in through the API or the break-glass form at BREAK_GLASS_PATH
+    (rate-limited with the other logins)."""
+    from flask import Blueprint, jsonify, redirect, request
+    from flask_login import login_user
+    from flask_wtf.csrf import generate_csrf
+    from markupsafe import escape
+
+    def may_use_a_password(username) -> bool:
+        return isinstance(username, str) and (username in accounts["users"] or bool(re.match(accounts["pattern"], username)))
+
+    @app.before_request
+    def _refuse_other_password_logins():
+        if request.method == "POST" and request.path == API_LOGIN:
+            body = request.get_json(silent=True)
+            if not may_use_a_password(body.get("username") if isinstance(body, dict) else None):
+                return jsonify(message=PASSWORDS_OFF), 401
+        return None
+
+    blueprint = Blueprint("setpoint_break_glass", __name__)
+
+    def form(message: str = "", status: int = 200):
+        return BREAK_GLASS_FORM.format(message=escape(message), path=BREAK_GLASS_PATH, csrf=generate_csrf()), status
+
+    @blueprint.route(BREAK_GLASS_PATH, methods=["GET"])
+    def break_glass_form():
+        return form()
+
+    @blueprint.route(BREAK_GLASS_PATH, methods=["POST"])
+    def break_glass_login():
+        username, password = request.form.get("username", ""), request.form.get("password", "")
+        user = app.appbuilder.sm.auth_user_db(username, password) if may_use_a_password(username) else None
+        if user is None:
+            logger.warning("break-glass sign-in refused for %r", username[:64])
+            return form("Wrong username or password, or this account may not use a password here.", 401)
+        login_user(user, remember=False)
+        logger.warning("break-glass sign-in of %s", username)
+        return redirect("/")
+
+    app.register_blueprint(blueprint)

@@ -1,0 +1,1 @@
+"""Who may sign in to an instance, and how: single sign-on through an OpenID Connect provider."""

@@ -1,0 +1,263 @@
+# Superset configuration of instance "demo", rendered by Setpoint from its spec.
+# Do not edit: `setpoint up demo` rewrites it. Secrets are read at start-up from
+# superset-secrets.json (readable by this instance's Superset account only) and never written here.
+import importlib.util
+import json
+import os
+from datetime import timedelta
+from urllib.parse import quote
+
+import redis
+from cachelib.redis import RedisCache
+from celery.schedules import crontab
+from flask_appbuilder.security.manager import AUTH_OAUTH
+
+
+def _setpoint_module(name: str):
+    """One of Setpoint's modules, copied beside this file by `setpoint up`."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+with open('/srv/setpoint/instances/demo/config/superset-secrets.json') as _secrets_file:
+    _SECRETS = json.load(_secrets_file)
+
+# --- Security (checklist points 1, 5, 6, 8) ---
+SECRET_KEY = _SECRETS["secret_key"]
+# --- Single sign-on through https://idp.example.com/realms/acme (point 4; setpoint_sso.py beside this file) ---
+# Authlib checks state, nonce, PKCE and the ID token (signature, issuer, audience, expiry). Users
+# are created at their first login; their roles follow their groups at every login.
+AUTH_TYPE = AUTH_OAUTH
+OAUTH_PROVIDERS = [{
+    "name": 'oidc',
+    "icon": "fa-key",
+    "label": 'Single sign-on',
+    "token_key": "access_token",
+    "remote_app": {
+        "client_id": 'superset',
+        "client_secret": _SECRETS["sso_client_secret"],
+        "server_metadata_url": 'https://idp.example.com/realms/acme/.well-known/openid-configuration',
+        "client_kwargs": {"scope": 'openid email profile groups', "code_challenge_method": "S256"},
+    },
+}]
+CUSTOM_SECURITY_MANAGER = _setpoint_module("setpoint_sso").security_manager(
+    'oidc', 'https://idp.example.com/realms/acme', 'groups')
+AUTH_USER_REGISTRATION = True
+AUTH_USER_REGISTRATION_ROLE = None
+AUTH_ROLES_MAPPING = {'bi-admins': ['Admin'], 'analysts': ['Alpha', 'sql_lab'], 'viewers': ['Gamma']}
+AUTH_ROLES_SYNC_AT_LOGIN = True
+# Password logins only for the accounts whose password only this host holds: the admin and
+# emergency admins (setpoint emergency-access), through /break-glass/ or the API; the API takes
+# database logins beside SSO, and setpoint_identity_guard refuses everyone else's.
+AUTH_API_LOGIN_ALLOW_MULTIPLE_PROVIDERS = True
+SETPOINT_PASSWORD_ACCOUNTS = {"users": ['admin'], "pattern": '^emergency-[0-9]{8}-[0-9]{6}$'}
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_SAMESITE = "Lax"
+WTF_CSRF_ENABLED = True
+WTF_CSRF_TIME_LIMIT = None
+PUBLIC_ROLE_LIKE = None
+# Caddy terminates TLS in front of gunicorn and sends X-Forwarded-*.
+ENABLE_PROXY_FIX = True
+# Permissions are synchronised once per converge by `superset init`, not by every process.
+FAB_UPDATE_PERMS = os.environ.get("SETPOINT_UPDATE_PERMS") == "1"
+TALISMAN_ENABLED = True
+CONTENT_SECURITY_POLICY_WARNING = True
+TALISMAN_CONFIG = {
+    "content_security_policy": {
+        "base-uri": ["'self'"],
+        "default-src": ["'self'"],
+        # No third-party hosts: no telemetry pixel, no map tiles.
+        "img-src": ["'self'", "blob:", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": "'none'",
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "font-src": ["'self'", "data:"],
+        "script-src": ["'self'", "'strict-dynamic'"],
+        "frame-ancestors": ["'self'"],
+        "form-action": ["'self'"],
+    },
+    "content_security_policy_nonce_in": ["script-src"],
+    "force_https": False,  # Caddy redirects HTTP to HTTPS
+    "session_cookie_secure": True,
+    "strict_transport_security": False,  # Caddy sends HSTS, once
+}
+RATELIMIT_ENABLED = True
+RATELIMIT_APPLICATION = "200 per second"
+RATELIMIT_HEADERS_ENABLED = True  # a 429 says when to retry (Retry-After)
+
+# --- Logins, sessions and local passwords (setpoint_identity_guard.py beside this file) ---
+_identity_guard = _setpoint_module("setpoint_identity_guard")
+AUTH_RATE_LIMITED = True
+AUTH_RATE_LIMIT = "20 per minute"
+# Sessions live in Redis (SESSION_REDIS, below): logging out ends one for good. They end when idle
+# (each request extends the cookie and the record) and at the end of their lifetime, as API
+# refresh tokens do.
+SESSION_SERVER_SIDE = True
+SESSION_TYPE = "redis"
+SESSION_KEY_PREFIX = "session:"
+SESSION_PERMANENT = True
+SESSION_REFRESH_EACH_REQUEST = True
+PERMANENT_SESSION_LIFETIME = timedelta(minutes=480)
+JWT_REFRESH_TOKEN_EXPIRES = timedelta(hours=24)
+# Local passwords: long enough, and not among the most common ones.
+FAB_PASSWORD_COMPLEXITY_ENABLED = True
+FAB_PASSWORD_COMPLEXITY_VALIDATOR = _identity_guard.check_password
+
+
+def FLASK_APP_MUTATOR(app) -> None:
+    # Every password login (form and API) is limited per client address across gunicorn's workers
+    # (Superset 6.1 limits neither); sessions end at their lifetime; the users API echoes no
+    # password; anonymous visitors are not told the version; an unknown /lang/XX is a 404, not a
+    # 500; logins, logouts and changes of access go into the audit trail.
+    _identity_guard.passwords_only_for(app, SETPOINT_PASSWORD_ACCOUNTS)
+    _identity_guard.limit_logins(app, AUTH_RATE_LIMIT)
+    _identity_guard.end_sessions_after(app, 86400)
+    _identity_guard.hide_passwords(app)
+    _identity_guard.hide_version(app)
+    _identity_guard.answer_unknown_locales(app)
+    _AUDIT.record_access(app)
+
+
+# Every database connection goes through Setpoint's guard (setpoint_database_guard.py beside this
+# file): only the spec's drivers, never this host, its private networks or another instance.
+_guard = _setpoint_module("setpoint_database_guard")
+DB_SQLA_URI_VALIDATOR = _guard.install(_guard.Guard(['postgresql'], [{'host': '127.0.0.1', 'port': 20002, 'user': 'superset'}, {'host': '127.0.0.1', 'port': 20002, 'user': 'examples_reader'}]))
+PREVENT_UNSAFE_DB_CONNECTIONS = True
+
+# --- Metrics (point 19): Superset's events for the host's Prometheus (setpoint_metrics.py) ---
+_metrics = _setpoint_module("setpoint_metrics")
+STATS_LOGGER = _metrics.PrometheusStatsLogger()
+BLUEPRINTS = [_metrics.blueprint()]
+
+# --- Audit trail (point 22): events, logins and access changes go to the host's log store
+# (setpoint_audit.py), not into the metadata database (one INSERT per request on the hot path).
+_AUDIT = _setpoint_module("setpoint_audit").AuditTrail('/srv/setpoint/instances/demo/data/superset/audit/audit.log')
+EVENT_LOGGER = _AUDIT.event_logger()
+# A client's mistake (4xx) is one WARNING line, not a traceback (setpoint_log_hygiene.py).
+_setpoint_module("setpoint_log_hygiene").install()
+
+# --- Metadata database (points 11, 12) ---
+SQLALCHEMY_DATABASE_URI = f"postgresql+psycopg2://superset:{quote(_SECRETS['metadata_db_password'])}@127.0.0.1:20002/superset"
+SQLALCHEMY_ENGINE_OPTIONS = {
+    "pool_size": 10,
+    "max_overflow": 10,
+    "pool_recycle": 3600,
+    "pool_pre_ping": True,
+}
+SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+# --- Redis: every cache, Celery, results, rate limits, async queries (points 9, 10, 13) ---
+_REDIS_URL = f"redis://:{quote(_SECRETS['redis_password'])}@127.0.0.1:20003"
+
+
+def _redis_url(db: int) -> str:
+    return f"{_REDIS_URL}/{db}"
+
+
+def _redis_cache(prefix: str, timeout: int) -> dict:
+    return {
+        "CACHE_TYPE": "RedisCache",
+        "CACHE_DEFAULT_TIMEOUT": timeout,
+        "CACHE_KEY_PREFIX": f"superset_{prefix}_",
+        "CACHE_REDIS_URL": _redis_url(2),
+    }
+
+
+CACHE_DEFAULT_TIMEOUT = 86400
+CACHE_CONFIG = _redis_cache("metadata", 86400)
+DATA_CACHE_CONFIG = _redis_cache("data", 3600)
+FILTER_STATE_CACHE_CONFIG = _redis_cache("filter_state", 7776000)
+EXPLORE_FORM_DATA_CACHE_CONFIG = _redis_cache("explore", 604800)
+THUMBNAIL_CACHE_CONFIG = _redis_cache("thumbnail", 604800)
+RESULTS_BACKEND = RedisCache(host=redis.Redis.from_url(_redis_url(3)), key_prefix="superset_results_")
+RATELIMIT_STORAGE_URI = _redis_url(4)
+SESSION_REDIS = redis.Redis.from_url(_redis_url(6))
+
+
+# --- Work in flight: no task lost, no query left running ---
+# setpoint_task_safety.py (beside this file): each task runs at most twice, the tasks of a killed
+# worker go back to the queue when it restarts, and a reaper fails queries left running.
+_BEAT_SCHEDULE = {
+    "reports.scheduler": {
+        "task": "reports.scheduler",
+        "schedule": crontab(minute="*", hour="*"),
+        "options": {"expires": 3600},
+    },
+    "reports.prune_log": {"task": "reports.prune_log", "schedule": crontab(minute=0, hour=0)},
+}
+_TASKS = _setpoint_module("setpoint_task_safety").TaskSafety(
+    _redis_url(0), SQLALCHEMY_DATABASE_URI, time_limit_s=600,
+    grace_s=60, scheduled_tasks=tuple(e["task"] for e in _BEAT_SCHEDULE.values()))
+_QUERY_LIMITS = {"soft_time_limit": 600, "time_limit": 660}
+
+
+class CeleryConfig:
+    broker_url = _redis_url(0)
+    result_backend = _redis_url(1)
+    broker_connection_retry_on_startup = True
+    imports = (
+        "superset.sql_lab",
+        "superset.tasks.scheduler",
+        "superset.tasks.thumbnails",
+        "superset.tasks.cache",
+    )
+    # A task is acknowledged once it ran, and goes back to the queue when its process dies (kill
+    # -9, out of memory): queries, charts, thumbnails and cache warm-ups are safe to run twice.
+    task_acks_late = True
+    task_reject_on_worker_lost = True
+    worker_prefetch_multiplier = 1
+    # When Redis restarts, a running task finishes and is acknowledged once Redis is back.
+    # (Cancelling it instead loses it: Celery acknowledges the cancelled task on reconnection.)
+    worker_cancel_long_running_tasks_on_connection_loss = False
+    # The broker hands an unacknowledged task to another worker only after the longest one.
+    broker_transport_options = {"visibility_timeout": _TASKS.visibility_timeout_s}
+    task_annotations = {
+        "*": _TASKS.install(),
+        "sql_lab.get_sql_results": {"rate_limit": "100/s", **_QUERY_LIMITS},
+        "load_chart_data_into_cache": _QUERY_LIMITS,
+        "load_explore_json_into_cache": _QUERY_LIMITS,
+        # Not safe to run twice: a report or alert is e-mailed at most once (acknowledged when it
+        # starts; Superset's execution log refuses a second run of the same schedule).
+        "reports.scheduler": {"acks_late": False},
+        "reports.execute": {"acks_late": False},
+        "tasks.execute": {"acks_late": False},
+    }
+    # Beat records each send at once; a send it could not record (killed in between) is run
+    # once all the same: task safety runs a scheduled task once per minute it was due.
+    beat_sync_every = 1
+    beat_schedule = _BEAT_SCHEDULE
+
+
+CELERY_CONFIG = CeleryConfig
+SUPERSET_WEBSERVER_TIMEOUT = 300
+SQLLAB_ASYNC_TIME_LIMIT_SEC = 600
+SQLLAB_TIMEOUT = 30
+# Analytics connections to PostgreSQL cancel a statement past the time limit: an orphaned query
+# stops in the database too.
+DB_CONNECTION_MUTATOR = _TASKS.connection_mutator
+WEBDRIVER_BASEURL = "http://127.0.0.1:20001/"
+WEBDRIVER_BASEURL_USER_FRIENDLY = 'https://demo.localhost/'
+
+# Asynchronous queries over Redis streams, with a JWT secret of their own.
+FEATURE_FLAGS = {'GLOBAL_ASYNC_QUERIES': True, 'ALERT_REPORTS': True}
+GLOBAL_ASYNC_QUERIES_TRANSPORT = "polling"
+GLOBAL_ASYNC_QUERIES_JWT_SECRET = _SECRETS["async_jwt_secret"]
+# Embedded dashboards' guest tokens: Superset's default secret is public, so anyone could mint one.
+GUEST_TOKEN_JWT_SECRET = _SECRETS["guest_token_jwt_secret"]
+GLOBAL_ASYNC_QUERIES_JWT_COOKIE_SECURE = True
+GLOBAL_ASYNC_QUERIES_JWT_COOKIE_SAMESITE = "Lax"
+_REDIS = redis.Redis.from_url(_redis_url(5)).connection_pool.connection_kwargs
+GLOBAL_ASYNC_QUERIES_CACHE_BACKEND = {
+    "CACHE_TYPE": "RedisCache",
+    "CACHE_REDIS_HOST": _REDIS.get("host", "127.0.0.1"),
+    "CACHE_REDIS_PORT": _REDIS.get("port", 6379),
+    "CACHE_REDIS_USER": _REDIS.get("username") or "",
+    "CACHE_REDIS_PASSWORD": _REDIS.get("password") or "",
+    "CACHE_REDIS_DB": 5,
+    "CACHE_DEFAULT_TIMEOUT": 300,
+    "CACHE_REDIS_SSL": _REDIS_URL.startswith("rediss://"),
+}
