@@ -42,7 +42,8 @@ CHECKS: list[Check] = [
           "set TALISMAN_ENABLED = True with a TALISMAN_CONFIG content_security_policy"),
     Check(7, "row-level-security", S, "every multi-tenant dataset has RLS rules for every non-admin role that reads it",
           sec.probe_rls,
-          "Setpoint does not declare RLS yet: add the rules in Settings > Row Level Security for every multi-tenant dataset",
+          "declare each multi-tenant dataset in the spec's row_level_security (tenant_column, a filter per tenant role) "
+          "and run: setpoint up NAME --spec FILE",
           "add row-level security rules (Settings > Row Level Security) for every multi-tenant dataset"),
     Check(8, "roles", S, "Public has no permissions, anonymous API calls are refused, Gamma has no SQL Lab, roles match",
           sec.probe_roles,

@@ -169,16 +169,25 @@ def probe_csp(ev: Evidence) -> Finding:
 
 
 def probe_rls(ev: Evidence) -> Finding:
-    managed = ev.target.managed
-    if managed is not None:
-        return failed(
-            "the spec declares no multi-tenant datasets and their tenant roles, so no row-level security "
-            "is enforced by Setpoint yet"
-        )
     meta = ev.metadata
     if meta is None:
         return unverified("datasets and RLS rules unknown: give --metadata-uri")
-    return unverified(f"{meta['rls_rules']} RLS rules over {meta['datasets']} datasets; which datasets are multi-tenant is not known")
+    coverage = meta.get("rls_coverage")
+    if coverage is None:
+        return unverified(f"{meta['rls_rules']} RLS rules over {meta['datasets']} datasets; which datasets are "
+                          "multi-tenant is not known")
+    if not coverage:
+        return failed("the spec declares no multi-tenant dataset (row_level_security)")
+    parts = []
+    for dataset in coverage:
+        if "problem" in dataset:
+            parts.append(failed(f"{dataset['dataset']}: {dataset['problem']}"))
+        elif dataset["unfiltered"]:
+            parts.append(failed(f"{dataset['dataset']} is read unfiltered by {', '.join(dataset['unfiltered'])}"))
+        else:
+            parts.append(passed(f"{dataset['dataset']}: every one of its {len(dataset['readers'])} reading roles "
+                                "but Admin is filtered"))
+    return combine(parts)
 
 
 def probe_roles(ev: Evidence) -> Finding:

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 import jinja2
 
 from setpoint.examples import READER_ROLE
-from setpoint.identity import sso
+from setpoint.identity import access, sso
 from setpoint.home import Home, InstancePaths
 from setpoint.secret import SUPERSET_SECRETS
 from setpoint.spec import InstanceSpec, Sizing
@@ -281,6 +281,7 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 redis_db=REDIS_DB,
                 caches=CACHES,
                 sso_provider=sso.PROVIDER_NAME,
+                access=access.declared(ctx.spec),
                 emergency_username_pattern=sso.EMERGENCY_USERNAME_PATTERN,
             ),
             restarts=superset,

@@ -165,6 +165,13 @@ class SupersetCommands:
         )
         return output.strip().endswith("created")
 
+    def apply_access(self) -> dict:
+        """Make the roles and row-level security the configuration declares (SETPOINT_ACCESS):
+        {"changes": [...], "problems": [...]}."""
+        output = self.run([str(self.ctx.venv / "bin" / "python"), str(superset_side_script("apply_access"))],
+                          what="making the roles and row-level security")
+        return json.loads(output.strip().splitlines()[-1])
+
     def refused_databases(self) -> list[str]:
         """The saved databases whose connection the instance's database guard refuses."""
         output = self.run([str(self.ctx.venv / "bin" / "python"), str(superset_side_script("refused_databases"))],

@@ -405,6 +405,37 @@ class Sso(Strict):
         return f"{self.issuer}/.well-known/openid-configuration"
 
 
+class Role(Strict):
+    """A role made by `up` from one of Superset's base roles, plus read access to named datasets.
+    `up` puts its permissions back to these whenever they drifted."""
+
+    base: Literal["Gamma", "Alpha"] = Field("Gamma", description="the Superset role whose permissions it starts from")
+    datasets: list[str] = Field(default_factory=list, description="datasets (by table name) its users may read")
+    sql_lab: bool = Field(False, description="whether its users may run SQL in SQL Lab (they bypass row-level security there)")
+
+
+class RowLevelSecurity(Strict):
+    """One multi-tenant dataset: each role in `filters` sees only the rows its clause selects;
+    roles in `all_rows` (and Admin) see every row; every other role that can read the dataset,
+    today or later, sees none (a base rule `1 = 0` for everyone else). Point 7 checks it."""
+
+    dataset: str = Field(..., pattern=r"^[A-Za-z0-9_.$-]{1,250}$", description="the dataset's table name")
+    tenant_column: str = Field(..., pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+                               description="the column that says whose a row is (the filters' group key: a user with two tenant roles sees both)")
+    filters: dict[str, str] = Field(..., min_length=1,
+                                    description="a role and the SQL clause on the dataset that selects its rows, e.g. region = 'Europe'")
+    all_rows: list[str] = Field(default_factory=list, description="roles that see every row besides Admin")
+
+    @field_validator("filters")
+    @classmethod
+    def _clauses(cls, filters: dict[str, str]) -> dict[str, str]:
+        for role, clause in filters.items():
+            _each_matches([role], ROLE_NAME_PATTERN, "filters are keyed by role names")
+            if not clause.strip() or ";" in clause:
+                raise ValueError(f"the filter of {role} is one SQL condition, without ';' (got {clause!r})")
+        return filters
+
+
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
@@ -438,6 +469,8 @@ class InstanceSpec(Strict):
     tasks: Tasks = Tasks()
     sessions: Sessions = Sessions()
     sso: Sso | None = None
+    roles: dict[str, Role] = Field(default_factory=dict, description="roles made and kept by up (name: definition)")
+    row_level_security: list[RowLevelSecurity] = Field(default_factory=list)
     alerts: Alerts = Alerts()
     smtp: Smtp | None = None
     logs: Logs = Logs()
@@ -477,6 +510,11 @@ class InstanceSpec(Strict):
                              f"sessions.lifetime_h ({self.sessions.lifetime_h} h)")
         if self.alerts.emails and self.smtp is None:
             raise ValueError("alerts.emails needs a mail server: add an smtp: section (host, from_address)")
+        if reserved := sorted(set(self.roles) & {"Admin", "Alpha", "Gamma", "Public", "sql_lab"}):
+            raise ValueError(f"roles may not redefine Superset's own {', '.join(reserved)}")
+        datasets = [r.dataset for r in self.row_level_security]
+        if len(set(datasets)) != len(datasets):
+            raise ValueError("row_level_security names each dataset once")
         if self.lan_https_port in (self.https_port, self.http_port):
             raise ValueError(f"lan_https_port must differ from https_port and http_port (got {self.lan_https_port})")
         return self

@@ -59,6 +59,9 @@ TALISMAN_CONFIG = {
     "session_cookie_secure": True,
     "strict_transport_security": False,  # Caddy sends HSTS, once
 }
+# Roles and row-level security made and kept by `setpoint up` (setpoint_apply_access), from the
+# spec's roles: and row_level_security:; the scorecard checks every multi-tenant dataset (point 7).
+SETPOINT_ACCESS = {'roles': {'sales_europe': {'base': 'Gamma', 'datasets': ['sales'], 'sql_lab': False}, 'sales_north_america': {'base': 'Gamma', 'datasets': ['sales'], 'sql_lab': False}}, 'row_level_security': [{'dataset': 'sales', 'tenant_column': 'region', 'filters': {'sales_europe': "region = 'Europe'", 'sales_north_america': "region = 'North America'"}, 'all_rows': ['Alpha']}]}
 RATELIMIT_ENABLED = True
 RATELIMIT_APPLICATION = "200 per second"
 RATELIMIT_HEADERS_ENABLED = True  # a 429 says when to retry (Retry-After)

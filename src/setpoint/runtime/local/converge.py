@@ -41,7 +41,7 @@ from setpoint.observability import logstore, monitoring
 from setpoint.runtime.local.accounts import lay_out
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
-from setpoint.identity import sso
+from setpoint.identity import access, sso
 from setpoint.services import caddy as caddy_service, smtp
 from setpoint.services.cgroup import CgroupV1
 from setpoint.services.postgres import cluster_of
@@ -240,6 +240,8 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
         load_examples(ctx, platform, secrets)
         state["examples_loaded"] = True
         act(f"loaded {examples.ROWS:,} sample rows and the '{examples.DASHBOARD_TITLE}' dashboard")
+    if not ephemeral:
+        _ensure_access(ctx, commands, state, act, step)
 
     if ctx.managed_postgres and not ephemeral:
         _ensure_proven(home, ctx, platform, secrets, act, step)
@@ -248,6 +250,23 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     state.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     paths.write_state(state)
     return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
+
+
+def _ensure_access(ctx: InstanceContext, commands: SupersetCommands, state: dict, act: Log, step: Log) -> None:
+    """Make the spec's roles and row-level security once they changed (or a dataset they name was
+    missing last time)."""
+    wanted = access.digest(access.declared(ctx.spec))
+    if state.get("access") == wanted:
+        return
+    step("making the roles and row-level security")
+    result = commands.apply_access()
+    for change in result["changes"]:
+        act(change)
+    for problem in result["problems"]:
+        act(f"warning: {problem}; fix the spec's roles or row_level_security and run setpoint up {ctx.spec.name} again")
+    if not result["problems"]:
+        state["access"] = wanted
+        ctx.paths.write_state(state)
 
 
 def _observe(home: Home, ctx: InstanceContext, platform: Platform, act: Log, step: Log) -> None:
@@ -266,7 +285,7 @@ def _observe(home: Home, ctx: InstanceContext, platform: Platform, act: Log, ste
     if changes.alertmanager and reached:
         act(f"routed {spec.name}'s alerts to {' and '.join(reached)}")
     elif changes.alertmanager:
-        act(f"{spec.name}'s alerts reach no receiver: name one in the spec's alerts: webhooks, emails, slack or pagerduty")
+        act(f"warning: {spec.name}'s alerts reach no receiver: name one in the spec's alerts: webhooks, emails, slack or pagerduty")
     monitoring.wait_scraped(home, spec.name)
 
 

@@ -142,6 +142,45 @@ def _webserver():
     return {"timeout": C.SUPERSET_WEBSERVER_TIMEOUT}
 
 
+READERS_SQL = """
+SELECT DISTINCT r.name FROM ab_role r
+JOIN ab_permission_view_role pvr ON pvr.role_id = r.id JOIN ab_permission_view pv ON pv.id = pvr.permission_view_id
+JOIN ab_permission p ON p.id = pv.permission_id JOIN ab_view_menu v ON v.id = pv.view_menu_id
+WHERE (p.name = 'datasource_access' AND v.name = :perm) OR (p.name = 'schema_access' AND v.name = :schema_perm)
+   OR (p.name = 'catalog_access' AND v.name = :catalog_perm) OR (p.name = 'database_access' AND v.name = :db_perm)
+   OR (p.name IN ('all_datasource_access', 'all_database_access') AND v.name = p.name)
+ORDER BY r.name"""
+RULES_SQL = """
+SELECT f.filter_type, array_agg(r.name) FILTER (WHERE r.name IS NOT NULL)
+FROM row_level_security_filters f JOIN rls_filter_tables ft ON ft.rls_filter_id = f.id
+LEFT JOIN rls_filter_roles fr ON fr.rls_filter_id = f.id LEFT JOIN ab_role r ON r.id = fr.role_id
+WHERE ft.table_id = :table_id GROUP BY f.id, f.filter_type"""
+
+
+def _rls_coverage(conn, sa, datasets):
+    """For each multi-tenant dataset the configuration declares: the roles that can read it, and
+    those among them (Admin aside) that no row-level security rule filters."""
+    coverage = []
+    for name in datasets:
+        tables = conn.execute(sa.text(
+            "SELECT t.id, t.perm, t.schema_perm, t.catalog_perm, d.perm FROM tables t JOIN dbs d ON d.id = t.database_id "
+            "WHERE t.table_name = :name"), {"name": name}).fetchall()
+        if len(tables) != 1:
+            coverage.append({"dataset": name, "problem": f"{len(tables) or 'no'} datasets are named {name}"})
+            continue
+        table_id, perm, schema_perm, catalog_perm, db_perm = tables[0]
+        readers = [r for (r,) in conn.execute(sa.text(READERS_SQL), {
+            "perm": perm, "schema_perm": schema_perm, "catalog_perm": catalog_perm, "db_perm": db_perm})]
+        rules = [(kind, set(roles or [])) for kind, roles in conn.execute(sa.text(RULES_SQL), {"table_id": table_id})]
+
+        def filtered(role):
+            return any((kind == "Regular" and role in roles) or (kind == "Base" and role not in roles) for kind, roles in rules)
+
+        coverage.append({"dataset": name, "readers": readers,
+                         "unfiltered": [r for r in readers if r != "Admin" and not filtered(r)]})
+    return coverage
+
+
 def _metadata_contents(conn, sa):
     """Users, roles and rules, as counts and names; password hashes are checked here, never sent."""
     from werkzeug.security import check_password_hash
@@ -167,6 +206,7 @@ def _metadata_contents(conn, sa):
         ]
 
     gamma = permissions("Gamma") if "Gamma" in roles else []
+    declared = getattr(C, "SETPOINT_ACCESS", None)
     public = getattr(C, "AUTH_ROLE_PUBLIC", "Public")  # a Flask-AppBuilder default
     return {
         "active_users": len(rows),
@@ -179,6 +219,9 @@ def _metadata_contents(conn, sa):
         "rls_rules": conn.execute(sa.text("SELECT count(*) FROM row_level_security_filters")).scalar(),
         "datasets": conn.execute(sa.text("SELECT count(*) FROM tables")).scalar(),
         "dashboards": conn.execute(sa.text("SELECT count(*) FROM dashboards")).scalar(),
+        # Which datasets are multi-tenant is known only where Setpoint's configuration declares it.
+        "rls_coverage": None if declared is None else _rls_coverage(
+            conn, sa, [rule["dataset"] for rule in declared["row_level_security"]]),
     }
 
 

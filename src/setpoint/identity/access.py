@@ -1,0 +1,37 @@
+"""Roles and row-level security as code (points 7 and 8), the Setpoint side.
+
+`declared` is what an instance's spec asks for: its `roles:` and `row_level_security:`, plus,
+with the sample data, two tenant roles of the sample sales (so a demo shows row-level security
+at work). superset_config.py carries it as SETPOINT_ACCESS; superset_side/apply_access.py makes
+it at `up`, and the scorecard's facts (superset_side/dump_facts.py) check it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from setpoint import examples
+from setpoint.spec.model import InstanceSpec, Role, RowLevelSecurity
+
+SAMPLE_ROLES = {
+    "sales_europe": Role(base="Gamma", datasets=[examples.TABLE]),
+    "sales_north_america": Role(base="Gamma", datasets=[examples.TABLE]),
+}
+SAMPLE_RLS = RowLevelSecurity(dataset=examples.TABLE, tenant_column="region", all_rows=["Alpha"],
+                              filters={"sales_europe": "region = 'Europe'",
+                                       "sales_north_america": "region = 'North America'"})
+
+
+def declared(spec: InstanceSpec) -> dict:
+    """The roles and row-level security the spec declares, as SETPOINT_ACCESS."""
+    roles, rules = dict(spec.roles), list(spec.row_level_security)
+    if spec.examples and not any(r.dataset == examples.TABLE for r in rules):
+        roles = {**SAMPLE_ROLES, **roles}
+        rules.append(SAMPLE_RLS)
+    return {"roles": {name: role.model_dump() for name, role in roles.items()},
+            "row_level_security": [rule.model_dump() for rule in rules]}
+
+
+def digest(access: dict) -> str:
+    return hashlib.sha256(json.dumps(access, sort_keys=True).encode()).hexdigest()[:16]
