@@ -185,8 +185,10 @@ def probe_rls(ev: Evidence) -> Finding:
         elif dataset["unfiltered"]:
             parts.append(failed(f"{dataset['dataset']} is read unfiltered by {', '.join(dataset['unfiltered'])}"))
         else:
-            parts.append(passed(f"{dataset['dataset']}: every one of its {len(dataset['readers'])} reading roles "
-                                "but Admin is filtered"))
+            unfiltered = [r for r in dataset["readers"] if r in dataset["all_rows"] and r != "Admin"]
+            parts.append(passed(f"{dataset['dataset']}: each of its {len(dataset['readers'])} reading roles is filtered"
+                                + (f", but Admin and {', '.join(unfiltered)}, which the spec lets read every row (all_rows)"
+                                   if unfiltered else ", but Admin")))
     return combine(parts)
 
 
@@ -211,7 +213,7 @@ def probe_roles(ev: Evidence) -> Finding:
         parts.append(failed(f"Gamma is granted SQL Lab ({meta['gamma_sql_lab'][0]})"))
     else:
         parts.append(passed("Gamma has no SQL Lab access"))
-    standard = {"Admin", "Alpha", "Gamma", "Public", "sql_lab"}
+    standard = {"Admin", "Alpha", "Gamma", "Public", "sql_lab", *meta.get("declared_roles", [])}
     extra = sorted(set(meta["roles"]) - standard)
     if extra and ev.target.managed is not None:
         parts.append(failed(f"roles not in the spec: {', '.join(extra)}"))

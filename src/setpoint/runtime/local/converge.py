@@ -255,8 +255,9 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
 def _ensure_access(ctx: InstanceContext, commands: SupersetCommands, state: dict, act: Log, step: Log) -> None:
     """Make the spec's roles and row-level security once they changed (or a dataset they name was
     missing last time)."""
-    wanted = access.digest(access.declared(ctx.spec))
-    if state.get("access") == wanted:
+    declared = access.declared(ctx.spec)
+    wanted = access.digest(declared)
+    if state.get("access") == wanted or ("access" not in state and not any(declared.values())):
         return
     step("making the roles and row-level security")
     result = commands.apply_access()

@@ -157,13 +157,16 @@ LEFT JOIN rls_filter_roles fr ON fr.rls_filter_id = f.id LEFT JOIN ab_role r ON 
 WHERE ft.table_id = :table_id GROUP BY f.id, f.filter_type"""
 
 
-def _rls_coverage(conn, sa, datasets):
+def _rls_coverage(conn, sa, declared):
     """For each multi-tenant dataset the configuration declares: the roles that can read it, and
-    those among them (Admin aside) that no row-level security rule filters."""
+    those among them that no row-level security rule filters (besides Admin and the roles the
+    declaration lets read every row)."""
     coverage = []
-    for name in datasets:
+    for rule in declared:
+        name, all_rows = rule["dataset"], ["Admin", *rule["all_rows"]]
         tables = conn.execute(sa.text(
-            "SELECT t.id, t.perm, t.schema_perm, t.catalog_perm, d.perm FROM tables t JOIN dbs d ON d.id = t.database_id "
+            "SELECT t.id, t.perm, t.schema_perm, t.catalog_perm, '[' || d.database_name || '].(id:' || d.id || ')' "
+            "FROM tables t JOIN dbs d ON d.id = t.database_id "
             "WHERE t.table_name = :name"), {"name": name}).fetchall()
         if len(tables) != 1:
             coverage.append({"dataset": name, "problem": f"{len(tables) or 'no'} datasets are named {name}"})
@@ -176,8 +179,8 @@ def _rls_coverage(conn, sa, datasets):
         def filtered(role):
             return any((kind == "Regular" and role in roles) or (kind == "Base" and role not in roles) for kind, roles in rules)
 
-        coverage.append({"dataset": name, "readers": readers,
-                         "unfiltered": [r for r in readers if r != "Admin" and not filtered(r)]})
+        coverage.append({"dataset": name, "readers": readers, "all_rows": all_rows,
+                         "unfiltered": [r for r in readers if r not in all_rows and not filtered(r)]})
     return coverage
 
 
@@ -220,8 +223,8 @@ def _metadata_contents(conn, sa):
         "datasets": conn.execute(sa.text("SELECT count(*) FROM tables")).scalar(),
         "dashboards": conn.execute(sa.text("SELECT count(*) FROM dashboards")).scalar(),
         # Which datasets are multi-tenant is known only where Setpoint's configuration declares it.
-        "rls_coverage": None if declared is None else _rls_coverage(
-            conn, sa, [rule["dataset"] for rule in declared["row_level_security"]]),
+        "rls_coverage": None if declared is None else _rls_coverage(conn, sa, declared["row_level_security"]),
+        "declared_roles": sorted(declared["roles"]) if declared else [],
     }
 
 
