@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -758,6 +759,30 @@ def clear_cache(
         return
     for prefix, keys in deleted.items():
         done(f"deleted {keys} key{'s' if keys != 1 else ''} of the {prefix} cache ({CACHES[prefix].holds})")
+
+
+@app.command("rotate-secret")
+def rotate_secret(
+    name: str = typer.Argument(..., help="Instance name."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Give an instance a new SECRET_KEY (after a leak, or on a schedule).
+
+    Re-encrypts the database passwords the metadata keeps, restarts Superset on the new key, ends
+    every session (everyone logs in again) and takes a full backup, which escrows the new key.
+
+    Example: setpoint rotate-secret demo
+    """
+    from setpoint.operations import rotation
+
+    with console.status(f"rotating the SECRET_KEY of {name}") as status:
+        rotated = rotation.rotate(home(), name, step=lambda message: status.update(message))
+    if format is Format.json:
+        print(json.dumps(dataclasses.asdict(rotated)))
+        return
+    done(f"re-encrypted {name}'s stored secrets with a new SECRET_KEY and restarted Superset on it")
+    done(f"ended {rotated.sessions_ended} session(s): everyone logs in again")
+    done(f"took the full backup {rotated.backup}, which escrows the new key (the old one stays in the secret store)")
 
 
 @app.command("emergency-access")

@@ -10,6 +10,9 @@ from datetime import datetime
 
 import pytest
 
+from setpoint import examples
+from setpoint.backup import escrow, repositories
+from setpoint.backup.drill import run_drill
 from setpoint.backup.service import read_record
 from setpoint.checklist import run_scorecard
 from setpoint.net import http_client
@@ -18,8 +21,10 @@ from setpoint.operations import documents, runbook
 from setpoint.readiness import wait_until
 from setpoint.runtime.local import lifecycle
 from setpoint.runtime.local.instance import load_context
+from setpoint.secret import SecretStore
 from setpoint.superset_api import SupersetClient
 from tests.conftest import report_figure, run_cli
+from tests.integration.test_logins import form_login
 
 SHORT_TTL = "30s"
 
@@ -105,7 +110,8 @@ def test_an_emergency_admin_is_shut_out_at_expiry(home, instance, emergency):
     report_figure(f"emergency admin with a {SHORT_TTL} life: revoked {late:.0f} s after its expiry")
     assert 0 <= late <= 75
     with http_client(instance[0].url, ca_file=instance[1].ca_root) as http:
-        # As whoever kept the password or the token: both are refused now.
+        # As whoever kept the password or the token: both are refused now (the token also by the
+        # runbook's rotation of the SECRET_KEY; the password by the deactivation alone).
         assert SupersetClient(http).login(username, password).status_code == 401
         assert http.get("/api/v1/me/roles/", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     def events() -> dict[str, dict]:
@@ -118,6 +124,38 @@ def test_an_emergency_admin_is_shut_out_at_expiry(home, instance, emergency):
     # The password was shown once and is kept nowhere: not in the instance's files, not in the logs.
     found = subprocess.run(["grep", "-rlF", password, str(paths.root), str(home.logstore_dir)], capture_output=True, text=True)
     assert found.stdout == "", found.stdout
+
+
+def test_a_rotated_secret_key_keeps_stored_passwords_and_ends_every_session(home, instance, admin, secrets):
+    """After `setpoint rotate-secret`: a browser session and an API token from before are refused,
+    the sample database's stored password still opens it, the backups' escrow holds the new key
+    (a DR rebuild gets it) and a restore drill of the backup taken after it passes."""
+    paths = home.instance("alpha")
+    before = SecretStore(paths.secrets_file).load()
+    with http_client(instance[0].url, ca_file=instance[1].ca_root) as browser:
+        assert form_login(browser, "admin", secrets["admin_password"]).status_code == 302
+        assert browser.get("/api/v1/me/").status_code == 200
+        api = SupersetClient(browser)
+        token = api.login("admin", secrets["admin_password"]).json()["access_token"]
+        started = time.monotonic()
+        rotated = run_cli("rotate-secret", "alpha", "--format", "json")
+        assert rotated.returncode == 0, rotated.stderr
+        report_figure(f"rotate-secret: {time.monotonic() - started:.0f} s, {json.loads(rotated.stdout)['sessions_ended']} "
+                      "session(s) ended")
+        after = SecretStore(paths.secrets_file).load()
+        assert after["secret_key"] != before["secret_key"] and after["previous_secret_key"] == before["secret_key"]
+        assert before["secret_key"] not in rotated.stdout + rotated.stderr
+        assert browser.get("/api/v1/me/").status_code == 401  # the session cookie from before
+        assert browser.get("/api/v1/me/", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    sales = next(d["id"] for d in admin.get("/api/v1/dataset/?q=(page_size:100)").json()["result"] if d["table_name"] == "sales")
+    answer = admin.post("/api/v1/chart/data", json={  # the admin client logs in again by itself
+        "datasource": {"id": sales, "type": "table"}, "force": True, "result_format": "json", "result_type": "full",
+        "queries": [{"columns": [], "metrics": [{"expressionType": "SQL", "sqlExpression": "count(*)", "label": "n"}]}]})
+    assert answer.json()["result"][0]["data"] == [{"n": examples.ROWS}]
+    [bundle] = [data for data in repositories.read_all(escrow.bundle_path("alpha"), paths.backup / "repo", None, after).values()
+                if data is not None]
+    assert escrow.unseal(bundle, after["recovery_key"])["secrets"]["secret_key"] == after["secret_key"]
+    assert run_drill(load_context(home, "alpha"))["ok"]
 
 
 def test_emergency_access_refuses_bad_requests(instance):

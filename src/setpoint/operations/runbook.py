@@ -32,6 +32,7 @@ def gaps(ctx: InstanceContext, markdown: str) -> list[str]:
     needles = {f"Superset {ctx.spec.superset_version}": f"**Superset {ctx.spec.superset_version}**",
                "how to restart": f"setpoint restart {name}\n",
                "how to clear the caches": f"setpoint clear-cache {name}",
-               "emergency access": f"setpoint emergency-access {name} --ttl"}
+               "emergency access": f"setpoint emergency-access {name} --ttl",
+               "how to rotate the SECRET_KEY": f"setpoint rotate-secret {name}"}
     needles.update({f"the {p.component} component": f"`{name}-{p.component}`" for p in instance_programs(ctx)})
     return [what for what, needle in needles.items() if needle not in markdown]

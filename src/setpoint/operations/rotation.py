@@ -1,0 +1,68 @@
+"""SECRET_KEY rotation (`setpoint rotate-secret NAME`): a new key for an instance whose key may
+have leaked, or on a schedule.
+
+Superset's SECRET_KEY signs sessions and API tokens and encrypts what the metadata keeps secret
+(databases' passwords and extras, SSH tunnels' keys). `rotate` generates a new key, re-encrypts
+those with `superset re-encrypt-secrets` (the old key given in the environment as
+PREVIOUS_SECRET_KEY), restarts Superset's processes on the new key, ends every session (they live
+in Redis, so a cookie from before is refused) and takes a full backup, which escrows the new key:
+a disaster-recovery rebuild from then on gets the key its metadata was encrypted with. The old key
+stays in the secret store (0600) as `previous_secret_key`, for restoring a point in time before the
+rotation. Everyone logs in again; Superset restarts in about half a minute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from setpoint.backup.service import now, take_backup, update_record
+from setpoint.home import Home, write_file
+from setpoint.observability.logstore import record_audit
+from setpoint.render import REDIS_DB, render_instance
+from setpoint.runtime.local import lifecycle
+from setpoint.runtime.local.instance import instance_lock, load_context
+from setpoint.secret import SECRET_LENGTHS, SecretStore, generate_secret
+from setpoint.services.superset import SupersetCommands
+
+RECORD = "last_secret_rotation"
+SESSION_KEYS = "session:*"  # SESSION_KEY_PREFIX in superset_config.py
+
+
+@dataclass(frozen=True)
+class Rotation:
+    rotated_at: str
+    sessions_ended: int
+    backup: str
+
+
+def _use_key(ctx, store: SecretStore, keys: dict[str, str]) -> None:
+    """Store `keys` and write the file Superset's processes read their secrets from."""
+    store.update(keys)
+    shared = next(f for f in render_instance(ctx, store.load()) if f.path == ctx.paths.superset_secrets_file)
+    write_file(shared.path, shared.text, mode=shared.mode, owner=ctx.service_user, group=ctx.superset_user)
+
+
+def rotate(home: Home, name: str, step=lambda message: None) -> Rotation:
+    """Give instance `name` a new SECRET_KEY; see the module's docstring."""
+    with instance_lock(home, name, wait_s=300):
+        ctx = load_context(home, name)
+        store = SecretStore(ctx.paths.secrets_file, owner=ctx.service_user)
+        kept = store.load()
+        previous = kept["secret_key"]
+        step("re-encrypting the metadata's secrets with the new key")
+        _use_key(ctx, store, {"secret_key": generate_secret(SECRET_LENGTHS["secret_key"]), "previous_secret_key": previous})
+        try:
+            SupersetCommands(ctx).re_encrypt_secrets(previous)
+        except BaseException:
+            # Nothing was re-encrypted (one transaction): the instance keeps its key.
+            _use_key(ctx, store, {"secret_key": previous, "previous_secret_key": kept.get("previous_secret_key", "")})
+            raise
+        step("restarting Superset on the new key")
+        lifecycle.restart(home, name)
+        ended = lifecycle.instance_redis(ctx).delete(REDIS_DB["sessions"], SESSION_KEYS)
+        step("taking a full backup, which escrows the new key")
+        backup = take_backup(ctx, "full")
+        at = now().isoformat(timespec="seconds")
+        update_record(ctx.paths, **{RECORD: at})
+        record_audit(ctx, "secret_key_rotated", sessions_ended=ended, backup=backup.label)
+        return Rotation(at, ended, backup.label)
