@@ -780,7 +780,8 @@ def rotate_secret(
     if format is Format.json:
         print(json.dumps(dataclasses.asdict(rotated)))
         return
-    done(f"re-encrypted {name}'s stored secrets with a new SECRET_KEY and restarted Superset on it")
+    done(f"re-encrypted {rotated.values_re_encrypted} stored secret(s) of {name} with a new SECRET_KEY "
+         "and restarted Superset on it")
     done(f"ended {rotated.sessions_ended} session(s): everyone logs in again")
     done(f"took the full backup {rotated.backup}, which escrows the new key (the old one stays in the secret store)")
 

@@ -53,7 +53,7 @@ def make_user(admin, instance, ca_root, role_ids):
 
     yield make
     for user_id in made:
-        admin.delete(f"/api/v1/security/users/{user_id}")  # gone already for some
+        admin.call("DELETE", f"/api/v1/security/users/{user_id}")  # some are gone already
 
 
 def chart_data(client: SupersetClient, dataset: int, result_type: str = "full", result_format: str = "json", **query):
@@ -141,7 +141,7 @@ def test_a_role_given_the_dataset_by_hand_sees_no_row(admin, make_user, dataset,
         card = {r.check.id: r for r in run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha").results}
         assert card[7].status.value == "PASS", card[7].evidence  # filtered: by the base rule
         assert card[8].status.value == "FAIL" and "by_hand_readers" in card[8].evidence
-        admin.delete(f"/api/v1/security/users/{reader.user_id}")
+        admin.call("DELETE", f"/api/v1/security/users/{reader.user_id}")
     finally:
         admin.delete(f"/api/v1/security/roles/{by_hand}")
 

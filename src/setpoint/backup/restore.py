@@ -12,6 +12,7 @@ from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.backup.service import backup_report, take_backup
 from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, chown, write_file
+from setpoint.operations import rotation
 from setpoint.runtime.local import converge
 from setpoint.render import REDIS_DBS_OF_THE_PRESENT, instance_programs
 from setpoint.runtime.local.instance import instance_lock, load_context
@@ -19,6 +20,7 @@ from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
 from setpoint.services.postgres import cluster_of
 from setpoint.services.redis import RedisServer
+from setpoint.services.superset import SupersetCommands
 
 
 def parse_moment(text: str) -> datetime | None:
@@ -63,6 +65,10 @@ def restore_in_place(home: Home, name: str, to: str, log=lambda m: None, step=la
         rewind_metadata(home, ctx, moment)
         log(f"rewound the metadata database of {name} to {moment.isoformat() if moment else 'the latest archived WAL'}")
     report = converge.up(home, ctx.spec, log=log, step=step)
+    if previous_key := rotation.key_at(ctx, moment):
+        values = SupersetCommands(ctx).re_encrypt_secrets(previous_key)
+        log(f"re-encrypted {values} secret(s) of the rewound metadata, kept with the SECRET_KEY of before its last "
+            "rotation, with the current one")
     # The rewound cluster writes a new timeline; the newest backup must be on it, or a restore of
     # "the latest backup" would start from the safety backup, past the point the timeline forked.
     step("taking a full backup of the rewound instance")
@@ -116,8 +122,12 @@ def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m
             directory.mkdir(parents=True, exist_ok=True)
             chown(directory, ctx.service_user)
         target.pg_data.chmod(0o700)
-        # The same SECRET_KEY decrypts the database passwords kept in the restored metadata.
-        write_file(target.secrets_file, ctx.paths.secrets_file.read_text(), mode=0o600, owner=ctx.service_user)
+        # The SECRET_KEY the restored metadata was encrypted with decrypts its database passwords:
+        # the source's, or the one it had before its last rotation.
+        secrets = SecretStore(ctx.paths.secrets_file).load()
+        if previous_key := rotation.key_at(ctx, moment):
+            secrets["secret_key"] = previous_key
+        SecretStore(target.secrets_file, owner=ctx.service_user).update(secrets)
         write_file(target.spec_file, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
         restored_from = {"instance": source, "to": moment.isoformat() if moment else "latest"}
         # Restored as the source's version; a newer one migrates it when the copy starts.

@@ -7,15 +7,16 @@ those with `superset re-encrypt-secrets` (the old key given in the environment a
 PREVIOUS_SECRET_KEY), restarts Superset's processes on the new key, ends every session (they live
 in Redis, so a cookie from before is refused) and takes a full backup, which escrows the new key:
 a disaster-recovery rebuild from then on gets the key its metadata was encrypted with. The old key
-stays in the secret store (0600) as `previous_secret_key`, for restoring a point in time before the
-rotation. Everyone logs in again; Superset restarts in about half a minute.
+stays in the secret store (0600) as `previous_secret_key`: `key_at` gives it to a restore to a
+point in time before the rotation. Everyone logs in again; Superset restarts in about half a minute.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from setpoint.backup.service import now, take_backup, update_record
+from setpoint.backup.service import now, read_record, take_backup, update_record
 from setpoint.home import Home, write_file
 from setpoint.observability.logstore import record_audit
 from setpoint.render import REDIS_DB, render_instance
@@ -31,6 +32,7 @@ SESSION_KEYS = "session:*"  # SESSION_KEY_PREFIX in superset_config.py
 @dataclass(frozen=True)
 class Rotation:
     rotated_at: str
+    values_re_encrypted: int
     sessions_ended: int
     backup: str
 
@@ -52,7 +54,7 @@ def rotate(home: Home, name: str, step=lambda message: None) -> Rotation:
         step("re-encrypting the metadata's secrets with the new key")
         _use_key(ctx, store, {"secret_key": generate_secret(SECRET_LENGTHS["secret_key"]), "previous_secret_key": previous})
         try:
-            SupersetCommands(ctx).re_encrypt_secrets(previous)
+            values = SupersetCommands(ctx).re_encrypt_secrets(previous)
         except BaseException:
             # Nothing was re-encrypted (one transaction): the instance keeps its key.
             _use_key(ctx, store, {"secret_key": previous, "previous_secret_key": kept.get("previous_secret_key", "")})
@@ -64,5 +66,14 @@ def rotate(home: Home, name: str, step=lambda message: None) -> Rotation:
         backup = take_backup(ctx, "full")
         at = now().isoformat(timespec="seconds")
         update_record(ctx.paths, **{RECORD: at})
-        record_audit(ctx, "secret_key_rotated", sessions_ended=ended, backup=backup.label)
-        return Rotation(at, ended, backup.label)
+        record_audit(ctx, "secret_key_rotated", values_re_encrypted=values, sessions_ended=ended, backup=backup.label)
+        return Rotation(at, values, ended, backup.label)
+
+
+def key_at(ctx, moment: datetime | None) -> str | None:
+    """The SECRET_KEY the metadata was encrypted with at `moment`, when it is not the current one:
+    the previous key, for a moment before the last rotation (None: the current key fits)."""
+    rotated = read_record(ctx.paths).get(RECORD)
+    if moment is None or rotated is None or moment >= datetime.fromisoformat(rotated):
+        return None
+    return SecretStore(ctx.paths.secrets_file).load().get("previous_secret_key") or None

@@ -128,12 +128,13 @@ class SupersetCommands:
             hint="the metadata database is as it was before; fix the cause above and run up again",
         )
 
-    def re_encrypt_secrets(self, previous_secret_key: str) -> None:
+    def re_encrypt_secrets(self, previous_secret_key: str) -> int:
         """Re-encrypt what the metadata keeps encrypted from `previous_secret_key` to the
-        configuration's SECRET_KEY (superset_side/re_encrypt.py)."""
-        self.run([str(self.ctx.venv / "bin" / "python"), str(superset_side_script("re_encrypt"))],
-                 what="re-encrypting the metadata's secrets with the new SECRET_KEY",
-                 SETPOINT_PREVIOUS_SECRET_KEY=previous_secret_key)
+        configuration's SECRET_KEY (superset_side/re_encrypt.py); how many values."""
+        output = self.run([str(self.ctx.venv / "bin" / "python"), str(superset_side_script("re_encrypt"))],
+                          what="re-encrypting the metadata's secrets with the new SECRET_KEY",
+                          SETPOINT_PREVIOUS_SECRET_KEY=previous_secret_key)
+        return json.loads(output.strip().splitlines()[-1])["values"]
 
     def init(self) -> None:
         """Create roles and synchronise permissions (the only process allowed to)."""
