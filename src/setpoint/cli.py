@@ -761,6 +761,53 @@ def clear_cache(
         done(f"deleted {keys} key{'s' if keys != 1 else ''} of the {prefix} cache ({CACHES[prefix].holds})")
 
 
+@app.command()
+def roles(
+    name: str = typer.Argument(..., help="Instance name."),
+    format: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Audit an instance's roles and row-level security against its spec.
+
+    Lists the roles no one declared, declared roles whose permissions were changed by hand,
+    roles that open SQL Lab without the spec allowing it, and for each multi-tenant dataset the
+    roles that read it and whether a rule filters them. `setpoint up` puts declared roles and
+    rules back. Exits 1 when anything drifted.
+
+    Example: setpoint roles demo
+    """
+    from setpoint.checklist.evidence import Evidence
+    from setpoint.identity import access
+
+    evidence = Evidence(lifecycle.managed_target(home(), name))
+    if evidence.metadata is None:
+        raise SetpointError(f"the metadata of {name} could not be read: {'; '.join(evidence.problems) or 'no answer'}",
+                            f"see: setpoint status {name}")
+    found = access.audit(evidence.metadata)
+    drifted = bool(found["not_declared"] or found["drifted"] or found["sql_lab_not_allowed"]
+                   or any(d.get("unfiltered") or d.get("problem") for d in found["row_level_security"]))
+    if format is Format.json:
+        print(json.dumps(found))
+    else:
+        out.print(f"roles of {name}: {', '.join(found['roles'])}")
+        for role in found["not_declared"]:
+            done(f"warning: the role {role} is not in the spec (made by hand?)")
+        for role in found["drifted"]:
+            done(f"warning: the role {role['role']} drifted: added {', '.join(role['added']) or 'nothing'}; "
+                 f"missing {', '.join(role['missing']) or 'nothing'} (setpoint up {name} puts it back)")
+        for role in found["sql_lab_not_allowed"]:
+            done(f"warning: the role {role} opens SQL Lab, which row-level security does not filter")
+        for dataset in found["row_level_security"]:
+            if dataset.get("problem") or dataset.get("unfiltered"):
+                done(f"warning: {dataset['dataset']}: {dataset.get('problem') or 'read unfiltered by ' + ', '.join(dataset['unfiltered'])}")
+            else:
+                done(f"{dataset['dataset']}: read by {', '.join(dataset['readers'])}; each filtered but "
+                     f"{', '.join(dataset['all_rows'])} (all rows)")
+        if not drifted:
+            done("no drift from the spec")
+    if drifted:
+        raise typer.Exit(1)
+
+
 @app.command("rotate-secret")
 def rotate_secret(
     name: str = typer.Argument(..., help="Instance name."),

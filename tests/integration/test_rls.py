@@ -17,6 +17,7 @@ from setpoint.errors import SetpointError
 from setpoint.net import http_client
 from setpoint.runtime.local import lifecycle
 from setpoint.superset_api import SupersetClient
+from tests.conftest import run_cli
 
 PASSWORD = "tenant passphrase long enough 2026"
 REGION = {"sales_europe": "Europe", "sales_north_america": "North America"}
@@ -146,13 +147,28 @@ def test_a_role_given_the_dataset_by_hand_sees_no_row(admin, make_user, dataset,
         admin.delete(f"/api/v1/security/roles/{by_hand}")
 
 
-def test_the_rules_are_put_back_when_changed_by_hand(admin, home, instance):
+def test_roles_and_rules_changed_by_hand_are_reported_then_put_back(admin, home, role_ids):
     from setpoint.runtime.local.instance import load_context
     from setpoint.services.superset import SupersetCommands
 
     rules = admin.get("/api/v1/rowlevelsecurity/?q=(page_size:100)").json()["result"]
     europe = next(r for r in rules if r["name"] == "setpoint: sales for sales_europe")
     assert admin.call("PUT", f"/api/v1/rowlevelsecurity/{europe['id']}", json={"clause": "1 = 1"}).status_code in (200, 201)
+    # SQL Lab given by hand to a tenant role: it would read every tenant's rows there.
+    held = admin.get(f"/api/v1/security/roles/{role_ids['sales_europe']}/permissions/").json()["result"]
+    sql_lab = admin.get(f"/api/v1/security/roles/{role_ids['sql_lab']}/permissions/").json()["result"]
+    assert admin.post(f"/api/v1/security/roles/{role_ids['sales_europe']}/permissions", json={
+        "permission_view_menu_ids": sorted({p["id"] for p in held + sql_lab})}).status_code == 200
+    card = {r.check.id: r for r in run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha").results}
+    assert card[8].status.value == "FAIL" and "the role sales_europe drifted from the spec" in card[8].evidence
+    assert "roles the spec does not allow SQL Lab open it: sales_europe" in card[8].evidence
+    audit = run_cli("roles", "alpha")
+    assert audit.returncode == 1 and "the role sales_europe drifted" in audit.stderr + audit.stdout
     result = SupersetCommands(load_context(home, "alpha")).apply_access()
-    assert result == {"changes": ["put back the row-level security rule 'setpoint: sales for sales_europe'"], "problems": []}
+    assert result["problems"] == [] and set(result["changes"]) == {
+        "gave the role sales_europe the permissions of Gamma and read access to sales",
+        "put back the row-level security rule 'setpoint: sales for sales_europe'"}
     assert admin.get(f"/api/v1/rowlevelsecurity/{europe['id']}").json()["result"]["clause"] == "region = 'Europe'"
+    card = {r.check.id: r for r in run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha").results}
+    assert card[8].status.value == "PASS", card[8].evidence
+    assert run_cli("roles", "alpha").returncode == 0

@@ -8,6 +8,7 @@ import re
 from setpoint.checklist.evidence import Evidence
 from setpoint.checklist.known_keys import KNOWN_DEFAULT_KEYS
 from setpoint.checklist.model import Finding, combine, failed, passed, unverified
+from setpoint.identity import access
 
 ONE_YEAR_S = 31536000
 AUTH_OAUTH, AUTH_REMOTE_USER = 4, 3
@@ -213,8 +214,14 @@ def probe_roles(ev: Evidence) -> Finding:
         parts.append(failed(f"Gamma is granted SQL Lab ({meta['gamma_sql_lab'][0]})"))
     else:
         parts.append(passed("Gamma has no SQL Lab access"))
-    standard = {"Admin", "Alpha", "Gamma", "Public", "sql_lab", *meta.get("declared_roles", [])}
-    extra = sorted(set(meta["roles"]) - standard)
+    for role in meta.get("role_drift", []):
+        changed = [f"{len(role[k])} {k} ({', '.join(role[k][:3])}{', ...' if len(role[k]) > 3 else ''})"
+                   for k in ("added", "missing") if role[k]]
+        parts.append(failed(f"the role {role['role']} " + ("does not exist" if not role["exists"] else
+                                                            "drifted from the spec: " + "; ".join(changed) + " permissions")))
+    if meta.get("other_sql_lab_roles"):
+        parts.append(failed(f"roles the spec does not allow SQL Lab open it: {', '.join(meta['other_sql_lab_roles'])}"))
+    extra = access.audit(meta)["not_declared"]
     if extra and ev.target.managed is not None:
         parts.append(failed(f"roles not in the spec: {', '.join(extra)}"))
     else:

@@ -14,6 +14,7 @@ import json
 from setpoint import examples
 from setpoint.spec.model import InstanceSpec, Role, RowLevelSecurity
 
+SUPERSET_ROLES = ("Admin", "Alpha", "Gamma", "Public", "sql_lab")
 SAMPLE_ROLES = {
     "sales_europe": Role(base="Gamma", datasets=[examples.TABLE]),
     "sales_north_america": Role(base="Gamma", datasets=[examples.TABLE]),
@@ -35,3 +36,17 @@ def declared(spec: InstanceSpec) -> dict:
 
 def digest(access: dict) -> str:
     return hashlib.sha256(json.dumps(access, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def audit(metadata: dict) -> dict:
+    """What the metadata's facts (superset_side/dump_facts.py) say against the declaration: roles
+    no one declared, declared roles that drifted, roles opening SQL Lab that may not, and how each
+    multi-tenant dataset's readers are filtered."""
+    declared = set(metadata.get("declared_roles", []))
+    return {
+        "roles": metadata["roles"],
+        "not_declared": sorted(set(metadata["roles"]) - set(SUPERSET_ROLES) - declared),
+        "drifted": metadata.get("role_drift", []),
+        "sql_lab_not_allowed": (["Gamma"] if metadata["gamma_sql_lab"] else []) + metadata.get("other_sql_lab_roles", []),
+        "row_level_security": metadata.get("rls_coverage") or [],
+    }

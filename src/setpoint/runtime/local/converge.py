@@ -127,6 +127,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     if spec.sso and (saved is None or saved.sso != spec.sso or os.environ.get(spec.sso.client_secret_env)):
         step("checking the identity provider")
         sso.check(spec.sso, sso_keys[sso.CLIENT_SECRET_KEY])
+        log(f"{spec.sso.issuer} accepts client {spec.sso.client_id}: its redirect URI there must be {sso.redirect_uri(spec)}")
 
     ctx = build_context(home, spec, ports, platform.user)
     # Remember the spec and ports at once: a converge that fails later keeps its ports next time,
@@ -253,10 +254,10 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
 
 
 def _ensure_access(ctx: InstanceContext, commands: SupersetCommands, state: dict, act: Log, step: Log) -> None:
-    """Make the spec's roles and row-level security once they changed (or a dataset they name was
-    missing last time)."""
+    """Make the spec's roles and row-level security once they changed, or Superset's version did
+    (its base roles may have new permissions), or a dataset they name was missing last time."""
     declared = access.declared(ctx.spec)
-    wanted = access.digest(declared)
+    wanted = access.digest({**declared, "superset_version": ctx.spec.superset_version})
     if state.get("access") == wanted or ("access" not in state and not any(declared.values())):
         return
     step("making the roles and row-level security")

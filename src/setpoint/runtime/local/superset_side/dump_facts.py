@@ -210,6 +210,19 @@ def _metadata_contents(conn, sa):
 
     gamma = permissions("Gamma") if "Gamma" in roles else []
     declared = getattr(C, "SETPOINT_ACCESS", None)
+
+    def drift(name, role):
+        """What a declared role holds beyond, or lacks of, its base role, SQL Lab when declared,
+        and read access to its datasets."""
+        wanted = set(permissions(role["base"])) | (set(permissions("sql_lab")) if role["sql_lab"] else set())
+        for dataset in role["datasets"]:
+            wanted.update(f"datasource_access on {perm}" for (perm,) in conn.execute(
+                sa.text("SELECT perm FROM tables WHERE table_name = :name"), {"name": dataset}))
+        held = set(permissions(name)) if name in roles else set()
+        return {"role": name, "exists": name in roles, "added": sorted(held - wanted), "missing": sorted(wanted - held)}
+
+    declared_roles = (declared or {}).get("roles", {})
+    sql_lab_allowed = {"Admin", "Alpha", "sql_lab", *(n for n, r in declared_roles.items() if r["sql_lab"])}
     public = getattr(C, "AUTH_ROLE_PUBLIC", "Public")  # a Flask-AppBuilder default
     return {
         "active_users": len(rows),
@@ -224,7 +237,12 @@ def _metadata_contents(conn, sa):
         "dashboards": conn.execute(sa.text("SELECT count(*) FROM dashboards")).scalar(),
         # Which datasets are multi-tenant is known only where Setpoint's configuration declares it.
         "rls_coverage": None if declared is None else _rls_coverage(conn, sa, declared["row_level_security"]),
-        "declared_roles": sorted(declared["roles"]) if declared else [],
+        "declared_roles": sorted(declared_roles),
+        "role_drift": [d for d in (drift(n, r) for n, r in declared_roles.items())
+                       if d["added"] or d["missing"] or not d["exists"]],
+        # Any other role that opens SQL Lab (which row-level security does not filter); Gamma's is above.
+        "other_sql_lab_roles": [r for r in roles if r not in sql_lab_allowed | {"Gamma"}
+                                and set(permissions(r)) & SQL_LAB_ACCESS],
     }
 
 
