@@ -123,6 +123,16 @@ def test_a_tenant_lists_only_its_own_values_and_has_no_sql_lab(make_user, datase
     assert sql.status_code in (401, 403), sql.text
 
 
+@pytest.mark.parametrize("role", ["Gamma", "sales_europe"])
+def test_the_owner_pickers_name_people_without_their_e_mails(make_user, admin, role):
+    """Superset 6.1 lists every user's e-mail to anyone who may pick an owner (issue 19)."""
+    user = make_user(role)
+    for path in ("/api/v1/dashboard/related/owners", "/api/v1/chart/related/owners"):
+        assert any("email" in r["extra"] for r in admin.get(path).json()["result"])  # admins still see them
+        people = user.get(path).json()["result"]
+        assert people and all(r["text"] and "email" not in r["extra"] for r in people), people
+
+
 def test_a_user_of_both_tenants_sees_both(make_user, dataset, everyone):
     both = make_user(*REGION)
     assert counts_by_region(both, dataset) == {r: everyone[r] for r in REGION.values()}

@@ -88,11 +88,12 @@ FAB_PASSWORD_COMPLEXITY_VALIDATOR = _identity_guard.check_password
 def FLASK_APP_MUTATOR(app) -> None:
     # Every password login (form and API) is limited per client address across gunicorn's workers
     # (Superset 6.1 limits neither); sessions end at their lifetime; the users API echoes no
-    # password; anonymous visitors are not told the version; an unknown /lang/XX is a 404, not a
+    # password; only admins see users' e-mails in the owner pickers; anonymous visitors are not told the version; an unknown /lang/XX is a 404, not a
     # 500; logins, logouts and changes of access go into the audit trail.
     _identity_guard.limit_logins(app, AUTH_RATE_LIMIT)
     _identity_guard.end_sessions_after(app, 86400)
     _identity_guard.hide_passwords(app)
+    _identity_guard.hide_emails(app)
     _identity_guard.hide_version(app)
     _identity_guard.answer_unknown_locales(app)
     _AUDIT.record_access(app)

@@ -22,6 +22,8 @@ A local password must have MIN_PASSWORD_LENGTH characters, and neither be one of
 passwords nor be made only of them (digits and symbols aside); and the users API no longer echoes a
 password it was sent (Flask-AppBuilder 5.3 returns it in the answer to PUT /users/ID).
 
+The owner pickers' lists of users no longer carry their e-mails for non-admins (`hide_emails`).
+
 Under single sign-on (superset_side/sso.py), `passwords_only_for` refuses every password login
 but the instance's admin's and emergency admins', and gives them a break-glass form. Stdlib only
 at import.
@@ -121,6 +123,30 @@ def hide_passwords(app) -> None:
         result = body.get("result") if isinstance(body, dict) else None
         if isinstance(result, dict) and "password" in result:
             result.pop("password")
+            response.set_data(json.dumps(body))
+        return response
+
+
+RELATED_PEOPLE = re.compile(r"^/api/v1/[a-z_]+/related/[a-z_]+$")
+
+
+def hide_emails(app) -> None:
+    """The owner pickers (GET /api/v1/RESOURCE/related/owners, and created_by and the like) list
+    every user with their e-mail, to anyone who may edit a chart or a dashboard, Gamma included:
+    only admins get the e-mails now; everyone still gets the names to choose from."""
+    from flask import request
+
+    @app.after_request
+    def _hide(response):
+        if not RELATED_PEOPLE.match(request.path) or not response.is_json or app.appbuilder.sm.is_admin():
+            return response
+        body = response.get_json(silent=True)
+        results = body.get("result") if isinstance(body, dict) else None
+        if isinstance(results, list) and any(isinstance(r.get("extra"), dict) and "email" in r["extra"]
+                                             for r in results if isinstance(r, dict)):
+            for result in results:
+                if isinstance(result, dict) and isinstance(result.get("extra"), dict):
+                    result["extra"].pop("email", None)
             response.set_data(json.dumps(body))
         return response
 
