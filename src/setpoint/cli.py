@@ -22,6 +22,7 @@ from setpoint import __version__, doctor as doctor_module
 from setpoint.checklist import Target, run_scorecard
 from setpoint.checklist import report
 from setpoint.errors import InputError, SetpointError
+from setpoint.identity import access
 from setpoint.home import Home, default_home
 from setpoint.net import host_addresses
 from setpoint.observability import logstore, monitoring
@@ -156,7 +157,14 @@ def print_summary(spec: InstanceSpec, report: converge.UpReport) -> None:
         "HTTPS with HSTS through Caddy, secure cookies, CSRF, CSP, a generated admin password".format(
             v=spec.superset_version
         )
+        + (f", sign-in through {spec.sso.issuer}" if spec.sso else "")
     )
+    declared = access.declared(spec)
+    for rule in declared["row_level_security"]:
+        out.print(f"  row-level security on {rule['dataset']}: "
+                  + ", ".join(f"{role} sees {clause}" for role, clause in rule["filters"].items())
+                  + f"; {' and '.join(['Admin', *rule['all_rows']])} see every row, any other role none "
+                  f"(audit: {command_name()} roles {spec.name})")
 
 
 @app.command()
