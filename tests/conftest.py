@@ -139,16 +139,6 @@ def pytest_runtest_protocol(item, nextitem):
             fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups from the markers
-def pytest_collection_modifyitems(config, items):
-    """The tests of one module run in one worker, in order: its module-scoped instances are made
-    once, and tests that follow one another (an upgrade, then its rollback) see each other's
-    work. Unit tests go wherever there is room."""
-    for item in items:
-        if item.path.parent.name in ("integration", "scenarios"):
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
-
-
 def report_figure(line: str) -> None:
     """A measured figure (a time, a count, a ratio), printed at the end of the run even when the
     test passes, so every CI log carries them."""

@@ -50,9 +50,9 @@ class SupersetClient:
             response = self.http.request(method, path, headers={**self.headers, **(headers or {})}, **kwargs)
             if attempt == 2:
                 return response
-            # Access tokens live 15 minutes, and a rotated SECRET_KEY voids them: a long export or
-            # drill outlives one.
-            if response.status_code == 401 and self.credentials and (
+            # Access tokens live 15 minutes (401 when expired), and a rotated SECRET_KEY voids them
+            # (422 from Flask-JWT-Extended): a long export or drill outlives one.
+            if response.status_code in (401, 422) and self.credentials and (
                     "expired" in response.text or "Signature verification failed" in response.text):
                 self.login(*self.credentials)
             # The CSRF token lives in the server-side session, which a rewind of the instance ends.

@@ -24,7 +24,7 @@ def test_managed_instance_scores_what_it_guarantees(home, instance):
     assert {i for i, s in got.items() if s == "FAIL"} == MANAGED_FAIL
     assert card.score == len(MANAGED_PASS) and card.level == "solid production"
     assert card.problems == []
-    assert card.seconds < 15
+    assert card.seconds < 60  # about 10 s alone; up to 25 s while other workers load both cores
 
 
 def test_forged_cookie_is_refused_by_setpoint_and_caught_on_stock(home, instance, stock_superset):
