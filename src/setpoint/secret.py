@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import string
 from dataclasses import dataclass
 from pathlib import Path
 
 from setpoint import proc
+from setpoint.errors import InputError
 from setpoint.home import write_file
 
 # Every secret an instance has, with its length in characters.
@@ -32,6 +34,16 @@ SUPERSET_SECRETS = ("secret_key", "async_jwt_secret", "guest_token_jwt_secret", 
                     "sso_client_secret")
 
 ALPHABET = string.ascii_letters + string.digits
+
+
+def given_or_stored(key: str, variable: str, stored: dict[str, str], needed: str) -> str:
+    """A secret the spec names by its environment variable: given there now (`up` then moves it
+    into the secret store), else the one `stored` under `key` by an earlier converge. Missing
+    from both: an error saying what `needed` it and which variable to set."""
+    value = os.environ.get(variable) or stored.get(key, "")
+    if not value:
+        raise InputError(needed, f"set {variable} in the environment and run the command again")
+    return value
 
 
 def generate_secret(length: int) -> str:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from setpoint.errors import InputError, SetpointError
 from setpoint.backup.repositories import offsite_key, put, s3_client
+from setpoint.secret import given_or_stored
 from setpoint.spec.model import Offsite
 
 SALT_BYTES = 16
@@ -56,14 +57,9 @@ def offsite_credentials(spec, stored: dict[str, str]) -> dict[str, str]:
     """The off-site access keys of an instance spec: given in the environment variables it names
     (they then move into the secret store), else those `stored` by an earlier converge."""
     offsite = spec.backup.offsite
-    keys = {key: os.environ.get(var) or stored.get(key, "")
-            for key, var in (("offsite_access_key", offsite.access_key_env), ("offsite_secret_key", offsite.secret_key_env))}
-    if not all(keys.values()):
-        raise InputError(
-            f"the off-site repository of {spec.name} needs access keys",
-            f"set {offsite.access_key_env} and {offsite.secret_key_env} in the environment and run the command again",
-        )
-    return keys
+    return {key: given_or_stored(key, variable, stored, f"the off-site repository of {spec.name} needs its {what}")
+            for key, variable, what in (("offsite_access_key", offsite.access_key_env, "access key"),
+                                        ("offsite_secret_key", offsite.secret_key_env, "secret key"))}
 
 
 def check_offsite(offsite: Offsite, secrets: dict[str, str]) -> None:

@@ -8,12 +8,11 @@ superset_side/sso.py does the sign-in inside Superset.
 
 from __future__ import annotations
 
-import os
-
 import httpx
 
-from setpoint.errors import InputError, SetpointError
+from setpoint.errors import SetpointError
 from setpoint.net import http_client
+from setpoint.secret import given_or_stored
 from setpoint.spec.model import InstanceSpec, Sso
 
 CLIENT_SECRET_KEY = "sso_client_secret"
@@ -27,11 +26,8 @@ EMERGENCY_USERNAME_PATTERN = r"^emergency-[0-9]{8}-[0-9]{6}$"
 def credentials(sso: Sso, stored: dict[str, str]) -> dict[str, str]:
     """The client secret: from the environment variable the spec names (it then moves into the
     secret store), else the one stored by an earlier converge."""
-    secret = os.environ.get(sso.client_secret_env) or stored.get(CLIENT_SECRET_KEY, "")
-    if not secret:
-        raise InputError(f"single sign-on needs the client secret of {sso.client_id} at {sso.issuer}",
-                         f"set {sso.client_secret_env} in the environment and run the command again")
-    return {CLIENT_SECRET_KEY: secret}
+    return {CLIENT_SECRET_KEY: given_or_stored(CLIENT_SECRET_KEY, sso.client_secret_env, stored,
+                                               f"single sign-on needs the client secret of {sso.client_id} at {sso.issuer}")}
 
 
 def redirect_uri(spec: InstanceSpec) -> str:

@@ -13,7 +13,6 @@ withdraw it. Checklist points 19, 20 and 21 ask the same Prometheus and Alertman
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from setpoint.render import (
     render_prometheus_config,
 )
 from setpoint.runtime.local.accounts import ensure_account
-from setpoint.secret import SecretStore, generate_secret
+from setpoint.secret import SecretStore, generate_secret, given_or_stored
 from setpoint.services import smtp
 from setpoint.services.caddy import Caddy
 from setpoint.spec import InstanceSpec
@@ -177,9 +176,7 @@ def receiver_credentials(spec: InstanceSpec, stored: dict[str, str]) -> dict[str
         wanted.append((PAGERDUTY_KEY, spec.alerts.pagerduty.routing_key_env, "a PagerDuty routing key"))
     found = {}
     for key, variable, what in wanted:
-        found[key] = os.environ.get(variable) or stored.get(key, "")
-        if not found[key]:
-            raise InputError(f"{spec.name}'s alerts need {what}", f"set {variable} in the environment and run the command again")
+        found[key] = given_or_stored(key, variable, stored, f"{spec.name}'s alerts need {what}")
         if key == SLACK_KEY and not found[key].startswith("https://"):
             raise InputError(f"{variable} is not an https:// URL", "set it to the URL Slack shows for the incoming webhook")
     return found

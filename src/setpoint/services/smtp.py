@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import smtplib
 import ssl
 
-from setpoint.errors import InputError, SetpointError
+from setpoint.errors import SetpointError
+from setpoint.secret import given_or_stored
 from setpoint.spec.model import Smtp
 
 PASSWORD_KEY = "smtp_password"  # in the instance's secret store
@@ -18,11 +18,8 @@ def credentials(smtp: Smtp, stored: dict[str, str]) -> dict[str, str]:
     server asks for no login."""
     if not smtp.username:
         return {}
-    password = os.environ.get(smtp.password_env) or stored.get(PASSWORD_KEY, "")
-    if not password:
-        raise InputError(f"the mail server {smtp.host} needs the password of {smtp.username}",
-                         f"set {smtp.password_env} in the environment and run the command again")
-    return {PASSWORD_KEY: password}
+    return {PASSWORD_KEY: given_or_stored(PASSWORD_KEY, smtp.password_env, stored,
+                                          f"the mail server {smtp.host} needs the password of {smtp.username}")}
 
 
 def check(smtp: Smtp, password: str = "", timeout: float = 15) -> None:
