@@ -51,22 +51,25 @@ class S3Endpoint:
         return f"https://localhost:{self.tls_port}"
 
     def start(self) -> None:
-        """The endpoint answers, over TLS."""
+        """The endpoint answers, over TLS, with moto behind it (Caddy alone answers 502)."""
         self.caddy = subprocess.Popen(["caddy", "run", "--config", str(self.caddyfile), "--adapter", "caddyfile"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
+            if self.moto.poll() is not None:
+                raise RuntimeError(f"moto_server exited with {self.moto.returncode} (its port taken?)")
             try:
                 if self.ca_file.exists():
                     # pgBackRest reads the CA as the service user: a world-readable copy.
                     shutil.copy(self.ca_file, self.public_ca)
                     self.public_ca.chmod(0o644)
-                    httpx.get(self.url, verify=ssl.create_default_context(cafile=str(self.public_ca)), timeout=2)
-                    return
+                    answer = httpx.get(self.url, verify=ssl.create_default_context(cafile=str(self.public_ca)), timeout=5)
+                    if answer.status_code != 502:
+                        return
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        raise RuntimeError("the S3 endpoint did not start")
+        raise RuntimeError("the S3 endpoint did not start within 120 s")
 
     def stop(self) -> None:
         """An outage: nothing answers on the endpoint; the stored objects are kept."""

@@ -242,7 +242,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
         state["examples_loaded"] = True
         act(f"loaded {examples.ROWS:,} sample rows and the '{examples.DASHBOARD_TITLE}' dashboard")
     if not ephemeral:
-        _ensure_access(ctx, commands, state, act, step)
+        _ensure_access(ctx, commands, state, act, step, config_changed="superset_config.py" in written)
 
     if ctx.managed_postgres and not ephemeral:
         _ensure_proven(home, ctx, platform, secrets, act, step)
@@ -253,12 +253,16 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
 
 
-def _ensure_access(ctx: InstanceContext, commands: SupersetCommands, state: dict, act: Log, step: Log) -> None:
-    """Make the spec's roles and row-level security once they changed, or Superset's version did
-    (its base roles may have new permissions), or a dataset they name was missing last time."""
+def _ensure_access(ctx: InstanceContext, commands: SupersetCommands, state: dict, act: Log, step: Log,
+                   config_changed: bool) -> None:
+    """Make the spec's roles and row-level security once they changed, or Superset's version or
+    configuration did (`superset init` may have given the base roles new permissions: single
+    sign-on's views, a feature flag's), or a dataset they name was missing last time."""
     declared = access.declared(ctx.spec)
     wanted = access.digest({**declared, "superset_version": ctx.spec.superset_version})
-    if state.get("access") == wanted or ("access" not in state and not any(declared.values())):
+    if not any(declared.values()) and "access" not in state:
+        return
+    if state.get("access") == wanted and not config_changed:
         return
     step("making the roles and row-level security")
     result = commands.apply_access()
