@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,43 @@ def admin(instance, ca_root, secrets):
         api = SupersetClient(client)
         assert api.login("admin", secrets["admin_password"]).status_code == 200
         yield api
+
+
+USER_PASSWORD = "a user passphrase long enough 2026"
+
+
+@pytest.fixture(scope="module")
+def role_ids(admin):
+    return {r["name"]: r["id"] for r in admin.get("/api/v1/security/roles/?q=(page_size:100)").json()["result"]}
+
+
+@pytest.fixture(scope="module")
+def login_address() -> str:
+    """The address a module's users log in from (logins are limited per address and minute)."""
+    return "127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def make_user(admin, instance, ca_root, role_ids, login_address):
+    """A user of the session's instance holding `roles`, logged in through the API (its client has
+    `username` and `user_id`); deleted at the end of the module."""
+    made = []
+
+    def make(*roles: str) -> SupersetClient:
+        username = f"user-{uuid.uuid4().hex[:6]}"
+        created = admin.post("/api/v1/security/users/", json={
+            "first_name": "Some", "last_name": "User", "username": username, "email": f"{username}@example.com",
+            "active": True, "roles": [role_ids[r] for r in roles], "password": USER_PASSWORD})
+        assert created.status_code == 201, created.text
+        made.append(created.json()["id"])
+        client = SupersetClient(http_client(instance[0].url, ca_file=ca_root, timeout=60, local_address=login_address))
+        assert client.login(username, USER_PASSWORD).status_code == 200
+        client.username, client.user_id = username, created.json()["id"]
+        return client
+
+    yield make
+    for user_id in made:
+        admin.call("DELETE", f"/api/v1/security/users/{user_id}")  # some are gone already
 
 
 def run_cli(*args: str, home: Home | None = None) -> subprocess.CompletedProcess:

@@ -841,6 +841,23 @@ def rotate_secret(
     done(f"took the full backup {rotated.backup}, which escrows the new key (the old one stays in the secret store)")
 
 
+@app.command("end-sessions")
+def end_sessions(
+    name: str = typer.Argument(..., help="Instance name."),
+    user: str = typer.Option(..., "--user", help="The username whose sessions end."),
+    reason: str = typer.Option("", "--reason", help="Why, for the audit trail."),
+) -> None:
+    """Log a user out everywhere: every browser session, API access token and refresh token they
+    hold is refused from now on; their password stays. A password change does the same by itself.
+
+    Example: setpoint end-sessions demo --user alice --reason "laptop stolen"
+    """
+    from setpoint.identity.sessions import end_sessions as end
+
+    end(home(), name, user, reason)
+    done(f"ended every session and token of {user} on {name}: they sign in again")
+
+
 @app.command("emergency-access")
 def emergency_access(
     name: str = typer.Argument(..., help="Instance name."),

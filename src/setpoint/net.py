@@ -30,20 +30,23 @@ class _LoopbackResolvingBackend(httpcore.SyncBackend):
 class LoopbackTransport(httpx.HTTPTransport):
     """An httpx transport whose connection pool resolves `*.localhost` to 127.0.0.1."""
 
-    def __init__(self, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(self, verify: ssl.SSLContext | bool = True, local_address: str | None = None) -> None:
         super().__init__(verify=verify)
         context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
-        self._pool = httpcore.ConnectionPool(ssl_context=context, network_backend=_LoopbackResolvingBackend())
+        self._pool = httpcore.ConnectionPool(ssl_context=context, network_backend=_LoopbackResolvingBackend(),
+                                             local_address=local_address)
 
 
-def http_client(base_url: str = "", ca_file: Path | None = None, timeout: float = 30, **kwargs) -> httpx.Client:
-    """An httpx client that trusts `ca_file` (Caddy's local CA) besides the system's roots."""
+def http_client(base_url: str = "", ca_file: Path | None = None, timeout: float = 30, local_address: str | None = None,
+                **kwargs) -> httpx.Client:
+    """An httpx client that trusts `ca_file` (Caddy's local CA) besides the system's roots, its
+    connections from `local_address` when given."""
     context = ssl.create_default_context()
     if ca_file is not None:
         context.load_verify_locations(cafile=str(ca_file))
     return httpx.Client(
         base_url=base_url,
-        transport=LoopbackTransport(verify=context),
+        transport=LoopbackTransport(verify=context, local_address=local_address),
         timeout=timeout,
         **kwargs,
     )

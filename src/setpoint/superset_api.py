@@ -53,7 +53,8 @@ class SupersetClient:
             # Access tokens live 15 minutes (401 when expired), and a rotated SECRET_KEY voids them
             # (422 from Flask-JWT-Extended): a long export or drill outlives one.
             if response.status_code in (401, 422) and self.credentials and (
-                    "expired" in response.text or "Signature verification failed" in response.text):
+                    "expired" in response.text or "Signature verification failed" in response.text
+                    or "revoked" in response.text):
                 self.login(*self.credentials)
             # The CSRF token lives in the server-side session, which a rewind of the instance ends.
             elif response.status_code == 400 and "CSRF" in response.text and self.csrf is not None:

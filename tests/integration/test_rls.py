@@ -8,18 +8,15 @@ does not name, sees no row at all. Every count is compared with the admin's."""
 
 import csv
 import io
-import uuid
 
 import pytest
 
 from setpoint.checklist import run_scorecard
 from setpoint.errors import SetpointError
-from setpoint.net import http_client
 from setpoint.runtime.local import lifecycle
 from setpoint.superset_api import SupersetClient
 from tests.conftest import run_cli
 
-PASSWORD = "tenant passphrase long enough 2026"
 REGION = {"sales_europe": "Europe", "sales_north_america": "North America"}
 COUNT = {"expressionType": "SQL", "sqlExpression": "count(*)", "label": "n"}
 
@@ -28,33 +25,6 @@ COUNT = {"expressionType": "SQL", "sqlExpression": "count(*)", "label": "n"}
 def dataset(admin):
     return next(d["id"] for d in admin.get("/api/v1/dataset/?q=(page_size:100)").json()["result"]
                 if d["table_name"] == "sales")
-
-
-@pytest.fixture(scope="module")
-def role_ids(admin):
-    return {r["name"]: r["id"] for r in admin.get("/api/v1/security/roles/?q=(page_size:100)").json()["result"]}
-
-
-@pytest.fixture(scope="module")
-def make_user(admin, instance, ca_root, role_ids):
-    """A user holding `roles`, logged in through the API; deleted at the end of the module."""
-    made = []
-
-    def make(*roles: str) -> SupersetClient:
-        username = f"tenant-{uuid.uuid4().hex[:6]}"
-        created = admin.post("/api/v1/security/users/", json={
-            "first_name": "Tenant", "last_name": "User", "username": username, "email": f"{username}@example.com",
-            "active": True, "roles": [role_ids[r] for r in roles], "password": PASSWORD})
-        assert created.status_code == 201, created.text
-        made.append(created.json()["id"])
-        client = SupersetClient(http_client(instance[0].url, ca_file=ca_root, timeout=60))
-        assert client.login(username, PASSWORD).status_code == 200
-        client.user_id = created.json()["id"]
-        return client
-
-    yield make
-    for user_id in made:
-        admin.call("DELETE", f"/api/v1/security/users/{user_id}")  # some are gone already
 
 
 def chart_data(client: SupersetClient, dataset: int, result_type: str = "full", result_format: str = "json", **query):

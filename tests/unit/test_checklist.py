@@ -46,7 +46,8 @@ def evidence(**attrs):
     sections = attrs.pop("sections", {})
     defaults = dict(target=SimpleNamespace(managed=None, is_https=True, url="https://bi.example.com/",
                                            plain_http_url="http://bi.example.com/"),
-                    metadata=None, login_page=None, config=sections or None, facts=sections)
+                    metadata=None, login_page=None, config=sections or None, facts=sections,
+                    version_told_to_anonymous=None)
     ns = SimpleNamespace(**{**defaults, **attrs})
     ns.config_section = lambda name: sections.get(name)
     ns.get = lambda path: attrs.get("health")
@@ -152,11 +153,25 @@ def test_default_admin(refused, metadata, expected):
         (200, meta(), Status.FAIL),
         (401, meta(public_permissions=3), Status.FAIL),
         (401, meta(gamma_sql_lab=["menu_access on SQL Lab"]), Status.FAIL),
+        (401, meta(withheld_held={"Gamma": ["can_list on UserRegistrationsRestAPI"]}), Status.FAIL),
         (401, None, Status.UNVERIFIED),
     ],
 )
 def test_roles(anonymous, metadata, expected):
     assert sec.probe_roles(evidence(anonymous_api_status=anonymous, metadata=metadata)).status is expected
+
+
+def test_roles_of_a_managed_instance_need_every_ownership_guard_and_no_version_told():
+    from setpoint.runtime.local.superset_side.ownership_guard import GUARDS
+
+    managed = SimpleNamespace(managed=object(), is_https=True, url="https://bi.example.com/")
+    every = meta(ownership_guards=sorted(GUARDS), declared_roles=[])
+    assert sec.probe_roles(evidence(target=managed, anonymous_api_status=401, metadata=every)).status is Status.PASS
+    one_missing = meta(ownership_guards=sorted(GUARDS)[1:], declared_roles=[])
+    finding = sec.probe_roles(evidence(target=managed, anonymous_api_status=401, metadata=one_missing))
+    assert finding.status is Status.FAIL and sorted(GUARDS)[0] in finding.evidence
+    told = evidence(anonymous_api_status=401, metadata=meta(), version_told_to_anonymous="6.1.0")
+    assert sec.probe_roles(told).status is Status.FAIL
 
 
 @pytest.mark.parametrize(

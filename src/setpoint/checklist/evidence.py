@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import html
 import json
 import os
+import re
 import socket
 import ssl
 import tempfile
@@ -201,6 +203,23 @@ class Evidence:
     def anonymous_api_status(self) -> int | None:
         response = self.get("/api/v1/dashboard/")
         return response.status_code if response is not None else None
+
+    @cached_property
+    def version_told_to_anonymous(self) -> str | None:
+        """The Superset version a visitor without a session reads at /version or in the login
+        page's data (which tells an attacker which advisories apply); None when not told."""
+        for path in ("/version", "/login/"):
+            request = self.http.build_request("GET", path)
+            request.headers.pop("Cookie", None)
+            try:
+                response = self.http.send(request)
+            except httpx.HTTPError:
+                continue
+            if response.status_code == 200:
+                told = re.search(r'"version_string":\s*"([^"]+)"', html.unescape(response.text))
+                if told:
+                    return told.group(1)
+        return None
 
     @cached_property
     def tokenless_post_refused(self) -> bool | None:

@@ -9,6 +9,7 @@ from setpoint.checklist.evidence import Evidence
 from setpoint.checklist.known_keys import KNOWN_DEFAULT_KEYS
 from setpoint.checklist.model import Finding, combine, failed, passed, unverified
 from setpoint.identity import access
+from setpoint.runtime.local.superset_side.ownership_guard import GUARDS as OWNERSHIP_GUARDS
 
 ONE_YEAR_S = 31536000
 AUTH_OAUTH, AUTH_REMOTE_USER = 4, 3
@@ -221,6 +222,15 @@ def probe_roles(ev: Evidence) -> Finding:
                                                             "drifted from the spec: " + "; ".join(changed) + " permissions")))
     if meta.get("other_sql_lab_roles"):
         parts.append(failed(f"roles the spec does not allow SQL Lab open it: {', '.join(meta['other_sql_lab_roles'])}"))
+    for role, held in (meta.get("withheld_held") or {}).items():
+        parts.append(failed(f"the role {role} holds what only admins may ({', '.join(held)})"))
+    if ev.target.managed is not None:
+        missing = sorted(set(OWNERSHIP_GUARDS) - set(meta.get("ownership_guards") or []))
+        parts.append(failed(f"ownership guards missing: {', '.join(missing)}") if missing else
+                     passed(f"{len(OWNERSHIP_GUARDS)} ownership guards (themes, tags, queries, dashboard layouts, URLs)"))
+    version = ev.version_told_to_anonymous
+    if version:
+        parts.append(failed(f"anonymous visitors are told the version ({version})"))
     extra = access.audit(meta)["not_declared"]
     if extra and ev.target.managed is not None:
         parts.append(failed(f"roles not in the spec: {', '.join(extra)}"))

@@ -105,7 +105,7 @@ class PostgresCluster:
         _check_identifier(role)
         exists = self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
         verb = "ALTER" if exists else "CREATE"
-        self.sql(f"{verb} ROLE {role} WITH LOGIN PASSWORD '{_literal(password)}'")
+        self.sql(f"{verb} ROLE {role} WITH LOGIN PASSWORD '{sql_literal(password)}'")
 
     def ensure_database(self, database: str, owner: str) -> bool:
         """Create a database owned by `owner` unless it exists; return whether it was created."""
@@ -129,5 +129,5 @@ def _check_identifier(name: str) -> None:
         raise ValueError(f"not a safe SQL identifier: {name!r}")
 
 
-def _literal(value: str) -> str:
+def sql_literal(value: str) -> str:
     return value.replace("'", "''")

@@ -61,7 +61,7 @@ TALISMAN_CONFIG = {
 }
 # Roles and row-level security made and kept by `setpoint up` (setpoint_apply_access), from the
 # spec's roles: and row_level_security:; the scorecard checks every multi-tenant dataset (point 7).
-SETPOINT_ACCESS = {'roles': {'sales_europe': {'base': 'Gamma', 'datasets': ['sales'], 'sql_lab': False}, 'sales_north_america': {'base': 'Gamma', 'datasets': ['sales'], 'sql_lab': False}}, 'row_level_security': [{'dataset': 'sales', 'tenant_column': 'region', 'filters': {'sales_europe': "region = 'Europe'", 'sales_north_america': "region = 'North America'"}, 'all_rows': ['Alpha']}]}
+SETPOINT_ACCESS = {'roles': {'sales_europe': {'base': 'Gamma', 'datasets': ['sales'], 'sql_lab': False}, 'sales_north_america': {'base': 'Gamma', 'datasets': ['sales'], 'sql_lab': False}}, 'row_level_security': [{'dataset': 'sales', 'tenant_column': 'region', 'filters': {'sales_europe': "region = 'Europe'", 'sales_north_america': "region = 'North America'"}, 'all_rows': ['Alpha']}], 'withheld': [['can_add', 'UserRegistrationsRestAPI'], ['can_delete', 'UserRegistrationsRestAPI'], ['can_edit', 'UserRegistrationsRestAPI'], ['can_list', 'UserRegistrationsRestAPI'], ['can_show', 'UserRegistrationsRestAPI']]}
 RATELIMIT_ENABLED = True
 RATELIMIT_APPLICATION = "200 per second"
 RATELIMIT_HEADERS_ENABLED = True  # a 429 says when to retry (Retry-After)
@@ -83,19 +83,31 @@ JWT_REFRESH_TOKEN_EXPIRES = timedelta(hours=24)
 # Local passwords: long enough, and not among the most common ones.
 FAB_PASSWORD_COMPLEXITY_ENABLED = True
 FAB_PASSWORD_COMPLEXITY_VALIDATOR = _identity_guard.check_password
+# Pages name the version to signed-in users only (the login page's menu data carries it).
+COMMON_BOOTSTRAP_OVERRIDES_FUNC = _identity_guard.hide_version_in_pages
+# Who may change what where Superset's permissions cannot say it (setpoint_ownership_guard.py).
+_ownership_guard = _setpoint_module("setpoint_ownership_guard")
+SETPOINT_OWNERSHIP_GUARDS = _ownership_guard.GUARDS
 
 
 def FLASK_APP_MUTATOR(app) -> None:
     # Every password login (form and API) is limited per client address across gunicorn's workers
-    # (Superset 6.1 limits neither); sessions end at their lifetime; the users API echoes no
-    # password; only admins see users' e-mails in the owner pickers; anonymous visitors are not told the version; an unknown /lang/XX is a 404, not a
-    # 500; logins, logouts and changes of access go into the audit trail.
+    # (Superset 6.1 limits neither); sessions end at their lifetime and when their user's
+    # credentials change; only a POST logs out; a cross-site request gets no session; the users API
+    # echoes no password; only admins see users' e-mails in the owner pickers; anonymous visitors
+    # are not told the version; an unknown /lang/XX is a 404, not a 500; users change only what
+    # they own or made; logins, logouts and changes of access go into the audit trail.
     _identity_guard.limit_logins(app, AUTH_RATE_LIMIT)
     _identity_guard.end_sessions_after(app, 86400)
+    _identity_guard.end_sessions_on_credential_change(app, SESSION_REDIS)
+    _identity_guard.logout_by_post(app)
+    _identity_guard.no_sessions_for_cross_site(app)
     _identity_guard.hide_passwords(app)
     _identity_guard.hide_emails(app)
     _identity_guard.hide_version(app)
     _identity_guard.answer_unknown_locales(app)
+    _ownership_guard.install(app)
+    _LOG_HYGIENE.no_sql_in_answers(app)
     _AUDIT.record_access(app)
 
 
@@ -115,7 +127,9 @@ BLUEPRINTS = [_metrics.blueprint()]
 _AUDIT = _setpoint_module("setpoint_audit").AuditTrail('/srv/setpoint/instances/demo/data/superset/audit/audit.log')
 EVENT_LOGGER = _AUDIT.event_logger()
 # A client's mistake (4xx) is one WARNING line, not a traceback (setpoint_log_hygiene.py).
-_setpoint_module("setpoint_log_hygiene").install()
+# An API error answer carries no SQL of the metadata database (it goes to the log instead).
+_LOG_HYGIENE = _setpoint_module("setpoint_log_hygiene")
+_LOG_HYGIENE.install()
 
 # --- Metadata database (points 11, 12) ---
 SQLALCHEMY_DATABASE_URI = f"postgresql+psycopg2://superset:{quote(_SECRETS['metadata_db_password'])}@127.0.0.1:20002/superset"

@@ -209,8 +209,15 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
         act(f"migrated the metadata database to Superset {spec.superset_version}")
         state["migrated"] = spec.superset_version
         paths.write_state(state)
-    step("synchronising roles and permissions")
-    commands.init()
+    if state.get("initialised") != spec.superset_version or "superset_config.py" in written:
+        # Superset's version or configuration (single sign-on's views, a feature flag's) decides
+        # its base roles' permissions; `superset init` gives them back what the declared access
+        # withholds, so the access is made again after it.
+        step("synchronising roles and permissions")
+        commands.init()
+        state["initialised"] = spec.superset_version
+        state.pop("access", None)
+        paths.write_state(state)
     if written & {"superset_config.py", "setpoint_database_guard.py"} and saved is not None:
         # A database added before (or allowed by a spec that changed since) may be refused now.
         for database in commands.refused_databases():
@@ -242,7 +249,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
         state["examples_loaded"] = True
         act(f"loaded {examples.ROWS:,} sample rows and the '{examples.DASHBOARD_TITLE}' dashboard")
     if not ephemeral:
-        _ensure_access(ctx, commands, state, act, step, config_changed="superset_config.py" in written)
+        _ensure_access(ctx, commands, state, act, step)
 
     if ctx.managed_postgres and not ephemeral:
         _ensure_proven(home, ctx, platform, secrets, act, step)
@@ -253,16 +260,11 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
 
 
-def _ensure_access(ctx: InstanceContext, commands: SupersetCommands, state: dict, act: Log, step: Log,
-                   config_changed: bool) -> None:
-    """Make the spec's roles and row-level security once they changed, or Superset's version or
-    configuration did (`superset init` may have given the base roles new permissions: single
-    sign-on's views, a feature flag's), or a dataset they name was missing last time."""
-    declared = access.declared(ctx.spec)
-    wanted = access.digest({**declared, "superset_version": ctx.spec.superset_version})
-    if not any(declared.values()) and "access" not in state:
-        return
-    if state.get("access") == wanted and not config_changed:
+def _ensure_access(ctx: InstanceContext, commands: SupersetCommands, state: dict, act: Log, step: Log) -> None:
+    """Make the spec's roles and row-level security, and withhold what only admins may, once they
+    changed, or `superset init` ran since, or a dataset they name was missing last time."""
+    wanted = access.digest(access.declared(ctx.spec))
+    if state.get("access") == wanted:
         return
     step("making the roles and row-level security")
     result = commands.apply_access()

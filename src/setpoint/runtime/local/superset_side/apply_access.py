@@ -9,6 +9,9 @@ that a user with two tenant roles sees both tenants) and a base rule `1 = 0` for
 those, the `all_rows` roles and Admin: a role that gains access to the dataset later sees nothing
 until the spec names it. Rules that Setpoint made are named `setpoint: ...`; one the spec no
 longer declares is deleted.
+
+First, every role but Admin loses the permissions the declaration withholds (Superset's
+`superset init` gives them back to Gamma and Alpha, so this runs after it).
 """
 
 import json
@@ -39,6 +42,14 @@ with app.app_context():
     def permissions_of(role_name: str) -> set:
         role = sm.find_role(role_name)
         return set(role.permissions) if role else set()
+
+    withheld = {(p, v) for p, v in access.get("withheld", [])}
+    for role in sm.get_all_roles():
+        kept = [pv for pv in role.permissions if (pv.permission.name, pv.view_menu.name) not in withheld]
+        if role.name != ADMIN and len(kept) != len(role.permissions):
+            changes.append(f"took from {role.name}: " + ", ".join(sorted(
+                f"{pv.permission.name} on {pv.view_menu.name}" for pv in set(role.permissions) - set(kept))))
+            role.permissions = kept
 
     for name, role in access["roles"].items():
         wanted = permissions_of(role["base"]) | (permissions_of("sql_lab") if role["sql_lab"] else set())

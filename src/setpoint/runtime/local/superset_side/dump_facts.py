@@ -243,6 +243,11 @@ def _metadata_contents(conn, sa):
         # Any other role that opens SQL Lab (which row-level security does not filter); Gamma's is above.
         "other_sql_lab_roles": [r for r in roles if r not in sql_lab_allowed | {"Gamma"}
                                 and set(permissions(r)) & SQL_LAB_ACCESS],
+        # Permissions Setpoint's configuration keeps from every role but Admin, where a role holds one.
+        "withheld_held": {r: held for r in roles if r != "Admin" and (held := sorted(
+            set(permissions(r)) & {f"{p} on {v}" for p, v in (declared or {}).get("withheld", [])}))},
+        # The guards Setpoint's configuration installs where permissions cannot express ownership.
+        "ownership_guards": sorted(getattr(C, "SETPOINT_OWNERSHIP_GUARDS", {})),
     }
 
 

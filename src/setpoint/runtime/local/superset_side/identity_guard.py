@@ -22,7 +22,16 @@ A local password must have MIN_PASSWORD_LENGTH characters, and neither be one of
 passwords nor be made only of them (digits and symbols aside); and the users API no longer echoes a
 password it was sent (Flask-AppBuilder 5.3 returns it in the answer to PUT /users/ID).
 
-The owner pickers' lists of users no longer carry their e-mails for non-admins (`hide_emails`).
+The owner pickers' lists of users no longer carry their e-mails for non-admins (`hide_emails`),
+and pages do not tell anonymous visitors the version (`hide_version_in_pages`).
+
+Sessions end when they should (`end_sessions_on_credential_change`): every browser session and
+API token carries a stamp of its user's credentials (their password hash, and a counter in Redis
+that `setpoint end-sessions` raises), so a password change or "log out everywhere" voids every
+earlier session, access token and refresh token; a deactivated user is refused by
+Flask-AppBuilder itself. Content cannot log a viewer out (`logout_by_post`): GET /logout/ asks,
+and only a POST with the page's CSRF token logs out. A cross-site request never gets a session
+cookie (`no_sessions_for_cross_site`), so a cross-site form cannot replace a signed-in user's.
 
 Under single sign-on (superset_side/sso.py), `passwords_only_for` refuses every password login
 but the instance's admin's and emergency admins', and gives them a break-glass form. Stdlib only
@@ -31,10 +40,12 @@ at import.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import time
+from urllib.parse import urlsplit
 
 # The blueprints whose POST routes take a password or a refresh token.
 LOGIN_BLUEPRINTS = ("AuthDBView", "SecurityApi", "setpoint_break_glass")
@@ -73,6 +84,124 @@ def end_sessions_after(app, lifetime_s: int) -> None:
         if time.time() - started > lifetime_s:
             logout_user()
             session.clear()
+
+
+STAMP = "_setpoint_credentials"
+STAMP_CLAIM = "setpoint_credentials"
+EPOCH_KEY = "setpoint:sessions-epoch:{username}"  # raised by `setpoint end-sessions NAME --user U`
+
+
+def end_sessions_on_credential_change(app, redis_client) -> None:
+    """Stamp every session and token at login with the user's credentials (a hash of their password
+    hash and their epoch in Redis); refuse any whose stamp is no longer the user's."""
+    from flask import jsonify, redirect, request, session
+    from flask_login import current_user, logout_user, user_logged_in
+
+    sm = app.appbuilder.sm
+    jwt = app.extensions["flask-jwt-extended"]
+
+    def stamp(user) -> str:
+        epoch = redis_client.get(EPOCH_KEY.format(username=user.username)) or b"0"
+        return hashlib.sha256(f"{user.password or ''}|{epoch.decode()}".encode()).hexdigest()[:24]
+
+    @user_logged_in.connect_via(app)
+    def _stamp_session(sender, user, **extra):  # noqa: ARG001 - blinker's signature
+        session[STAMP] = stamp(user)
+
+    @jwt.additional_claims_loader
+    def _stamp_token(identity):
+        user = sm.get_user_by_id(int(identity))
+        return {STAMP_CLAIM: stamp(user)} if user is not None else {}
+
+    @jwt.token_in_blocklist_loader
+    def _token_voided(jwt_header, payload) -> bool:  # noqa: ARG001 - Flask-JWT-Extended's signature
+        user = sm.get_user_by_id(int(payload["sub"])) if str(payload.get("sub", "")).isdigit() else None
+        return user is None or payload.get(STAMP_CLAIM) != stamp(user)
+
+    @app.before_request
+    def _end_voided_sessions():
+        if not current_user.is_authenticated or "_user_id" not in session:
+            return None  # anonymous, or a bearer token (checked above)
+        current = stamp(current_user)
+        if session.setdefault(STAMP, current) == current:
+            return None
+        logger.warning("ended a session of %s: its credentials changed", current_user.username)
+        logout_user()
+        session.clear()
+        return (jsonify(message="Your session ended: sign in again."), 401) if request.path.startswith("/api/") \
+            else redirect("/login/")
+
+
+LOGOUT_PATH = "/logout/"
+LOGOUT_FORM = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign out</title></head>
+<body style="font-family: sans-serif; max-width: 28em; margin: 4em auto">
+<h1>Sign out?</h1>
+<form method="post" action="{path}"><input type="hidden" name="csrf_token" value="{csrf}">
+<p><button type="submit">Sign out</button> or <a href="/">go back</a></p></form></body></html>"""
+
+
+def logout_by_post(app) -> None:
+    """GET /logout/ logs nobody out (an image or a stylesheet in a dashboard could request it): it
+    shows a button, whose POST with the page's CSRF token does."""
+    from flask import redirect, request, session
+    from flask_login import current_user, logout_user
+    from flask_wtf.csrf import generate_csrf, validate_csrf
+    from wtforms import ValidationError
+
+    @app.before_request
+    def _logout():
+        if request.path != LOGOUT_PATH:
+            return None
+        if not current_user.is_authenticated:
+            return redirect("/login/")
+        if request.method != "POST":
+            return LOGOUT_FORM.format(path=LOGOUT_PATH, csrf=generate_csrf()), 200
+        try:
+            validate_csrf(request.form.get("csrf_token", ""))
+        except ValidationError:
+            return LOGOUT_FORM.format(path=LOGOUT_PATH, csrf=generate_csrf()), 400
+        logout_user()
+        session.clear()
+        return redirect("/login/")
+
+
+def cross_site(headers, host: str) -> bool:
+    """Whether a browser sent this request from another site (Fetch metadata, else Origin)."""
+    if headers.get("Sec-Fetch-Site") == "cross-site":
+        return True
+    origin = headers.get("Origin")
+    return bool(origin) and (origin == "null" or urlsplit(origin).netloc != host)
+
+
+def no_sessions_for_cross_site(app) -> None:
+    """A request another site sent carries no session cookie (SameSite=Lax); Superset would answer
+    with a new session cookie, or a deleting one, and a new async-queries cookie, replacing the
+    signed-in user's: such an answer sets no cookie, and its session is not saved."""
+    from flask import request
+
+    interface = app.session_interface
+    save = interface.save_session
+    cookie = app.config.get("SESSION_COOKIE_NAME", "session")
+
+    def save_session(app_, session, response):
+        if cookie not in request.cookies and cross_site(request.headers, request.host):
+            response.headers.remove("Set-Cookie")  # after every after_request hook, Superset's included
+            return None
+        return save(app_, session, response)
+
+    interface.save_session = save_session
+
+
+def hide_version_in_pages(data: dict) -> dict:
+    """COMMON_BOOTSTRAP_OVERRIDES_FUNC: the pages' menu data names the version (and its build) to
+    anonymous visitors, the login page included; only signed-in users see it."""
+    from superset.utils.core import get_user_id
+
+    menu = data.get("menu_data")
+    if get_user_id() is not None or not isinstance(menu, dict) or not isinstance(menu.get("navbar_right"), dict):
+        return {}
+    hidden = {key: "" for key in ("version_string", "version_sha", "build_number") if key in menu["navbar_right"]}
+    return {"menu_data": {**menu, "navbar_right": {**menu["navbar_right"], **hidden}}}
 
 
 MIN_PASSWORD_LENGTH = 12

@@ -6,11 +6,18 @@ with a full traceback: a request without its CSRF token, or a database the guard
 30 lines at WARNING from `superset.views.error_handling`, and Flask-AppBuilder's API logs a 404 for
 an unknown locale at ERROR. An alert on error logs would then fire on any visitor's mistake. Here
 a client error (4xx) keeps one line at WARNING, with its reason; server errors (5xx) and anything
-else keep their traceback and level. Stdlib only.
+else keep their traceback and level.
+
+`no_sql_in_answers` keeps the metadata database's SQL out of API answers: Superset 6.1 answers a
+failed tag change or user deletion with the raw SQLAlchemy error (statement, tables, constraint
+names; apache/superset#38629 for the users). Such an answer becomes one generic sentence, and the
+detail goes to the log. Answers about users' own queries (SQL Lab, chart data, databases) keep
+their database's message, which users need to fix their SQL. Stdlib only at import.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 CLIENT_ERROR_LOGGERS = ("superset.views.error_handling", "superset.views.base", "flask_appbuilder.api")
@@ -50,3 +57,29 @@ def _status_in_message(record: logging.LogRecord) -> int | None:
 def install() -> None:
     for name in CLIENT_ERROR_LOGGERS:
         logging.getLogger(name).addFilter(ClientErrorsInOneLine())
+
+
+# What a raw SQLAlchemy error carries: its statement, and a link to its documentation.
+RAW_SQL_MARKERS = ("[SQL: ", "sqlalche.me/e/", "(psycopg2.errors.", "(sqlite3.")
+OWN_QUERY_PATHS = ("/api/v1/sqllab/", "/api/v1/chart/data", "/api/v1/database/", "/superset/sql_json", "/api/v1/dataset/")
+GENERIC_ERROR = "The request could not be completed: it conflicts with other objects. The details are in the instance's log."
+
+
+def has_raw_sql(text: str) -> bool:
+    return any(marker in text for marker in RAW_SQL_MARKERS)
+
+
+def no_sql_in_answers(app) -> None:
+    from flask import request
+
+    logger = logging.getLogger("setpoint.errors")
+
+    @app.after_request
+    def _no_sql(response):
+        if response.status_code < 400 or not response.is_json or request.path.startswith(OWN_QUERY_PATHS):
+            return response
+        text = response.get_data(as_text=True)
+        if has_raw_sql(text):
+            logger.warning("%s %s answered %s: %s", request.method, request.path, response.status_code, text[:2000])
+            response.set_data(json.dumps({"message": GENERIC_ERROR}))
+        return response
