@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -147,9 +148,27 @@ def report_figure(line: str) -> None:
         figures.write(line + "\n")
 
 
+MODULE_SECONDS: dict[tuple[str, str], float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Time per module and worker (loadscope runs each module whole in one worker): where the
+    suite's wall-clock time goes."""
+    if not WORKER:
+        worker = getattr(getattr(report, "node", None), "gateway", None)
+        key = (getattr(worker, "id", "main"), report.nodeid.split("::")[0])
+        MODULE_SECONDS[key] = MODULE_SECONDS.get(key, 0.0) + report.duration
+
+
 def pytest_terminal_summary(terminalreporter):
     if WORKER:
         return
+    if MODULE_SECONDS:
+        terminalreporter.section("time per worker and module")
+        for worker in sorted({w for w, _ in MODULE_SECONDS}):
+            modules = sorted(((m, t) for (w, m), t in MODULE_SECONDS.items() if w == worker), key=lambda x: -x[1])
+            terminalreporter.write_line(f"{worker}: {sum(t for _, t in modules):.0f} s in {len(modules)} modules; "
+                                        + ", ".join(f"{m.split('/')[-1]} {t:.0f} s" for m, t in modules[:8]))
     figures = Path(os.environ.get("SETPOINT_TEST_FIGURES", "/nonexistent"))
     lines = figures.read_text().splitlines() if figures.exists() else []
     if lines:
@@ -232,6 +251,22 @@ def make_user(admin, instance, ca_root, role_ids, login_address):
     yield make
     for user_id in made:
         admin.call("DELETE", f"/api/v1/security/users/{user_id}")  # some are gone already
+
+
+def form_token(client, path: str) -> str:
+    """The CSRF token of the form a page carries (the login page, the sign-out page)."""
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get(path).text).group(1)
+
+
+def form_login(client, username: str, password: str):
+    """Log in as the login page does: its CSRF token, a Referer, a form POST."""
+    return client.post("/login/", data={"username": username, "password": password, "csrf_token": form_token(client, "/login/")},
+                       headers={"Referer": str(client.base_url.join("/login/"))})
+
+
+def form_logout(client):
+    """Sign out as the sign-out page's button does: a POST with its CSRF token."""
+    return client.post("/logout/", data={"csrf_token": form_token(client, "/logout/")})
 
 
 def run_cli(*args: str, home: Home | None = None) -> subprocess.CompletedProcess:

@@ -772,26 +772,37 @@ def clear_cache(
 @app.command()
 def roles(
     name: str = typer.Argument(..., help="Instance name."),
+    repair: bool = typer.Option(False, "--repair", help="First put declared roles, rules and withheld permissions back."),
     format: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
     """Audit an instance's roles and row-level security against its spec.
 
     Lists the roles no one declared, declared roles whose permissions were changed by hand,
-    roles that open SQL Lab without the spec allowing it, and for each multi-tenant dataset the
-    roles that read it and whether a rule filters them. `setpoint up` puts declared roles and
-    rules back. Exits 1 when anything drifted.
+    roles that open SQL Lab without the spec allowing it, roles holding what only admins may, and
+    for each multi-tenant dataset the roles that read it and whether a rule filters them. With
+    --repair, declared roles, rules and withheld permissions are put back first (roles no one
+    declared stay: delete them in Superset). Exits 1 when anything drifted.
 
-    Example: setpoint roles demo
+    Example: setpoint roles demo --repair
     """
     from setpoint.checklist.evidence import Evidence
     from setpoint.identity import access
+
+    if repair:
+        from setpoint.runtime.local.converge import ensure_access
+        from setpoint.runtime.local.instance import instance_lock, load_context
+        from setpoint.services.superset import SupersetCommands
+
+        with instance_lock(home(), name, wait_s=300), console.status(f"putting the access of {name} back") as status:
+            ctx = load_context(home(), name)
+            ensure_access(ctx, SupersetCommands(ctx), ctx.paths.read_state(), done, status.update, repair=True)
 
     evidence = Evidence(lifecycle.managed_target(home(), name))
     if evidence.metadata is None:
         raise SetpointError(f"the metadata of {name} could not be read: {'; '.join(evidence.problems) or 'no answer'}",
                             f"see: setpoint status {name}")
     found = access.audit(evidence.metadata)
-    drifted = bool(found["not_declared"] or found["drifted"] or found["sql_lab_not_allowed"]
+    drifted = bool(found["not_declared"] or found["drifted"] or found["sql_lab_not_allowed"] or found["withheld_held"]
                    or any(d.get("unfiltered") or d.get("problem") for d in found["row_level_security"]))
     if format is Format.json:
         print(json.dumps(found))
@@ -801,9 +812,11 @@ def roles(
             done(f"warning: the role {role} is not in the spec (made by hand?)")
         for role in found["drifted"]:
             done(f"warning: the role {role['role']} drifted: added {', '.join(role['added']) or 'nothing'}; "
-                 f"missing {', '.join(role['missing']) or 'nothing'} (setpoint up {name} puts it back)")
+                 f"missing {', '.join(role['missing']) or 'nothing'} (setpoint roles {name} --repair puts it back)")
         for role in found["sql_lab_not_allowed"]:
             done(f"warning: the role {role} opens SQL Lab, which row-level security does not filter")
+        for role, held in found["withheld_held"].items():
+            done(f"warning: the role {role} holds what only admins may: {', '.join(held)} (setpoint roles {name} --repair)")
         for dataset in found["row_level_security"]:
             if dataset.get("problem") or dataset.get("unfiltered"):
                 done(f"warning: {dataset['dataset']}: {dataset.get('problem') or 'read unfiltered by ' + ', '.join(dataset['unfiltered'])}")

@@ -47,6 +47,7 @@ def test_stock_superset_scores_as_poc(stock_superset):
     assert got[2] == "FAIL"  # plain HTTP
     assert got[3] == "FAIL"  # admin/admin
     assert got[5] == "FAIL"  # no Secure cookie
+    assert got[8] == "FAIL"  # anonymous visitors are told the version (/version, the login page's data)
     assert got[9] == "FAIL"  # NullCache
     assert got[11] == "FAIL"  # SQLite metadata
     assert got[12] == "FAIL"  # no pool options

@@ -5,13 +5,14 @@ cookie replayed after logout; a session past its lifetime; weak passwords set th
 API, and the API echoing a password back."""
 
 import json
-import re
 import ssl
 import textwrap
 import uuid
 
 import httpx
 import pytest
+
+from tests.conftest import form_login, form_logout, form_token
 
 ATTACKER = "127.0.0.2"  # its own address, so the session's other logins (127.0.0.1) are not limited
 LIMIT = 20  # AUTH_RATE_LIMIT: 20 per minute
@@ -34,7 +35,7 @@ def guess(attacker, path: str, attempt: int, csrf_token: str) -> httpx.Response:
 
 @pytest.mark.parametrize("path", ["/api/v1/security/login", "/login/"])
 def test_password_guesses_are_refused_past_the_limit(attacker, path):
-    csrf_token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', attacker.get("/login/").text).group(1)
+    csrf_token = form_token(attacker, "/login/")
     answers = [guess(attacker, path, attempt, csrf_token) for attempt in range(LIMIT + 5)]
     codes = [a.status_code for a in answers]
     # Wrong passwords: 401 from the API, a redirect back to the page from the form.
@@ -51,13 +52,6 @@ def test_the_limit_is_per_client_address(secrets, instance, ca_root):
         assert SupersetClient(http).login("admin", secrets["admin_password"]).status_code == 200
 
 
-def form_login(client: httpx.Client, username: str, password: str) -> httpx.Response:
-    """Log in as the login page does: its CSRF token, a Referer, a form POST."""
-    csrf_token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get("/login/").text).group(1)
-    return client.post("/login/", data={"username": username, "password": password, "csrf_token": csrf_token},
-                       headers={"Referer": str(client.base_url.join("/login/"))})
-
-
 def test_a_session_cookie_replayed_after_logout_is_refused(instance, ca_root, secrets):
     from setpoint.net import http_client
 
@@ -66,7 +60,7 @@ def test_a_session_cookie_replayed_after_logout_is_refused(instance, ca_root, se
         assert browser.get("/api/v1/me/").status_code == 200
         stolen = browser.cookies.get("session")
         set_cookie = browser.get("/api/v1/me/").headers.get("set-cookie", "")
-        browser.get("/logout/")
+        form_logout(browser)
     with http_client(instance[0].url, ca_file=ca_root, cookies={"session": stolen}) as attacker:
         assert attacker.get("/api/v1/me/").status_code == 401
     # The cookie is an opaque id (the session lives in Redis), renewed for the idle timeout (8 h).

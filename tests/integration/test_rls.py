@@ -128,9 +128,6 @@ def test_a_role_given_the_dataset_by_hand_sees_no_row(admin, make_user, dataset,
 
 
 def test_roles_and_rules_changed_by_hand_are_reported_then_put_back(admin, home, role_ids):
-    from setpoint.runtime.local.instance import load_context
-    from setpoint.services.superset import SupersetCommands
-
     rules = admin.get("/api/v1/rowlevelsecurity/?q=(page_size:100)").json()["result"]
     europe = next(r for r in rules if r["name"] == "setpoint: sales for sales_europe")
     assert admin.call("PUT", f"/api/v1/rowlevelsecurity/{europe['id']}", json={"clause": "1 = 1"}).status_code in (200, 201)
@@ -139,15 +136,24 @@ def test_roles_and_rules_changed_by_hand_are_reported_then_put_back(admin, home,
     sql_lab = admin.get(f"/api/v1/security/roles/{role_ids['sql_lab']}/permissions/").json()["result"]
     assert admin.post(f"/api/v1/security/roles/{role_ids['sales_europe']}/permissions", json={
         "permission_view_menu_ids": sorted({p["id"] for p in held + sql_lab})}).status_code == 200
+    # The registration queue, which only admins may see, given back to Gamma by hand.
+    queue = next(p["id"] for p in admin.get(f"/api/v1/security/roles/{role_ids['Admin']}/permissions/").json()["result"]
+                 if (p["permission_name"], p["view_menu_name"]) == ("can_list", "UserRegistrationsRestAPI"))
+    gamma = admin.get(f"/api/v1/security/roles/{role_ids['Gamma']}/permissions/").json()["result"]
+    assert admin.post(f"/api/v1/security/roles/{role_ids['Gamma']}/permissions", json={
+        "permission_view_menu_ids": sorted({p["id"] for p in gamma} | {queue})}).status_code == 200
     card = {r.check.id: r for r in run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha").results}
     assert card[8].status.value == "FAIL" and "the role sales_europe drifted from the spec" in card[8].evidence
     assert "roles the spec does not allow SQL Lab open it: sales_europe" in card[8].evidence
+    assert "the role Gamma holds what only admins may (can_list on UserRegistrationsRestAPI)" in card[8].evidence
     audit = run_cli("roles", "alpha")
     assert audit.returncode == 1 and "the role sales_europe drifted" in audit.stderr + audit.stdout
-    result = SupersetCommands(load_context(home, "alpha")).apply_access()
-    assert result["problems"] == [] and set(result["changes"]) == {
-        "gave the role sales_europe the permissions of Gamma and read access to sales",
-        "put back the row-level security rule 'setpoint: sales for sales_europe'"}
+    repaired = run_cli("roles", "alpha", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    for change in ("took from Gamma: can_list on UserRegistrationsRestAPI",
+                   "gave the role sales_europe the permissions of Gamma and read access to sales",
+                   "put back the row-level security rule 'setpoint: sales for sales_europe'"):
+        assert change in repaired.stdout + repaired.stderr, repaired.stdout
     assert admin.get(f"/api/v1/rowlevelsecurity/{europe['id']}").json()["result"]["clause"] == "region = 'Europe'"
     card = {r.check.id: r for r in run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha").results}
     assert card[8].status.value == "PASS", card[8].evidence

@@ -47,7 +47,8 @@ CHECKS: list[Check] = [
           "add row-level security rules (Settings > Row Level Security) for every multi-tenant dataset"),
     Check(8, "roles", S, "Public has no permissions, anonymous API calls are refused, Gamma has no SQL Lab, roles match",
           sec.probe_roles,
-          "setpoint up NAME runs superset init with PUBLIC_ROLE_LIKE = None; remove roles the spec does not name",
+          "run: setpoint roles NAME --repair (declared roles, rules and what only admins may are put back); "
+          "delete in Superset the roles the spec does not name",
           "set PUBLIC_ROLE_LIKE = None, empty the Public role, keep SQL Lab in the sql_lab role only"),
     Check(9, "redis-cache", P, "Redis (or Memcached) is behind Superset's caches and reachable",
           perf.probe_redis_cache,

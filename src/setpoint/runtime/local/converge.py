@@ -249,7 +249,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
         state["examples_loaded"] = True
         act(f"loaded {examples.ROWS:,} sample rows and the '{examples.DASHBOARD_TITLE}' dashboard")
     if not ephemeral:
-        _ensure_access(ctx, commands, state, act, step)
+        ensure_access(ctx, commands, state, act, step)
 
     if ctx.managed_postgres and not ephemeral:
         _ensure_proven(home, ctx, platform, secrets, act, step)
@@ -260,11 +260,13 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     return UpReport(spec.name, spec.url, ca_root, actions, time.monotonic() - started)
 
 
-def _ensure_access(ctx: InstanceContext, commands: SupersetCommands, state: dict, act: Log, step: Log) -> None:
+def ensure_access(ctx: InstanceContext, commands: SupersetCommands, state: dict, act: Log, step: Log,
+                  repair: bool = False) -> None:
     """Make the spec's roles and row-level security, and withhold what only admins may, once they
-    changed, or `superset init` ran since, or a dataset they name was missing last time."""
+    changed, or `superset init` ran since, or a dataset they name was missing last time; with
+    `repair`, in any case (to undo changes made by hand)."""
     wanted = access.digest(access.declared(ctx.spec))
-    if state.get("access") == wanted:
+    if state.get("access") == wanted and not repair:
         return
     step("making the roles and row-level security")
     result = commands.apply_access()
