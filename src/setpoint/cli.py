@@ -778,8 +778,8 @@ def roles(
     """Audit an instance's roles and row-level security against its spec.
 
     Lists the roles no one declared, declared roles whose permissions were changed by hand,
-    roles that open SQL Lab without the spec allowing it, roles holding what only admins may, and
-    for each multi-tenant dataset the roles that read it and whether a rule filters them. With
+    roles that open SQL Lab without the spec allowing it, roles holding what only admins may,
+    users holding Admin whom the spec's admins do not name, and for each multi-tenant dataset the roles that read it and whether a rule filters them. With
     --repair, declared roles, rules and withheld permissions are put back first (roles no one
     declared stay: delete them in Superset). Exits 1 when anything drifted.
 
@@ -803,6 +803,7 @@ def roles(
                             f"see: setpoint status {name}")
     found = access.audit(evidence.metadata)
     drifted = bool(found["not_declared"] or found["drifted"] or found["sql_lab_not_allowed"] or found["withheld_held"]
+                   or found["admins_not_declared"]
                    or any(d.get("unfiltered") or d.get("problem") for d in found["row_level_security"]))
     if format is Format.json:
         print(json.dumps(found))
@@ -815,6 +816,8 @@ def roles(
                  f"missing {', '.join(role['missing']) or 'nothing'} (setpoint roles {name} --repair puts it back)")
         for role in found["sql_lab_not_allowed"]:
             done(f"warning: the role {role} opens SQL Lab, which row-level security does not filter")
+        for user in found["admins_not_declared"]:
+            done(f"warning: {user} holds Admin but is not in the spec's admins (add them there, or take Admin from them)")
         for role, held in found["withheld_held"].items():
             done(f"warning: the role {role} holds what only admins may: {', '.join(held)} (setpoint roles {name} --repair)")
         for dataset in found["row_level_security"]:

@@ -158,3 +158,14 @@ def test_roles_and_rules_changed_by_hand_are_reported_then_put_back(admin, home,
     card = {r.check.id: r for r in run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha").results}
     assert card[8].status.value == "PASS", card[8].evidence
     assert run_cli("roles", "alpha").returncode == 0
+
+
+def test_an_admin_the_spec_does_not_name_is_drift(admin, home, make_user, role_ids):
+    stranger = make_user("Admin")  # given Admin in Superset's own screens, not in the spec's admins
+    card = {r.check.id: r for r in run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha").results}
+    assert card[8].status.value == "FAIL" and f"spec's admins do not name: {stranger.username}" in card[8].evidence
+    audit = run_cli("roles", "alpha")
+    assert audit.returncode == 1 and f"{stranger.username} holds Admin" in audit.stdout + audit.stderr
+    assert admin.call("PUT", f"/api/v1/security/users/{stranger.user_id}", json={"roles": [role_ids["Gamma"]]}).status_code == 200
+    card = {r.check.id: r for r in run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha").results}
+    assert card[8].status.value == "PASS", card[8].evidence

@@ -18,8 +18,8 @@ def test_the_sample_data_brings_two_tenant_roles_of_its_sales():
     assert set(declared["roles"]) == {"sales_europe", "sales_north_america"}
     [rule] = declared["row_level_security"]
     assert rule["dataset"] == "sales" and rule["tenant_column"] == "region" and rule["all_rows"] == ["Alpha"]
-    assert access.declared(parse_spec({"name": "demo", "examples": False})) == {
-        "roles": {}, "row_level_security": [], "withheld": [list(p) for p in access.WITHHELD]}
+    declared = access.declared(parse_spec({"name": "demo", "examples": False}))
+    assert declared["roles"] == {} and declared["row_level_security"] == []
 
 
 def test_the_spec_s_own_rules_come_beside_the_sample_or_replace_it():
@@ -62,3 +62,17 @@ def facts(coverage):
 def test_point_7_fails_on_any_reading_role_left_unfiltered(coverage, status, says):
     finding = probe_rls(facts(coverage))
     assert finding.status is status and says in finding.evidence
+
+
+def test_users_holding_admin_are_drift_unless_the_spec_names_them():
+    spec = parse_spec({"name": "demo", "admins": ["alice"]})
+    facts = {"declared_admins": access.declared(spec)["admins"],
+             "admin_users": ["admin", "alice", "mallory", "emergency-20261201-101500", "sso-1234"]}
+    assert access.undeclared_admins(facts) == ["mallory", "sso-1234"]
+    assert access.audit({"roles": [], "gamma_sql_lab": [], **facts})["admins_not_declared"] == ["mallory", "sso-1234"]
+    # Under single sign-on, a group the provider maps to Admin makes its users admins rightly.
+    sso = parse_spec({"name": "demo", "sso": {"issuer": "https://idp.example.com", "client_id": "superset",
+                                              "roles": {"bi-admins": ["Admin"]}}})
+    assert access.undeclared_admins({**facts, "declared_admins": access.declared(sso)["admins"]}) == ["alice", "mallory"]
+    # A Superset Setpoint did not make declares nothing: nothing to compare with.
+    assert access.undeclared_admins({"admin_users": ["mallory"]}) == []

@@ -222,6 +222,8 @@ def probe_roles(ev: Evidence) -> Finding:
                                                             "drifted from the spec: " + "; ".join(changed) + " permissions")))
     if meta.get("other_sql_lab_roles"):
         parts.append(failed(f"roles the spec does not allow SQL Lab open it: {', '.join(meta['other_sql_lab_roles'])}"))
+    if strangers := access.undeclared_admins(meta):
+        parts.append(failed(f"users holding Admin whom the spec's admins do not name: {', '.join(strangers)}"))
     for role, held in (meta.get("withheld_held") or {}).items():
         parts.append(failed(f"the role {role} holds what only admins may ({', '.join(held)})"))
     if ev.target.managed is not None:

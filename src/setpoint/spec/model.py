@@ -54,6 +54,7 @@ def _check_redis_url(value: str) -> str:
     return value
 
 
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{3,64}$"
 InstanceName = Annotated[str, Field(pattern=NAME_PATTERN, description="lowercase letters, digits and dashes")]
 Hostname = Annotated[str, AfterValidator(_check_hostname)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -439,7 +440,7 @@ class RowLevelSecurity(Strict):
 class Admin(Strict):
     """The first administrator; its password is generated, never chosen."""
 
-    username: str = Field("admin", pattern=r"^[A-Za-z0-9_.@-]{3,64}$")
+    username: str = Field("admin", pattern=USERNAME_PATTERN)
     email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
     first_name: str = "Superset"
     last_name: str = "Admin"
@@ -462,6 +463,8 @@ class InstanceSpec(Strict):
     metadata_db: MetadataDatabase = MetadataDatabase()
     cache: Cache = Cache()
     admin: Admin = Admin()
+    admins: list[Annotated[str, Field(pattern=USERNAME_PATTERN)]] = Field(
+        default_factory=list, description="who else may hold Admin (usernames); any other holder is drift (point 8)")
     backup: Backup = Backup()
     drivers: list[Driver] = Field(default_factory=list)
     databases: Databases = Databases()

@@ -87,7 +87,7 @@ TALISMAN_CONFIG = {
 }
 # Roles and row-level security made and kept by `setpoint up` (setpoint_apply_access), from the
 # spec's roles: and row_level_security:; the scorecard checks every multi-tenant dataset (point 7).
-SETPOINT_ACCESS = {'roles': {'sales_europe': {'base': 'Gamma', 'datasets': ['sales'], 'sql_lab': False}, 'sales_north_america': {'base': 'Gamma', 'datasets': ['sales'], 'sql_lab': False}}, 'row_level_security': [{'dataset': 'sales', 'tenant_column': 'region', 'filters': {'sales_europe': "region = 'Europe'", 'sales_north_america': "region = 'North America'"}, 'all_rows': ['Alpha']}], 'withheld': [['can_add', 'UserRegistrationsRestAPI'], ['can_delete', 'UserRegistrationsRestAPI'], ['can_edit', 'UserRegistrationsRestAPI'], ['can_list', 'UserRegistrationsRestAPI'], ['can_show', 'UserRegistrationsRestAPI']]}
+SETPOINT_ACCESS = {'roles': {'sales_europe': {'base': 'Gamma', 'datasets': ['sales'], 'sql_lab': False}, 'sales_north_america': {'base': 'Gamma', 'datasets': ['sales'], 'sql_lab': False}}, 'row_level_security': [{'dataset': 'sales', 'tenant_column': 'region', 'filters': {'sales_europe': "region = 'Europe'", 'sales_north_america': "region = 'North America'"}, 'all_rows': ['Alpha']}], 'withheld': [['can_add', 'UserRegistrationsRestAPI'], ['can_delete', 'UserRegistrationsRestAPI'], ['can_edit', 'UserRegistrationsRestAPI'], ['can_list', 'UserRegistrationsRestAPI'], ['can_show', 'UserRegistrationsRestAPI']], 'admins': {'users': ['admin'], 'pattern': '^emergency-[0-9]{8}-[0-9]{6}$', 'by_group': True}}
 RATELIMIT_ENABLED = True
 RATELIMIT_APPLICATION = "200 per second"
 RATELIMIT_HEADERS_ENABLED = True  # a 429 says when to retry (Retry-After)

@@ -246,6 +246,11 @@ def _metadata_contents(conn, sa):
         # Permissions Setpoint's configuration keeps from every role but Admin, where a role holds one.
         "withheld_held": {r: held for r in roles if r != "Admin" and (held := sorted(
             set(permissions(r)) & {f"{p} on {v}" for p, v in (declared or {}).get("withheld", [])}))},
+        # Active users holding Admin, and who the configuration says may.
+        "admin_users": [u for (u,) in conn.execute(sa.text(
+            "SELECT u.username FROM ab_user u JOIN ab_user_role ur ON ur.user_id = u.id JOIN ab_role r ON r.id = ur.role_id "
+            "WHERE r.name = 'Admin' AND u.active ORDER BY u.username LIMIT 200"))],
+        "declared_admins": (declared or {}).get("admins"),
         # The guards Setpoint's configuration installs where permissions cannot express ownership.
         "ownership_guards": sorted(getattr(C, "SETPOINT_OWNERSHIP_GUARDS", {})),
     }
