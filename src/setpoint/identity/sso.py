@@ -12,12 +12,12 @@ import httpx
 
 from setpoint.errors import SetpointError
 from setpoint.net import http_client
+from setpoint.runtime.local.superset_side.identity_guard import BREAK_GLASS_PATH  # noqa: F401 - served there
 from setpoint.secret import given_or_stored
 from setpoint.spec.model import InstanceSpec, Sso
 
 CLIENT_SECRET_KEY = "sso_client_secret"
 PROVIDER_NAME = "oidc"  # in Superset's URLs: /login/oidc, /oauth-authorized/oidc
-BREAK_GLASS_PATH = "/break-glass/"
 # The accounts whose password only this host holds, which may still log in with it under SSO:
 # the instance's admin (spec.admin.username) and emergency admins (operations/emergency.py).
 EMERGENCY_USERNAME_PATTERN = r"^emergency-[0-9]{8}-[0-9]{6}$"
