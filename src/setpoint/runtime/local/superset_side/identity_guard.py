@@ -29,9 +29,13 @@ Sessions end when they should (`end_sessions_on_credential_change`): every brows
 API token carries a stamp of its user's credentials (their password hash, and a counter in Redis
 that `setpoint end-sessions` raises), so a password change or "log out everywhere" voids every
 earlier session, access token and refresh token; a deactivated user is refused by
-Flask-AppBuilder itself. Content cannot log a viewer out (`logout_by_post`): GET /logout/ asks,
-and only a POST with the page's CSRF token logs out. A cross-site request never gets a session
-cookie (`no_sessions_for_cross_site`), so a cross-site form cannot replace a signed-in user's.
+Flask-AppBuilder itself. (apache/superset#40695 and #42934, after 6.1.0, end browser sessions on
+a password change; remove this once every supported version also refuses the tokens.) Content
+cannot log a viewer out (`logout_by_post`, fixed nowhere upstream): GET /logout/ asks, and only a
+POST with the page's CSRF token logs out. A cross-site request never gets a cookie
+(`no_sessions_for_cross_site`), so a cross-site form cannot replace a signed-in user's session.
+The version leaves the pages' data for anonymous visitors (apache/superset#41301, after 6.1.0,
+hides only the build's details).
 
 Under single sign-on (superset_side/sso.py), `passwords_only_for` refuses every password login
 but the instance's admin's and emergency admins', and gives them a break-glass form. Stdlib only

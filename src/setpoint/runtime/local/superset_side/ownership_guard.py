@@ -30,13 +30,20 @@ from urllib.parse import unquote, urlsplit
 
 logger = logging.getLogger("setpoint.ownership")
 
-# What each guard stands in for upstream (reported by the scorecard's facts, point 8).
+# What each guard stands in for upstream, and when to remove it (the scorecard's facts name them,
+# point 8). "After 6.1.0" means merged into Superset's master after the 6.1.0 release.
 GUARDS = {
-    "creator_only": "themes, CSS templates and annotation layers have no owners in Superset 6.1",
-    "tags_on_owned_objects": "tagging checks no ownership in Superset 6.1",
-    "own_queries_only": "POST /api/v1/query/stop checks no ownership in Superset 6.1",
-    "readable_charts_only": "a dashboard's layout may name any chart in Superset 6.1",
-    "web_urls_only": "URL fields accept any scheme in Superset 6.1",
+    "creator_only": "themes, CSS templates and annotation layers have no owners in Superset 6.1; themes get editors "
+                    "in apache/superset#42404 (after 6.1.0), the other two nowhere yet: remove for themes once every "
+                    "supported version has #42404",
+    "tags_on_owned_objects": "tagging checks no ownership in Superset 6.1; apache/superset#40333, #41457 and #43390 "
+                             "(after 6.1.0) check it: remove once every supported version has them (keep the clean-up "
+                             "of a deleted tag's objects, fixed nowhere yet)",
+    "own_queries_only": "POST /api/v1/query/stop stops anyone's query in Superset 6.1; apache/superset#39996 (after "
+                        "6.1.0): remove once every supported version has it",
+    "readable_charts_only": "a dashboard's layout may name any chart in Superset 6.1; apache/superset#42716 (after "
+                            "6.1.0) hides unreadable charts' form_data, not the layout: keep until the layout is checked",
+    "web_urls_only": "URL fields accept any scheme in Superset 6.1, fixed nowhere yet",
 }
 REFUSED = "You may change only what you own or made: ask its owner or an admin."
 UNREADABLE_CHARTS = "This dashboard names charts you may not read (ids {ids}): remove them from its layout."
