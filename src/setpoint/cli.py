@@ -779,9 +779,10 @@ def roles(
 
     Lists the roles no one declared, declared roles whose permissions were changed by hand,
     roles that open SQL Lab without the spec allowing it, roles holding what only admins may,
-    users holding Admin whom the spec's admins do not name, and for each multi-tenant dataset the roles that read it and whether a rule filters them. With
-    --repair, declared roles, rules and withheld permissions are put back first (roles no one
-    declared stay: delete them in Superset). Exits 1 when anything drifted.
+    users holding Admin whom the spec's admins do not name, and for each multi-tenant dataset
+    the roles that read it and whether a rule filters them. With --repair, declared roles, rules
+    and withheld permissions are put back first (roles no one declared stay: delete them in
+    Superset). Exits 1 when anything drifted.
 
     Example: setpoint roles demo --repair
     """
