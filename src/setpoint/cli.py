@@ -814,7 +814,9 @@ def roles(
             done(f"warning: the role {role} is not in the spec (made by hand?)")
         for role in found["drifted"]:
             done(f"warning: the role {role['role']} drifted: added {', '.join(role['added']) or 'nothing'}; "
-                 f"missing {', '.join(role['missing']) or 'nothing'} (setpoint roles {name} --repair puts it back)")
+                 f"missing {', '.join(role['missing']) or 'nothing'}"
+                 + (f"; not held by {', '.join(role['users_without_it'])}" if role.get("users_without_it") else "")
+                 + f" (setpoint roles {name} --repair puts it back)")
         for role in found["sql_lab_not_allowed"]:
             done(f"warning: the role {role} opens SQL Lab, which row-level security does not filter")
         for user in found["admins_not_declared"]:

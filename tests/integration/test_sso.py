@@ -16,16 +16,19 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from setpoint import examples
 from setpoint.checklist import run_scorecard
 from setpoint.net import http_client
 from setpoint.operations import emergency
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.runtime.local.instance import load_context
-from setpoint.spec.model import Sso
+from setpoint.spec.model import Role, Sso
 from setpoint.superset_api import SupersetClient
+from tests.conftest import run_cli
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider, authorization_code, sign_in
 
 ROLES = {"analysts": ["Alpha"], "viewers": ["Gamma"]}
+DECLARED = "bi_readers"
 ATTACKER = "127.0.0.3"  # its own address: the rate limit it meets is not the session's
 LIMIT = 20  # AUTH_RATE_LIMIT: 20 per minute
 
@@ -41,11 +44,13 @@ def provider(home, instance, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sso_alpha(home, instance, provider):
+def sso_alpha(home, instance, provider, admin):
     """alpha with single sign-on through the provider; without it again afterwards."""
     spec = instance[0]
     signed = spec.model_copy(update={"sso": Sso(issuer=provider.issuer, client_id=CLIENT_ID, roles=ROLES,
-                                                 scopes=["openid", "email", "profile", "groups"])})
+                                                 scopes=["openid", "email", "profile", "groups"]),
+                                     # A declared role reading a whole database, held by a named user.
+                                     "roles": {DECLARED: Role(databases=[examples.DATABASE_NAME], users=[spec.admin.username])}})
     os.environ[signed.sso.client_secret_env] = CLIENT_SECRET
     try:
         report = converge.up(home, signed)
@@ -54,6 +59,7 @@ def sso_alpha(home, instance, provider):
     assert "stored sso_client_secret in the secret store" in report.actions
     yield signed
     converge.up(home, spec)
+    admin.delete(f"/api/v1/security/roles/{role_id(admin, DECLARED)}")  # the spec no longer declares it
 
 
 @pytest.fixture()
@@ -201,6 +207,23 @@ def test_with_the_provider_down_the_sign_in_says_so_and_an_emergency_admin_gets_
     finally:
         provider.start()
         emergency.revoke_expired(ctx, everyone=True)
+
+
+def role_id(api: SupersetClient, name: str) -> int:
+    return next(r["id"] for r in api.get("/api/v1/security/roles/?q=(page_size:100)").json()["result"] if r["name"] == name)
+
+
+def test_a_declared_role_reads_its_databases_and_is_held_by_its_users(home, admin, sso_alpha):
+    held = admin.get(f"/api/v1/security/roles/{role_id(admin, DECLARED)}/permissions/").json()["result"]
+    assert any(p["permission_name"] == "database_access" and examples.DATABASE_NAME in p["view_menu_name"] for p in held), held
+    me = admin.get("/api/v1/me/").json()["result"]
+    assert DECLARED in {r["name"] for r in admin.get("/api/v1/me/roles/").json()["result"]["roles"]}
+    # Taken from its user by hand: drift, until repaired.
+    assert admin.call("PUT", f"/api/v1/security/users/{me['id']}", json={"roles": [role_id(admin, "Admin")]}).status_code == 200
+    audit = run_cli("roles", "alpha", home=home)
+    assert audit.returncode == 1 and f"not held by {me['username']}" in audit.stdout + audit.stderr
+    repaired = run_cli("roles", "alpha", "--repair", home=home)
+    assert repaired.returncode == 0 and f"gave {me['username']} the role {DECLARED}" in repaired.stdout + repaired.stderr
 
 
 def test_the_scorecard_passes_single_sign_on_and_local_accounts(home, sso_alpha):

@@ -27,7 +27,7 @@ def test_the_spec_s_own_rules_come_beside_the_sample_or_replace_it():
                        "row_level_security": [TENANTS]})
     declared = access.declared(spec)
     assert [r["dataset"] for r in declared["row_level_security"]] == ["orders", "sales"]
-    assert declared["roles"]["customer_a"] == {"base": "Gamma", "datasets": ["orders"], "sql_lab": False}
+    assert declared["roles"]["customer_a"] == {"base": "Gamma", "datasets": ["orders"], "databases": [], "users": [], "sql_lab": False}
     own_sales = {**TENANTS, "dataset": "sales", "tenant_column": "region"}
     replaced = access.declared(parse_spec({"name": "demo", "row_level_security": [own_sales]}))
     assert replaced["row_level_security"] == [{**own_sales, "all_rows": []}] and replaced["roles"] == {}

@@ -216,10 +216,16 @@ def probe_roles(ev: Evidence) -> Finding:
     else:
         parts.append(passed("Gamma has no SQL Lab access"))
     for role in meta.get("role_drift", []):
+        if not role["exists"]:
+            parts.append(failed(f"the role {role['role']} does not exist"))
+            continue
         changed = [f"{len(role[k])} {k} ({', '.join(role[k][:3])}{', ...' if len(role[k]) > 3 else ''})"
                    for k in ("added", "missing") if role[k]]
-        parts.append(failed(f"the role {role['role']} " + ("does not exist" if not role["exists"] else
-                                                            "drifted from the spec: " + "; ".join(changed) + " permissions")))
+        if changed:
+            parts.append(failed(f"the role {role['role']} drifted from the spec: " + "; ".join(changed) + " permissions"))
+        if role.get("users_without_it"):
+            parts.append(failed(f"the role {role['role']} is not held by {', '.join(role['users_without_it'])}, "
+                                "whom the spec names"))
     if meta.get("other_sql_lab_roles"):
         parts.append(failed(f"roles the spec does not allow SQL Lab open it: {', '.join(meta['other_sql_lab_roles'])}"))
     if strangers := access.undeclared_admins(meta):

@@ -407,11 +407,15 @@ class Sso(Strict):
 
 
 class Role(Strict):
-    """A role made by `up` from one of Superset's base roles, plus read access to named datasets.
-    `up` puts its permissions back to these whenever they drifted."""
+    """A role made by `up` from one of Superset's base roles, plus read access to named datasets
+    and databases, held by the users it names (and, under single sign-on, by the groups mapped to
+    it in sso.roles). `setpoint roles NAME --repair` puts it back when it drifted."""
 
     base: Literal["Gamma", "Alpha"] = Field("Gamma", description="the Superset role whose permissions it starts from")
     datasets: list[str] = Field(default_factory=list, description="datasets (by table name) its users may read")
+    databases: list[str] = Field(default_factory=list, description="databases (by name) whose every dataset its users may read")
+    users: list[Annotated[str, Field(pattern=USERNAME_PATTERN)]] = Field(
+        default_factory=list, description="users (by username) who hold it; others may hold it too")
     sql_lab: bool = Field(False, description="whether its users may run SQL in SQL Lab (they bypass row-level security there)")
 
 

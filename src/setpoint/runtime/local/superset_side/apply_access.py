@@ -26,6 +26,7 @@ app = create_app()
 with app.app_context():
     from superset import db, security_manager as sm
     from superset.connectors.sqla.models import RowLevelSecurityFilter, SqlaTable
+    from superset.models.core import Database
     from superset.utils.core import RowLevelSecurityFilterType
 
     access = app.config.get("SETPOINT_ACCESS") or {"roles": {}, "row_level_security": []}
@@ -55,15 +56,29 @@ with app.app_context():
         wanted = permissions_of(role["base"]) | (permissions_of("sql_lab") if role["sql_lab"] else set())
         for table in filter(None, (dataset(d) for d in role["datasets"])):
             wanted.add(sm.add_permission_view_menu("datasource_access", table.perm))
+        for database_name in role.get("databases", []):
+            database = db.session.query(Database).filter_by(database_name=database_name).one_or_none()
+            if database is None:
+                problems.append(f"no database is named {database_name} (role {name})")
+            else:
+                wanted.add(sm.add_permission_view_menu("database_access", database.perm))
         current = sm.find_role(name)
         if current is None:
             current = sm.add_role(name)
             changes.append(f"created the role {name}")
         if set(current.permissions) != wanted:
             current.permissions = list(wanted)
+            readable = [*role["datasets"], *(f"the database {d}" for d in role.get("databases", []))]
             changes.append(f"gave the role {name} the permissions of {role['base']}"
                            + (" and SQL Lab" if role["sql_lab"] else "")
-                           + (f" and read access to {', '.join(role['datasets'])}" if role["datasets"] else ""))
+                           + (f" and read access to {', '.join(readable)}" if readable else ""))
+        for username in role.get("users", []):
+            user = sm.find_user(username=username)
+            if user is None:
+                problems.append(f"no user is named {username} (role {name})")
+            elif current not in user.roles:
+                user.roles = [*user.roles, current]
+                changes.append(f"gave {username} the role {name}")
 
     desired = {}
     for rule in access["row_level_security"]:

@@ -213,13 +213,20 @@ def _metadata_contents(conn, sa):
 
     def drift(name, role):
         """What a declared role holds beyond, or lacks of, its base role, SQL Lab when declared,
-        and read access to its datasets."""
+        and read access to its datasets and databases; and its declared users who do not hold it."""
         wanted = set(permissions(role["base"])) | (set(permissions("sql_lab")) if role["sql_lab"] else set())
         for dataset in role["datasets"]:
             wanted.update(f"datasource_access on {perm}" for (perm,) in conn.execute(
                 sa.text("SELECT perm FROM tables WHERE table_name = :name"), {"name": dataset}))
+        for database in role.get("databases", []):
+            wanted.update(f"database_access on {perm}" for (perm,) in conn.execute(
+                sa.text("SELECT perm FROM dbs WHERE database_name = :name"), {"name": database}))
         held = set(permissions(name)) if name in roles else set()
-        return {"role": name, "exists": name in roles, "added": sorted(held - wanted), "missing": sorted(wanted - held)}
+        holders = {u for (u,) in conn.execute(sa.text(
+            "SELECT u.username FROM ab_user u JOIN ab_user_role ur ON ur.user_id = u.id JOIN ab_role r ON r.id = ur.role_id "
+            "WHERE r.name = :role"), {"role": name})}
+        return {"role": name, "exists": name in roles, "added": sorted(held - wanted), "missing": sorted(wanted - held),
+                "users_without_it": sorted(set(role.get("users", [])) - holders)}
 
     declared_roles = (declared or {}).get("roles", {})
     sql_lab_allowed = {"Admin", "Alpha", "sql_lab", *(n for n, r in declared_roles.items() if r["sql_lab"])}
@@ -239,7 +246,7 @@ def _metadata_contents(conn, sa):
         "rls_coverage": None if declared is None else _rls_coverage(conn, sa, declared["row_level_security"]),
         "declared_roles": sorted(declared_roles),
         "role_drift": [d for d in (drift(n, r) for n, r in declared_roles.items())
-                       if d["added"] or d["missing"] or not d["exists"]],
+                       if d["added"] or d["missing"] or d["users_without_it"] or not d["exists"]],
         # Any other role that opens SQL Lab (which row-level security does not filter); Gamma's is above.
         "other_sql_lab_roles": [r for r in roles if r not in sql_lab_allowed | {"Gamma"}
                                 and set(permissions(r)) & SQL_LAB_ACCESS],
