@@ -10,7 +10,7 @@ demo: bootstrap
 	$(SETPOINT) up demo
 
 test: bootstrap
-	$(VENV)/bin/python -m pytest -ra --durations=30 -n 3 --dist loadscope
+	$(VENV)/bin/python -m pytest -ra --durations=30 -n 3 --dist loadscope --no-loadscope-reorder
 
 bootstrap:
 	scripts/bootstrap

@@ -149,13 +149,14 @@ def report_figure(line: str) -> None:
 
 
 # Seconds each slow module took in a full run (the "time per worker and module" section of a CI
-# log, 3 workers). Workers take modules in collection order, so the longest go first and the
-# short ones fill the gaps at the end (longest processing time first): otherwise a long module
-# drawn last keeps one worker busy while the others idle.
-MODULE_WEIGHTS = {"test_upgrade.py": 720, "test_lifecycle.py": 560, "test_offsite.py": 510, "test_operations.py": 490,
-                  "test_backup.py": 410, "test_containment.py": 380, "test_host.py": 360, "test_work_in_flight.py": 320,
-                  "test_changes.py": 310, "test_rls.py": 240, "test_sso.py": 200, "test_logs.py": 190,
-                  "test_alerts.py": 190, "test_instance.py": 175, "test_isolation.py": 170, "test_check.py": 130}
+# log, 3 workers). Workers take modules in collection order (`--no-loadscope-reorder`; xdist's
+# default orders them by their number of tests), so the longest go first and the short ones fill
+# the gaps at the end: otherwise a long module drawn last keeps one worker busy while the others idle.
+MODULE_WEIGHTS = {"test_upgrade.py": 740, "test_lifecycle.py": 555, "test_offsite.py": 500, "test_operations.py": 490,
+                  "test_backup.py": 385, "test_containment.py": 395, "test_host.py": 335, "test_work_in_flight.py": 330,
+                  "test_changes.py": 295, "test_rls.py": 300, "test_sso.py": 205, "test_logs.py": 180,
+                  "test_alerts.py": 165, "test_instance.py": 180, "test_isolation.py": 180, "test_check.py": 130,
+                  "test_metrics.py": 110, "test_probes.py": 95}
 
 
 def pytest_collection_modifyitems(session, config, items):
