@@ -155,8 +155,9 @@ def test_roles_and_rules_changed_by_hand_are_reported_then_put_back(admin, home,
                    "put back the row-level security rule 'setpoint: sales for sales_europe'"):
         assert change in repaired.stdout + repaired.stderr, repaired.stdout
     assert admin.get(f"/api/v1/rowlevelsecurity/{europe['id']}").json()["result"]["clause"] == "region = 'Europe'"
-    card = {r.check.id: r for r in run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha").results}
-    assert card[8].status.value == "PASS", card[8].evidence
+    scorecard = run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha")
+    card = {r.check.id: r for r in scorecard.results}
+    assert card[8].status.value == "PASS", (card[8].evidence, scorecard.problems)  # problems: why facts were unreadable
     assert run_cli("roles", "alpha").returncode == 0
 
 

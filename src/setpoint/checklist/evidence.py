@@ -286,7 +286,7 @@ class Evidence:
         # never the user's own one.
         with tempfile.TemporaryDirectory(prefix="setpoint-facts-") as scratch:
             try:
-                result = proc.run(argv, env=env, user=user, cwd=cwd or scratch, timeout=45, check=False)
+                result = proc.run(argv, env=env, user=user, cwd=cwd or scratch, timeout=90, check=False)
             except Exception as exc:  # noqa: BLE001 - a probe never raises
                 return {"config_error": str(exc)}
         try:

@@ -219,8 +219,9 @@ def _metadata_contents(conn, sa):
             wanted.update(f"datasource_access on {perm}" for (perm,) in conn.execute(
                 sa.text("SELECT perm FROM tables WHERE table_name = :name"), {"name": dataset}))
         for database in role.get("databases", []):
-            wanted.update(f"database_access on {perm}" for (perm,) in conn.execute(
-                sa.text("SELECT perm FROM dbs WHERE database_name = :name"), {"name": database}))
+            # Superset computes a database's permission name and never stores it (Database.perm).
+            wanted.update(f"database_access on [{database}].(id:{id_})" for (id_,) in conn.execute(
+                sa.text("SELECT id FROM dbs WHERE database_name = :name"), {"name": database}))
         held = set(permissions(name)) if name in roles else set()
         holders = {u for (u,) in conn.execute(sa.text(
             "SELECT u.username FROM ab_user u JOIN ab_user_role ur ON ur.user_id = u.id JOIN ab_role r ON r.id = ur.role_id "
