@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from setpoint.home import Home, superset_account
+from setpoint.home import Home, data_account, superset_account
 from setpoint.net import http_client
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.runtime.local.accounts import remove_account
@@ -56,6 +56,7 @@ def home() -> Home:
     remove_cgroups(root)
     for name in Home(root).instance_names():  # the instances still there at the end
         remove_account(superset_account(root, name))
+        remove_account(data_account(root, name))
     shutil.rmtree(root, ignore_errors=True)
 
 

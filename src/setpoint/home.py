@@ -42,14 +42,27 @@ def monitor_user() -> str:
 
 
 def superset_account(home_root: Path, name: str) -> str:
-    """The OS account of one instance's Superset processes (web, worker, beat).
+    """The OS account of one instance's Superset processes (web, worker, beat) and its Redis.
 
     `sp-NAME` on the system home; other homes (a developer's, the test suite's) add a tag of
     their path, so that two homes with an instance of the same name never share an account.
     Linux account names have at most 32 characters: a longer one keeps its start and a digest.
     """
+    return _instance_account("sp", home_root, name)
+
+
+def data_account(home_root: Path, name: str) -> str:
+    """The OS account of one instance's PostgreSQL and pgBackRest (`spd-NAME`, tagged like
+    superset_account): it owns the instance's database files, backups and secret store, and
+    no other instance's."""
+    return _instance_account("spd", home_root, name)
+
+
+def _instance_account(prefix: str, home_root: Path, name: str) -> str:
+    # The prefixes differ in length before the first dash, so no two accounts of any instances
+    # can share a name.
     tag = "" if home_root == SYSTEM_HOME else hashlib.sha256(str(home_root).encode()).hexdigest()[:4]
-    account = f"sp{tag}-{name}"
+    account = f"{prefix}{tag}-{name}"
     if len(account) > 32:
         account = f"{account[:23]}-{hashlib.sha256(account.encode()).hexdigest()[:8]}"
     return account

@@ -53,7 +53,7 @@ def generate_secret(length: int) -> str:
 
 @dataclass
 class SecretStore:
-    """The secrets of one instance, in a JSON file readable only by the service user."""
+    """The secrets of one instance, in a JSON file readable only by the instance's data account."""
 
     path: Path
     owner: str | None = None

@@ -177,7 +177,7 @@ def repository_on_a_small_disk(home, name):
         pytest.fail(f"a full disk is simulated with a tmpfs, which needs root with CAP_SYS_ADMIN: {mounted.stderr.strip()}")
     try:
         move(stash, repo)
-        shutil.chown(repo, ctx.service_user, ctx.service_user)
+        shutil.chown(repo, ctx.data_user, ctx.data_user)
         supervisor.start(f"{name}-postgres")
         cluster_of(ctx).wait_ready()
         yield repo
@@ -190,7 +190,7 @@ def repository_on_a_small_disk(home, name):
         shutil.rmtree(repo)
         repo.mkdir()
         move(stash, repo)
-        shutil.chown(repo, ctx.service_user, ctx.service_user)
+        shutil.chown(repo, ctx.data_user, ctx.data_user)
         repo.chmod(0o750)
         shutil.rmtree(stash)
         supervisor.start(f"{name}-postgres")

@@ -154,7 +154,8 @@ def test_processes_run_unprivileged(home):
         with open(f"/proc/{state.pid}/status") as handle:
             uid = int(next(line for line in handle if line.startswith("Uid:")).split()[1])
         # Which account runs which process: test_isolation.py.
-        assert uid != 0 and pwd.getpwuid(uid).pw_name in ("setpoint", load_context(home, "alpha").superset_user), name
+        ctx = load_context(home, "alpha")
+        assert uid != 0 and pwd.getpwuid(uid).pw_name in (ctx.data_user, ctx.superset_user), name
 
 
 def test_every_cache_is_in_redis(home, admin, secrets):

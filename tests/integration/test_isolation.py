@@ -88,23 +88,23 @@ def test_the_instances_own_databases_still_work(admin):
     assert admin.chart_data(query_context)[0]["rowcount"] == 20
 
 
-def test_superset_and_its_redis_run_as_the_instances_own_account_and_postgres_as_the_data_user(home, instance):
+def test_superset_and_its_redis_run_as_the_instances_own_account_and_postgres_as_its_data_account(home, instance):
     from pathlib import Path
 
     from setpoint.host.capacity import process_tree
     from setpoint.services.supervisor import Supervisor
 
     ctx = load_context(home, "alpha")
-    assert ctx.superset_user not in (ctx.service_user, "root")
+    assert ctx.superset_user not in (ctx.data_user, "root") and ctx.data_user not in ("setpoint", "root")
     owners = {}
     for name, state in Supervisor(home).states("alpha").items():
         owners[name.rsplit("-", 1)[1]] = {Path(f"/proc/{pid}").owner() for pid in process_tree([state.pid])}
-    data, superset = {ctx.service_user}, {ctx.superset_user}
+    data, superset = {ctx.data_user}, {ctx.superset_user}
     assert owners == {"postgres": data, "redis": superset, "web": superset, "worker": superset, "beat": superset}
     # Its secrets are a subset, readable by its group; the secret store is the data user's alone.
     assert oct(ctx.paths.superset_secrets_file.stat().st_mode & 0o777) == "0o640"
     assert ctx.paths.superset_secrets_file.group() == ctx.superset_user
-    assert oct(ctx.paths.secrets_file.stat().st_mode & 0o777) == "0o600" and ctx.paths.secrets_file.owner() == ctx.service_user
+    assert oct(ctx.paths.secrets_file.stat().st_mode & 0o777) == "0o600" and ctx.paths.secrets_file.owner() == ctx.data_user
 
 
 def test_caddys_admin_api_is_no_tcp_port_and_closed_to_other_users(home, instance):
@@ -129,7 +129,7 @@ def test_caddys_admin_api_is_no_tcp_port_and_closed_to_other_users(home, instanc
              "s = socket.socket(socket.AF_UNIX)\n"
              "try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    print(type(e).__name__)\nelse:\n    print('connected')")
     ctx = load_context(home, "alpha")
-    for user in ("nobody", ctx.superset_user, ctx.service_user):
+    for user in ("nobody", ctx.superset_user, ctx.data_user):
         result = subprocess.run([base_python(), "-c", probe, str(caddy.admin_socket)], user=user,
                                 capture_output=True, text=True, timeout=30)
         assert result.stdout.strip() == "PermissionError", (user, result.stdout, result.stderr)

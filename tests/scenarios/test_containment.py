@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from setpoint.home import write_file
+from setpoint.backup.service import take_backup
+from setpoint.home import service_user, write_file
 from setpoint.render import render_instance, render_programs_conf
 from setpoint.runtime.local import converge, lifecycle, startup
 from setpoint.runtime.local.accounts import lay_out
@@ -71,6 +72,27 @@ def test_a_tenants_superset_account_opens_nothing_of_its_neighbour_nor_its_own_p
     # What Superset needs stays open to it.
     needed = [own.superset_secrets_file, own.config / "superset_config.py", own.superset_home, own.redis_data]
     assert access_as("", needed, wrapper=confined(home, "hog")) == {str(path): "ok" for path in needed}
+
+
+def test_a_tenants_data_account_opens_nothing_of_its_neighbour(home, hog, instance):
+    """As hog's data account, which runs hog's PostgreSQL (where a flaw in the server would land
+    an attacker who reached it through hog's metadata role): alpha's secret store, configuration,
+    database files, PostgreSQL socket, logs and backups are closed, and alpha's cluster asks it
+    for the superuser's password over TCP."""
+    alpha, ctx = home.instance("alpha"), load_context(home, "hog")
+    port = alpha.read_state()["ports"]["postgres"]
+    closed = [alpha.root, alpha.secrets_file, alpha.config / "pgbackrest.conf", alpha.pg_data / "PG_VERSION",
+              alpha.run / f".s.PGSQL.{port}", alpha.logs, alpha.backup / "repo", alpha.superset_home,
+              home.caddy_dir / "data" / "pki" / "authorities" / "local" / "root.key"]
+    assert ctx.data_user != load_context(home, "alpha").data_user
+    assert access_as(ctx.data_user, closed) == {str(path): "EACCES" for path in closed}
+    # Its own are open to it.
+    own = [ctx.paths.secrets_file, ctx.paths.pg_data / "PG_VERSION", ctx.paths.backup / "repo"]
+    assert access_as(ctx.data_user, own) == {str(path): "ok" for path in own}
+    # Only alpha's data account reaches its superuser, over alpha's socket (pg_ident.conf).
+    refused = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(port), "-U", "setpoint", "-d", "postgres",
+                              "-w", "-c", "SELECT 1"], user=ctx.data_user, capture_output=True, text=True, timeout=30, cwd="/")
+    assert refused.returncode != 0 and "password" in refused.stderr, refused.stderr
 
 
 def chart_latencies(admin, count: int = 20) -> list[float]:
@@ -185,38 +207,46 @@ def test_changed_limits_apply_to_the_live_instance_without_a_restart(home, hog):
 
 
 def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_nothing(home, hog):
-    """An instance laid out as before accounts were separated (every process and file the data
-    user's, as Setpoint made them until now) is moved in place by `up`."""
+    """An instance laid out as before accounts were separated (every process and file the host's
+    one service user's, as Setpoint made them before) is moved in place by `up`."""
     ctx = load_context(home, "hog")
-    data_user = ctx.service_user
-    shared = dataclasses.replace(ctx, superset_user=data_user)
+    old = service_user()
+    shared = dataclasses.replace(ctx, superset_user=old, data_user=old)
     secrets = SecretStore(ctx.paths.secrets_file).load()
     platform = load_platform(home)
+    platform.supervisor.stop("hog-postgres")  # its files change hands
     lay_out(shared)
     for rendered in render_instance(shared, secrets):
         # Redis's password was the data user's alone then (Redis ran as it).
         mode = 0o600 if rendered.path.name == "redis-auth.conf" else rendered.mode
-        write_file(rendered.path, rendered.text, mode=mode, owner=data_user, group=data_user)
+        write_file(rendered.path, rendered.text, mode=mode, owner=old, group=old)
     write_file(home.programs_conf("hog"), render_programs_conf(shared), mode=0o600)
     platform.supervisor.update()
+    platform.supervisor.start("hog-postgres")
     startup.wait_healthy(hog, platform, timeout=180)
     marker = ctx.paths.superset_home / "uploads" / "marker.csv"
     marker.parent.mkdir(exist_ok=True)
-    write_file(marker, "kept\n", owner=data_user)
-    users_before = cluster_of(ctx).sql("SELECT count(*) FROM ab_user", database="superset")
-    assert {process_user(s.pid) for s in Supervisor(home).states("hog").values()} == {data_user}
+    write_file(marker, "kept\n", owner=old)
+    users_before = cluster_of(shared).sql("SELECT count(*) FROM ab_user", database="superset")
+    assert {process_user(s.pid) for s in Supervisor(home).states("hog").values()} == {old}
+    assert (ctx.paths.pg_data / "PG_VERSION").owner() == old
 
     report = converge.up(home, hog)
 
     assert f"gave {ctx.paths.superset_home} to {ctx.superset_user}:{ctx.superset_user} (0700)" in report.actions
+    assert f"stopped hog-postgres to give its files to {ctx.data_user}" in report.actions
     states = Supervisor(home).states("hog")
     assert {name.rsplit("-", 1)[1]: process_user(s.pid) for name, s in states.items()} == {
-        "postgres": data_user, "redis": ctx.superset_user,
+        "postgres": ctx.data_user, "redis": ctx.superset_user,
         "web": ctx.superset_user, "worker": ctx.superset_user, "beat": ctx.superset_user}
     assert marker.read_text() == "kept\n" and marker.owner() == ctx.superset_user
+    for path in (ctx.paths.pg_data / "PG_VERSION", ctx.paths.pg_data / "global" / "pg_control", ctx.paths.secrets_file,
+                 ctx.paths.backup / "repo", ctx.paths.config / "pgbackrest.conf"):
+        assert path.owner() == ctx.data_user, path
     assert cluster_of(ctx).sql("SELECT count(*) FROM ab_user", database="superset") == users_before
     assert lifecycle.instance_status(home, "hog").health == "ok"
-    assert "postgres" not in " ".join(report.actions), "PostgreSQL keeps running"
+    # Its backups go on, into the same repository, as the data account.
+    assert take_backup(ctx, "incr").type == "incr"
 
 
 def process_user(pid: int) -> str:

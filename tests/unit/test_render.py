@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from setpoint.home import SYSTEM_HOME, Home, superset_account
+from setpoint.home import SYSTEM_HOME, Home, data_account, superset_account
 from setpoint.secret import SECRET_LENGTHS
 from setpoint.render import (
     SUPERSET_SIDE_MODULES,
@@ -53,7 +53,7 @@ def context(**spec_fields) -> InstanceContext:
                                spec.resources.pids, cores=2),
         paths=home.instance("demo"),
         ports=Ports(web=20001, postgres=20002, redis=20003),
-        service_user="setpoint",
+        data_user="spd-demo",
         superset_user="sp-demo",
         venv=Path("/srv/setpoint/venvs/superset-6.1.0"),
         postgres_bin="/usr/lib/postgresql/15/bin/postgres",
@@ -205,16 +205,16 @@ def test_programs_follow_sizing_and_run_unprivileged():
     assert "--concurrency=4" in conf
     # Each starts as root only to join the instance's cgroup, then runs as its account: the data
     # servers as the data user, Superset as the instance's own account.
-    assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user setpoint ") == 1
+    assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user spd-demo ") == 1
     assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user sp-demo ") == 4
     assert {p.component: p.user for p in instance_programs(ctx)} == {
-        "postgres": "setpoint", "redis": "sp-demo", "web": "sp-demo", "worker": "sp-demo", "beat": "sp-demo"}
+        "postgres": "spd-demo", "redis": "sp-demo", "web": "sp-demo", "worker": "sp-demo", "beat": "sp-demo"}
     assert "--limits /srv/setpoint/instances/demo/config/limits.json -- " in conf
     limits = json.loads(rendered_files(ctx)["limits.json"])
     assert limits == {"memory_mb": 5376, "cpus": 2.0, "pids": 1240}  # twice the idle size of 200 users, a core per 100
     assert conf.count("[program:") == 5
     unconfined = render_programs_conf(replace(ctx, confine_python=None))
-    assert unconfined.count("user=setpoint") == 1 and unconfined.count("user=sp-demo") == 4
+    assert unconfined.count("user=spd-demo") == 1 and unconfined.count("user=sp-demo") == 4
     assert "confine" not in unconfined
     assert [p.component for p in instance_programs(ctx)] == ["postgres", "redis", "web", "worker", "beat"]
     assert "workers = 5" in rendered_files(ctx)["gunicorn.conf.py"]
@@ -285,6 +285,16 @@ def test_superset_accounts_are_per_home_and_fit_linux_names():
     assert re.fullmatch(r"sp[0-9a-f]{4}-demo", tagged) and tagged != superset_account(Path("/tmp/home-b"), "demo")
     longest = superset_account(Path("/tmp/home-a"), "a" * 32)
     assert len(longest) <= 32 and longest != superset_account(Path("/tmp/home-a"), "a" * 31 + "b")
+
+
+def test_no_two_accounts_of_any_instances_share_a_name():
+    """Each instance has a data account beside its Superset account; an instance named like
+    another's account with a suffix ("x-db") never gets a name already taken."""
+    names = ["x", "x-db", "d-x", "db", "a" * 32, "a" * 31 + "b", "spd", "sp"]
+    for root in (SYSTEM_HOME, Path("/tmp/home-a")):
+        accounts = [f(root, n) for n in names for f in (superset_account, data_account)]
+        assert len(set(accounts)) == len(accounts) and all(len(a) <= 32 for a in accounts), accounts
+    assert data_account(SYSTEM_HOME, "demo") == "spd-demo"
 
 
 def test_prometheus_config_passes_promtool(tmp_path):

@@ -41,7 +41,7 @@ def render_plan(ctx: InstanceContext) -> str:
         "disaster-recovery.md.j2",
         spec=ctx.spec,
         paths=ctx.paths,
-        service_user=ctx.service_user,
+        data_user=ctx.data_user,
         rto=rto,
         offsite=offsite,
         offsite_location=offsite and f"`s3://{offsite.bucket}{offsite.path}` at {offsite.endpoint}:{offsite.port} (region {offsite.region})",

@@ -7,13 +7,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from setpoint import proc
 from setpoint.backup.pgbackrest import PgBackRest
+from setpoint.backup.recovery import recovered
 from setpoint.backup.service import now, update_record
 from setpoint.errors import SetpointError
 from setpoint.home import chown
-from setpoint.net import instance_port_range, is_port_free
-from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext
 from setpoint.services.postgres import PostgresCluster, cluster_of
 from setpoint.services.superset import SupersetCommands
@@ -56,11 +54,9 @@ def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
     instance, record the result and the time it took, and clean up."""
     started = time.monotonic()
     backrest = PgBackRest(ctx)
-    # Scratch places of their own, so that two drills never share one.
+    # A scratch place of its own, so that two drills never share one.
     scratch = Path(tempfile.mkdtemp(prefix="drill-", dir=ctx.paths.backup))
-    socket_dir = Path(tempfile.mkdtemp(prefix="drill-", dir=ctx.paths.run))
     record: dict = {"at": now().isoformat(), "ok": False}
-    temporary = None
     try:
         if not backrest.backups():
             raise SetpointError(f"instance {ctx.spec.name} has no backup to restore", f"take one: setpoint backup {ctx.spec.name}")
@@ -68,24 +64,14 @@ def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
         backrest.check()
         log("verifying the repository's checksums (pgbackrest verify)")
         backrest.verify()
-        for directory in (scratch, socket_dir):
-            chown(directory, ctx.service_user)
+        chown(scratch, ctx.data_user)
         log("restoring the latest backup and its WAL into a scratch cluster")
         backrest.run("restore", f"--pg1-path={scratch}", "--archive-mode=off", timeout=3600, what="the drill's restore")
-        port = next(p for p in instance_port_range() if is_port_free(p, "127.0.0.1"))
-        temporary = PostgresCluster(scratch, socket_dir, port, ctx.service_user)
-        proc.run(
-            ["pg_ctl", "start", "-D", scratch, "-l", ctx.paths.logs / "drill-postgres.log", "-w", "-t", "300", "-o",
-             f"-p {port} -k {socket_dir} -c listen_addresses='' -c archive_mode=off -c shared_buffers=32MB "
-             f"-c max_connections={ctx.sizing.pg_max_connections}"],
-            user=ctx.service_user, cwd=socket_dir, timeout=330, what="starting the restored cluster",
-        )
-        wait_until(temporary.is_primary, 600, SetpointError("the restored cluster did not finish recovery",
-                                                            f"see {ctx.paths.logs / 'drill-postgres.log'}"))
-        restored = metadata_counts(temporary)
-        live = metadata_counts(cluster_of(ctx))
-        log(f"opening the restored metadata with Superset {ctx.spec.superset_version}")
-        opened = SupersetCommands(ctx).open_restored(socket_dir, port)
+        with recovered(ctx, scratch, ctx.paths.logs / "drill-postgres.log") as temporary:
+            restored = metadata_counts(temporary)
+            live = metadata_counts(cluster_of(ctx))
+            log(f"opening the restored metadata with Superset {ctx.spec.superset_version}")
+            opened = SupersetCommands(ctx).open_restored(temporary.socket_dir, temporary.port)
         problems = drill_problems(restored, live, opened, ctx.spec.superset_version)
         record.update(restored=restored, live=live, superset=opened, ok=not problems, backup=backrest.backups()[-1].label)
         if problems:
@@ -93,11 +79,7 @@ def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
     except SetpointError as exc:
         record["error"] = exc.message
     finally:
-        if temporary is not None:
-            proc.run(["pg_ctl", "stop", "-D", scratch, "-m", "fast", "-w"], user=ctx.service_user,
-                     cwd=socket_dir, timeout=120, check=False)
         shutil.rmtree(scratch, ignore_errors=True)
-        shutil.rmtree(socket_dir, ignore_errors=True)
         record["seconds"] = round(time.monotonic() - started, 1)
         update_record(ctx.paths, last_drill=record)
     if not record["ok"]:

@@ -97,5 +97,5 @@ def escrow_instance(ctx, secrets: dict[str, str]) -> None:
     payload = {"secrets": {k: v for k, v in secrets.items() if k != "recovery_key"},
                "spec": ctx.spec.model_dump(mode="json")}
     bundle = seal(payload, secrets["recovery_key"])
-    put(bundle_path(ctx.spec.name), bundle, ctx.paths.backup / "repo", ctx.service_user, ctx.spec.backup.offsite, secrets)
+    put(bundle_path(ctx.spec.name), bundle, ctx.paths.backup / "repo", ctx.data_user, ctx.spec.backup.offsite, secrets)
 

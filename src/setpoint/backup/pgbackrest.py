@@ -51,7 +51,7 @@ def _utc(epoch: int) -> datetime:
 
 
 class PgBackRest:
-    """Runs pgBackRest with the instance's own configuration, as its service user."""
+    """Runs pgBackRest with the instance's own configuration, as its data account."""
 
     def __init__(self, ctx: InstanceContext) -> None:
         self.ctx = ctx
@@ -63,7 +63,7 @@ class PgBackRest:
         what = what or f"pgbackrest {args[0]}"
         result = proc.run(
             ["pgbackrest", f"--config={self.config}", f"--stanza={self.stanza}", *args],
-            user=self.ctx.service_user,
+            user=self.ctx.data_user,
             cwd=self.ctx.paths.run,
             timeout=timeout,
             what=what,
@@ -88,8 +88,8 @@ class PgBackRest:
                           self.ctx.paths.run / "pgbackrest"):
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(0o750)
-            chown(directory, self.ctx.service_user)
-        chown(self.ctx.paths.backup, self.ctx.service_user)
+            chown(directory, self.ctx.data_user)
+        chown(self.ctx.paths.backup, self.ctx.data_user)
 
     @property
     def repos(self) -> list[int]:

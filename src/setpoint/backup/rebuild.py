@@ -40,7 +40,7 @@ def rebuild_from_offsite(home: Home, spec: InstanceSpec, recovery_key: str, log=
 
     def restore_from_offsite(ctx) -> None:
         ctx.paths.pg_data.mkdir(mode=0o700, exist_ok=True)
-        chown(ctx.paths.pg_data, ctx.service_user)
+        chown(ctx.paths.pg_data, ctx.data_user)
         PgBackRest(ctx).restore(ctx.paths.pg_data, repo=2)
 
     report = converge.up(home, rebuilt, log=log, step=step, restore_data=restore_from_offsite)

@@ -40,7 +40,7 @@ def offsite_location(offsite: Offsite, relative: str) -> str:
 
 def put(relative: str, data: bytes, repo_dir: Path, owner: str, offsite: Offsite | None,
         secrets: dict[str, str]) -> None:
-    """Write `relative` into every repository (0600, the data user's locally)."""
+    """Write `relative` into every repository (0600, the data account's locally)."""
     path = repo_dir / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

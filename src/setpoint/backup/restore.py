@@ -9,6 +9,7 @@ import yaml
 
 from setpoint import examples
 from setpoint.backup.pgbackrest import PgBackRest
+from setpoint.backup.recovery import recovered
 from setpoint.backup.service import backup_report, take_backup
 from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, chown, write_file
@@ -120,19 +121,24 @@ def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m
         step(f"restoring {source} as of {moment.isoformat() if moment else 'the latest archived WAL'}")
         for directory in (target.root, target.data, target.pg_data):
             directory.mkdir(parents=True, exist_ok=True)
-            chown(directory, ctx.service_user)
+            chown(directory, ctx.data_user)
         target.pg_data.chmod(0o700)
         # The SECRET_KEY the restored metadata was encrypted with decrypts its database passwords:
         # the source's, or the one it had before its last rotation.
         secrets = SecretStore(ctx.paths.secrets_file).load()
         if previous_key := rotation.key_at(ctx, moment):
             secrets["secret_key"] = previous_key
-        SecretStore(target.secrets_file, owner=ctx.service_user).update(secrets)
+        SecretStore(target.secrets_file, owner=ctx.data_user).update(secrets)
         write_file(target.spec_file, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
         restored_from = {"instance": source, "to": moment.isoformat() if moment else "latest"}
         # Restored as the source's version; a newer one migrates it when the copy starts.
         target.write_state({"migrated": ctx.spec.superset_version, "examples_loaded": True, "restored_from": restored_from})
         backrest.restore(target.pg_data, target_time=pgbackrest_time(moment))
+        # The WAL is replayed here, by the source's data account, which alone reads its
+        # repository; the copy's own account then takes the files (converge's lay_out).
+        step("replaying the WAL up to that moment")
+        with recovered(ctx, target.pg_data, ctx.paths.logs / "restore-postgres.log"):
+            pass
         log(f"restored the metadata database of {source} as of {restored_from['to']}")
         report = converge.up(home, spec, log=log, step=step, ephemeral=ephemeral)
         repoint_samples(load_context(home, new_name))

@@ -41,7 +41,7 @@ def publish(ctx: InstanceContext) -> list[str]:
     offsite = ctx.spec.backup.offsite
     for file, text in documents.items():
         write_file(local_copy(ctx, file), text)
-        repositories.put(_repository_path(ctx, file), text.encode(), ctx.paths.backup / "repo", ctx.service_user,
+        repositories.put(_repository_path(ctx, file), text.encode(), ctx.paths.backup / "repo", ctx.data_user,
                          offsite, secrets)
     folder = _repository_path(ctx, "")
     places = [str(ctx.paths.backup / "repo" / folder) + "/"]

@@ -41,14 +41,14 @@ def _use_key(ctx, store: SecretStore, keys: dict[str, str]) -> None:
     """Store `keys` and write the file Superset's processes read their secrets from."""
     store.update(keys)
     shared = next(f for f in render_instance(ctx, store.load()) if f.path == ctx.paths.superset_secrets_file)
-    write_file(shared.path, shared.text, mode=shared.mode, owner=ctx.service_user, group=ctx.superset_user)
+    write_file(shared.path, shared.text, mode=shared.mode, owner=ctx.data_user, group=ctx.superset_user)
 
 
 def rotate(home: Home, name: str, step=lambda message: None) -> Rotation:
     """Give instance `name` a new SECRET_KEY; see the module's docstring."""
     with instance_lock(home, name, wait_s=300):
         ctx = load_context(home, name)
-        store = SecretStore(ctx.paths.secrets_file, owner=ctx.service_user)
+        store = SecretStore(ctx.paths.secrets_file, owner=ctx.data_user)
         kept = store.load()
         previous = kept["secret_key"]
         step("re-encrypting the metadata's secrets with the new key")

@@ -50,8 +50,9 @@ class InstanceContext:
     limits: Limits
     paths: InstancePaths
     ports: Ports
-    # The data user: runs PostgreSQL and pgBackRest and owns their files and the secret store.
-    service_user: str
+    # The instance's data account (root: `spd-NAME`): runs its PostgreSQL and pgBackRest and owns
+    # their files, the backups and the secret store; another instance's data account opens none.
+    data_user: str
     # The instance's own account for Superset's web, worker and beat and its Redis (root:
     # `sp-NAME`), which reads only its configuration and superset-secrets.json and writes only
     # its SUPERSET_HOME and Redis's data.
@@ -65,6 +66,10 @@ class InstanceContext:
     # confine.py), and the cgroup's name; empty where Setpoint cannot set limits (not root).
     confine_python: str | None = None
     cgroup: str = ""
+    # The superuser role inside every cluster of the host (the data account reaches it over the
+    # socket through pg_ident.conf). Root: `setpoint`, as clusters made before the data accounts
+    # were separated already have it.
+    db_superuser: str = "setpoint"
 
     @property
     def managed_postgres(self) -> bool:
@@ -166,9 +171,9 @@ def instance_programs(ctx: InstanceContext, app: bool = True) -> list[Program]:
         ]
     # Redis holds only what Superset puts there and answers only to Superset's password: as
     # Superset's account, a flaw in Redis (its Lua engine) gives an attacker no account it did
-    # not already have, where the data user's would open every instance's database files.
+    # not already have, where the data account's would open the instance's database files.
     return [Program(**{**p.__dict__, "instance": name,
-                       "user": ctx.service_user if p.component == "postgres" else ctx.superset_user})
+                       "user": ctx.data_user if p.component == "postgres" else ctx.superset_user})
             for p in programs]
 
 
@@ -264,7 +269,7 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
         "sizing": ctx.sizing,
         "paths": ctx.paths,
         "ports": ctx.ports,
-        "service_user": ctx.service_user,
+        "data_user": ctx.data_user, "db_superuser": ctx.db_superuser,
     }
     config = ctx.paths.config
     superset = ("web", "worker", "beat")
@@ -304,6 +309,7 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 restarts=("postgres",),
             ),
             RenderedFile(config / "pg_hba.conf", render_template("pg_hba.conf.j2", **values), restarts=("postgres",)),
+            RenderedFile(config / "pg_ident.conf", render_template("pg_ident.conf.j2", **values), restarts=("postgres",)),
             RenderedFile(
                 config / "pgbackrest.conf",
                 render_template("pgbackrest.conf.j2", **values, secrets=secrets),

@@ -17,18 +17,20 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 @dataclass(frozen=True)
 class PostgresCluster:
-    """One instance's cluster, reached by Setpoint over its unix socket as the service user."""
+    """One instance's cluster, reached by Setpoint over its unix socket: commands run as the
+    instance's data account `user`, which pg_ident.conf lets in as the superuser `role`."""
 
     data_dir: Path
     socket_dir: Path
     port: int
     user: str
+    role: str
 
     def is_initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
 
     def initialize(self, superuser_password: str) -> None:
-        """initdb with scram-sha-256 for TCP and peer for the local service user."""
+        """initdb with scram-sha-256 for TCP and peer for the local data account."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
         chown(self.data_dir, self.user)
@@ -39,7 +41,7 @@ class PostgresCluster:
                 [
                     "initdb",
                     "-D", self.data_dir,
-                    "-U", self.user,
+                    "-U", self.role,
                     "--auth-local=peer",
                     "--auth-host=scram-sha-256",
                     "--encoding=UTF8",
@@ -59,7 +61,7 @@ class PostgresCluster:
         # As the one role pg_hba.conf lets in over the socket: any other is refused with a FATAL
         # line in the server's log on every poll.
         result = proc.run(
-            ["pg_isready", "-q", "-h", self.socket_dir, "-p", str(self.port), "-U", self.user, "-d", "postgres"],
+            ["pg_isready", "-q", "-h", self.socket_dir, "-p", str(self.port), "-U", self.role, "-d", "postgres"],
             user=self.user, cwd=self.socket_dir, check=False, timeout=10,
         )
         return result.ok
@@ -89,7 +91,7 @@ class PostgresCluster:
         result = proc.run(
             [
                 "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-                "-h", self.socket_dir, "-p", str(self.port), "-U", self.user, "-d", database, "-f", "-",
+                "-h", self.socket_dir, "-p", str(self.port), "-U", self.role, "-d", database, "-f", "-",
             ],
             input=statements,
             user=self.user,
@@ -121,7 +123,7 @@ class PostgresCluster:
 
 def cluster_of(ctx: InstanceContext) -> PostgresCluster:
     """The managed cluster of an instance."""
-    return PostgresCluster(ctx.paths.pg_data, ctx.paths.run, ctx.ports.postgres, ctx.service_user)
+    return PostgresCluster(ctx.paths.pg_data, ctx.paths.run, ctx.ports.postgres, ctx.data_user, ctx.db_superuser)
 
 
 def _check_identifier(name: str) -> None:

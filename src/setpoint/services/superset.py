@@ -100,9 +100,9 @@ class SupersetCommands:
 
     def run(self, args: list[str], what: str, hint: str | None = None, timeout: float = 600,
             as_data_user: bool = False, **env: str) -> str:
-        """Run a command as Superset's account, or (`as_data_user`) as the data user, which
+        """Run a command as Superset's account, or (`as_data_user`) as the data account, which
         reaches PostgreSQL sockets but not SUPERSET_HOME."""
-        user = self.ctx.service_user if as_data_user else self.ctx.superset_user
+        user = self.ctx.data_user if as_data_user else self.ctx.superset_user
         cwd = self.ctx.paths.run if as_data_user else self.ctx.paths.superset_home
         if as_data_user:
             env = {"HOME": str(cwd), **env}
@@ -189,11 +189,11 @@ class SupersetCommands:
     def open_restored(self, socket_dir: Path, port: int) -> dict:
         """Open a restored copy of the metadata (a cluster on `socket_dir`:`port`) with this
         Superset version and the instance's configuration; what Superset sees there."""
-        uri = f"postgresql+psycopg2://{self.ctx.service_user}@/superset?host={socket_dir}&port={port}"
+        uri = f"postgresql+psycopg2://{self.ctx.db_superuser}@/superset?host={socket_dir}&port={port}"
         output = self.run(
             [str(self.ctx.venv / "bin" / "python"), str(superset_side_script("open_restored"))],
             what=f"opening the restored metadata with Superset {self.ctx.spec.superset_version}",
-            as_data_user=True,  # the scratch cluster's socket and superuser are the data user's
+            as_data_user=True,  # the scratch cluster's socket and superuser are the data account's
             SETPOINT_RESTORED_URI=uri,
             # The scratch cluster is reached over its socket, which the database guard refuses
             # to everyone else.

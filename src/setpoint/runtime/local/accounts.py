@@ -1,9 +1,10 @@
 """The OS accounts of a host's instances, and what each one may touch.
 
 Two accounts serve an instance when Setpoint runs as root:
-- the data user (`setpoint`) runs PostgreSQL and pgBackRest, owns their files, the backups and
-  the instance's secret store; it is the only peer-authenticated superuser of each cluster, and
-  no process reachable from the web runs as it (it is shared by the instances of the host);
+- the instance's data account (`spd-NAME`, see home.data_account) runs its PostgreSQL and
+  pgBackRest, owns their files, the backups and the instance's secret store; it is the only
+  account that reaches the cluster's superuser (over the socket, pg_ident.conf), no process
+  reachable from the web runs as it, and it opens nothing of another instance;
 - the instance's Superset account (`sp-NAME`, see home.superset_account) runs the web, worker
   and beat processes and the instance's Redis, which holds nothing but Superset's own data. It
   reads the instance's configuration and superset-secrets.json and writes only its SUPERSET_HOME
@@ -15,6 +16,7 @@ Two accounts serve an instance when Setpoint runs as root:
 from __future__ import annotations
 
 import pwd
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,27 +28,30 @@ from setpoint.render import InstanceContext
 
 @dataclass(frozen=True)
 class Layout:
-    """One directory of an instance: who owns it, which group may read it, its mode."""
+    """One directory of an instance: who owns it, which group may read it, its mode, and whether
+    everything in it changes hands with it (a directory holding other accounts' does not)."""
 
     path: Path
     owner: str
     group: str
     mode: int
+    whole: bool = True
 
 
 def instance_layout(ctx: InstanceContext) -> list[Layout]:
     """Every directory of an instance, parents first."""
-    paths, data, superset = ctx.paths, ctx.service_user, ctx.superset_user
+    paths, data, superset = ctx.paths, ctx.data_user, ctx.superset_user
     return [
         # Superset's account may traverse these to its configuration and SUPERSET_HOME.
-        Layout(paths.root, data, superset, 0o750),
-        Layout(paths.config, data, superset, 0o750),
-        Layout(paths.data, data, superset, 0o750),
+        Layout(paths.root, data, superset, 0o750, whole=False),
+        Layout(paths.config, data, superset, 0o750, whole=False),
+        Layout(paths.data, data, superset, 0o750, whole=False),
         Layout(paths.superset_home, superset, superset, 0o700),
         Layout(paths.metrics_dir, superset, superset, 0o700),
         Layout(paths.audit_dir, superset, superset, 0o700),
         Layout(paths.redis_data, superset, superset, 0o700),
-        # The data user's alone.
+        # The data account's alone.
+        Layout(paths.pg_data, data, data, 0o700),
         Layout(paths.run, data, data, 0o700),
         Layout(paths.logs, data, data, 0o750),
         Layout(paths.backup, data, data, 0o700),
@@ -55,23 +60,35 @@ def instance_layout(ctx: InstanceContext) -> list[Layout]:
 
 def lay_out(ctx: InstanceContext) -> list[str]:
     """Create the instance's accounts and directories, and give each directory to its owner;
-    return what changed (an instance from before the accounts were separated moves in place)."""
+    return what changed (an instance from before the accounts were separated moves in place:
+    its PostgreSQL must be stopped first, see moving_data)."""
     changed = []
-    if is_root() and ensure_account(ctx.superset_user, "Superset account"):
-        changed.append(f"created the account {ctx.superset_user} for {ctx.spec.name}'s Superset processes")
+    for account, purpose in ((ctx.data_user, "data account"), (ctx.superset_user, "Superset account")):
+        if is_root() and ensure_account(account, purpose):
+            changed.append(f"created the account {account} for {ctx.spec.name}'s "
+                           + ("PostgreSQL and backups" if account == ctx.data_user else "Superset processes"))
     for entry in instance_layout(ctx):
         existed = entry.path.exists()
         entry.path.mkdir(parents=True, exist_ok=True)
         if not is_root():
             continue
         if owner_differs(entry.path, entry.owner, entry.group) or entry.path.stat().st_mode & 0o777 != entry.mode:
-            # SUPERSET_HOME and Redis's data change hands with everything in them.
-            moved = entry.owner == ctx.superset_user and entry.path.owner() != entry.owner
+            moved = entry.whole and entry.path.owner() != entry.owner
             chown(entry.path, entry.owner, entry.group, recursive=moved)
             entry.path.chmod(entry.mode)
             if existed:
                 changed.append(f"gave {entry.path} to {entry.owner}:{entry.group} ({entry.mode:04o})")
+    if is_root() and ctx.paths.secrets_file.exists() and owner_differs(ctx.paths.secrets_file, ctx.data_user):
+        chown(ctx.paths.secrets_file, ctx.data_user)
+        changed.append(f"gave {ctx.paths.secrets_file} to {ctx.data_user}")
     return changed
+
+
+def moving_data(ctx: InstanceContext) -> bool:
+    """Whether the instance's database files belong to another account than its data account (an
+    instance from before each had its own): its PostgreSQL must stop while they change hands."""
+    return (is_root() and (ctx.paths.pg_data / "PG_VERSION").exists()
+            and (not account_exists(ctx.data_user) or owner_differs(ctx.paths.pg_data, ctx.data_user)))
 
 
 USERADD_NAME_IN_USE = 9  # useradd's exit status when the name (or its group) exists
@@ -97,11 +114,23 @@ def ensure_account(user: str, purpose: str = "service user") -> bool:
     return True
 
 
-def remove_account(user: str) -> bool:
-    """Delete a system account and its group (as root); return whether there was one."""
+USERDEL_IN_USE = 8  # userdel's exit status while a process of the account runs
+
+
+def remove_account(user: str, wait_s: float = 15) -> bool:
+    """Delete a system account and its group (as root), once its last process (one still exiting
+    after a stop) is gone; return whether there was one."""
     if not is_root() or not account_exists(user):
         return False
-    proc.run(["userdel", user], what=f"deleting the account {user}")
+    deadline = time.monotonic() + wait_s
+    while True:
+        result = proc.run(["userdel", user], what=f"deleting the account {user}", check=False)
+        if result.returncode != USERDEL_IN_USE or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if not result.ok:
+        raise SetpointError(f"could not delete the account {user}: {result.stderr.strip()}",
+                            f"stop its processes (pkill -u {user}), then run: userdel {user}")
     return True
 
 

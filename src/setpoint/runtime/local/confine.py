@@ -1,8 +1,8 @@
-"""Start one process of an instance inside the instance's cgroup, as its service user.
+"""Start one process of an instance inside the instance's cgroup, as its account.
 
 supervisord runs `python -m setpoint.runtime.local.confine --group G --user U --limits FILE --
 COMMAND...` as root. It creates the cgroup with the limits of FILE (JSON, rendered by `up`) if
-the host has none yet (after a reboot), joins it, drops to the service user for good, and becomes
+the host has none yet (after a reboot), joins it, drops to the process's account for good, and becomes
 COMMAND (exec keeps the pid supervisord watches). Everything COMMAND forks inherits the cgroup.
 The limits are not on the command line: `up` changes them on the live cgroup, restarting nothing.
 """

@@ -38,7 +38,7 @@ from setpoint.runtime.local.instance import (
 )
 from setpoint.runtime.local import startup
 from setpoint.observability import logstore, monitoring
-from setpoint.runtime.local.accounts import lay_out
+from setpoint.runtime.local.accounts import lay_out, moving_data
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
 from setpoint.identity import access, sso
@@ -139,9 +139,16 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     paths.root.mkdir(parents=True, exist_ok=True)
     write_file(paths.spec_file, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     paths.write_state(state)
+    postgres = own.get(f"{spec.name}-postgres")
+    if moving_data(ctx) and postgres and postgres.is_running:
+        # Its files change hands now: the server must not write them meanwhile. It starts again
+        # below, as the data account.
+        step("stopping PostgreSQL while its files move to the instance's data account")
+        platform.supervisor.stop(f"{spec.name}-postgres")
+        act(f"stopped {spec.name}-postgres to give its files to {ctx.data_user}")
     for change in lay_out(ctx):
         act(change)
-    store = SecretStore(paths.secrets_file, owner=ctx.service_user)
+    store = SecretStore(paths.secrets_file, owner=ctx.data_user)
     new_recovery_key = "recovery_key" not in store.load()
     secrets = store.ensure()
     if new_recovery_key:
@@ -161,7 +168,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     step("writing configuration")
     written = set()
     for rendered in render_instance(ctx, secrets):
-        if write_file(rendered.path, rendered.text, mode=rendered.mode, owner=ctx.service_user, group=ctx.superset_user):
+        if write_file(rendered.path, rendered.text, mode=rendered.mode, owner=ctx.data_user, group=ctx.superset_user):
             act(f"wrote {rendered.path.name}")
             written.add(rendered.path.name)
             restarts.update(rendered.restarts)
@@ -377,7 +384,7 @@ def _ensure_databases(ctx: InstanceContext, secrets: dict[str, str], act: Log) -
 def load_examples(ctx: InstanceContext, platform: Platform, secrets: dict[str, str]) -> None:
     """Generate and load the sample rows, then import the sample dashboard through the API."""
     cluster = cluster_of(ctx)
-    cluster.ensure_database(examples.EXAMPLES_DB, owner=ctx.service_user)
+    cluster.ensure_database(examples.EXAMPLES_DB, owner=ctx.db_superuser)
     cluster.sql(examples.sales_copy_sql(), database=examples.EXAMPLES_DB, timeout=600)
     cluster.sql(examples.reader_grants_sql(), database=examples.EXAMPLES_DB)
     with admin_client(ctx.spec, platform, secrets) as client:

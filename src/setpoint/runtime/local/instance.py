@@ -10,7 +10,7 @@ import yaml
 
 from setpoint import proc
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, InstancePaths, is_root, service_user, superset_account
+from setpoint.home import Home, InstancePaths, data_account, is_root, service_user, superset_account
 from setpoint.host import installation
 from setpoint.net import host_addresses, instance_port_range, is_port_free
 from setpoint.render import InstanceContext, Ports
@@ -89,15 +89,17 @@ def allocate_ports(home: Home, spec: InstanceSpec, previous: dict[str, int]) -> 
 
 
 def build_context(home: Home, spec: InstanceSpec, ports: Ports, user: str) -> InstanceContext:
-    """The rendering context of an instance."""
+    """The rendering context of an instance; `user` is the host's service user (without root,
+    the one account everything runs as)."""
     return InstanceContext(
         spec=spec,
         sizing=size_instance(spec.concurrent_users),
         limits=limits_of(spec),
         paths=home.instance(spec.name),
         ports=ports,
-        service_user=user,
+        data_user=data_account(home.root, spec.name) if is_root() else user,
         superset_user=superset_account(home.root, spec.name) if is_root() else user,
+        db_superuser=user,
         venv=venv_dir(home, spec.superset_version),
         postgres_bin=proc.find_binary("postgres"),
         redis_bin=proc.find_binary("redis-server"),

@@ -10,7 +10,7 @@ from pathlib import Path
 from setpoint.backup.service import read_record
 from setpoint.checklist import ManagedInstance, Target
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, superset_account
+from setpoint.home import Home, data_account, superset_account
 from setpoint.net import http_client
 from setpoint.runtime.local.instance import confinement, limits_of, load_context, require_instance
 from setpoint.services.cgroup import CgroupV1
@@ -217,9 +217,9 @@ def destroy(home: Home, name: str) -> list[str]:
     if logstore.records_dir(home, name).exists():
         actions.append(f"kept {name}'s logs and audit trail in the host's log store until their retention ends "
                        f"({logstore.records_dir(home, name)})")
-    account = superset_account(home.root, name)
-    if remove_account(account):
-        actions.append(f"deleted the account {account}")
+    for account in (superset_account(home.root, name), data_account(home.root, name)):
+        if remove_account(account):
+            actions.append(f"deleted the account {account}")
     return actions
 
 
