@@ -18,6 +18,7 @@ import pytest
 
 from setpoint import examples
 from setpoint.checklist import run_scorecard
+from setpoint.checklist.evidence import Target
 from setpoint.net import http_client
 from setpoint.operations import emergency
 from setpoint.runtime.local import converge, lifecycle
@@ -232,3 +233,11 @@ def test_the_scorecard_passes_single_sign_on_and_local_accounts(home, sso_alpha)
     assert results[4].status.value == "PASS", results[4].evidence
     assert "password logins only for the admin and emergency admins" in results[4].evidence
     assert results[3].status.value == "PASS", results[3].evidence
+
+
+def test_an_auditor_with_only_the_url_sees_single_sign_on(home, sso_alpha):
+    """A Superset Setpoint did not create gets point 4 from what its login page tells visitors."""
+    managed = lifecycle.managed_target(home, "alpha")
+    card = run_scorecard(Target(url=managed.url, ca_file=managed.ca_file))
+    point = next(r for r in card.results if r.check.id == 4)
+    assert point.status.value == "PASS" and "as the login page tells visitors" in point.evidence, point.evidence

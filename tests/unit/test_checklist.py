@@ -1,5 +1,6 @@
 """The checklist as data, its evaluation table-tested against evidence, and its report formats."""
 
+import html
 import json
 from types import SimpleNamespace
 from xml.etree import ElementTree as ET
@@ -10,6 +11,7 @@ import pytest
 from setpoint.checklist import CHECKS, report
 from setpoint.checklist import performance as perf
 from setpoint.checklist import security as sec
+from setpoint.checklist.evidence import Evidence, Target
 from setpoint.checklist.model import CheckResult, Finding, Scorecard, Section, Status, combine, level_of
 
 
@@ -47,7 +49,7 @@ def evidence(**attrs):
     defaults = dict(target=SimpleNamespace(managed=None, is_https=True, url="https://bi.example.com/",
                                            plain_http_url="http://bi.example.com/"),
                     metadata=None, login_page=None, config=sections or None, facts=sections,
-                    version_told_to_anonymous=None)
+                    version_told_to_anonymous=None, login_settings=None)
     ns = SimpleNamespace(**{**defaults, **attrs})
     ns.config_section = lambda name: sections.get(name)
     ns.get = lambda path: attrs.get("health")
@@ -185,6 +187,34 @@ def test_roles_of_a_managed_instance_need_every_ownership_guard_and_no_version_t
 def test_sso(auth, expected):
     sections = {"auth": auth} if auth else {}
     assert sec.probe_sso(evidence(sections=sections)).status is expected
+
+
+def bootstrap_page(conf: dict) -> str:
+    data = html.escape(json.dumps({"common": {"conf": conf}}), quote=True)
+    return f'<html><body><div id="app" data-bootstrap="{data}"></div></body></html>'
+
+
+@pytest.mark.parametrize(
+    "page, expected",
+    [
+        (response(text=bootstrap_page({"AUTH_TYPE": 4, "AUTH_PROVIDERS": [{"name": "keycloak", "icon": "fa-key"}]})),
+         (Status.PASS, "OAuth/OIDC (keycloak) (as the login page tells visitors)")),
+        (response(text=bootstrap_page({"AUTH_TYPE": 1, "AUTH_USER_REGISTRATION": False})),
+         (Status.FAIL, "AUTH_TYPE is 1 (database logins)")),
+        (response(text=bootstrap_page({"AUTH_TYPE": 2})), (Status.FAIL, "(LDAP logins)")),
+        (response(302, {"location": "https://idp.example.com/authorize?client_id=bi&response_type=code&state=x"}),
+         (Status.PASS, "OAuth/OIDC (idp.example.com)")),
+        (response(302, {"location": "https://idp.example.com/sso?SAMLRequest=abc"}), (Status.PASS, "SAML")),
+        (response(302, {"location": "/login/keycloak"}), (Status.UNVERIFIED, "give --config")),
+        (response(text="<html>no bootstrap</html>"), (Status.UNVERIFIED, "give --config")),
+    ],
+)
+def test_sso_of_a_foreign_superset_from_its_login_page(page, expected):
+    ev = Evidence(Target(url="https://bi.example.com/"))
+    ev.__dict__["login_page"] = page  # what the site answered to GET /login/
+    finding = sec.probe_sso(ev)
+    assert (finding.status, expected[1] in finding.evidence) == (expected[0], True), finding.evidence
+    ev.close()
 
 
 REDIS = {"type": "RedisCache", "reachable": True}

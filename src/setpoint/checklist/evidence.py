@@ -33,6 +33,7 @@ from setpoint.services.superset import superset_side_script
 from setpoint.superset_api import SupersetClient
 
 PROBE_TIMEOUT = 5.0
+AUTH_OAUTH, AUTH_REMOTE_USER = 4, 3  # Flask-AppBuilder's AUTH_TYPE values
 FACTS_SCRIPT = superset_side_script("dump_facts")
 
 
@@ -137,6 +138,31 @@ class Evidence:
     @cached_property
     def login_page(self) -> httpx.Response | None:
         return self.get("/login/")
+
+    @cached_property
+    def login_settings(self) -> dict[str, Any] | None:
+        """How users log in, as the login page tells every visitor: Superset's bootstrap data
+        carries AUTH_TYPE and the names of the OAuth providers; a login that sends visitors on to
+        an OAuth/OIDC authorization (client_id and response_type) or a SAML request says so too."""
+        page = self.login_page
+        if page is None:
+            return None
+        if page.is_redirect:
+            query = urlsplit(page.headers.get("location", "")).query
+            if "SAMLRequest=" in query:
+                return {"auth_type": "saml", "oauth_providers": []}
+            if "client_id=" in query and "response_type=" in query:
+                return {"auth_type": AUTH_OAUTH, "oauth_providers": [urlsplit(page.headers["location"]).hostname]}
+            return None
+        match = re.search(r'data-bootstrap="([^"]*)"', page.text)
+        try:
+            conf = json.loads(html.unescape(match.group(1)))["common"]["conf"] if match else {}
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(conf, dict) or not isinstance(conf.get("AUTH_TYPE"), int):
+            return None
+        return {"auth_type": conf["AUTH_TYPE"],
+                "oauth_providers": [p.get("name") for p in conf.get("AUTH_PROVIDERS") or [] if isinstance(p, dict)]}
 
     @cached_property
     def plain_http(self) -> httpx.Response | None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 
-from setpoint.checklist.evidence import Evidence
+from setpoint.checklist.evidence import AUTH_OAUTH, AUTH_REMOTE_USER, Evidence
 from setpoint.checklist.known_keys import KNOWN_DEFAULT_KEYS
 from setpoint.checklist.model import Finding, combine, failed, passed, unverified
 from setpoint.identity import access
 from setpoint.runtime.local.superset_side.ownership_guard import GUARDS as OWNERSHIP_GUARDS
 
 ONE_YEAR_S = 31536000
-AUTH_OAUTH, AUTH_REMOTE_USER = 4, 3
+AUTH_NAMES = {0: "OpenID 2.0", 1: "database", 2: "LDAP", AUTH_REMOTE_USER: "the proxy's identity", AUTH_OAUTH: "OAuth/OIDC"}
 KNOWN_KEY_HASHES = {hashlib.sha256(k.encode()).hexdigest(): label for label, k in KNOWN_DEFAULT_KEYS.items()}
 
 
@@ -109,17 +109,23 @@ def probe_default_admin(ev: Evidence) -> Finding:
 
 def probe_sso(ev: Evidence) -> Finding:
     auth = ev.config_section("auth")
+    seen = ""
+    if auth is None:
+        auth, seen = ev.login_settings, " (as the login page tells visitors)"
     if auth is None:
         page = ev.login_page
         if page is not None and re.search(r"/login/[a-z0-9_-]+\b|oauth", page.text, re.I) and "password" not in page.text.lower():
             return unverified("the login page offers a provider; its configuration is unknown: give --config")
         return unverified("the authentication type is unknown: give --config")
+    if auth["auth_type"] == "saml":
+        return passed(f"users log in through a SAML provider{seen}")
     if auth["auth_type"] == AUTH_OAUTH and auth["oauth_providers"]:
-        return passed(f"users log in through OAuth/OIDC ({', '.join(map(str, auth['oauth_providers']))})"
+        return passed(f"users log in through OAuth/OIDC ({', '.join(map(str, auth['oauth_providers']))}){seen}"
                       + ("; password logins only for the admin and emergency admins" if auth.get("password_accounts") else ""))
     if auth["auth_type"] == AUTH_REMOTE_USER:
-        return passed("users log in through the proxy's identity (AUTH_REMOTE_USER)")
-    return failed(f"AUTH_TYPE is {auth['auth_type']} (database logins); no OIDC or SAML provider")
+        return passed(f"users log in through the proxy's identity (AUTH_REMOTE_USER){seen}")
+    kind = AUTH_NAMES.get(auth["auth_type"], "unknown")
+    return failed(f"AUTH_TYPE is {auth['auth_type']} ({kind} logins){seen}; no OIDC or SAML provider")
 
 
 def probe_cookies_csrf(ev: Evidence) -> Finding:
