@@ -17,12 +17,13 @@ from setpoint.services.superset import base_python
 PREREQUISITES = {binary: proc.APT_PACKAGE_OF[binary] for binary in (
     "postgres", "initdb", "pg_isready", "psql", "redis-server", "redis-cli", "caddy", "pgbackrest", "setcap",
     "useradd", "prometheus", "promtool", "prometheus-node-exporter", "prometheus-alertmanager", "amtool",
-    "prometheus-blackbox-exporter", "rsyslogd",
+    "prometheus-blackbox-exporter", "prometheus-postgres-exporter", "prometheus-redis-exporter", "rsyslogd",
 )}
 # Units Debian's packages enable, which would serve with their own settings on every interface:
 # Setpoint runs these programs itself, on loopback.
 PACKAGED_UNITS = ("prometheus.service", "prometheus-node-exporter.service", "prometheus-alertmanager.service",
-                  "prometheus-blackbox-exporter.service")
+                  "prometheus-blackbox-exporter.service", "prometheus-postgres-exporter.service",
+                  "prometheus-redis-exporter.service")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ SECRET_LENGTHS = {
     "postgres_password": 32,  # the cluster's superuser
     "metadata_db_password": 32,  # the `superset` role that owns the metadata database
     "examples_reader_password": 32,  # the read-only role of the sample data
+    "monitor_db_password": 32,  # the host's PostgreSQL exporter's role (pg_monitor: statistics, no data)
     "redis_password": 48,
     "backup_cipher_pass": 64,  # pgBackRest repository encryption (aes-256-cbc)
     "offsite_cipher_pass": 64,  # the off-site repository's own passphrase

@@ -56,10 +56,32 @@ def test_metrics_are_reachable_from_this_host_only(home, instance, http):
     assert forwarded.status_code == 404
     monitoring = monitoring_of(home)
     listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
-    for port in (monitoring.prometheus_port, monitoring.node_exporter_port, monitoring.caddy_metrics_port):
+    for port in (monitoring.prometheus_port, monitoring.node_exporter_port, monitoring.caddy_metrics_port,
+                 monitoring.postgres_exporter_port, monitoring.redis_exporter_port):
         addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening.splitlines()
                      if line.split()[3].endswith(f":{port}")}
         assert addresses == {"127.0.0.1"}, (port, addresses)
+
+
+def test_the_instances_postgres_and_redis_reach_prometheus(home, instance):
+    """Through the host's exporters, labelled with the instance: its PostgreSQL's settings and
+    connections, its Redis and the length of its Celery queue."""
+    from setpoint.runtime.local.instance import load_context
+
+    ctx = load_context(home, "alpha")
+    prometheus = Prometheus(monitoring_of(home))
+    limit = prometheus.query('pg_settings_max_connections{setpoint_instance="alpha"}')
+    assert [float(r["value"][1]) for r in limit] == [ctx.sizing.pg_max_connections], limit
+    assert prometheus.query('sum(pg_stat_activity_count{setpoint_instance="alpha",datname="superset"}) > 0')
+    assert [r["value"][1] for r in prometheus.query('redis_up{setpoint_instance="alpha"}')] == ["1"]
+    assert prometheus.query('redis_key_size{setpoint_instance="alpha",db="db0",key="celery"}')
+    # The connection strings and Redis passwords are the monitoring account's alone.
+    monitoring = monitoring_of(home)
+    secrets = [home.monitoring_dir / "postgres-exporter.dsn", home.monitoring_dir / "redis-passwords.json"]
+    assert access_as("nobody", secrets) == {str(path): "EACCES" for path in secrets}
+    assert access_as(ctx.superset_user, secrets) == {str(path): "EACCES" for path in secrets}
+    # The PostgreSQL exporter answers no one without the password.
+    assert httpx.get(f"http://127.0.0.1:{monitoring.postgres_exporter_port}/metrics", timeout=10).status_code == 401
 
 
 def test_prometheus_and_alertmanager_answer_no_one_without_the_password(home, instance):

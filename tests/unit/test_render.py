@@ -68,6 +68,8 @@ MONITORING = Monitoring(user="setpoint-monitor", prometheus_bin="/usr/bin/promet
                         node_exporter_port=19091, caddy_metrics_port=19092,
                         alertmanager_bin="/usr/bin/prometheus-alertmanager", alertmanager_port=19093,
                         blackbox_bin="/usr/bin/prometheus-blackbox-exporter", blackbox_port=19094,
+                        postgres_exporter_bin="/usr/bin/prometheus-postgres-exporter", postgres_exporter_port=19095,
+                        redis_exporter_bin="/usr/bin/prometheus-redis-exporter", redis_exporter_port=19096,
                         password_file=Path("/srv/setpoint/monitoring/password"))
 # Receivers of alerts: a webhook and two e-mail addresses through a server with a login, one
 # address through a relay on the host, an instance with none, one with Slack and PagerDuty.
@@ -106,7 +108,7 @@ def rendered_files(ctx):
         "rsyslog-instance-remote.conf": render_logstore_instance(
             replace(ctx, spec=ctx.spec.model_copy(update={"logs": ctx.spec.logs.model_copy(
                 update={"remote": "tls://logs.example.com:6514", "remote_ca_file": Path("/etc/setpoint/logs-ca.pem")})}))),
-        "prometheus.yml": render_prometheus_config(home, MONITORING, PROBED),
+        "prometheus.yml": render_prometheus_config(home, MONITORING, PROBED, {"demo": 20002, "spread": 20012}),
         "blackbox.yml": render_blackbox_config("/srv/setpoint/monitoring/probe-ca.pem"),
         "rules-host.yml": render_host_rules(),
         "rules-instance.yml": render_instance_rules(ctx.spec),
@@ -306,7 +308,7 @@ def test_prometheus_config_passes_promtool(tmp_path):
     (home.monitoring_dir / "rules").mkdir(parents=True)
     (home.monitoring_dir / "rules" / "host.yml").write_text(render_host_rules())
     config = home.monitoring_dir / "prometheus.yml"
-    config.write_text(render_prometheus_config(home, MONITORING, PROBED))
+    config.write_text(render_prometheus_config(home, MONITORING, PROBED, {"demo": 20002, "spread": 20012}))
     result = proc.run([proc.find_binary("promtool"), "check", "config", config], check=False)
     assert result.ok, result.stdout + result.stderr
     assert "SUCCESS: 2 rules found" in result.stdout + result.stderr

@@ -209,27 +209,18 @@ def probe_central_logs(ev: Evidence) -> Finding:
 
 
 def probe_metrics(ev: Evidence) -> Finding:
-    """The host's Prometheus scrapes the instance's Superset and the host, successfully, now."""
+    """The host's Prometheus scrapes the instance's Superset, its PostgreSQL and Redis, and the
+    host, successfully, now."""
     managed = ev.target.managed
     if managed is None:
         return unverified("the Prometheus targets of Superset and its host would verify it")
-    from setpoint.observability.monitoring import Prometheus, monitoring_of
+    from setpoint.observability.monitoring import observations
 
-    name = managed.spec.name
     try:
-        targets = Prometheus(monitoring_of(managed.platform.home)).scraped(name)
+        seen = observations(managed.platform.home, managed.spec)
     except (httpx.HTTPError, SetpointError) as exc:
         return failed(f"the host's Prometheus does not answer ({exc})")
-    parts = []
-    for job, what in (("superset", f"{name}'s Superset"), ("node", "the host (node exporter)")):
-        found = [t for t in targets if t.job == job]
-        if not found:
-            parts.append(failed(f"Prometheus has no target for {what}"))
-        for target in found:
-            verdict = passed if target.health == "up" else failed
-            parts.append(verdict(f"Prometheus scrapes {what} at {target.url}: {target.health}"
-                                 + (f" ({target.error})" if target.error else "")))
-    return combine(parts)
+    return combine([(passed if o.ok else failed)(o.evidence) for o in seen])
 
 # The alerts the checklist names, and the rule of the host's Prometheus that raises each.
 REQUIRED_ALERTS = {"HostCpuSaturated": "CPU at 99% for 5 min", "SupersetErrorRate": "5xx above 5% of requests",

@@ -16,6 +16,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import bcrypt
 import httpx
@@ -45,7 +46,8 @@ from setpoint.services import smtp
 from setpoint.services.caddy import Caddy
 from setpoint.spec import InstanceSpec
 
-PORT_NAMES = ("prometheus", "node_exporter", "caddy_metrics", "alertmanager", "blackbox")
+PORT_NAMES = ("prometheus", "node_exporter", "caddy_metrics", "alertmanager", "blackbox", "postgres_exporter",
+              "redis_exporter")
 
 
 def monitoring_of(home: Home) -> Monitoring:
@@ -71,6 +73,10 @@ def monitoring_of(home: Home) -> Monitoring:
         alertmanager_port=ports["alertmanager"],
         blackbox_bin=proc.find_binary("prometheus-blackbox-exporter"),
         blackbox_port=ports["blackbox"],
+        postgres_exporter_bin=proc.find_binary("prometheus-postgres-exporter"),
+        postgres_exporter_port=ports["postgres_exporter"],
+        redis_exporter_bin=proc.find_binary("prometheus-redis-exporter"),
+        redis_exporter_port=ports["redis_exporter"],
         password_file=home.monitoring_dir / "password",
     )
 
@@ -82,6 +88,7 @@ class Changes:
     prometheus: bool = False
     alertmanager: bool = False
     blackbox: bool = False
+    exporters: bool = False  # the PostgreSQL and Redis exporters' connections (read at start)
 
 
 def prepare(home: Home, monitoring: Monitoring, log=lambda message: None) -> Changes:
@@ -89,7 +96,7 @@ def prepare(home: Home, monitoring: Monitoring, log=lambda message: None) -> Cha
     if is_root() and ensure_account(monitoring.user, "monitoring account"):
         log(f"created the account {monitoring.user} for Prometheus, Alertmanager and the node exporter")
     base = home.monitoring_dir
-    for directory in (base, base / "targets", base / "rules", base / "facts"):
+    for directory in (base, base / "targets", base / "targets-redis", base / "rules", base / "facts"):
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o755)
     for storage in (base / "prometheus", base / "alertmanager"):
@@ -100,7 +107,8 @@ def prepare(home: Home, monitoring: Monitoring, log=lambda message: None) -> Cha
     config = _write_prometheus(home, monitoring)
     rules = write_file(base / "rules" / "host.yml", render_host_rules())
     probes = write_file(base / "blackbox.yml", render_blackbox_config(probe_ca_file(home)))
-    return Changes(prometheus=config or rules, alertmanager=_write_routes(home), blackbox=probes)
+    return Changes(prometheus=config or rules, alertmanager=_write_routes(home), blackbox=probes,
+                   exporters=_write_exporter_access(home, monitoring))
 
 
 def _ensure_api_password(home: Home, monitoring: Monitoring) -> None:
@@ -147,6 +155,10 @@ def write_probe_point_config(home: Home, directory: Path, ca_path: Path) -> list
 
 def _targets_file(home: Home, name: str) -> Path:
     return home.monitoring_dir / "targets" / f"{name}.json"
+
+
+def _redis_targets_file(home: Home, name: str) -> Path:
+    return home.monitoring_dir / "targets-redis" / f"{name}.json"
 
 
 def _rules_file(home: Home, name: str) -> Path:
@@ -204,30 +216,65 @@ def _write_routes(home: Home) -> bool:
 
 
 def _write_prometheus(home: Home, monitoring: Monitoring | None = None) -> bool:
-    """Prometheus's configuration, with the synthetic checks of every published instance."""
+    """Prometheus's configuration, with the synthetic checks and the PostgreSQL of every
+    published instance."""
     monitoring = monitoring or monitoring_of(home)
-    return write_file(home.monitoring_dir / "prometheus.yml", render_prometheus_config(home, monitoring, _published(home)))
+    published = _published(home)
+    postgres = {name: _ports(home, name)["postgres"] for name, spec in published.items() if spec.metadata_db.url is None}
+    return write_file(home.monitoring_dir / "prometheus.yml", render_prometheus_config(home, monitoring, published, postgres))
+
+
+def _ports(home: Home, name: str) -> dict[str, int]:
+    return home.instance(name).read_state().get("ports", {})
+
+
+MONITOR_ROLE = "setpoint_monitor"  # in each managed cluster: pg_monitor (statistics), no data
+MONITOR_PASSWORD_KEY = "monitor_db_password"
+
+
+def _write_exporter_access(home: Home, monitoring: Monitoring | None = None) -> bool:
+    """What the host's exporters connect with: a PostgreSQL connection string and a Redis
+    password per published instance, in files only the monitoring account reads (0640)."""
+    monitoring = monitoring or monitoring_of(home)
+    dsns, passwords = [], {}
+    for name, spec in _published(home).items():
+        ports, secrets = _ports(home, name), SecretStore(home.instance(name).secrets_file).load()
+        if spec.metadata_db.url is None and MONITOR_PASSWORD_KEY in secrets:
+            dsns.append(f"postgresql://{MONITOR_ROLE}:{quote(secrets[MONITOR_PASSWORD_KEY], safe='')}"
+                        f"@127.0.0.1:{ports['postgres']}/postgres?sslmode=disable")
+        if spec.cache.url is None and "redis_password" in secrets:
+            passwords[f"redis://127.0.0.1:{ports['redis']}"] = secrets["redis_password"]
+    owner = {"owner": "root", "group": monitoring.user} if is_root() else {}
+    written = [write_file(home.monitoring_dir / "postgres-exporter.dsn", ",".join(dsns), mode=0o640, **owner),
+               write_file(home.monitoring_dir / "redis-passwords.json", json.dumps(passwords, indent=2, sort_keys=True) + "\n",
+                          mode=0o640, **owner)]
+    return any(written)
 
 
 def publish(home: Home, ctx: InstanceContext) -> Changes:
     """Have the host's monitoring observe the instance: its Superset scraped, its public URL probed
     from the host and its spec's probe points, its rules evaluated with its spec's thresholds, its
     alerts routed to its spec's webhooks."""
-    target = [{"targets": [f"127.0.0.1:{ctx.ports.web}"], "labels": {"setpoint_instance": ctx.spec.name}}]
+    labels = {"setpoint_instance": ctx.spec.name}
+    target = [{"targets": [f"127.0.0.1:{ctx.ports.web}"], "labels": labels}]
     scraped = write_file(_targets_file(home, ctx.spec.name), json.dumps(target, indent=2) + "\n")
+    if ctx.managed_redis:
+        redis = [{"targets": [f"redis://127.0.0.1:{ctx.ports.redis}"], "labels": labels}]
+        scraped = write_file(_redis_targets_file(home, ctx.spec.name), json.dumps(redis, indent=2) + "\n") or scraped
     rules = write_file(_rules_file(home, ctx.spec.name), render_instance_rules(ctx.spec))
     probed = _write_prometheus(home)
     return Changes(prometheus=scraped or rules or probed, alertmanager=_write_routes(home),
-                   blackbox=_write_probe_ca(home))
+                   blackbox=_write_probe_ca(home), exporters=_write_exporter_access(home))
 
 
 def withdraw(home: Home, name: str) -> Changes:
     """Stop observing an instance (it is down or gone): no target, no probes, no rules, no routes."""
-    existed = _targets_file(home, name).exists() or _rules_file(home, name).exists()
-    _targets_file(home, name).unlink(missing_ok=True)
-    _rules_file(home, name).unlink(missing_ok=True)
+    files = (_targets_file(home, name), _redis_targets_file(home, name), _rules_file(home, name))
+    existed = any(f.exists() for f in files)
+    for file in files:
+        file.unlink(missing_ok=True)
     probed = _write_prometheus(home)
-    return Changes(prometheus=existed or probed, alertmanager=_write_routes(home))
+    return Changes(prometheus=existed or probed, alertmanager=_write_routes(home), exporters=_write_exporter_access(home))
 
 
 def reload(supervisor, changes: Changes) -> None:
@@ -240,6 +287,8 @@ def reload(supervisor, changes: Changes) -> None:
         supervisor.signal("HUP", "alertmanager")
     if changes.blackbox:
         supervisor.signal("HUP", "blackbox")
+    if changes.exporters:
+        supervisor.restart("postgres-exporter", "redis-exporter")
 
 
 @dataclass(frozen=True)
@@ -293,7 +342,7 @@ class Prometheus(_MonitoringApi):
         return {r["metric"].get("probe_point", ""): r["value"][1] == "1" for r in found}
 
     def scraped(self, name: str) -> list[Target]:
-        """The targets that observe instance `name`: its Superset, and the host."""
+        """The targets that observe instance `name`: its Superset and Redis, and the host."""
         return [t for t in self.targets() if t.instance == name or t.job == "node"]
 
 
@@ -326,19 +375,50 @@ class Alertmanager(_MonitoringApi):
                 for a in sorted(found, key=lambda a: a.get("startsAt", ""))]
 
 
-def wait_scraped(home: Home, name: str, timeout: float = 90) -> None:
-    """Wait until Prometheus scrapes instance `name`'s Superset and the host successfully."""
-    prometheus = Prometheus(monitoring_of(home))
+@dataclass(frozen=True)
+class Observation:
+    """One source of an instance's metrics, as the host's Prometheus has it now."""
+
+    ok: bool
+    evidence: str
+
+
+def observations(home: Home, spec: InstanceSpec) -> list[Observation]:
+    """What the host's Prometheus sees of an instance: its Superset, the host, and the data
+    servers Setpoint runs for it (the evidence of checklist point 19; what `up` waits for).
+    Raises httpx.HTTPError when Prometheus does not answer."""
+    prometheus, name = Prometheus(monitoring_of(home)), spec.name
+    targets = prometheus.scraped(name)
+    jobs = [("superset", f"{name}'s Superset"), ("node", "the host (node exporter)")]
+    if spec.cache.url is None:
+        jobs.append(("redis", f"{name}'s Redis (redis exporter)"))
+    found = []
+    for job, what in jobs:
+        scraped = [t for t in targets if t.job == job]
+        if not scraped:
+            found.append(Observation(False, f"Prometheus has no target for {what}"))
+        found += [Observation(t.health == "up", f"Prometheus scrapes {what} at {t.url}: {t.health}"
+                              + (f" ({t.error})" if t.error else "")) for t in scraped]
+    if spec.metadata_db.url is None:
+        # One exporter serves every instance's PostgreSQL: its series carry the instance.
+        seen = bool(prometheus.query(f'pg_static{{job="postgres",setpoint_instance="{name}"}}'))
+        found.append(Observation(seen, f"Prometheus {'has' if seen else 'has no'} metrics of {name}'s PostgreSQL "
+                                       "(postgres exporter)"))
+    return found
+
+
+def wait_scraped(home: Home, spec: InstanceSpec, timeout: float = 90) -> None:
+    """Wait until Prometheus scrapes everything of the instance successfully."""
     deadline = time.monotonic() + timeout
-    seen: list[Target] = []
+    seen: list[Observation] = []
     while time.monotonic() < deadline:
         try:
-            seen = prometheus.scraped(name)
+            seen = observations(home, spec)
         except httpx.HTTPError:
             seen = []
-        if {t.job for t in seen if t.health == "up"} >= {"superset", "node"}:
+        if seen and all(o.ok for o in seen):
             return
         time.sleep(2)
-    states = ", ".join(f"{t.job} {t.health}{': ' + t.error if t.error else ''}" for t in seen) or "no target"
-    raise SetpointError(f"Prometheus does not scrape {name} within {timeout:.0f} s ({states})",
-                        f"see {home.monitoring_dir}/prometheus.log, then run: setpoint up {name}")
+    missing = "; ".join(o.evidence for o in seen if not o.ok) or "Prometheus does not answer"
+    raise SetpointError(f"Prometheus does not observe {spec.name} within {timeout:.0f} s ({missing})",
+                        f"see {home.monitoring_dir}/prometheus.log, then run: setpoint up {spec.name}")

@@ -369,6 +369,10 @@ class Monitoring:
     alertmanager_port: int
     blackbox_bin: str
     blackbox_port: int
+    postgres_exporter_bin: str
+    postgres_exporter_port: int
+    redis_exporter_bin: str
+    redis_exporter_port: int
     # The password of Prometheus's and Alertmanager's HTTP APIs (user API_USER), 0640 to their
     # account: they answer no one without it, even on loopback.
     password_file: Path
@@ -404,10 +408,12 @@ SYNTHETIC_CHECKS = {"health": ("health", "setpoint_health", "^OK"),
 LOCAL_PROBE_POINT = "local"  # the host's own blackbox exporter
 
 
-def render_prometheus_config(home: Home, monitoring: Monitoring, probed: dict[str, InstanceSpec]) -> str:
-    """The host's Prometheus: itself, the host, Caddy, each instance's Superset (discovered from
-    the files `up` writes under monitoring/targets/), and the synthetic checks of each instance in
-    `probed` from the host's blackbox exporter and the probe points of its spec."""
+def render_prometheus_config(home: Home, monitoring: Monitoring, probed: dict[str, InstanceSpec],
+                             postgres_ports: dict[str, int]) -> str:
+    """The host's Prometheus: itself, the host, Caddy, each instance's Superset and Redis
+    (discovered from the files `up` writes under monitoring/targets*/), each instance's PostgreSQL
+    (by its port in `postgres_ports`), and the synthetic checks of each instance in `probed` from
+    the host's blackbox exporter and the probe points of its spec."""
     synthetic = {
         name: [
             {"url": spec.url + path, "point": point, "address": address, "check": check, "module": module}
@@ -418,7 +424,8 @@ def render_prometheus_config(home: Home, monitoring: Monitoring, probed: dict[st
         for name, spec in sorted(probed.items())
     }
     return render_template("prometheus.yml.j2", monitoring=monitoring, monitoring_dir=home.monitoring_dir,
-                           synthetic=synthetic, probed=probed, api_user=MONITORING_API_USER)
+                           synthetic=synthetic, probed=probed, api_user=MONITORING_API_USER,
+                           postgres_ports=dict(sorted(postgres_ports.items())))
 
 
 def render_blackbox_config(ca_file: Path | str) -> str:

@@ -303,7 +303,7 @@ def _observe(home: Home, ctx: InstanceContext, platform: Platform, act: Log, ste
         act(f"routed {spec.name}'s alerts to {' and '.join(reached)}")
     elif changes.alertmanager:
         act(f"warning: {spec.name}'s alerts reach no receiver: name one in the spec's alerts: webhooks, emails, slack or pagerduty")
-    monitoring.wait_scraped(home, spec.name)
+    monitoring.wait_scraped(home, spec)
 
 
 def _ensure_proven(home: Home, ctx: InstanceContext, platform: Platform, secrets: dict[str, str], act: Log, step: Log) -> None:
@@ -379,6 +379,9 @@ def _ensure_databases(ctx: InstanceContext, secrets: dict[str, str], act: Log) -
     if cluster.ensure_database("superset", owner="superset"):
         act("created the metadata database")
     cluster.ensure_role(examples.READER_ROLE, secrets["examples_reader_password"])
+    # The host's PostgreSQL exporter: the server's statistics, none of its data.
+    cluster.ensure_role(monitoring.MONITOR_ROLE, secrets[monitoring.MONITOR_PASSWORD_KEY])
+    cluster.sql(f"GRANT pg_monitor TO {monitoring.MONITOR_ROLE}")
 
 
 def load_examples(ctx: InstanceContext, platform: Platform, secrets: dict[str, str]) -> None:
