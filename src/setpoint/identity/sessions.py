@@ -9,7 +9,7 @@ session, access token and refresh token the user holds without touching their pa
 
 from __future__ import annotations
 
-from setpoint.errors import InputError
+from setpoint.errors import InputError, SetpointError
 from setpoint.observability.logstore import record_audit
 from setpoint.render import REDIS_DB
 from setpoint.runtime.local import lifecycle
@@ -26,7 +26,7 @@ def end_sessions(home, name: str, username: str, reason: str = "") -> int:
         raise InputError(f"{name} has no user named {username}", f"list them at {ctx.spec.url}users/list/")
     epoch = lifecycle.instance_redis(ctx).command("-n", str(REDIS_DB["sessions"]), "INCR", EPOCH_KEY.format(username=username))
     if not epoch.isdigit():
-        raise InputError(f"the Redis of {name} refused to end the sessions of {username} ({epoch or 'no answer'})",
+        raise SetpointError(f"the Redis of {name} refused to end the sessions of {username} ({epoch or 'no answer'})",
                          f"see: setpoint logs {name} redis")
     record_audit(ctx, "sessions_ended", user=username, reason=reason)
     return int(epoch)
