@@ -18,7 +18,7 @@ def test_rules_fire_when_they_should_and_not_before(tmp_path):
     shutil.copy(TESTS, tmp_path / "rules_test.yml")
     promtool = proc.find_binary("promtool")
     checked = proc.run([promtool, "check", "rules", tmp_path / "host.yml", tmp_path / "alpha.yml"], check=False)
-    assert checked.ok and "SUCCESS: 11 rules found" in checked.stdout + checked.stderr, checked.stdout + checked.stderr
+    assert checked.ok and "SUCCESS: 12 rules found" in checked.stdout + checked.stderr, checked.stdout + checked.stderr
     tested = proc.run([promtool, "test", "rules", tmp_path / "rules_test.yml"], check=False)
     assert tested.ok, tested.stdout + tested.stderr
 
@@ -28,3 +28,31 @@ def test_thresholds_and_durations_come_from_the_spec():
         "instance_down_after_s": 15, "error_ratio": 0.2, "error_for_s": 60, "backup_max_age_h": 2}}))
     assert "for: 15s" in rules and "> 0.2" in rules and "for: 60s" in rules and "> 7200" in rules
     assert 'setpoint_instance="beta"' in rules and 'setpoint_instance="alpha"' not in rules
+
+
+def test_certificates_from_a_public_ca_are_watched_and_caddys_local_ones_not(tmp_path):
+    """A public name's certificate alerts 14 days before it expires; a local name's (Caddy's own
+    CA, renewed every few hours) never."""
+    public = render_instance_rules(parse_spec({"name": "bi", "hostname": "bi.example.com", "https_port": 443}))
+    assert "CertificateExpiring" in public and "CertificateExpiring" not in render_instance_rules(parse_spec({"name": "alpha"}))
+    (tmp_path / "bi.yml").write_text(public)
+    (tmp_path / "test.yml").write_text("""rule_files: [bi.yml]
+evaluation_interval: 1h
+tests:
+  - interval: 1h
+    input_series:
+      # Expires 20 days after the start: 14 days before, from hour 144 on.
+      - series: 'probe_ssl_earliest_cert_expiry{setpoint_instance="bi",probe_point="local",check="health"}'
+        values: '1728000+0x200'
+    alert_rule_test:
+      - eval_time: 140h
+        alertname: CertificateExpiring
+        exp_alerts: []
+      - eval_time: 150h
+        alertname: CertificateExpiring
+        exp_alerts:
+          - exp_labels: {severity: ticket, setpoint_instance: bi}
+            exp_annotations: {summary: "bi's TLS certificate expires within 14 days and Caddy has not renewed it: see the host's Caddy log (SETPOINT_HOME/caddy/caddy.log)"}
+""")
+    tested = proc.run([proc.find_binary("promtool"), "test", "rules", tmp_path / "test.yml"], check=False)
+    assert tested.ok, tested.stdout + tested.stderr
