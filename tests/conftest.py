@@ -153,11 +153,11 @@ def report_figure(line: str) -> None:
 # log, 3 workers). Workers take modules in collection order (`--no-loadscope-reorder`; xdist's
 # default orders them by their number of tests), so the longest go first and the short ones fill
 # the gaps at the end: otherwise a long module drawn last keeps one worker busy while the others idle.
-MODULE_WEIGHTS = {"test_upgrade.py": 740, "test_lifecycle.py": 555, "test_offsite.py": 500, "test_operations.py": 490,
-                  "test_backup.py": 385, "test_containment.py": 395, "test_host.py": 335, "test_work_in_flight.py": 330,
-                  "test_changes.py": 295, "test_rls.py": 300, "test_sso.py": 205, "test_logs.py": 180,
-                  "test_alerts.py": 165, "test_instance.py": 180, "test_isolation.py": 180, "test_check.py": 130,
-                  "test_metrics.py": 110, "test_probes.py": 95}
+MODULE_WEIGHTS = {"test_upgrade.py": 700, "test_offsite.py": 650, "test_lifecycle.py": 600, "test_host.py": 445,
+                  "test_operations.py": 435, "test_containment.py": 360, "test_backup.py": 320, "test_sso.py": 300,
+                  "test_work_in_flight.py": 290, "test_changes.py": 275, "test_rls.py": 250, "test_logs.py": 170,
+                  "test_alerts.py": 110, "test_check.py": 110, "test_metrics.py": 35, "test_probes.py": 35,
+                  "test_gdpr.py": 30, "test_isolation.py": 30, "test_versions.py": 20}
 
 
 def pytest_collection_modifyitems(session, config, items):

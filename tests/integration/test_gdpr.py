@@ -60,7 +60,7 @@ def mentions(home, ctx, who) -> dict[str, int]:
     metadata database and grep over every text file of the instance, the log store and Caddy."""
     needles = gdpr.identifiers(who)
     cluster = cluster_of(ctx)
-    dump = subprocess.run(["pg_dump", "-h", str(cluster.socket_dir), "-p", str(cluster.port), "-U", cluster.user, "superset"],
+    dump = subprocess.run(["pg_dump", "-h", str(cluster.socket_dir), "-p", str(cluster.port), "-U", cluster.role, "superset"],
                           capture_output=True, text=True, check=True, user=cluster.user, cwd="/").stdout.lower()
     found = {f"pg_dump: {n}": dump.count(n.lower()) for n in needles if n.lower() in dump}
     places = [str(ctx.paths.root), str(home.logstore_dir), str(ctx.paths.access_log.parent)]
