@@ -6,7 +6,7 @@ import json
 import shlex
 import subprocess
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -17,7 +17,7 @@ from setpoint.backup.service import read_record
 from setpoint.checklist import run_scorecard
 from setpoint.net import http_client
 from setpoint.observability import logstore
-from setpoint.operations import documents, runbook
+from setpoint.operations import documents, rotation, runbook
 from setpoint.readiness import wait_until
 from setpoint.runtime.local import lifecycle
 from setpoint.runtime.local.instance import load_context
@@ -146,6 +146,10 @@ def test_a_rotated_secret_key_keeps_stored_passwords_and_ends_every_session(home
                       f"secret(s) re-encrypted, {answer['sessions_ended']} session(s) ended")
         after = SecretStore(paths.secrets_file).load()
         assert after["secret_key"] != before["secret_key"] and after["previous_secret_key"] == before["secret_key"]
+        # Every retired key is kept, numbered by its rotation (the runbook's test rotated before).
+        rotations = rotation.rotations_of(load_context(home, "alpha"))
+        assert after[rotation.retired_key_name(len(rotations))] == before["secret_key"]
+        assert rotation.key_at(load_context(home, "alpha"), rotations[-1] - timedelta(seconds=1)) == before["secret_key"]
         assert before["secret_key"] not in rotated.stdout + rotated.stderr
         assert browser.get("/api/v1/me/").status_code == 401  # the session cookie from before
         # Flask-JWT-Extended answers a token signed with another key 422.
