@@ -2,7 +2,7 @@
 VENV := .venv
 SETPOINT := $(VENV)/bin/setpoint
 
-.PHONY: demo test bootstrap bench-dr
+.PHONY: demo test bootstrap bench bench-dr
 
 # As root, the host first gets Setpoint's own installation and its start at boot (setpoint host install).
 demo: bootstrap
@@ -16,5 +16,8 @@ bootstrap:
 	scripts/bootstrap
 
 # Benchmarks print figures (ratios against a baseline measured in the same run); not part of `make test`.
+bench: bootstrap
+	$(VENV)/bin/python -m benchmarks.dashboard --json benchmarks/results-dashboard.json
+
 bench-dr: bootstrap
 	$(VENV)/bin/python -m benchmarks.dr_rebuild --json benchmarks/results-dr-rebuild.json

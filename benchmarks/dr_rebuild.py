@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.common import throwaway_home
 from setpoint.backup.drill import metadata_counts
 from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.backup.rebuild import rebuild_from_offsite
@@ -33,7 +32,6 @@ from setpoint.runtime.local import converge, lifecycle
 from setpoint.runtime.local.instance import load_context
 from setpoint.secret import SecretStore
 from setpoint.services.postgres import cluster_of
-from setpoint.services.supervisor import Supervisor
 from setpoint.spec import parse_spec
 from setpoint.superset_api import SupersetClient
 from tests.s3_server import S3Endpoint, free_port
@@ -167,24 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cases = [CASES[c] for c in (args.case or list(CASES))]
 
-    root = Path(tempfile.mkdtemp(prefix="setpoint-bench-", dir="/tmp"))
-    root.chmod(0o755)
-    venvs = Path(os.environ.get("SETPOINT_TEST_VENVS", "/tmp/setpoint-test-venvs"))
-    venvs.mkdir(parents=True, exist_ok=True)
-    venvs.chmod(0o755)
-    (root / "venvs").symlink_to(venvs)
-    os.environ["SETPOINT_HOME"] = str(root)
-    home = Home(root)
-    endpoint = S3Endpoint(root / "s3")
-    try:
-        endpoint.start()
-        os.environ.update(endpoint.env)
-        https_port, http_port = free_port(), free_port()
-        results = [run_case(home, endpoint, case, https_port, http_port) for case in cases]
-    finally:
-        Supervisor(home).shutdown()
-        endpoint.close()
-        shutil.rmtree(root, ignore_errors=True)
+    with throwaway_home() as home:
+        endpoint = S3Endpoint(home.root / "s3")
+        try:
+            endpoint.start()
+            os.environ.update(endpoint.env)
+            https_port, http_port = free_port(), free_port()
+            results = [run_case(home, endpoint, case, https_port, http_port) for case in cases]
+        finally:
+            endpoint.close()
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
