@@ -21,7 +21,7 @@ def point_19(home):
 
 def test_prometheus_scrapes_the_instance_the_host_and_caddy(home, instance):
     health = {(t.job, t.instance): t.health for t in Prometheus(monitoring_of(home)).targets()}
-    assert health[("superset", "alpha")] == "up"
+    assert health[("superset", "alpha")] == health[("redis", "alpha")] == health[("postgres", None)] == "up", health
     assert health[("node", None)] == health[("caddy", None)] == health[("prometheus", None)] == "up"
 
 
