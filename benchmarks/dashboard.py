@@ -247,7 +247,8 @@ def pss(server: Server) -> dict[str, float]:
 
 def setpoint_server(home: Home) -> Server:
     spec = parse_spec({"name": "bench", "https_port": free_port(), "http_port": free_port(), "concurrent_users": 50})
-    converge.up(home, spec, step=lambda s: print(f"  setpoint: {s}", flush=True))
+    started = time.monotonic()
+    converge.up(home, spec, step=lambda s: print(f"  setpoint: {time.monotonic() - started:5.0f} s {s}", flush=True))
     ctx = load_context(home, "bench")
     cluster_of(ctx).sql(FACTS_SQL, database=examples.EXAMPLES_DB, timeout=900)
     secrets = SecretStore(ctx.paths.secrets_file).load()

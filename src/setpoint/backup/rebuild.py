@@ -7,11 +7,9 @@ import yaml
 
 from setpoint.backup.escrow import fetch_offsite, offsite_credentials, parse_key, unseal
 from setpoint.backup.pgbackrest import PgBackRest
-from setpoint.backup.restore import repoint_samples
 from setpoint.errors import InputError
 from setpoint.home import Home, chown, service_user, write_file
 from setpoint.runtime.local import converge
-from setpoint.runtime.local.instance import load_context
 from setpoint.secret import SecretStore
 from setpoint.spec import InstanceSpec, parse_spec
 
@@ -43,6 +41,4 @@ def rebuild_from_offsite(home: Home, spec: InstanceSpec, recovery_key: str, log=
         chown(ctx.paths.pg_data, ctx.data_user)
         PgBackRest(ctx).restore(ctx.paths.pg_data, repo=2)
 
-    report = converge.up(home, rebuilt, log=log, step=step, restore_data=restore_from_offsite)
-    repoint_samples(load_context(home, name))
-    return report
+    return converge.up(home, rebuilt, log=log, step=step, restore_data=restore_from_offsite)

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 
 import yaml
 
-from setpoint import examples
 from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.backup.recovery import recovered
 from setpoint.backup.service import backup_report, take_backup
@@ -19,7 +18,6 @@ from setpoint.render import REDIS_DBS_OF_THE_PRESENT, instance_programs
 from setpoint.runtime.local.instance import instance_lock, load_context
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
-from setpoint.services.postgres import cluster_of
 from setpoint.services.redis import RedisServer
 from setpoint.services.superset import SupersetCommands
 
@@ -93,12 +91,6 @@ def flush_present(ctx) -> None:
         redis.command("-n", str(db), "FLUSHDB")
 
 
-def repoint_samples(ctx) -> None:
-    """A restored or rebuilt instance runs its own PostgreSQL on its own port: its copy of the
-    sample data is there, not where the source's connection points."""
-    cluster_of(ctx).sql(examples.repoint_sql(ctx.ports.postgres), database="superset")
-
-
 def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m: None, step=lambda m: None,
                    superset_version: str | None = None, ephemeral: bool = False):
     """Restore `source` as it was at `to` into a new instance `new_name`; the source is untouched.
@@ -140,9 +132,7 @@ def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m
         with recovered(ctx, target.pg_data, ctx.paths.logs / "restore-postgres.log"):
             pass
         log(f"restored the metadata database of {source} as of {restored_from['to']}")
-        report = converge.up(home, spec, log=log, step=step, ephemeral=ephemeral)
-        repoint_samples(load_context(home, new_name))
-        return report
+        return converge.up(home, spec, log=log, step=step, ephemeral=ephemeral)
     except (SetpointError, OSError):
         # Nothing half-made stays behind; the source was never touched.
         from setpoint.runtime.local import lifecycle

@@ -137,7 +137,8 @@ class Evidence:
 
     @cached_property
     def login_page(self) -> httpx.Response | None:
-        return self.get("/login/")
+        # The first page a server renders can take seconds (a development server, a busy host).
+        return self.get("/login/", timeout=15)
 
     @cached_property
     def login_settings(self) -> dict[str, Any] | None:

@@ -206,6 +206,11 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     startup.start_data(ctx, platform, secrets)
     if ctx.managed_postgres:
         _ensure_databases(ctx, secrets, act)
+        if state.get("restored_from") or state.get("rebuilt_from"):
+            # A restored or rebuilt instance has its own copy of the sample data, on its own port:
+            # its connection points there before anything (a drill, SQL Lab) uses it, as the
+            # database guard refuses the source's.
+            cluster_of(ctx).sql(examples.repoint_sql(ctx.ports.postgres), database="superset")
         if PgBackRest(ctx).ensure_stanza():
             act(f"created the encrypted pgBackRest repository ({spec.backup.retention_days}-day retention, WAL archiving)")
 
