@@ -260,6 +260,17 @@ def setpoint_server(home: Home) -> Server:
     return server
 
 
+def wait_drained(home: Home, timeout: float = 600) -> None:
+    """Until Setpoint's Celery queue is empty: a load leaves the queries it asked for running after
+    it ends, and the next load (or a restart's requeue) would meet them."""
+    redis = lifecycle.instance_redis(load_context(home, "bench"))
+    deadline = time.monotonic() + timeout
+    while redis.command("-n", str(REDIS_DB["broker"]), "LLEN", "celery").strip() not in ("0", "") \
+            and time.monotonic() < deadline:
+        time.sleep(2)
+    time.sleep(5)  # the last task taken from the queue finishes
+
+
 def flush_setpoint(home: Home) -> None:
     """A cold start: Superset's processes restarted, every cached result and metadata gone."""
     ctx = load_context(home, "bench")
@@ -445,9 +456,13 @@ def main(argv: list[str] | None = None) -> int:
                     run = load(server, users, args.seconds, force)
                     peak[server.name] = {g: max(v, peak[server.name].get(g, 0)) for g, v in sampler.stop().items()}
                     report["runs"].append(run.summary())
+                    print(f"    {json.dumps(run.summary())}", flush=True)
+                    if server is setpoint:
+                        wait_drained(home)
             report["pss_mib"]["peak"] = peak
             cold = {}
             for server, flush in ((setpoint, lambda: flush_setpoint(home)), (baseline, baseline_process.flush)):
+                print(f"  {server.name}: one cold dashboard after a restart and a cache flush", flush=True)
                 flush()
                 wait_idle()
                 run = load(server, 1, 0.1, force=False)  # one dashboard: the first after the restart
