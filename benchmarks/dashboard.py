@@ -41,7 +41,9 @@ from benchmarks.common import throwaway_home
 from setpoint import examples
 from setpoint.host.capacity import process_tree, pss_mib
 from setpoint.home import Home
+from setpoint.errors import SetpointError
 from setpoint.net import http_client
+from setpoint.readiness import wait_until
 from setpoint.render import REDIS_DB
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.runtime.local.instance import load_context
@@ -350,15 +352,14 @@ class Baseline:
              "--timeout", "300", "-b", f"127.0.0.1:{self.port}", "--limit-request-line", "0",
              "--limit-request-field_size", "0", "superset.app:create_app()"],
             env=self.env, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=5).text == "OK":
-                    return
+                return httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=5).text == "OK"
             except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        raise RuntimeError("the baseline's gunicorn did not answer /health within 180 s")
+                return False
+
+        wait_until(healthy, 180, SetpointError("the baseline's gunicorn did not answer /health within 180 s",
+                                               f"see its configuration in {self.dir}"), interval=1)
 
     def flush(self) -> None:
         """A cold start, as for Setpoint: gunicorn restarted, Redis emptied."""
