@@ -1,5 +1,5 @@
 """How fast a Setpoint instance serves a dashboard, and in how much memory, against a hand-tuned
-Superset 6.1.0 measured in the same run on the same host (issue: performance).
+Superset 6.1.0 measured in the same run on the same host.
 
 Both serve the same 10-chart dashboard over the same 2,000,000-row PostgreSQL table:
 - Setpoint: an instance made by `setpoint up` on a throwaway SETPOINT_HOME, through its public
