@@ -4,7 +4,9 @@ import base64
 import hashlib
 import hmac
 import re
+import shutil
 import stat
+import subprocess
 
 from setpoint import examples
 
@@ -125,6 +127,28 @@ def test_secrets_are_0600_and_never_logged(home, secrets):
             assert value not in text, f"{key} appears in {log.name}"
     config = (paths.config / "superset_config.py").read_text()
     assert secrets["secret_key"] not in config
+
+
+def test_a_process_started_while_its_database_is_down_does_not_print_the_password(home, secrets, tmp_path):
+    """Superset 6.1 prints "Cannot connect to database URI" at start-up, password included, when
+    its metadata database is down; a worker restarted during an outage wrote it to its log."""
+    from setpoint.runtime.local.instance import load_context
+
+    ctx = load_context(home, "alpha")
+    config = tmp_path / "config"
+    shutil.copytree(ctx.paths.config, config)
+    rendered = (config / "superset_config.py").read_text()
+    port = ctx.ports.postgres  # moved to port 1, where nothing listens, for the URI and for the guard
+    down = rendered.replace(f"@127.0.0.1:{port}/", "@127.0.0.1:1/").replace(f"'port': {port}", "'port': 1")
+    assert down != rendered
+    (config / "superset_config.py").write_text(down)
+    env = {"SUPERSET_CONFIG_PATH": str(config / "superset_config.py"), "SUPERSET_HOME": str(tmp_path),
+           "HOME": str(tmp_path), "PATH": f"{ctx.venv}/bin:/usr/bin:/bin"}
+    result = subprocess.run([f"{ctx.venv}/bin/superset", "version"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert "cannot connect to the metadata database postgresql+psycopg2://superset:***@" in output, output[-2000:]
+    assert secrets["metadata_db_password"] not in output
 
 
 def signed_with(token: str, secret: str) -> bool:

@@ -128,8 +128,10 @@ _AUDIT = _setpoint_module("setpoint_audit").AuditTrail('/srv/setpoint/instances/
 EVENT_LOGGER = _AUDIT.event_logger()
 # A client's mistake (4xx) is one WARNING line, not a traceback (setpoint_log_hygiene.py).
 # An API error answer carries no SQL of the metadata database (it goes to the log instead).
+# A process started while its database is down names it without its password.
 _LOG_HYGIENE = _setpoint_module("setpoint_log_hygiene")
 _LOG_HYGIENE.install()
+APP_INITIALIZER = _LOG_HYGIENE.initializer
 
 # --- Metadata database (points 11, 12) ---
 SQLALCHEMY_DATABASE_URI = f"postgresql+psycopg2://superset:{quote(_SECRETS['metadata_db_password'])}@127.0.0.1:20002/superset"

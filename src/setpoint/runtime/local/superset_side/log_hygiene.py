@@ -12,7 +12,12 @@ else keep their traceback and level.
 failed tag change or user deletion with the raw SQLAlchemy error (statement, tables, constraint
 names; apache/superset#38629 for the users). Such an answer becomes one generic sentence, and the
 detail goes to the log. Answers about users' own queries (SQL Lab, chart data, databases) keep
-their database's message, which users need to fix their SQL. Stdlib only at import.
+their database's message, which users need to fix their SQL.
+
+`initializer` keeps the metadata database's password out of the start-up output: Superset 6.1
+prints "Cannot connect to database URI" when a process starts while its database is down, and
+that URI carries the password (`make_url_safe` keeps it, and SQLAlchemy 1.4's `str()` prints it).
+Stdlib only at import.
 """
 
 from __future__ import annotations
@@ -57,6 +62,29 @@ def _status_in_message(record: logging.LogRecord) -> int | None:
 def install() -> None:
     for name in CLIENT_ERROR_LOGGERS:
         logging.getLogger(name).addFilter(ClientErrorsInOneLine())
+
+
+def initializer(app):
+    """Superset's app initializer (`APP_INITIALIZER`), saying which database it cannot reach without
+    its password. Superset is imported by then: superset_config itself cannot import it."""
+    from sqlalchemy.engine.url import make_url
+    from superset.initialization import SupersetAppInitializer
+
+    class Initializer(SupersetAppInitializer):
+        def check_and_warn_database_connection(self) -> None:
+            from superset.extensions import db
+
+            try:
+                with self.superset_app.app_context():
+                    db.engine.execute("SELECT 1")
+            except Exception as exc:  # noqa: BLE001 - Superset's own check: a warning, never fatal
+                uri = self.database_uri
+                where = repr(make_url(uri)) if uri else "(not configured)"
+                logging.getLogger("setpoint.startup").error(
+                    "cannot connect to the metadata database %s: %s", where, type(exc).__name__
+                )
+
+    return Initializer(app)
 
 
 # What a raw SQLAlchemy error carries: its statement, and a link to its documentation.
