@@ -77,8 +77,12 @@ def test_point_in_time_restore_into_a_new_instance(home, instance, admin):
             api = SupersetClient(client)
             assert api.login(creds["username"], creds["password"]).status_code == 200
             titles = {d["dashboard_title"] for d in api.get("/api/v1/dashboard/").json()["result"]}
+            rules = {r["name"] for r in api.get("/api/v1/rowlevelsecurity/?q=(page_size:100)").json()["result"]}
         assert "Before T" in titles and "After T" not in titles
         assert "Sales Overview" in titles
+        # The copy's sample data keeps its row-level security: a copy without its rules would show
+        # every region to sales_europe.
+        assert {"setpoint: sales for sales_europe", "setpoint: sales for every other role"} <= rules, rules
         # The original is untouched.
         assert admin.find("dashboard", "dashboard_title", "After T")
     finally:

@@ -25,8 +25,9 @@ def rebuild_from_offsite(home: Home, spec: InstanceSpec, recovery_key: str, log=
     step("fetching the escrowed secrets from the off-site repository")
     payload = unseal(fetch_offsite(name, offsite, keys["offsite_access_key"], keys["offsite_secret_key"]), parse_key(recovery_key))
     escrowed = parse_spec(payload["spec"], source="the escrowed spec")
-    # What the instance was, reached through the off-site settings given now; no sample data load.
-    rebuilt = escrowed.model_copy(update={"backup": escrowed.backup.model_copy(update={"offsite": offsite}), "examples": False})
+    # What the instance was, reached through the off-site settings given now. Its sample data, if
+    # it had any, comes with its database (state: examples_loaded), and so do its rules.
+    rebuilt = escrowed.model_copy(update={"backup": escrowed.backup.model_copy(update={"offsite": offsite})})
     paths = home.instance(name)
     paths.root.mkdir(parents=True)
     user = service_user()

@@ -104,7 +104,7 @@ def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m
     backrest = PgBackRest(ctx)
     check_reachable(ctx, moment, step)
     spec = ctx.spec.model_copy(update={
-        "name": new_name, "hostname": None, "web_port": None, "examples": False,
+        "name": new_name, "hostname": None, "web_port": None,
         "metadata_db": ctx.spec.metadata_db.model_copy(update={"port": None}),
         "cache": ctx.spec.cache.model_copy(update={"port": None}),
         "superset_version": superset_version or ctx.spec.superset_version,

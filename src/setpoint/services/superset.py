@@ -161,6 +161,8 @@ class SupersetCommands:
 
     def ensure_user(self, username: str, password: str, roles: list[str], first_name: str, last_name: str, email: str) -> bool:
         """Create a user with its roles unless it exists; return whether it was new."""
+        if self._user_exists(username):
+            return False  # asked of PostgreSQL in a tenth of a second; Superset's app takes seconds to load
         output = self.run(
             [str(self.ctx.venv / "bin" / "python"), str(superset_side_script("ensure_user"))],
             what=f"creating the user {username}",
@@ -172,6 +174,16 @@ class SupersetCommands:
             SETPOINT_USER_EMAIL=email,
         )
         return output.strip().endswith("created")
+
+    def _user_exists(self, username: str) -> bool:
+        """Whether the managed metadata database has the user; False when it cannot tell."""
+        if not self.ctx.managed_postgres:
+            return False
+        from setpoint.services.postgres import cluster_of, sql_literal
+
+        result = cluster_of(self.ctx).sql_result(
+            f"SELECT 1 FROM ab_user WHERE username = '{sql_literal(username)}'", database="superset", check=False)
+        return result.ok and result.stdout.strip() == "1"
 
     def apply_access(self) -> dict:
         """Make the roles and row-level security the configuration declares (SETPOINT_ACCESS):

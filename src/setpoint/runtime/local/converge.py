@@ -89,6 +89,10 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     started = time.monotonic()
     paths = home.instance(spec.name)
     state = paths.read_state()
+    if state.get("examples_loaded") and not spec.examples:
+        # The sample data stays in the instance's database, and so must the rules that guard it:
+        # without them sales_europe would see every region.
+        spec = spec.model_copy(update={"examples": True})
     saved = saved_spec(paths)
     if not version_change:
         check_superset_version_change(saved, spec)
@@ -243,7 +247,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
         platform.supervisor.update()
         act("updated the supervised processes")
     _restart_changed(platform, ctx, restarts - {"postgres", "redis"}, act)
-    startup.start_app(ctx, platform)
+    startup.start_app(ctx, platform, before=own)
 
     step("publishing the site over HTTPS")
     site = home.caddy_dir / "sites" / f"{spec.name}.caddy"
