@@ -2,12 +2,15 @@
 with Superset's own events summed over all its processes, and none of it is reachable from
 outside the host."""
 
+import json
 import subprocess
 import time
 
 import httpx
+import pytest
 
 from setpoint.checklist import run_scorecard
+from setpoint.errors import SetpointError
 from setpoint.observability.monitoring import Prometheus, monitoring_of
 from setpoint.runtime.local import lifecycle
 from setpoint.runtime.local.platform import load_platform
@@ -41,6 +44,31 @@ def test_superset_events_reach_prometheus(home, admin):
     deadline = time.monotonic() + 60  # a scrape every 15 s
     while count() < before + 3:
         assert time.monotonic() < deadline, f"Prometheus saw {count() - before:.0f} of 3 chart requests"
+        time.sleep(2)
+
+
+def test_a_failing_celery_task_is_counted(home, admin):
+    """An asynchronous chart query on a column that does not exist fails in the worker: Prometheus
+    counts it by task and outcome (the CeleryTasksFailing rule's input)."""
+    prometheus = Prometheus(monitoring_of(home))
+    expression = ('sum(superset_celery_tasks_total{setpoint_instance="alpha",'
+                  'task="load_chart_data_into_cache",outcome="failure"})')
+
+    def failures() -> float:
+        result = prometheus.query(expression)
+        return float(result[0]["value"][1]) if result else 0.0
+
+    before = failures()
+    chart = admin.find("chart", "slice_name", "Top countries")[0]
+    query_context = json.loads(admin.get(f"/api/v1/chart/{chart['id']}").json()["result"]["query_context"])
+    for query in query_context["queries"]:
+        query["columns"] = ["no_such_column"]
+    query_context["force"] = True
+    with pytest.raises(SetpointError, match="the chart query failed"):
+        admin.chart_data(query_context)
+    deadline = time.monotonic() + 60
+    while failures() < before + 1:
+        assert time.monotonic() < deadline, "Prometheus counted no failed Celery task"
         time.sleep(2)
 
 
@@ -136,7 +164,7 @@ def test_the_alert_rules_are_loaded_and_point_20_says_what_is_missing(home, inst
     assert set(groups["instance alpha"]) == {
         "InstanceDown", "InstanceUnreachable", "SupersetErrorRate", "BackupFailed", "BackupStale", "RestoreDrillFailedOrOverdue",
         "WalArchivingFailing", "PostgresDown", "PostgresConnectionsNearLimit", "RedisDown", "RedisMemoryNearLimit",
-        "CeleryBacklogGrowing"}  # a local name: no certificate rule (Caddy's own CA renews every few hours)
+        "CeleryBacklogGrowing", "CeleryTasksFailing"}  # a local name: no certificate rule (Caddy's own CA renews every few hours)
     # alpha answers and its backups are fine: every rule settles inactive (a test before this one
     # may have restarted alpha, which leaves a rule pending until the next scrape finds it up).
     # The error-rate rule looks back 5 minutes: a module before this one that killed workers may

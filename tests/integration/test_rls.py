@@ -150,7 +150,7 @@ def test_roles_and_rules_changed_by_hand_are_reported_then_put_back(admin, home,
     assert audit.returncode == 1 and "the role sales_europe drifted" in audit.stderr + audit.stdout
     repaired = run_cli("roles", "alpha", "--repair")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
-    for change in ("took from Gamma: can_list on UserRegistrationsRestAPI",
+    for change in ("withheld from Gamma what only Admin may do: can_list on UserRegistrationsRestAPI",
                    "gave the role sales_europe the permissions of Gamma and read access to sales",
                    "put back the row-level security rule 'setpoint: sales for sales_europe'"):
         assert change in repaired.stdout + repaired.stderr, repaired.stdout

@@ -148,6 +148,7 @@ PREVENT_UNSAFE_DB_CONNECTIONS = True
 _metrics = _setpoint_module("setpoint_metrics")
 STATS_LOGGER = _metrics.PrometheusStatsLogger()
 BLUEPRINTS = [_metrics.blueprint()]
+_metrics.count_celery_tasks()
 
 # --- Audit trail (point 22): events, logins and access changes go to the host's log store
 # (setpoint_audit.py), not into the metadata database (one INSERT per request on the hot path).

@@ -45,12 +45,19 @@ with app.app_context():
         return set(role.permissions) if role else set()
 
     withheld = {(p, v) for p, v in access.get("withheld", [])}
+    # `superset init` gives them back each time: one line for the roles that lost the same ones.
+    taken: dict[str, list[str]] = {}
     for role in sm.get_all_roles():
         kept = [pv for pv in role.permissions if (pv.permission.name, pv.view_menu.name) not in withheld]
         if role.name != ADMIN and len(kept) != len(role.permissions):
-            changes.append(f"took from {role.name}: " + ", ".join(sorted(
-                f"{pv.permission.name} on {pv.view_menu.name}" for pv in set(role.permissions) - set(kept))))
+            by_view: dict[str, list[str]] = {}
+            for pv in set(role.permissions) - set(kept):
+                by_view.setdefault(pv.view_menu.name, []).append(pv.permission.name)
+            what = "; ".join(f"{', '.join(sorted(names))} on {view}" for view, names in sorted(by_view.items()))
+            taken.setdefault(what, []).append(role.name)
             role.permissions = kept
+    for what, roles in taken.items():
+        changes.append(f"withheld from {', '.join(sorted(roles))} what only Admin may do: {what}")
 
     for name, role in access["roles"].items():
         wanted = permissions_of(role["base"]) | (permissions_of("sql_lab") if role["sql_lab"] else set())

@@ -9,7 +9,9 @@ always sets X-Forwarded-For) gets 404 here too.
 
 Superset reports events (`incr`: API calls by endpoint and outcome, cache hits and misses, SQL
 Lab and report runs) and durations in milliseconds (`timing`); they become
-`superset_events_total{event}` and `superset_duration_seconds{event}`.
+`superset_events_total{event}` and `superset_duration_seconds{event}`. Every Celery task's
+outcome becomes `superset_celery_tasks_total{task,outcome}`: Superset reports none, and a worker
+whose asynchronous chart queries or reports fail is otherwise seen only in its log.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ DURATIONS = Histogram("superset_duration_seconds", "Superset's timings (STATS_LO
 LEVELS = Gauge("superset_gauge", "Superset's gauges (STATS_LOGGER gauge, decr), by key.", ["event"],
                multiprocess_mode="mostrecent")
 
+TASKS = Counter("superset_celery_tasks", "Celery tasks the worker ran, by task and outcome (success, failure, retry).",
+                ["task", "outcome"])
+
 
 class PrometheusStatsLogger(BaseStatsLogger):
     def incr(self, key: str) -> None:
@@ -38,6 +43,16 @@ class PrometheusStatsLogger(BaseStatsLogger):
 
     def gauge(self, key: str, value: float) -> None:
         LEVELS.labels(key).set(value)
+
+
+def count_celery_tasks() -> None:
+    """Count each Celery task's outcome as it ends, in the process that ran it."""
+    from celery import signals
+
+    def ended(sender=None, state=None, **_) -> None:
+        TASKS.labels(getattr(sender, "name", None) or "unknown", (state or "unknown").lower()).inc()
+
+    signals.task_postrun.connect(ended, weak=False)
 
 
 def blueprint():
