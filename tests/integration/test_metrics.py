@@ -28,6 +28,11 @@ def test_prometheus_scrapes_the_instance_the_host_and_caddy(home, instance):
     assert health[("node", None)] == health[("caddy", None)] == health[("prometheus", None)] == "up"
 
 
+def test_prometheus_keeps_its_data_as_long_as_the_spec_asks(home, instance):
+    flags = Prometheus(monitoring_of(home)).flags()
+    assert flags["storage.tsdb.retention.time"] == f"{instance[0].metrics.retention_days}d"
+
+
 def test_superset_events_reach_prometheus(home, admin):
     prometheus = Prometheus(monitoring_of(home))
     expression = 'sum(superset_events_total{setpoint_instance="alpha",event="ChartDataRestApi.data.success"})'

@@ -81,6 +81,18 @@ def monitoring_of(home: Home) -> Monitoring:
     )
 
 
+def host_retention_days(home: Home, converging: InstanceSpec | None = None) -> int:
+    """How long the host's one Prometheus keeps its data: the longest any instance's spec asks
+    (`metrics.retention_days`), with `converging` as it is about to be saved."""
+    from setpoint.runtime.local.instance import saved_spec
+
+    specs = {name: saved_spec(home.instance(name)) for name in home.instance_names()}
+    if converging is not None:
+        specs[converging.name] = converging
+    return max((spec.metrics.retention_days for spec in specs.values() if spec is not None),
+               default=InstanceSpec.model_fields["metrics"].default.retention_days)
+
+
 @dataclass(frozen=True)
 class Changes:
     """Which of the monitoring's configurations a write changed (each needs its server's reload)."""
@@ -326,6 +338,10 @@ class Prometheus(_MonitoringApi):
         return [Target(t["labels"].get("job", ""), t["scrapeUrl"], t["health"], t.get("lastError", ""),
                        t["labels"].get("setpoint_instance"))
                 for t in self._data("/api/v1/targets", state="active")["activeTargets"]]
+
+    def flags(self) -> dict[str, str]:
+        """The command-line flags Prometheus runs with (its retention among them)."""
+        return self._data("/api/v1/status/flags")
 
     def query(self, expression: str) -> list[dict]:
         return self._data("/api/v1/query", query=expression)["result"]

@@ -265,6 +265,14 @@ class Alerts(Strict):
         return _each_matches(emails, EMAIL_PATTERN, "emails are addresses like ops@example.com")
 
 
+class Metrics(Strict):
+    """The instance's metrics in the host's Prometheus."""
+
+    retention_days: int = Field(
+        30, ge=1, le=3650,
+        description="days the host's Prometheus keeps the metrics (one store for the host: it keeps the longest any instance asks)")
+
+
 class Logs(Strict):
     """The instance's logs and audit trail in the host's central log store (rsyslog), and the
     remote store that receives a copy of every record."""
@@ -481,6 +489,7 @@ class InstanceSpec(Strict):
     alerts: Alerts = Alerts()
     smtp: Smtp | None = None
     logs: Logs = Logs()
+    metrics: Metrics = Metrics()
     probes: Probes = Probes()
     runbook: Runbook = Runbook()
     gdpr: Gdpr | None = None

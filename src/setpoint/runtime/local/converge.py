@@ -107,7 +107,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     step("checking the host")
     ports = allocate_ports(home, spec, state.get("ports", {}))
     granted = _allow_low_ports(spec)
-    platform = ensure_platform(home, act, step)
+    platform = ensure_platform(home, act, step, converging=spec)
     if granted:
         platform.supervisor.restart("caddy")  # capabilities apply from the next exec
         act("allowed Caddy to bind ports below 1024 (cap_net_bind_service)")

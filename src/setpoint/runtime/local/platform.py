@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from setpoint import proc
@@ -17,6 +17,7 @@ from setpoint.runtime.local.accounts import ensure_account
 from setpoint.render import render_caddyfile, render_supervisord_conf
 from setpoint.services.caddy import Caddy
 from setpoint.services.supervisor import Supervisor
+from setpoint.spec import InstanceSpec
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,11 @@ def load_platform(home: Home) -> Platform | None:
     return Platform(home, service_user(), Supervisor(home, bin_dir), Caddy(home))
 
 
-def ensure_platform(home: Home, log=lambda message: None, step=lambda message: None) -> Platform:
+def ensure_platform(home: Home, log=lambda message: None, step=lambda message: None,
+                    converging: InstanceSpec | None = None) -> Platform:
     """Set up (once) and start the host's supervisord, Caddy and scheduler for `home`, running from
-    Setpoint's own installation on the host (made from the running Setpoint when it is new)."""
+    Setpoint's own installation on the host (made from the running Setpoint when it is new).
+    `converging` is the spec an `up` is applying, before it is saved."""
     user = service_user()
     if ensure_account(user):
         log(f"created the unprivileged service user {user}")
@@ -67,7 +70,8 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     write_file(home.root / "platform.json", json.dumps({"caddy_admin": "unix socket"}) + "\n")
     platform = load_platform(home)
     caddy_bin = proc.find_binary("caddy")
-    monitored = monitoring.monitoring_of(home)
+    monitored = replace(monitoring.monitoring_of(home),
+                        retention_days=monitoring.host_retention_days(home, converging))
     monitoring_changes = monitoring.prepare(home, monitored, log)
     logstore_changed = logstore.prepare(home)
     caddyfile = render_caddyfile(home, platform.caddy.admin_socket, monitored.caddy_metrics_port)
