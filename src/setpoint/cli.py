@@ -978,14 +978,21 @@ def alerts(
 
 @app.command()
 def credentials(
-    name: str = typer.Argument(..., help="Instance name."),
+    name: str = typer.Argument(None, help="Instance name."),
+    monitoring_login: bool = typer.Option(False, "--monitoring", help="The login of the host's Prometheus and Alertmanager instead."),
     format: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
-    """Print the admin login of an instance (with emergency-access, the only commands that show a secret).
+    """Print the admin login of an instance, or of the host's monitoring (with emergency-access,
+    the only commands that show a secret).
 
-    Example: setpoint credentials demo --format json
+    Example: setpoint credentials demo --format json; setpoint credentials --monitoring
     """
-    creds = lifecycle.credentials(home(), name)
+    if monitoring_login:
+        creds = monitoring.console_login(home())
+    elif name is None:
+        raise InputError("name an instance, or ask for the monitoring's login", "setpoint credentials NAME, or setpoint credentials --monitoring")
+    else:
+        creds = lifecycle.credentials(home(), name)
     if format is Format.json:
         print(json.dumps(creds))
     else:

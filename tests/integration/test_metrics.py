@@ -11,10 +11,11 @@ import pytest
 
 from setpoint.checklist import run_scorecard
 from setpoint.errors import SetpointError
+from setpoint.net import http_client
 from setpoint.observability.monitoring import Prometheus, monitoring_of
 from setpoint.runtime.local import lifecycle
 from setpoint.runtime.local.platform import load_platform
-from tests.conftest import access_as
+from tests.conftest import access_as, run_cli
 
 
 def point_19(home):
@@ -130,6 +131,25 @@ def test_prometheus_and_alertmanager_answer_no_one_without_the_password(home, in
         password = monitoring.password_file.read_text()
         assert httpx.get(f"http://127.0.0.1:{port}{path}", auth=("setpoint", password), timeout=10).status_code == 200
     assert access_as("nobody", [monitoring.password_file])[str(monitoring.password_file)] == "EACCES"
+
+
+def test_the_consoles_are_served_through_caddy_to_the_monitoring_login_only(home, instance, ca_root):
+    """Prometheus's and Alertmanager's UIs and APIs at https://localhost on the instances' port:
+    anonymous visitors and a wrong password get 401, the login of `credentials --monitoring` gets in."""
+    shown = run_cli("credentials", "--monitoring", "--format", "json", home=home)
+    assert shown.returncode == 0, shown.stderr
+    login = json.loads(shown.stdout)
+    base = login["url"].removesuffix("/prometheus/")
+    assert base == f"https://localhost:{instance[0].https_port}"
+    with http_client(base, ca_file=ca_root) as client:
+        for path in ("/prometheus/classic/graph", "/prometheus/api/v1/targets", "/alertmanager/api/v2/status"):
+            assert client.get(path).status_code == 401, path
+            assert client.get(path, auth=(login["username"], "guess")).status_code == 401, path
+            assert client.get(path, auth=(login["username"], login["password"])).status_code == 200, path
+        page = client.get("/prometheus/", auth=(login["username"], login["password"]), follow_redirects=True)
+        # The page's links carry the prefix Caddy serves it under.
+        assert page.status_code == 200 and 'PATH_PREFIX = "\\/prometheus"' in page.text
+        assert client.get("/elsewhere").status_code == 404
 
 
 def test_point_19_fails_while_prometheus_is_down(home, instance):

@@ -34,6 +34,7 @@ from setpoint.render import (
     render_programs_conf,
     render_site,
     render_supervisord_conf,
+    render_consoles_site,
 )
 from setpoint.spec import parse_spec, size_instance
 from setpoint.spec.model import Smtp
@@ -70,7 +71,7 @@ MONITORING = Monitoring(user="setpoint-monitor", prometheus_bin="/usr/bin/promet
                         blackbox_bin="/usr/bin/prometheus-blackbox-exporter", blackbox_port=19094,
                         postgres_exporter_bin="/usr/bin/prometheus-postgres-exporter", postgres_exporter_port=19095,
                         redis_exporter_bin="/usr/bin/prometheus-redis-exporter", redis_exporter_port=19096,
-                        password_file=Path("/srv/setpoint/monitoring/password"))
+                        password_file=Path("/srv/setpoint/monitoring/password"), console_url="https://localhost")
 # Receivers of alerts: a webhook and two e-mail addresses through a server with a login, one
 # address through a relay on the host, an instance with none, one with Slack and PagerDuty.
 MAIL = Smtp(host="mail.example.com", username="alerts", from_address="setpoint@example.com")
@@ -103,6 +104,7 @@ def rendered_files(ctx):
         "Caddyfile": render_caddyfile(home, Path("/srv/setpoint/caddy/admin/admin.sock"), MONITORING.caddy_metrics_port),
         "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint-caddy", "/opt/setpoint/bin/python",
                                                     MONITORING, "/usr/sbin/rsyslogd"),
+        "consoles.caddy": render_consoles_site(MONITORING, [443, 8443]),
         "rsyslog.conf": render_logstore_config(home),
         "rsyslog-instance.conf": render_logstore_instance(ctx),
         "rsyslog-instance-remote.conf": render_logstore_instance(

@@ -35,6 +35,7 @@ from setpoint.render import (
     Receivers,
     render_alertmanager_config,
     render_blackbox_config,
+    render_consoles_site,
     render_host_rules,
     render_instance_rules,
     render_monitoring_web_config,
@@ -81,16 +82,53 @@ def monitoring_of(home: Home) -> Monitoring:
     )
 
 
-def host_retention_days(home: Home, converging: InstanceSpec | None = None) -> int:
-    """How long the host's one Prometheus keeps its data: the longest any instance's spec asks
-    (`metrics.retention_days`), with `converging` as it is about to be saved."""
+def host_specs(home: Home, converging: InstanceSpec | None = None) -> list[InstanceSpec]:
+    """The specs of the host's instances, with `converging` as an `up` is about to save it."""
     from setpoint.runtime.local.instance import saved_spec
 
     specs = {name: saved_spec(home.instance(name)) for name in home.instance_names()}
     if converging is not None:
         specs[converging.name] = converging
-    return max((spec.metrics.retention_days for spec in specs.values() if spec is not None),
+    return [spec for spec in specs.values() if spec is not None]
+
+
+def host_retention_days(specs: list[InstanceSpec]) -> int:
+    """How long the host's one Prometheus keeps its data: the longest any spec asks
+    (`metrics.retention_days`)."""
+    return max((spec.metrics.retention_days for spec in specs),
                default=InstanceSpec.model_fields["metrics"].default.retention_days)
+
+
+def console_ports(specs: list[InstanceSpec]) -> list[int]:
+    """The HTTPS ports on which Caddy serves the host's Prometheus and Alertmanager: every port an
+    instance uses, so an operator who reaches one instance reaches them."""
+    return sorted({spec.https_port for spec in specs})
+
+
+def console_url(specs: list[InstanceSpec]) -> str | None:
+    ports = console_ports(specs)
+    if not ports:
+        return None
+    port = 443 if 443 in ports else ports[0]
+    return "https://localhost" + ("" if port == 443 else f":{port}")
+
+
+def write_consoles_site(home: Home, monitoring: Monitoring, specs: list[InstanceSpec]) -> bool:
+    """Caddy's site for the host's Prometheus and Alertmanager; whether it changed."""
+    from setpoint.home import caddy_user
+
+    return write_file(home.caddy_dir / "sites" / "_monitoring.caddy",
+                      render_consoles_site(monitoring, console_ports(specs)), owner=caddy_user())
+
+
+def console_login(home: Home) -> dict[str, str]:
+    """Where the host's Prometheus is served through Caddy, and the login it asks for."""
+    monitoring, specs = monitoring_of(home), host_specs(home)
+    url = console_url(specs)
+    if url is None or not monitoring.password_file.exists():
+        raise InputError("this host runs no instance, so its monitoring is not served", "create one: setpoint up NAME")
+    return {"url": f"{url}/prometheus/", "alertmanager": f"{url}/alertmanager/", "username": MONITORING_API_USER,
+            "password": monitoring.password_file.read_text().strip()}
 
 
 @dataclass(frozen=True)

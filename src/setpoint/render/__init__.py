@@ -378,6 +378,8 @@ class Monitoring:
     password_file: Path
     retention_days: int = 30
     scrape_interval_s: int = 15
+    # Where Prometheus's and Alertmanager's UIs are served through Caddy (their links start there).
+    console_url: str | None = None
 
 
 MONITORING_API_USER = "setpoint"
@@ -386,6 +388,13 @@ MONITORING_API_USER = "setpoint"
 def render_monitoring_web_config(password_hash: str) -> str:
     """Prometheus's and Alertmanager's --web.config.file: basic authentication, bcrypt."""
     return render_template("monitoring-web.yml.j2", user=MONITORING_API_USER, password_hash=password_hash)
+
+
+def render_consoles_site(monitoring: Monitoring, https_ports: list[int]) -> str:
+    """The Caddy site serving the host's Prometheus (/prometheus/) and Alertmanager
+    (/alertmanager/) at https://localhost on every HTTPS port the host's instances use."""
+    sites = [f"https://localhost:{port}" for port in https_ports]
+    return render_template("consoles.caddy.j2", sites=sites, monitoring=monitoring)
 
 
 def render_caddyfile(home: Home, admin_socket: Path, metrics_port: int) -> str:

@@ -251,9 +251,16 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
 
     step("publishing the site over HTTPS")
     site = home.caddy_dir / "sites" / f"{spec.name}.caddy"
-    if write_file(site, render_site(ctx), owner=caddy_user()):
+    published = write_file(site, render_site(ctx), owner=caddy_user())
+    specs = monitoring.host_specs(home, spec)
+    consoles = monitoring.write_consoles_site(home, monitoring.monitoring_of(home), specs)
+    if published or consoles:
         platform.caddy.reload()
+    if published:
         act(f"published {spec.url} through Caddy")
+    if consoles:
+        act(f"served the host's Prometheus and Alertmanager at {monitoring.console_url(specs)}/prometheus/ and "
+            "/alertmanager/ (their password: setpoint credentials --monitoring)")
     ca_root = str(platform.caddy.wait_ca_root()) if spec.is_local_hostname else None
     startup.wait_healthy(spec, platform, timeout=180)
     if not ephemeral:

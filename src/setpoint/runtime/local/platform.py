@@ -70,8 +70,9 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     write_file(home.root / "platform.json", json.dumps({"caddy_admin": "unix socket"}) + "\n")
     platform = load_platform(home)
     caddy_bin = proc.find_binary("caddy")
-    monitored = replace(monitoring.monitoring_of(home),
-                        retention_days=monitoring.host_retention_days(home, converging))
+    specs = monitoring.host_specs(home, converging)
+    monitored = replace(monitoring.monitoring_of(home), retention_days=monitoring.host_retention_days(specs),
+                        console_url=monitoring.console_url(specs))
     monitoring_changes = monitoring.prepare(home, monitored, log)
     logstore_changed = logstore.prepare(home)
     caddyfile = render_caddyfile(home, platform.caddy.admin_socket, monitored.caddy_metrics_port)
