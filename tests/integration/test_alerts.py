@@ -13,8 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiosmtpd.controller import Controller
 
+from setpoint.backup.service import take_backup
 from setpoint.checklist import run_scorecard
+from setpoint.errors import SetpointError
 from setpoint.runtime.local import converge, lifecycle
+from setpoint.runtime.local.instance import load_context
 from setpoint.runtime.local.platform import load_platform
 from setpoint.home import monitor_user
 from setpoint.spec.model import Smtp
@@ -91,7 +94,8 @@ def receiver(home, instance, mailbox):
     spec = instance[0]
     alerting = spec.model_copy(update={
         "alerts": spec.alerts.model_copy(update={"webhooks": [f"http://127.0.0.1:{server.server_port}/alerts"],
-                                                 "emails": ["oncall@example.com"], "instance_down_after_s": 15}),
+                                                 "emails": ["oncall@example.com"], "instance_down_after_s": 15,
+                                                 "error_for_s": 60}),
         "smtp": Smtp(host="127.0.0.1", port=mailbox[1], security="none", from_address="setpoint@example.com")})
     report = converge.up(home, alerting)
     assert "routed alpha's alerts to 1 webhook(s) and 1 e-mail address(es)" in report.actions
@@ -129,3 +133,45 @@ def test_instance_down_alert_arrives_and_resolves(home, receiver, mailbox):
     report_figure(f"instance-down alert: fired {fired:.0f} s after gunicorn stopped (rule: down for 15 s; "
                   f"e-mail {mailed:.0f} s), resolved {resolved:.0f} s after it started again")
     assert lifecycle.instance_status(home, "alpha").health == "ok"
+
+
+def test_a_burst_of_5xx_and_a_failed_backup_fire_their_alerts_and_recovery_resolves_them(home, receiver, admin):
+    """Two faults at once (their alerts take a minute or two each):
+    - Redis stops for a moment: every page answers 500 before Superset's API sees it (the session
+      lives there). The share of 5xx stays above 5% for the spec's 60 s: the error-rate alert
+      fires. Ordinary traffic afterwards brings the share under 5%: it resolves.
+    - The backup repository's directory is closed to the data account: the backup fails, the
+      scheduler's facts say so within a minute, the backup alert fires. The next backup succeeds
+      and resolves it."""
+    supervisor = load_platform(home).supervisor
+    ctx = load_context(home, "alpha")
+    repo = ctx.paths.backup / "repo"
+    mode = repo.stat().st_mode
+    repo.chmod(0)
+    try:
+        with pytest.raises(SetpointError):
+            take_backup(ctx, "incr")
+    finally:
+        repo.chmod(mode)
+    backup_failed = time.monotonic()
+    supervisor.stop("alpha-redis")
+    try:
+        failed = [admin.call("GET", "/api/v1/me/").status_code for _ in range(40)]
+    finally:
+        supervisor.ctl("start", "alpha-redis")
+    assert set(failed) == {500}, failed
+    burst = time.monotonic()
+
+    backup_fired = receiver.wait_for("BackupFailed", "firing", backup_failed, timeout=240)
+    recovered = time.monotonic()
+    take_backup(ctx, "incr")
+    errors_fired = receiver.wait_for("SupersetErrorRate", "firing", burst, timeout=240)
+    answered = [admin.call("GET", "/api/v1/me/").status_code for _ in range(900)]
+    assert answered.count(200) == len(answered), sorted(set(answered))
+    diluted = time.monotonic()
+    backup_resolved = receiver.wait_for("BackupFailed", "resolved", recovered, timeout=240)
+    errors_resolved = receiver.wait_for("SupersetErrorRate", "resolved", diluted, timeout=240)
+    report_figure(f"error-rate alert: fired {errors_fired:.0f} s after 40 answers of 500 (rule: above 5% for 60 s), "
+                  f"resolved {errors_resolved:.0f} s after 900 answers of 200")
+    report_figure(f"backup alert: fired {backup_fired:.0f} s after a backup into a closed repository failed, "
+                  f"resolved {backup_resolved:.0f} s after the next backup succeeded")

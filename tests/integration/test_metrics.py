@@ -194,8 +194,8 @@ def test_the_alert_rules_are_loaded_and_point_20_says_what_is_missing(home, inst
     # may have restarted alpha, which leaves a rule pending until the next scrape finds it up).
     # The error-rate rule looks back 5 minutes: a module before this one that killed workers may
     # have left it pending, which is right only while the errors' share is above the threshold.
-    error_ratio = ('sum(rate(superset_events_total{setpoint_instance="alpha",event=~`.+[.]error`}[5m])) / '
-                   'sum(rate(superset_events_total{setpoint_instance="alpha",event=~`.+[.](success|warning|error)`}[5m]))')
+    error_ratio = ('sum(rate(superset_http_responses_total{setpoint_instance="alpha",status="5xx"}[5m])) / '
+                   'sum(rate(superset_http_responses_total{setpoint_instance="alpha"}[5m]))')
 
     def settled(states: dict[str, str]) -> bool:
         errors = [float(r["value"][1]) for r in prometheus.query(error_ratio)]

@@ -250,7 +250,7 @@ class Alerts(Strict):
     slack: Slack | None = None
     pagerduty: PagerDuty | None = None
     instance_down_after_s: int = Field(120, ge=10, le=3600, description="alert when Superset has not answered this long")
-    error_ratio: float = Field(0.05, gt=0, lt=1, description="alert when this share of API requests fail with 5xx ...")
+    error_ratio: float = Field(0.05, gt=0, lt=1, description="alert when this share of the web server's answers are 5xx ...")
     error_for_s: int = Field(300, ge=60, le=3600, description="... for this long")
     backup_max_age_h: int = Field(26, ge=1, le=720, description="alert when the last full backup is older than this")
 

@@ -9,7 +9,10 @@ always sets X-Forwarded-For) gets 404 here too.
 
 Superset reports events (`incr`: API calls by endpoint and outcome, cache hits and misses, SQL
 Lab and report runs) and durations in milliseconds (`timing`); they become
-`superset_events_total{event}` and `superset_duration_seconds{event}`. Every Celery task's
+`superset_events_total{event}` and `superset_duration_seconds{event}`. Every answer gunicorn
+gives becomes `superset_http_responses_total{status}` (2xx to 5xx), health checks, metrics and
+static files aside: Superset counts an API call's error only when the API itself fails, and a
+request that fails before it (its session in a Redis that is down) would go unseen. Every Celery task's
 outcome becomes `superset_celery_tasks_total{task,outcome}`: Superset reports none, and a worker
 whose asynchronous chart queries or reports fail is otherwise seen only in its log.
 """
@@ -30,6 +33,10 @@ LEVELS = Gauge("superset_gauge", "Superset's gauges (STATS_LOGGER gauge, decr), 
 TASKS = Counter("superset_celery_tasks", "Celery tasks the worker ran, by task and outcome (success, failure, retry).",
                 ["task", "outcome"])
 
+RESPONSES = Counter("superset_http_responses", "Answers of the instance's web server by status class, health checks, "
+                    "metrics and static files aside.", ["status"])
+NOT_COUNTED = ("/health", "/ping", PATH, "/static/")
+
 
 class PrometheusStatsLogger(BaseStatsLogger):
     def incr(self, key: str) -> None:
@@ -43,6 +50,28 @@ class PrometheusStatsLogger(BaseStatsLogger):
 
     def gauge(self, key: str, value: float) -> None:
         LEVELS.labels(key).set(value)
+
+
+def count_responses(app) -> None:
+    """Count the status class of every answer of `app` (its outermost WSGI layer, so that no
+    failure inside escapes the count)."""
+    inner = app.wsgi_app
+
+    def counted(environ, start_response):
+        if environ.get("PATH_INFO", "").startswith(NOT_COUNTED):
+            return inner(environ, start_response)
+
+        def start(status, headers, exc_info=None):
+            RESPONSES.labels(f"{status[:1]}xx").inc()
+            return start_response(status, headers, exc_info)
+
+        try:
+            return inner(environ, start)
+        except Exception:
+            RESPONSES.labels("5xx").inc()  # gunicorn answers 500 for what escapes the app
+            raise
+
+    app.wsgi_app = counted
 
 
 def count_celery_tasks() -> None:
