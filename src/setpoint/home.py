@@ -99,6 +99,8 @@ class InstancePaths:
     superset_home = property(lambda self: self.data / "superset")
     # Where every Superset process of the instance writes its Prometheus samples.
     metrics_dir = property(lambda self: self.data / "superset" / "metrics")
+    # The Celery worker writes its process id here once it consumes from the broker.
+    worker_ready_file = property(lambda self: self.data / "superset" / "worker.ready")
     # Where Superset's processes append the instance's audit trail for the host's log store.
     audit_dir = property(lambda self: self.data / "superset" / "audit")
     audit_log = property(lambda self: self.data / "superset" / "audit" / "audit.log")

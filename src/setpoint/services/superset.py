@@ -149,10 +149,24 @@ class SupersetCommands:
         )
         return result.ok and "pong" in result.stdout
 
-    def wait_worker(self, timeout: float = 120) -> None:
+    def announced(self, pid: int) -> bool:
+        """Whether the worker process `pid` said it consumes from the broker (its ready file)."""
+        try:
+            return self.ctx.paths.worker_ready_file.read_text().strip() == str(pid)
+        except OSError:
+            return False
+
+    def wait_worker(self, pid: int | None = None, timeout: float = 120) -> None:
+        """Wait until the worker consumes from the broker: the worker process `pid` says so in its
+        ready file (superset_side/task_safety.py) when its configuration has one; else it must
+        answer a ping, which loads Superset's Celery app in a process of its own."""
         name = self.ctx.spec.name
-        wait_until(self.ping_worker, timeout, SetpointError(
-            f"the Celery worker of {name} does not answer", f"see: setpoint logs {name} worker"), interval=2)
+        config = self.ctx.paths.config / "superset_config.py"
+        announces = pid is not None and config.exists() and str(self.ctx.paths.worker_ready_file) in config.read_text()
+        ready = (lambda: self.announced(pid)) if announces else self.ping_worker
+        wait_until(ready, timeout, SetpointError(
+            f"the Celery worker of {name} does not answer", f"see: setpoint logs {name} worker"),
+            interval=0.5 if announces else 2)
 
     def ensure_admin(self, password: str) -> bool:
         """Create the admin from the spec with the generated password; return whether it was new."""

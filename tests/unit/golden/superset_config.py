@@ -187,7 +187,8 @@ _BEAT_SCHEDULE = {
 }
 _TASKS = _setpoint_module("setpoint_task_safety").TaskSafety(
     _redis_url(0), SQLALCHEMY_DATABASE_URI, time_limit_s=600,
-    grace_s=60, scheduled_tasks=tuple(e["task"] for e in _BEAT_SCHEDULE.values()))
+    grace_s=60, scheduled_tasks=tuple(e["task"] for e in _BEAT_SCHEDULE.values()),
+    ready_file='/srv/setpoint/instances/demo/data/superset/worker.ready')
 _QUERY_LIMITS = {"soft_time_limit": 600, "time_limit": 660}
 
 

@@ -36,8 +36,7 @@ def start_app(ctx: InstanceContext, platform: Platform, before: dict[str, Proces
     """Start gunicorn and Celery and wait until they run and the worker answers over the broker.
 
     A worker that is still the process it was `before` (supervisord's states when the caller
-    began) was proven when it started: it is not asked again. Asking loads Superset's Celery app
-    in a process of its own, seconds of CPU on every `up`."""
+    began) was proven when it started: it is not asked again."""
     names = [p.name for p in instance_programs(ctx)]
     platform.supervisor.start(*names)
     platform.supervisor.wait_running(names, timeout=120)
@@ -45,7 +44,7 @@ def start_app(ctx: InstanceContext, platform: Platform, before: dict[str, Proces
     was = (before or {}).get(worker)
     now = platform.supervisor.states(ctx.spec.name).get(worker)
     if was is None or not was.is_running or now is None or now.pid != was.pid:
-        SupersetCommands(ctx).wait_worker()
+        SupersetCommands(ctx).wait_worker(now.pid if now else None)
 
 
 def start_instance(ctx: InstanceContext, platform: Platform, secrets: dict[str, str]) -> None:

@@ -17,7 +17,10 @@ what settings cannot:
 - the reaper (a thread of the worker's main process): every REAP_EVERY_S, a SQL Lab query still
   `running` or `pending` a minute past the instance's time limit is marked `failed`;
 - `connection_mutator` gives PostgreSQL analytics connections a statement_timeout;
-- `quiet_superset_teardown` stops a traceback Superset 6.1 logs after every task.
+- `quiet_superset_teardown` stops a traceback Superset 6.1 logs after every task;
+- `announce_ready` writes the worker's process id to a file once it consumes from the broker:
+  `up` waits for that instead of asking the worker over the broker (a process loading Superset's
+  Celery app, seconds of CPU each time).
 
 Stdlib only at import; Celery, redis and SQLAlchemy are imported where used.
 """
@@ -50,8 +53,9 @@ class TaskSafety:
     """The instance's broker, metadata database and time limit, and the hooks that use them."""
 
     def __init__(self, broker_url: str, metadata_uri: str, time_limit_s: int, grace_s: int,
-                 scheduled_tasks: tuple[str, ...] = ()) -> None:
+                 scheduled_tasks: tuple[str, ...] = (), ready_file: str | None = None) -> None:
         self.broker_url = broker_url
+        self.ready_file = ready_file
         self.scheduled_tasks = scheduled_tasks
         self.metadata_uri = metadata_uri
         self.time_limit_s = time_limit_s
@@ -213,6 +217,11 @@ class TaskSafety:
         if headers is not None:
             headers.setdefault("setpoint_queued_at", time.time())
 
+    def announce_ready(self, **_) -> None:
+        if self.ready_file:
+            with open(self.ready_file, "w") as handle:
+                handle.write(str(os.getpid()))
+
     def install(self) -> dict:
         """Connect the hooks; return the task annotation that applies to every task."""
         from celery import signals
@@ -220,5 +229,6 @@ class TaskSafety:
         signals.worker_init.connect(self.restore_orphans, weak=False)
         signals.worker_init.connect(self.quiet_superset_teardown, weak=False)
         signals.worker_ready.connect(self.start_reaper, weak=False)
+        signals.worker_ready.connect(self.announce_ready, weak=False)
         signals.before_task_publish.connect(self.stamp, weak=False)
         return {"@__call__": self.guard}
