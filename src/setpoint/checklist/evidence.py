@@ -291,6 +291,8 @@ class Evidence:
 
             commands = SupersetCommands(managed.context)
             python = managed.context.venv / "bin" / "python"
+            env.update(SETPOINT_CELERY_WORKER=f"{managed.context.spec.name}-worker@localhost",
+                       SETPOINT_FACTS_CACHE=str(managed.paths.superset_home / "facts-cache.json"))
             return [str(python), str(FACTS_SCRIPT)], commands.env(**env), managed.context.superset_user, managed.paths.superset_home
         if not (self.target.config_file or self.target.metadata_uri):
             return None
