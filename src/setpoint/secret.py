@@ -32,7 +32,7 @@ SECRET_LENGTHS = {
 # What Superset's own processes read (superset-secrets.json, 0640 to the instance's Superset
 # account): never the database superuser's, the backups' or the admin's secrets.
 SUPERSET_SECRETS = ("secret_key", "async_jwt_secret", "guest_token_jwt_secret", "metadata_db_password", "redis_password",
-                    "sso_client_secret")
+                    "sso_client_secret", "smtp_password")
 
 ALPHABET = string.ascii_letters + string.digits
 

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiosmtpd.controller import Controller
 
+from setpoint import examples
 from setpoint.backup.service import take_backup
 from setpoint.checklist import run_scorecard
 from setpoint.errors import SetpointError
@@ -62,11 +63,23 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.subjects: list[tuple[float, str]] = []
+        self.messages: list[tuple[float, list[str], email.message.Message]] = []
 
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.original_content)
         self.subjects.append((time.monotonic(), str(message["Subject"])))
+        self.messages.append((time.monotonic(), list(envelope.rcpt_tos), message))
         return "250 OK"
+
+    def to(self, address: str) -> list[email.message.Message]:
+        return [message for _, recipients, message in self.messages if address in recipients]
+
+    def wait_to(self, address: str, timeout: float) -> email.message.Message:
+        deadline = time.monotonic() + timeout
+        while not self.to(address):
+            assert time.monotonic() < deadline, f"no e-mail to {address} within {timeout:.0f} s: {self.subjects}"
+            time.sleep(1)
+        return self.to(address)[0]
 
     def wait_for(self, words: tuple[str, ...], since: float, timeout: float) -> float:
         deadline = time.monotonic() + timeout
@@ -175,3 +188,40 @@ def test_a_burst_of_5xx_and_a_failed_backup_fire_their_alerts_and_recovery_resol
                   f"resolved {errors_resolved:.0f} s after 900 answers of 200")
     report_figure(f"backup alert: fired {backup_fired:.0f} s after a backup into a closed repository failed, "
                   f"resolved {backup_resolved:.0f} s after the next backup succeeded")
+
+
+def test_reports_and_alerts_are_mailed_through_the_specs_server_as_csv(home, receiver, mailbox, admin):
+    """With the spec's smtp: section, Superset's alerts and reports reach the mail server: a chart's
+    CSV report every minute, an alert whose SQL condition holds, and none for one whose does not."""
+    # Superset attaches one alert or report to a chart: three of the sample charts.
+    charts = iter(c["id"] for c in admin.get("/api/v1/chart/", params={"q": "(page_size:100)"}).json()["result"])
+    database = admin.find("database", "database_name", examples.DATABASE_NAME)[0]["id"]
+
+    def schedule(name: str, to: str, **fields) -> int:
+        body = {"name": name, "crontab": "* * * * *", "timezone": "UTC", "active": True, "chart": next(charts),
+                "report_format": "CSV", "recipients": [{"type": "Email", "recipient_config_json": {"target": to}}],
+                **fields}
+        response = admin.call("POST", "/api/v1/report/", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    alert = {"type": "Alert", "database": database, "validator_type": "operator"}
+    made = [schedule("setpoint csv report", "csv@example.com", type="Report"),
+            schedule("setpoint true alert", "alert-true@example.com", sql="SELECT 1",
+                     validator_config_json={"op": ">", "threshold": 0}, **alert),
+            schedule("setpoint false alert", "alert-false@example.com", sql="SELECT 0",
+                     validator_config_json={"op": ">", "threshold": 0}, **alert)]
+    scheduled = time.monotonic()
+    try:
+        report = mailbox[0].wait_to("csv@example.com", timeout=240)
+        delivered = time.monotonic() - scheduled
+        attachments = {part.get_filename(): part.get_payload(decode=True) for part in report.walk() if part.get_filename()}
+        (name, csv), = attachments.items()
+        assert name.endswith(".csv") and csv.count(b"\n") > 3, (name, csv[:200])
+        mailbox[0].wait_to("alert-true@example.com", timeout=120)
+        time.sleep(20)  # evaluated in the same minute as the true one
+        assert not mailbox[0].to("alert-false@example.com")
+    finally:
+        for schedule_id in made:
+            admin.call("DELETE", f"/api/v1/report/{schedule_id}")
+    report_figure(f"a chart's CSV report: mailed {delivered:.0f} s after it was scheduled for every minute")

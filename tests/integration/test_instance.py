@@ -151,6 +151,16 @@ def test_a_process_started_while_its_database_is_down_does_not_print_the_passwor
     assert secrets["metadata_db_password"] not in output
 
 
+def test_an_email_report_is_refused_while_the_spec_names_no_mail_server(admin):
+    chart = admin.find("chart", "slice_name", "Top countries")[0]["id"]
+    response = admin.call("POST", "/api/v1/report/", json={
+        "type": "Report", "name": "never sent", "crontab": "0 8 * * *", "chart": chart, "report_format": "CSV",
+        "recipients": [{"type": "Email", "recipient_config_json": {"target": "someone@example.com"}}]})
+    assert response.status_code == 422, response.text
+    assert "smtp: section" in response.json()["message"]
+    assert not admin.find("report", "name", "never sent")
+
+
 def signed_with(token: str, secret: str) -> bool:
     """Whether an HS256 JWT's signature is made with `secret`."""
     header_and_payload, _, signature = token.rpartition(".")

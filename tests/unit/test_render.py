@@ -95,6 +95,9 @@ SSO = {"issuer": "https://idp.example.com/realms/acme", "client_id": "superset",
        "roles": {"bi-admins": ["Admin"], "analysts": ["Alpha", "sql_lab"], "viewers": ["Gamma"]}}
 
 
+SMTP = {"host": "smtp.example.com", "username": "reports@example.com", "from_address": "superset@example.com"}
+
+
 def rendered_files(ctx):
     files = {f.path.name: f for f in render_instance(ctx, SECRETS)}
     home = Home(Path("/srv/setpoint"))
@@ -116,7 +119,7 @@ def rendered_files(ctx):
         "rules-instance.yml": render_instance_rules(ctx.spec),
         "alertmanager.yml": render_alertmanager_config(RECEIVERS),
         "setpoint.service": render_boot_unit(home, "/srv/setpoint/current/bin/setpoint"),
-        "superset_config-sso.py": next(f.text for f in render_instance(context(sso=SSO), SECRETS)
+        "superset_config-sso.py": next(f.text for f in render_instance(context(sso=SSO, smtp=SMTP), SECRETS)
                                        if f.path.name == "superset_config.py"),
     }
     return {**{name: f.text for name, f in files.items()}, **extra}

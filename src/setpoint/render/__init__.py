@@ -254,7 +254,8 @@ CACHES = {
 REDIS_DBS_OF_THE_PRESENT = tuple(REDIS_DB[k] for k in ("broker", "task_results", "caches", "query_results", "async_events"))
 
 # Setpoint's modules that superset_config.py loads from beside itself.
-SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "ownership_guard", "metrics", "audit", "log_hygiene")
+SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "ownership_guard", "metrics", "audit", "log_hygiene",
+                         "reports")
 
 
 def superset_side_modules(spec: InstanceSpec) -> tuple[str, ...]:

@@ -266,6 +266,20 @@ DB_CONNECTION_MUTATOR = _TASKS.connection_mutator
 WEBDRIVER_BASEURL = "http://127.0.0.1:20001/"
 WEBDRIVER_BASEURL_USER_FRIENDLY = 'https://demo.localhost/'
 
+# --- Alerts and reports: run as their owner (never a fixed admin: each sees what its owner may) ---
+from superset.tasks.types import ExecutorType  # noqa: E402 - loaded by Superset's config already
+
+ALERT_REPORTS_EXECUTORS = [ExecutorType.OWNER]
+# E-mail through the spec's mail server (smtp:); its password from the secret store.
+SMTP_HOST = 'smtp.example.com'
+SMTP_PORT = 587
+SMTP_STARTTLS = True
+SMTP_SSL = False
+SMTP_SSL_SERVER_AUTH = True  # the server's certificate is verified
+SMTP_USER = 'reports@example.com'
+SMTP_PASSWORD = _SECRETS.get("smtp_password", "")
+SMTP_MAIL_FROM = 'superset@example.com'
+
 # Asynchronous queries over Redis streams, with a JWT secret of their own.
 FEATURE_FLAGS = {'GLOBAL_ASYNC_QUERIES': True, 'ALERT_REPORTS': True}
 GLOBAL_ASYNC_QUERIES_TRANSPORT = "polling"

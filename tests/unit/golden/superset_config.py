@@ -111,6 +111,8 @@ def FLASK_APP_MUTATOR(app) -> None:
     _AUDIT.record_access(app)
     # Every answer's status class, even one Superset's API never counted (a failure before it).
     _metrics.count_responses(app)
+    _reports.refuse_email_without_server(
+        app, "name a mail server in the spec's smtp: section and run setpoint up demo --spec FILE")
 
 
 # Every database connection goes through Setpoint's guard (setpoint_database_guard.py beside this
@@ -238,6 +240,15 @@ SQLLAB_TIMEOUT = 30
 DB_CONNECTION_MUTATOR = _TASKS.connection_mutator
 WEBDRIVER_BASEURL = "http://127.0.0.1:20001/"
 WEBDRIVER_BASEURL_USER_FRIENDLY = 'https://demo.localhost/'
+
+# --- Alerts and reports: run as their owner (never a fixed admin: each sees what its owner may) ---
+from superset.tasks.types import ExecutorType  # noqa: E402 - loaded by Superset's config already
+
+ALERT_REPORTS_EXECUTORS = [ExecutorType.OWNER]
+# No mail server in the spec: no e-mail report can be saved (setpoint_reports.py), and Superset's
+# published default password is not left in place.
+SMTP_PASSWORD = ""
+_reports = _setpoint_module("setpoint_reports")
 
 # Asynchronous queries over Redis streams, with a JWT secret of their own.
 FEATURE_FLAGS = {'GLOBAL_ASYNC_QUERIES': True, 'ALERT_REPORTS': True}

@@ -36,6 +36,7 @@ TASKS = Counter("superset_celery_tasks", "Celery tasks the worker ran, by task a
 RESPONSES = Counter("superset_http_responses", "Answers of the instance's web server by status class, health checks, "
                     "metrics and static files aside.", ["status"])
 NOT_COUNTED = ("/health", "/ping", PATH, "/static/")
+WATCHED_TASKS = ("load_chart_data_into_cache", "load_explore_json_into_cache", "sql_lab.get_sql_results", "reports.execute")
 
 
 class PrometheusStatsLogger(BaseStatsLogger):
@@ -56,6 +57,10 @@ def count_responses(app) -> None:
     """Count the status class of every answer of `app` (its outermost WSGI layer, so that no
     failure inside escapes the count)."""
     inner = app.wsgi_app
+    # Every series exists from the start at 0: Prometheus's rate() takes a series' first sample as
+    # its baseline, so 40 errors that created the 5xx series would count as no increase at all.
+    for status in ("2xx", "3xx", "4xx", "5xx"):
+        RESPONSES.labels(status)
 
     def counted(environ, start_response):
         if environ.get("PATH_INFO", "").startswith(NOT_COUNTED):
@@ -77,6 +82,10 @@ def count_responses(app) -> None:
 def count_celery_tasks() -> None:
     """Count each Celery task's outcome as it ends, in the process that ran it."""
     from celery import signals
+
+    for task in WATCHED_TASKS:  # at 0 from the start (see count_responses)
+        for outcome in ("success", "failure"):
+            TASKS.labels(task, outcome)
 
     def ended(sender=None, state=None, **_) -> None:
         TASKS.labels(getattr(sender, "name", None) or "unknown", (state or "unknown").lower()).inc()
