@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import shutil
 import sys
 from enum import Enum
@@ -974,6 +975,30 @@ def alerts(
     for alert in firing:
         out.print(f"{alert['since'][:19].replace('T', ' ')}  {alert['severity']:<5} {alert['alert']:<24} "
                   f"{alert['instance']:<10} {escape(alert['summary'])}")
+
+
+@app.command("report-test")
+def report_test(
+    name: str = typer.Argument(..., help="Instance name."),
+    to: str = typer.Option(..., "--to", help="The address that receives the e-mail."),
+) -> None:
+    """Send an e-mail now through the instance's Superset, as its alerts and reports do.
+
+    Example: setpoint report-test demo --to ops@example.com
+    """
+    from setpoint.runtime.local.instance import load_context
+    from setpoint.services.superset import SupersetCommands
+    from setpoint.spec.model import EMAIL_PATTERN
+
+    if not re.match(EMAIL_PATTERN, to):
+        raise InputError(f"{to} is not an e-mail address", "give one like ops@example.com to --to")
+    ctx = load_context(home(), name)
+    if ctx.spec.smtp is None:
+        raise InputError(f"{name}'s spec names no mail server, so it sends no e-mail",
+                         f"add an smtp: section to the spec and run setpoint up {name} --spec FILE")
+    with console.status(f"sending a test e-mail to {to} through {name}'s Superset"):
+        SupersetCommands(ctx).send_test_mail(to)
+    done(f"{name}'s Superset sent a test e-mail to {to} through {ctx.spec.smtp.host}:{ctx.spec.smtp.port}")
 
 
 @app.command()

@@ -22,7 +22,7 @@ from setpoint.runtime.local.instance import load_context
 from setpoint.runtime.local.platform import load_platform
 from setpoint.home import monitor_user
 from setpoint.spec.model import Smtp
-from tests.conftest import access_as, report_figure
+from tests.conftest import access_as, report_figure, run_cli
 from tests.s3_server import free_port
 
 
@@ -225,3 +225,10 @@ def test_reports_and_alerts_are_mailed_through_the_specs_server_as_csv(home, rec
         for schedule_id in made:
             admin.call("DELETE", f"/api/v1/report/{schedule_id}")
     report_figure(f"a chart's CSV report: mailed {delivered:.0f} s after it was scheduled for every minute")
+
+
+def test_report_test_sends_through_supersets_own_mail_settings(home, receiver, mailbox):
+    sent = run_cli("report-test", "alpha", "--to", "check@example.com", home=home)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    message = mailbox[0].wait_to("check@example.com", timeout=30)
+    assert "alpha" in message["Subject"] and message["From"] == "setpoint@example.com"

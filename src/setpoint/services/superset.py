@@ -206,6 +206,13 @@ class SupersetCommands:
                           what="making the roles and row-level security")
         return json.loads(output.strip().splitlines()[-1])
 
+    def send_test_mail(self, to: str) -> None:
+        """Send one e-mail to `to` through Superset's own mail settings (its alerts' and reports')."""
+        self.run([str(self.ctx.venv / "bin" / "python"), str(superset_side_script("send_test_mail"))],
+                 what=f"sending a test e-mail to {to} through {self.ctx.spec.name}'s Superset",
+                 hint="check the spec's smtp: section (host, port, security, username, password), then run it again",
+                 SETPOINT_MAIL_TO=to, SETPOINT_INSTANCE=self.ctx.spec.name)
+
     def refused_databases(self) -> list[str]:
         """The saved databases whose connection the instance's database guard refuses."""
         output = self.run([str(self.ctx.venv / "bin" / "python"), str(superset_side_script("refused_databases"))],
