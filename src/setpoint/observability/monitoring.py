@@ -114,11 +114,16 @@ def console_url(specs: list[InstanceSpec]) -> str | None:
 
 
 def write_consoles_site(home: Home, monitoring: Monitoring, specs: list[InstanceSpec]) -> bool:
-    """Caddy's site for the host's Prometheus and Alertmanager; whether it changed."""
+    """Caddy's site for the host's Prometheus and Alertmanager (none without an instance); whether
+    it changed."""
     from setpoint.home import caddy_user
 
-    return write_file(home.caddy_dir / "sites" / "_monitoring.caddy",
-                      render_consoles_site(monitoring, console_ports(specs)), owner=caddy_user())
+    site = home.caddy_dir / "sites" / "_monitoring.caddy"
+    if not specs:
+        existed = site.exists()
+        site.unlink(missing_ok=True)
+        return existed
+    return write_file(site, render_consoles_site(monitoring, console_ports(specs)), owner=caddy_user())
 
 
 def console_login(home: Home) -> dict[str, str]:

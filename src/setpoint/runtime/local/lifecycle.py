@@ -211,6 +211,10 @@ def destroy(home: Home, name: str) -> list[str]:
     if logstore.withdraw(home, name) and platform is not None:
         logstore.reload(platform.supervisor)
     shutil.rmtree(paths.root)
+    # The host's consoles leave the HTTPS port no instance uses any more.
+    if monitoring.write_consoles_site(home, monitoring.monitoring_of(home), monitoring.host_specs(home)) \
+            and platform is not None and platform.supervisor.is_running():
+        platform.caddy.reload()
     for log in paths.access_log.parent.glob(f"{name}.access*"):
         log.unlink()
     actions.append(f"deleted {paths.root}")
