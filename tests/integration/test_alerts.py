@@ -65,6 +65,12 @@ class Mailbox:
         self.subjects: list[tuple[float, str]] = []
         self.messages: list[tuple[float, list[str], email.message.Message]] = []
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("refused@"):
+            return "550 5.1.1 no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.original_content)
         self.subjects.append((time.monotonic(), str(message["Subject"])))
@@ -192,7 +198,8 @@ def test_a_burst_of_5xx_and_a_failed_backup_fire_their_alerts_and_recovery_resol
 
 def test_reports_and_alerts_are_mailed_through_the_specs_server_as_csv(home, receiver, mailbox, admin):
     """With the spec's smtp: section, Superset's alerts and reports reach the mail server: a chart's
-    CSV report every minute, an alert whose SQL condition holds, and none for one whose does not."""
+    CSV report every minute, an alert whose SQL condition holds, and none for one whose does not.
+    A report the mail server refuses fires the ReportsFailing alert, resolved once it is gone."""
     # Superset attaches one alert or report to a chart: three of the sample charts.
     charts = iter(c["id"] for c in admin.get("/api/v1/chart/", params={"q": "(page_size:100)"}).json()["result"])
     database = admin.find("database", "database_name", examples.DATABASE_NAME)[0]["id"]
@@ -211,6 +218,7 @@ def test_reports_and_alerts_are_mailed_through_the_specs_server_as_csv(home, rec
                      validator_config_json={"op": ">", "threshold": 0}, **alert),
             schedule("setpoint false alert", "alert-false@example.com", sql="SELECT 0",
                      validator_config_json={"op": ">", "threshold": 0}, **alert)]
+    refused = schedule("setpoint refused report", "refused@example.com", type="Report")
     scheduled = time.monotonic()
     try:
         report = mailbox[0].wait_to("csv@example.com", timeout=240)
@@ -221,10 +229,14 @@ def test_reports_and_alerts_are_mailed_through_the_specs_server_as_csv(home, rec
         mailbox[0].wait_to("alert-true@example.com", timeout=120)
         time.sleep(20)  # evaluated in the same minute as the true one
         assert not mailbox[0].to("alert-false@example.com")
+        failing = receiver.wait_for("ReportsFailing", "firing", scheduled, timeout=240)
     finally:
-        for schedule_id in made:
+        for schedule_id in [*made, refused]:  # with its execution log, where the failures are counted
             admin.call("DELETE", f"/api/v1/report/{schedule_id}")
-    report_figure(f"a chart's CSV report: mailed {delivered:.0f} s after it was scheduled for every minute")
+    deleted = time.monotonic()
+    resolved = receiver.wait_for("ReportsFailing", "resolved", deleted, timeout=240)
+    report_figure(f"a chart's CSV report: mailed {delivered:.0f} s after it was scheduled for every minute; "
+                  f"one the mail server refuses: alert fired {failing:.0f} s after, resolved {resolved:.0f} s after its deletion")
 
 
 def test_report_test_sends_through_supersets_own_mail_settings(home, receiver, mailbox):

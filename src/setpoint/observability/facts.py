@@ -1,6 +1,7 @@
 """Setpoint's own facts about each instance, as metrics: when its last backup, restore drill and
-dashboard export ran, how long they took, whether they succeeded, and whether the instance
-should be running. The scheduler writes them every minute into monitoring/facts/setpoint.prom,
+dashboard export ran, how long they took, whether they succeeded, whether the instance
+should be running, and how many of its Superset alerts and reports ended in error in the last
+hour (Superset counts them nowhere else: its report task catches its own errors). The scheduler writes them every minute into monitoring/facts/setpoint.prom,
 which the node exporter's textfile collector serves to the host's Prometheus."""
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from setpoint.home import Home
 
 # Each task, and the entry of the instance's backup record that describes its last run.
 TASKS = {"backup": "last_backup", "drill": "last_drill", "export": "last_export"}
+# Superset records every run of an alert or report (times in UTC, without a zone).
+FAILED_REPORTS_SQL = ("SELECT count(*) FROM report_execution_log WHERE state = 'Error' "
+                      "AND end_dttm > (now() AT TIME ZONE 'UTC') - interval '1 hour'")
 
 
 def facts_registry(home: Home) -> CollectorRegistry:
@@ -27,9 +31,15 @@ def facts_registry(home: Home) -> CollectorRegistry:
     took = Gauge("setpoint_task_last_run_duration_seconds", "How long the task's last run took.", labels, registry=registry)
     desired = Gauge("setpoint_instance_desired_up", "1 while the instance should run (setpoint up), 0 after down.",
                     ["setpoint_instance"], registry=registry)
+    reports_failed = Gauge("setpoint_reports_failed_last_hour", "Superset alerts and reports whose run ended in "
+                           "error in the last hour.", ["setpoint_instance"], registry=registry)
     for name in home.instance_names():
         paths = home.instance(name)
-        desired.labels(name).set(1 if paths.read_state().get("desired", "up") == "up" else 0)
+        up = paths.read_state().get("desired", "up") == "up"
+        desired.labels(name).set(1 if up else 0)
+        failed = failed_reports(home, name) if up else None
+        if failed is not None:
+            reports_failed.labels(name).set(failed)
         record = read_record(paths)
         for task, key in TASKS.items():
             entry = record.get(key)
@@ -40,6 +50,22 @@ def facts_registry(home: Home) -> CollectorRegistry:
             if "seconds" in entry:
                 took.labels(name, task).set(entry["seconds"])
     return registry
+
+
+def failed_reports(home: Home, name: str) -> int | None:
+    """How many of the instance's alerts and reports failed in the last hour; None when its
+    metadata database cannot say (not managed here, or not answering)."""
+    from setpoint.runtime.local.instance import load_context
+    from setpoint.services.postgres import cluster_of
+
+    try:
+        ctx = load_context(home, name)
+        if not ctx.managed_postgres:
+            return None
+        result = cluster_of(ctx).sql_result(FAILED_REPORTS_SQL, database="superset", timeout=10, check=False)
+    except Exception:  # noqa: BLE001 - a fact the next minute tells
+        return None
+    return int(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else None
 
 
 def write_facts(home: Home) -> Path:
