@@ -38,9 +38,14 @@ def start_app(ctx: InstanceContext, platform: Platform, before: dict[str, Proces
     A worker that is still the process it was `before` (supervisord's states when the caller
     began) was proven when it started: it is not asked again."""
     names = [p.name for p in instance_programs(ctx)]
+    worker = f"{ctx.spec.name}-worker"
+    state = platform.supervisor.states(ctx.spec.name).get(worker)
+    if state is None or state.state in ("STOPPED", "EXITED", "FATAL", "BACKOFF"):
+        # Not started yet. After a reboot process ids start again from low numbers: a stale ready
+        # file could name the new worker before it is ready.
+        ctx.paths.worker_ready_file.unlink(missing_ok=True)
     platform.supervisor.start(*names)
     platform.supervisor.wait_running(names, timeout=120)
-    worker = f"{ctx.spec.name}-worker"
     was = (before or {}).get(worker)
     now = platform.supervisor.states(ctx.spec.name).get(worker)
     if was is None or not was.is_running or now is None or now.pid != was.pid:
