@@ -114,6 +114,11 @@ def start_host(home: Home, log=lambda message: None) -> HostStart:
     platform = load_platform(home)
     if platform is None:
         raise SetpointError(f"there is no Setpoint host at {home.root}", "create an instance with: setpoint up NAME")
+    if not platform.supervisor.is_running():
+        # supervisord starts the instances' workers at once; process ids start low again after a
+        # reboot, and a ready file from before could name a new worker before it is ready.
+        for name in home.instance_names():
+            home.instance(name).worker_ready_file.unlink(missing_ok=True)
     started = platform.supervisor.ensure_running()
     if started:
         log("started the host's supervisord (Caddy, the scheduler)")

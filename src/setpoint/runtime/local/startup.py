@@ -41,8 +41,8 @@ def start_app(ctx: InstanceContext, platform: Platform, before: dict[str, Proces
     worker = f"{ctx.spec.name}-worker"
     state = platform.supervisor.states(ctx.spec.name).get(worker)
     if state is None or state.state in ("STOPPED", "EXITED", "FATAL", "BACKOFF"):
-        # Not started yet. After a reboot process ids start again from low numbers: a stale ready
-        # file could name the new worker before it is ready.
+        # Not started yet: a ready file from an earlier worker could name this one (process ids
+        # are reused, from low numbers again after a reboot).
         ctx.paths.worker_ready_file.unlink(missing_ok=True)
     platform.supervisor.start(*names)
     platform.supervisor.wait_running(names, timeout=120)
