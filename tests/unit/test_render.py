@@ -254,7 +254,10 @@ def test_setpoint_modules_are_copied_beside_the_config_verbatim():
     files = rendered_files(context())
     for name, source in VERBATIM.items():
         assert files[name] == source.read_text()
-        assert f'_setpoint_module("{name[:-3]}")' in files["superset_config.py"]
+        if name == "setpoint_beat.py":  # beat's own Celery app, not superset_config's
+            assert "--app=setpoint_beat:app beat" in files["programs.conf"]
+        else:
+            assert f'_setpoint_module("{name[:-3]}")' in files["superset_config.py"]
     assert "setpoint_sso.py" not in files
 
 

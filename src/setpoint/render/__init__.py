@@ -163,10 +163,12 @@ def instance_programs(ctx: InstanceContext, app: bool = True) -> list[Program]:
                 # A warm shutdown: running tasks finish within the grace, the rest are requeued.
                 stopwaitsecs=ctx.spec.tasks.shutdown_grace_s + 5,
             ),
+            # Without Superset: it sends tasks by name (superset_side/beat.py).
             Program(
                 "beat",
-                f"{celery} beat --schedule={ctx.paths.superset_home}/celerybeat-schedule --pidfile= --loglevel=INFO",
-                env,
+                f"{ctx.venv}/bin/celery --app=setpoint_beat:app beat --schedule={ctx.paths.superset_home}/celerybeat-schedule "
+                "--pidfile= --loglevel=INFO",
+                f'{env},PYTHONPATH="{ctx.paths.config}"',
             ),
         ]
     # Redis holds only what Superset puts there and answers only to Superset's password: as
@@ -228,6 +230,21 @@ def _package_text(path: str) -> str:
 # What each database of an instance's Redis holds (superset_config.py is rendered with these).
 REDIS_DB = {"broker": 0, "task_results": 1, "caches": 2, "query_results": 3, "rate_limits": 4,
             "async_events": 5, "sessions": 6}
+# Superset's periodic tasks, sent by each instance's Celery beat (superset_side/beat.py); the
+# worker runs each once per minute it was due (task safety). Crontab fields, in UTC.
+BEAT_SCHEDULE = {
+    "reports.scheduler": {"task": "reports.scheduler", "crontab": {"minute": "*", "hour": "*"}, "options": {"expires": 3600}},
+    "reports.prune_log": {"task": "reports.prune_log", "crontab": {"minute": "0", "hour": "0"}},
+}
+
+
+def render_beat_settings(ctx: InstanceContext) -> str:
+    """beat.json: where beat sends (no secret: the password is in superset-secrets.json) and what."""
+    if ctx.managed_redis:
+        broker = {"host": "127.0.0.1", "port": ctx.ports.redis, "db": REDIS_DB["broker"]}
+    else:
+        broker = {"url": re.sub(r"/\d+/?$", "", ctx.spec.cache.url or "") + f"/{REDIS_DB['broker']}"}
+    return json.dumps({"broker": broker, "schedule": BEAT_SCHEDULE}, indent=2, sort_keys=True) + "\n"
 
 
 @dataclass(frozen=True)
@@ -255,7 +272,7 @@ REDIS_DBS_OF_THE_PRESENT = tuple(REDIS_DB[k] for k in ("broker", "task_results",
 
 # Setpoint's modules that superset_config.py loads from beside itself.
 SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "ownership_guard", "metrics", "audit", "log_hygiene",
-                         "reports")
+                         "reports", "beat")
 
 
 def superset_side_modules(spec: InstanceSpec) -> tuple[str, ...]:
@@ -282,6 +299,7 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 **values,
                 metadata_uri_expr=_metadata_uri_expr(ctx),
                 redis_url_expr=_redis_url_expr(ctx),
+                beat_tasks=tuple(entry["task"] for entry in BEAT_SCHEDULE.values()),
                 feature_flags={**ctx.spec.feature_flags, **BASE_FEATURE_FLAGS},
                 guard_policy=database_guard_policy(ctx),
                 redis_db=REDIS_DB,
@@ -295,6 +313,7 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
         # Copied beside superset_config.py, which installs them (see each module's docstring).
         *(RenderedFile(config / f"setpoint_{module}.py", _package_text(f"runtime/local/superset_side/{module}.py"),
                        restarts=superset) for module in superset_side_modules(ctx.spec)),
+        RenderedFile(config / "beat.json", render_beat_settings(ctx), mode=0o640, restarts=("beat",)),
         RenderedFile(config / "gunicorn.conf.py", render_template("gunicorn.conf.py.j2", **values), restarts=("web",)),
         RenderedFile(ctx.paths.superset_secrets_file,
                      json.dumps({k: secrets[k] for k in SUPERSET_SECRETS if k in secrets}, indent=2, sort_keys=True) + "\n",

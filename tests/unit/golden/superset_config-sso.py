@@ -9,7 +9,6 @@ from urllib.parse import quote
 
 import redis
 from cachelib.redis import RedisCache
-from celery.schedules import crontab
 from flask_appbuilder.security.manager import AUTH_OAUTH
 
 
@@ -204,17 +203,9 @@ SESSION_REDIS = redis.Redis.from_url(_redis_url(6))
 # --- Work in flight: no task lost, no query left running ---
 # setpoint_task_safety.py (beside this file): each task runs at most twice, the tasks of a killed
 # worker go back to the queue when it restarts, and a reaper fails queries left running.
-_BEAT_SCHEDULE = {
-    "reports.scheduler": {
-        "task": "reports.scheduler",
-        "schedule": crontab(minute="*", hour="*"),
-        "options": {"expires": 3600},
-    },
-    "reports.prune_log": {"task": "reports.prune_log", "schedule": crontab(minute=0, hour=0)},
-}
 _TASKS = _setpoint_module("setpoint_task_safety").TaskSafety(
     _redis_url(0), SQLALCHEMY_DATABASE_URI, time_limit_s=600,
-    grace_s=60, scheduled_tasks=tuple(e["task"] for e in _BEAT_SCHEDULE.values()),
+    grace_s=60, scheduled_tasks=('reports.scheduler', 'reports.prune_log'),
     ready_file='/srv/setpoint/instances/demo/data/superset/worker.ready')
 _QUERY_LIMITS = {"soft_time_limit": 600, "time_limit": 660}
 
@@ -250,10 +241,9 @@ class CeleryConfig:
         "reports.execute": {"acks_late": False},
         "tasks.execute": {"acks_late": False},
     }
-    # Beat records each send at once; a send it could not record (killed in between) is run
-    # once all the same: task safety runs a scheduled task once per minute it was due.
-    beat_sync_every = 1
-    beat_schedule = _BEAT_SCHEDULE
+    # Beat runs without Superset (setpoint_beat.py, its schedule in beat.json); a send it could not
+    # record (killed in between) is run once all the same: task safety runs a scheduled task once
+    # per minute it was due.
 
 
 CELERY_CONFIG = CeleryConfig
