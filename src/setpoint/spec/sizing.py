@@ -56,7 +56,7 @@ def size_instance(concurrent_users: int, cores: int | None = None) -> Sizing:
 MIB_GUNICORN_MASTER = 45
 MIB_PER_WEB_WORKER = 210
 MIB_PER_CELERY_PROCESS = 140
-MIB_BEAT = 210
+MIB_BEAT = 45  # its own Celery app, without Superset (superset_side/beat.py)
 MIB_POSTGRES = 25
 MIB_REDIS = 20
 
