@@ -13,6 +13,7 @@ from setpoint.errors import SetpointError
 from setpoint.home import Home
 from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext
+from setpoint.services.postgres import cluster_of, sql_literal
 from setpoint.spec import InstanceSpec
 
 # Packages Superset 6.1 needs at run time that its own metadata does not pull in (see
@@ -193,8 +194,6 @@ class SupersetCommands:
         """Whether the managed metadata database has the user; False when it cannot tell."""
         if not self.ctx.managed_postgres:
             return False
-        from setpoint.services.postgres import cluster_of, sql_literal
-
         result = cluster_of(self.ctx).sql_result(
             f"SELECT 1 FROM ab_user WHERE username = '{sql_literal(username)}'", database="superset", check=False)
         return result.ok and result.stdout.strip() == "1"
