@@ -24,7 +24,7 @@ import yaml
 
 from setpoint import proc
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, chown, is_root, monitor_user, write_file
+from setpoint.home import Home, caddy_user, chown, is_root, monitor_user, write_file
 from setpoint.net import is_port_free, port_base
 from setpoint.render import (
     MONITORING_API_USER,
@@ -116,8 +116,6 @@ def console_url(specs: list[InstanceSpec]) -> str | None:
 def write_consoles_site(home: Home, monitoring: Monitoring, specs: list[InstanceSpec]) -> bool:
     """Caddy's site for the host's Prometheus and Alertmanager (none without an instance); whether
     it changed."""
-    from setpoint.home import caddy_user
-
     site = home.caddy_dir / "sites" / "_monitoring.caddy"
     if not specs:
         existed = site.exists()
