@@ -153,11 +153,11 @@ def report_figure(line: str) -> None:
 # log, 3 workers). Workers take modules in collection order (`--no-loadscope-reorder`; xdist's
 # default orders them by their number of tests), so the longest go first and the short ones fill
 # the gaps at the end: otherwise a long module drawn last keeps one worker busy while the others idle.
-MODULE_WEIGHTS = {"test_upgrade.py": 700, "test_offsite.py": 650, "test_lifecycle.py": 600, "test_host.py": 445,
-                  "test_operations.py": 435, "test_containment.py": 360, "test_backup.py": 320, "test_sso.py": 300,
-                  "test_work_in_flight.py": 290, "test_changes.py": 275, "test_rls.py": 250, "test_logs.py": 170,
-                  "test_alerts.py": 110, "test_check.py": 110, "test_metrics.py": 35, "test_probes.py": 35,
-                  "test_gdpr.py": 30, "test_isolation.py": 30, "test_versions.py": 20}
+MODULE_WEIGHTS = {"test_offsite.py": 860, "test_upgrade.py": 820, "test_lifecycle.py": 690, "test_host.py": 490,
+                  "test_alerts.py": 480, "test_backup.py": 475, "test_work_in_flight.py": 470, "test_containment.py": 420,
+                  "test_operations.py": 360, "test_changes.py": 230, "test_sso.py": 215, "test_logs.py": 155,
+                  "test_rls.py": 130, "test_check.py": 80, "test_probes.py": 60, "test_metrics.py": 30, "test_gdpr.py": 30,
+                  "test_isolation.py": 25, "test_versions.py": 20}
 
 
 def pytest_collection_modifyitems(session, config, items):
