@@ -1,8 +1,9 @@
 """Setpoint's own facts about each instance, as metrics: when its last backup, restore drill and
-dashboard export ran, how long they took, whether they succeeded, whether the instance
-should be running, and how many of its Superset alerts and reports ended in error in the last
-hour (Superset counts them nowhere else: its report task catches its own errors). The scheduler writes them every minute into monitoring/facts/setpoint.prom,
-which the node exporter's textfile collector serves to the host's Prometheus."""
+dashboard export ran, how long they took, whether they succeeded, whether the instance should be
+running, and how many of its Superset alerts and reports ended in error in the last hour (Superset
+counts them nowhere else: its report task catches its own errors). The scheduler writes them
+every minute into monitoring/facts/setpoint.prom, which the node exporter's textfile collector
+serves to the host's Prometheus."""
 
 from __future__ import annotations
 
