@@ -18,6 +18,7 @@ PREREQUISITES = {binary: proc.APT_PACKAGE_OF[binary] for binary in (
     "postgres", "initdb", "pg_isready", "psql", "redis-server", "redis-cli", "caddy", "pgbackrest", "setcap",
     "useradd", "prometheus", "promtool", "prometheus-node-exporter", "prometheus-alertmanager", "amtool",
     "prometheus-blackbox-exporter", "prometheus-postgres-exporter", "prometheus-redis-exporter", "rsyslogd",
+    "chromium", "chromedriver",
 )}
 # Units Debian's packages enable, which would serve with their own settings on every interface:
 # Setpoint runs these programs itself, on loopback.

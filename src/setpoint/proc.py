@@ -36,6 +36,8 @@ APT_PACKAGE_OF = {
     "prometheus-postgres-exporter": "prometheus-postgres-exporter",
     "prometheus-redis-exporter": "prometheus-redis-exporter",
     "rsyslogd": "rsyslog",
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
 }
 
 # Debian installs PostgreSQL's server binaries outside PATH (and daemons where a user's PATH may not go).

@@ -14,6 +14,7 @@ import jinja2
 
 from setpoint.examples import READER_ROLE
 from setpoint.identity import access, sso
+from setpoint.services import screenshots
 from setpoint.home import Home, InstancePaths
 from setpoint.secret import SUPERSET_SECRETS
 from setpoint.spec import InstanceSpec, Sizing
@@ -300,7 +301,11 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 metadata_uri_expr=_metadata_uri_expr(ctx),
                 redis_url_expr=_redis_url_expr(ctx),
                 beat_tasks=tuple(entry["task"] for entry in BEAT_SCHEDULE.values()),
-                feature_flags={**ctx.spec.feature_flags, **BASE_FEATURE_FLAGS},
+                feature_flags={**ctx.spec.feature_flags, **BASE_FEATURE_FLAGS,
+                               "THUMBNAILS": ctx.spec.screenshots.thumbnails},
+                browser_args=screenshots.BROWSER_ARGS,
+                chromedriver=screenshots.CHROMEDRIVER,
+                screenshot_limits=screenshots.task_time_limits(ctx.spec),
                 guard_policy=database_guard_policy(ctx),
                 redis_db=REDIS_DB,
                 caches=CACHES,

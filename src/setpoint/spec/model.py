@@ -176,6 +176,17 @@ class Tasks(Strict):
         description="a worker restart lets running tasks finish this long; the rest go back to the queue and run again")
 
 
+class Screenshots(Strict):
+    """Images of dashboards and charts (reports in PNG or PDF, thumbnails), rendered by the
+    Celery worker in Debian's headless Chromium as the user they are for: a report as its owner, a
+    thumbnail as the user who looks at it."""
+
+    thumbnails: bool = Field(True, description="dashboard and chart thumbnails in the card views, cached in Redis")
+    load_timeout_s: int = Field(
+        60, ge=10, le=600,
+        description="a page whose charts still load after this fails its report or thumbnail, and frees the worker")
+
+
 class Sessions(Strict):
     """Browser sessions, kept in the instance's Redis: logging out ends a session for good (a copied
     cookie no longer works), and every session ends when idle and at the end of its lifetime."""
@@ -483,6 +494,7 @@ class InstanceSpec(Strict):
     resources: Resources = Resources()
     tasks: Tasks = Tasks()
     sessions: Sessions = Sessions()
+    screenshots: Screenshots = Screenshots()
     sso: Sso | None = None
     roles: dict[str, Role] = Field(default_factory=dict, description="roles made and kept by up (name: definition)")
     row_level_security: list[RowLevelSecurity] = Field(default_factory=list)

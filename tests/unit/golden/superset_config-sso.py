@@ -235,6 +235,9 @@ class CeleryConfig:
         "sql_lab.get_sql_results": {"rate_limit": "100/s", **_QUERY_LIMITS},
         "load_chart_data_into_cache": _QUERY_LIMITS,
         "load_explore_json_into_cache": _QUERY_LIMITS,
+        # A hung page gives the worker back: past the page's load timeout, the browser is quit.
+        **{task: {"soft_time_limit": 108, "time_limit": 138}
+           for task in ("cache_dashboard_thumbnail", "cache_chart_thumbnail", "cache_dashboard_screenshot")},
         # Not safe to run twice: a report or alert is e-mailed at most once (acknowledged when it
         # starts; Superset's execution log refuses a second run of the same schedule).
         "reports.scheduler": {"acks_late": False},
@@ -253,12 +256,24 @@ SQLLAB_TIMEOUT = 30
 # Analytics connections to PostgreSQL cancel a statement past the time limit: an orphaned query
 # stops in the database too.
 DB_CONNECTION_MUTATOR = _TASKS.connection_mutator
-WEBDRIVER_BASEURL = "http://127.0.0.1:20001/"
-WEBDRIVER_BASEURL_USER_FRIENDLY = 'https://demo.localhost/'
 
-# --- Alerts and reports: run as their owner (never a fixed admin: each sees what its owner may) ---
+# --- Screenshots (reports' images, thumbnails): the worker's headless Chromium, through Debian's
+# ChromeDriver, loads the instance's own gunicorn as the user the image is for ---
 from superset.tasks.types import ExecutorType  # noqa: E402 - loaded by Superset's config already
 
+WEBDRIVER_TYPE = "chrome"
+WEBDRIVER_BASEURL = "http://127.0.0.1:20001/"
+WEBDRIVER_BASEURL_USER_FRIENDLY = 'https://demo.localhost/'
+WEBDRIVER_OPTION_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--hide-scrollbars', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-default-apps', '--disable-extensions', '--disable-quic', '--mute-audio']
+WEBDRIVER_CONFIGURATION = {
+    "options": {"capabilities": {}, "preferences": {}},
+    "service": {"executable_path": '/usr/bin/chromedriver', "log_output": "/dev/null", "service_args": [], "port": 0, "env": {}},
+}
+SCREENSHOT_LOAD_WAIT = 60
+# A thumbnail is rendered as the user who looks at it: it shows what that user may see, never what
+# an admin sees (per-user digests; another user's thumbnail address redirects to one's own).
+THUMBNAIL_EXECUTORS = [ExecutorType.CURRENT_USER]
+# Alerts and reports run as their owner (never a fixed admin: each sees what its owner may).
 ALERT_REPORTS_EXECUTORS = [ExecutorType.OWNER]
 # E-mail through the spec's mail server (smtp:); its password from the secret store.
 SMTP_HOST = 'smtp.example.com'
@@ -271,7 +286,7 @@ SMTP_PASSWORD = _SECRETS.get("smtp_password", "")
 SMTP_MAIL_FROM = 'superset@example.com'
 
 # Asynchronous queries over Redis streams, with a JWT secret of their own.
-FEATURE_FLAGS = {'GLOBAL_ASYNC_QUERIES': True, 'ALERT_REPORTS': True}
+FEATURE_FLAGS = {'GLOBAL_ASYNC_QUERIES': True, 'ALERT_REPORTS': True, 'THUMBNAILS': True}
 GLOBAL_ASYNC_QUERIES_TRANSPORT = "polling"
 GLOBAL_ASYNC_QUERIES_JWT_SECRET = _SECRETS["async_jwt_secret"]
 # Embedded dashboards' guest tokens: Superset's default secret is public, so anyone could mint one.

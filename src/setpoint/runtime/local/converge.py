@@ -22,6 +22,7 @@ from setpoint.home import Home, caddy_user, write_file
 from setpoint.host.capacity import limits_up, require_room
 from setpoint.net import http_client
 from setpoint.render import (
+    REDIS_DB,
     InstanceContext,
     instance_programs,
     render_instance,
@@ -42,9 +43,10 @@ from setpoint.runtime.local.accounts import lay_out, moving_data
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
 from setpoint.identity import access, sso
-from setpoint.services import caddy as caddy_service, smtp
+from setpoint.services import caddy as caddy_service, screenshots, smtp
 from setpoint.services.cgroup import CgroupV1
 from setpoint.services.postgres import cluster_of
+from setpoint.services.redis import RedisServer
 from setpoint.services.superset import SupersetCommands, ensure_venv
 from setpoint.spec import InstanceSpec
 from setpoint.superset_api import SupersetClient
@@ -273,6 +275,8 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
         act(f"loaded {examples.ROWS:,} sample rows and the '{examples.DASHBOARD_TITLE}' dashboard")
     if not ephemeral:
         ensure_access(ctx, commands, state, act, step)
+        if spec.examples and state.get("renders") != spec.superset_version:
+            _prove_rendering(ctx, platform, secrets, state, act, step)
 
     if ctx.managed_postgres and not ephemeral:
         _ensure_proven(home, ctx, platform, secrets, act, step)
@@ -300,6 +304,29 @@ def ensure_access(ctx: InstanceContext, commands: SupersetCommands, state: dict,
     if not result["problems"]:
         state["access"] = wanted
         ctx.paths.write_state(state)
+
+
+def _prove_rendering(ctx: InstanceContext, platform: Platform, secrets: dict[str, str], state: dict, act: Log,
+                     step: Log) -> None:
+    """The self-test of reports' images and thumbnails, on a new instance and a new Superset
+    version: the worker renders the sample dashboard, and the image must not be blank. A failure
+    is a warning (the instance serves all the same), and the next up tries again."""
+    step("rendering the sample dashboard in the worker's browser")
+    if ctx.managed_redis:  # thumbnails of a previous Superset version would pass for new ones
+        RedisServer(ctx.ports.redis, secrets["redis_password"]).delete(REDIS_DB["caches"], "superset_thumbnail_*")
+    with admin_client(ctx.spec, platform, secrets) as api:
+        dashboard = api.find("dashboard", "dashboard_title", examples.DASHBOARD_TITLE)
+        try:
+            if not dashboard:
+                raise screenshots.NotRendered(f"the '{examples.DASHBOARD_TITLE}' dashboard is gone")
+            shot = screenshots.self_test(api, dashboard[0]["id"], timeout=screenshots.task_time_limits(ctx.spec)[1] + 60)
+        except screenshots.NotRendered as failure:
+            act(f"warning: reports' images and thumbnails may fail: rendering the sample dashboard failed: {failure}; "
+                f"see setpoint logs {ctx.spec.name} worker, then run setpoint up {ctx.spec.name} again")
+            return
+    state["renders"] = ctx.spec.superset_version
+    act(f"rendered the '{examples.DASHBOARD_TITLE}' dashboard in the worker's Chromium in {shot.seconds:g} s: "
+        f"a {shot.size[0]}x{shot.size[1]} image of {shot.colours:,} colours")
 
 
 def _observe(home: Home, ctx: InstanceContext, platform: Platform, act: Log, step: Log) -> None:

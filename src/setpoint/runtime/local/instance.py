@@ -19,7 +19,8 @@ from setpoint.services.superset import venv_dir
 from setpoint.spec import InstanceSpec, parse_spec, size_instance
 from setpoint.spec.sizing import Limits, resource_limits
 
-REQUIRED_BINARIES = ("initdb", "postgres", "pg_isready", "psql", "redis-server", "redis-cli", "caddy")
+# Chromium and its driver render reports' images and thumbnails (services/screenshots.py).
+REQUIRED_BINARIES = ("initdb", "postgres", "pg_isready", "psql", "redis-server", "redis-cli", "caddy", "chromium", "chromedriver")
 
 
 @contextlib.contextmanager
