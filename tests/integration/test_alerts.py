@@ -4,6 +4,7 @@ instance-down alert arrives both ways, then its resolution when it answers again
 from the spec (alerts.instance_down_after_s), not from patched code."""
 
 import email
+import io
 import json
 import stat
 import threading
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
+from PIL import Image
 
 from setpoint import examples
 from setpoint.backup.service import take_backup
@@ -21,8 +23,10 @@ from setpoint.runtime.local import converge, lifecycle
 from setpoint.runtime.local.instance import load_context
 from setpoint.runtime.local.platform import load_platform
 from setpoint.home import monitor_user
+from setpoint.host.capacity import process_tree, pss_mib
+from setpoint.services import screenshots
 from setpoint.spec.model import Smtp
-from tests.conftest import access_as, report_figure, run_cli
+from tests.conftest import access_as, component_state, report_figure, run_cli
 from tests.s3_server import free_port
 
 
@@ -95,6 +99,28 @@ class Mailbox:
                     return at - since
             time.sleep(1)
         raise AssertionError(f"no e-mail with {words} within {timeout:.0f} s: {self.subjects}")
+
+
+class WorkerMemory:
+    """The proportional memory of a process and all below it (a worker and its browsers), sampled
+    twice a second from now until `stop`: the first sample and the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.base, self.peak = pid, self.sample(), 0.0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self) -> float:
+        return sum(pss_mib(pid) for pid in process_tree([self.pid]))
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            self.peak = max(self.peak, self.sample())
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 @pytest.fixture(scope="module")
@@ -196,19 +222,21 @@ def test_a_burst_of_5xx_and_a_failed_backup_fire_their_alerts_and_recovery_resol
                   f"resolved {backup_resolved:.0f} s after the next backup succeeded")
 
 
-def test_reports_and_alerts_are_mailed_through_the_specs_server_as_csv(home, receiver, mailbox, admin):
+def test_reports_and_alerts_are_mailed_through_the_specs_server_as_csv_and_png(home, receiver, mailbox, admin):
     """With the spec's smtp: section, Superset's alerts and reports reach the mail server: a chart's
-    CSV report every minute, an alert whose SQL condition holds, and none for one whose does not.
+    CSV report every minute, the sample dashboard's PNG report (rendered by the worker's Chromium),
+    an alert whose SQL condition holds, and none for one whose does not.
     A report the mail server refuses fires the ReportsFailing alert, resolved once it is gone."""
     # Superset attaches one alert or report to a chart: three of the sample charts.
     charts = iter(c["id"] for c in admin.get("/api/v1/chart/", params={"q": "(page_size:100)"}).json()["result"])
     database = admin.find("database", "database_name", examples.DATABASE_NAME)[0]["id"]
 
     def schedule(name: str, to: str, **fields) -> int:
-        body = {"name": name, "crontab": "* * * * *", "timezone": "UTC", "active": True, "chart": next(charts),
+        body = {"name": name, "crontab": "* * * * *", "timezone": "UTC", "active": True,
                 "report_format": "CSV", "recipients": [{"type": "Email", "recipient_config_json": {"target": to}}],
                 **fields}
-        response = admin.call("POST", "/api/v1/report/", json=body)
+        body.setdefault("chart", None if "dashboard" in body else next(charts))
+        response = admin.call("POST", "/api/v1/report/", json={k: v for k, v in body.items() if v is not None})
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
@@ -218,14 +246,26 @@ def test_reports_and_alerts_are_mailed_through_the_specs_server_as_csv(home, rec
                      validator_config_json={"op": ">", "threshold": 0}, **alert),
             schedule("setpoint false alert", "alert-false@example.com", sql="SELECT 0",
                      validator_config_json={"op": ">", "threshold": 0}, **alert)]
+    dashboard = admin.find("dashboard", "dashboard_title", examples.DASHBOARD_TITLE)[0]["id"]
+    made.append(schedule("setpoint dashboard png", "png@example.com", type="Report", dashboard=dashboard,
+                         report_format="PNG"))
     refused = schedule("setpoint refused report", "refused@example.com", type="Report")
     scheduled = time.monotonic()
+    worker = WorkerMemory(component_state(home, "alpha", "worker").pid)
     try:
         report = mailbox[0].wait_to("csv@example.com", timeout=240)
         delivered = time.monotonic() - scheduled
         attachments = {part.get_filename(): part.get_payload(decode=True) for part in report.walk() if part.get_filename()}
         (name, csv), = attachments.items()
         assert name.endswith(".csv") and csv.count(b"\n") > 3, (name, csv[:200])
+        # The dashboard as an image, rendered by the worker's Chromium as the report's owner.
+        pictured = mailbox[0].wait_to("png@example.com", timeout=240)
+        pictured_after = time.monotonic() - scheduled
+        images = [part.get_payload(decode=True) for part in pictured.walk() if part.get_content_maintype() == "image"]
+        assert len(images) == 1, [part.get_content_type() for part in pictured.walk()]
+        assert screenshots.colours(images[0]) >= screenshots.MIN_COLOURS
+        width, height = Image.open(io.BytesIO(images[0])).size
+        assert width >= 1000 and height >= 500, (width, height)  # the whole dashboard, not a thumbnail
         mailbox[0].wait_to("alert-true@example.com", timeout=120)
         time.sleep(20)  # evaluated in the same minute as the true one
         assert not mailbox[0].to("alert-false@example.com")
@@ -235,6 +275,10 @@ def test_reports_and_alerts_are_mailed_through_the_specs_server_as_csv(home, rec
             admin.call("DELETE", f"/api/v1/report/{schedule_id}")
     deleted = time.monotonic()
     resolved = receiver.wait_for("ReportsFailing", "resolved", deleted, timeout=240)
+    worker.stop()
+    report_figure(f"a dashboard's PNG report: mailed {pictured_after:.0f} s after it was scheduled, a {width}x{height} "
+                  f"image of {screenshots.colours(images[0]):,} colours; the worker's processes (Chromium's too) "
+                  f"held {worker.base:.0f} MiB before and {worker.peak:.0f} MiB at most while the reports ran (PSS)")
     report_figure(f"a chart's CSV report: mailed {delivered:.0f} s after it was scheduled for every minute; "
                   f"one the mail server refuses: alert fired {failing:.0f} s after, resolved {resolved:.0f} s after its deletion")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 
@@ -54,12 +54,12 @@ class Rendered:
     size: tuple[int, int]
     colours: int
     seconds: float
+    png: bytes = field(repr=False)
 
 
-def self_test(api: SupersetClient, dashboard_id: int, timeout: float) -> Rendered:
-    """Have the worker render dashboard `dashboard_id` as the API's user, through Superset's own
-    thumbnail flow (the web asks, the worker renders in Chromium, Redis keeps the image); the image
-    must not be blank."""
+def thumbnail(api: SupersetClient, dashboard_id: int, timeout: float) -> bytes:
+    """Dashboard `dashboard_id`'s thumbnail as the API's user sees it, through Superset's own flow
+    (the web asks, the worker renders in Chromium, Redis keeps the image): a PNG image."""
     started = time.monotonic()
     listed = api.get("/api/v1/dashboard/", params={
         "q": f"(columns:!(id,thumbnail_url),filters:!((col:id,opr:eq,value:{dashboard_id})))"}).json()["result"]
@@ -68,14 +68,20 @@ def self_test(api: SupersetClient, dashboard_id: int, timeout: float) -> Rendere
     while True:
         response = api.call("GET", listed[0]["thumbnail_url"], follow_redirects=True)
         if response.status_code == 200 and response.headers.get("content-type", "").startswith("image/"):
-            break
+            return response.content
         # 202: queued; 404: being rendered (or failed: Superset does not tell them apart).
         if response.status_code not in (202, 404):
             raise NotRendered(f"its thumbnail answered {response.status_code}")
         if time.monotonic() - started > timeout:
             raise NotRendered(f"the worker rendered no image within {timeout:.0f} s")
         time.sleep(3)  # each ask while the task waits in the queue sends another (run once)
-    found = colours(response.content)
+
+
+def self_test(api: SupersetClient, dashboard_id: int, timeout: float) -> Rendered:
+    """Have the worker render dashboard `dashboard_id` (`thumbnail`); the image must not be blank."""
+    started = time.monotonic()
+    png = thumbnail(api, dashboard_id, timeout)
+    found = colours(png)
     if found < MIN_COLOURS:
         raise NotRendered(f"the worker rendered a blank image ({found} colours)")
-    return Rendered(Image.open(io.BytesIO(response.content)).size, found, round(time.monotonic() - started, 1))
+    return Rendered(Image.open(io.BytesIO(png)).size, found, round(time.monotonic() - started, 1), png)

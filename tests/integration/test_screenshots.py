@@ -1,0 +1,99 @@
+"""Screenshots of the session's instance, rendered by its worker in Debian's headless Chromium: up
+proved it on the sample dashboard; a tenant's thumbnail is rendered as the tenant, never handed
+an admin's image; a dashboard cannot make the renderer fetch from anywhere but the instance."""
+
+import json
+import re
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from setpoint import examples
+from setpoint.services import screenshots
+from tests.conftest import report_figure
+
+TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def dashboard(admin) -> int:
+    return admin.find("dashboard", "dashboard_title", examples.DASHBOARD_TITLE)[0]["id"]
+
+
+def thumbnail_url(api, dashboard: int) -> str:
+    listed = api.get("/api/v1/dashboard/", params={
+        "q": f"(columns:!(id,thumbnail_url),filters:!((col:id,opr:eq,value:{dashboard})))"}).json()["result"]
+    return listed[0]["thumbnail_url"]
+
+
+def test_up_rendered_the_sample_dashboard_in_the_workers_chromium(instance):
+    line = next((a for a in instance[1].actions if a.startswith(f"rendered the '{examples.DASHBOARD_TITLE}'")), None)
+    assert line, instance[1].actions
+    assert int(re.search(r"of ([\d,]+) colours", line).group(1).replace(",", "")) >= screenshots.MIN_COLOURS
+    report_figure(f"self-test at alpha's creation: {line}")
+
+
+def test_a_tenants_thumbnail_is_rendered_as_the_tenant_never_handed_an_admins(admin, make_user, dashboard):
+    tenant = make_user("sales_europe")
+    admins, tenants = thumbnail_url(admin, dashboard), thumbnail_url(tenant, dashboard)
+    assert admins != tenants  # a digest per user
+    # The tenant asks for the admin's image by its address: sent to its own instead.
+    stolen = tenant.call("GET", admins)
+    assert stolen.status_code == 302 and stolen.headers["location"].endswith(tenants), stolen.headers
+    own = screenshots.self_test(tenant, dashboard, TIMEOUT)
+    everyone = screenshots.self_test(admin, dashboard, TIMEOUT)
+    # Its total revenue is Europe's: another image than the admin's, who sees every region.
+    assert own.png != everyone.png
+    report_figure(f"a tenant's thumbnail rendered as the tenant in {own.seconds:g} s ({own.colours:,} colours)")
+
+
+class Listener(ThreadingHTTPServer):
+    """Records every request a page sends it."""
+
+    def __init__(self):
+        self.paths: list[str] = []
+        seen = self.paths
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(self.path)
+                self.send_response(404)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_a_dashboard_cannot_make_the_renderer_fetch_from_another_address(admin, home):
+    """An admin's markdown with two images: one on the instance itself, one on another loopback
+    port (another instance, an exporter, a cloud metadata address). The renderer loads the first
+    (so the markdown's images are live) and never the second: the content security policy."""
+    listener = Listener()
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    marker = uuid.uuid4().hex
+    code = (f'<img src="/static/setpoint-{marker}.png">\n\n'
+            f'<img src="http://127.0.0.1:{listener.server_port}/setpoint-{marker}.png">')
+    position = {
+        "DASHBOARD_VERSION_KEY": "v2",
+        "ROOT_ID": {"type": "ROOT", "id": "ROOT_ID", "children": ["GRID_ID"]},
+        "GRID_ID": {"type": "GRID", "id": "GRID_ID", "children": ["ROW-1"], "parents": ["ROOT_ID"]},
+        "ROW-1": {"type": "ROW", "id": "ROW-1", "children": ["MARKDOWN-1"], "parents": ["ROOT_ID", "GRID_ID"],
+                  "meta": {"background": "BACKGROUND_TRANSPARENT"}},
+        "MARKDOWN-1": {"type": "MARKDOWN", "id": "MARKDOWN-1", "children": [], "parents": ["ROOT_ID", "GRID_ID", "ROW-1"],
+                       "meta": {"width": 6, "height": 50, "code": code}},
+    }
+    made = admin.post("/api/v1/dashboard/", json={"dashboard_title": f"setpoint fetch {marker}",
+                                                   "position_json": json.dumps(position), "published": True})
+    assert made.status_code == 201, made.text
+    try:
+        screenshots.thumbnail(admin, made.json()["id"], TIMEOUT)
+    finally:
+        admin.call("DELETE", f"/api/v1/dashboard/{made.json()['id']}")
+        listener.shutdown()
+    web_log = (home.instance("alpha").logs / "web.log").read_text()
+    assert f"/static/setpoint-{marker}.png" in web_log  # the page did load its images
+    assert listener.paths == []
