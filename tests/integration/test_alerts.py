@@ -106,7 +106,8 @@ class WorkerMemory:
     twice a second from now until `stop`: the first sample and the peak."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.base, self.peak = pid, self.sample(), 0.0
+        self.pid = pid
+        self.base = self.peak = self.sample()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -251,8 +252,8 @@ def test_reports_and_alerts_are_mailed_through_the_specs_server_as_csv_and_png(h
                          report_format="PNG"))
     refused = schedule("setpoint refused report", "refused@example.com", type="Report")
     scheduled = time.monotonic()
-    worker = WorkerMemory(component_state(home, "alpha", "worker").pid)
     try:
+        worker = WorkerMemory(component_state(home, "alpha", "worker").pid)
         report = mailbox[0].wait_to("csv@example.com", timeout=240)
         delivered = time.monotonic() - scheduled
         attachments = {part.get_filename(): part.get_payload(decode=True) for part in report.walk() if part.get_filename()}

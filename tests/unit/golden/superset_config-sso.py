@@ -135,8 +135,10 @@ def FLASK_APP_MUTATOR(app) -> None:
     _ownership_guard.install(app)
     _LOG_HYGIENE.no_sql_in_answers(app)
     _AUDIT.record_access(app)
-    # Every answer's status class, even one Superset's API never counted (a failure before it).
+    # Every answer's status class, even one Superset's API never counted (a failure before it);
+    # every image the worker's browser renders, failed or not.
     _metrics.count_responses(app)
+    _metrics.count_screenshots()
 
 
 # Every database connection goes through Setpoint's guard (setpoint_database_guard.py beside this

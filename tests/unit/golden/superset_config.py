@@ -108,8 +108,10 @@ def FLASK_APP_MUTATOR(app) -> None:
     _ownership_guard.install(app)
     _LOG_HYGIENE.no_sql_in_answers(app)
     _AUDIT.record_access(app)
-    # Every answer's status class, even one Superset's API never counted (a failure before it).
+    # Every answer's status class, even one Superset's API never counted (a failure before it);
+    # every image the worker's browser renders, failed or not.
     _metrics.count_responses(app)
+    _metrics.count_screenshots()
     _reports.refuse_email_without_server(
         app, "name a mail server in the spec's smtp: section and run setpoint up demo --spec FILE")
 

@@ -14,10 +14,14 @@ gives becomes `superset_http_responses_total{status}` (2xx to 5xx), health check
 static files aside: Superset counts an API call's error only when the API itself fails, and a
 request that fails before it (its session in a Redis that is down) would go unseen. Every Celery task's
 outcome becomes `superset_celery_tasks_total{task,outcome}`: Superset reports none, and a worker
-whose asynchronous chart queries or reports fail is otherwise seen only in its log.
+whose asynchronous chart queries or reports fail is otherwise seen only in its log. Every image
+the worker's browser renders (a report's, a thumbnail) becomes `superset_screenshots_total{outcome}`
+and `superset_screenshot_seconds`: Superset's thumbnail task turns a failed render into a log line.
 """
 
 from __future__ import annotations
+
+import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
@@ -32,6 +36,11 @@ LEVELS = Gauge("superset_gauge", "Superset's gauges (STATS_LOGGER gauge, decr), 
 
 TASKS = Counter("superset_celery_tasks", "Celery tasks the worker ran, by task and outcome (success, failure, retry).",
                 ["task", "outcome"])
+
+SCREENSHOTS = Counter("superset_screenshots", "Images the worker's browser rendered (reports, thumbnails), by outcome "
+                      "(rendered, failed).", ["outcome"])
+SCREENSHOT_SECONDS = Histogram("superset_screenshot_seconds", "Time the worker's browser took for one image.",
+                               buckets=(2.5, 5, 10, 15, 20, 30, 60, 120, 300))
 
 RESPONSES = Counter("superset_http_responses", "Answers of the instance's web server by status class, health checks, "
                     "metrics and static files aside.", ["status"])
@@ -91,6 +100,28 @@ def count_celery_tasks() -> None:
         TASKS.labels(getattr(sender, "name", None) or "unknown", (state or "unknown").lower()).inc()
 
     signals.task_postrun.connect(ended, weak=False)
+
+
+def count_screenshots() -> None:
+    """Count every image Superset's Selenium webdriver renders, with its time (in the process
+    that renders it: the worker's)."""
+    from superset.utils.webdriver import WebDriverSelenium
+
+    for outcome in ("rendered", "failed"):  # at 0 from the start (see count_responses)
+        SCREENSHOTS.labels(outcome)
+    render = WebDriverSelenium.get_screenshot
+
+    def counted(self, *args, **kwargs):
+        started = time.monotonic()
+        image = None
+        try:
+            image = render(self, *args, **kwargs)
+            return image
+        finally:
+            SCREENSHOT_SECONDS.observe(time.monotonic() - started)
+            SCREENSHOTS.labels("rendered" if image else "failed").inc()
+
+    WebDriverSelenium.get_screenshot = counted
 
 
 def blueprint():
