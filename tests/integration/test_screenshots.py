@@ -8,6 +8,7 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from setpoint import examples
@@ -28,6 +29,14 @@ def thumbnail_url(api, dashboard: int) -> str:
     return listed[0]["thumbnail_url"]
 
 
+def rendered_images(home) -> float:
+    """How many images alpha's worker rendered, from its metrics (straight from gunicorn)."""
+    web = home.instance("alpha").read_state()["ports"]["web"]
+    text = httpx.get(f"http://127.0.0.1:{web}/setpoint/metrics", timeout=10).text
+    found = re.search(r'^superset_screenshots_total\{outcome="rendered"\} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_up_rendered_the_sample_dashboard_in_the_workers_chromium(instance):
     line = next((a for a in instance[1].actions if a.startswith(f"rendered the '{examples.DASHBOARD_TITLE}'")), None)
     assert line, instance[1].actions
@@ -35,8 +44,9 @@ def test_up_rendered_the_sample_dashboard_in_the_workers_chromium(instance):
     report_figure(f"self-test at alpha's creation: {line}")
 
 
-def test_a_tenants_thumbnail_is_rendered_as_the_tenant_never_handed_an_admins(admin, make_user, dashboard):
+def test_a_tenants_thumbnail_is_rendered_as_the_tenant_never_handed_an_admins(home, admin, make_user, dashboard):
     tenant = make_user("sales_europe")
+    before = rendered_images(home)
     admins, tenants = thumbnail_url(admin, dashboard), thumbnail_url(tenant, dashboard)
     assert admins != tenants  # a digest per user
     # The tenant asks for the admin's image by its address: sent to its own instead.
@@ -46,6 +56,7 @@ def test_a_tenants_thumbnail_is_rendered_as_the_tenant_never_handed_an_admins(ad
     everyone = screenshots.self_test(admin, dashboard, TIMEOUT)
     # Its total revenue is Europe's: another image than the admin's, who sees every region.
     assert own.png != everyone.png
+    assert rendered_images(home) >= before + 1  # counted for Prometheus (ScreenshotsFailing's input)
     report_figure(f"a tenant's thumbnail rendered as the tenant in {own.seconds:g} s ({own.colours:,} colours)")
 
 
