@@ -23,12 +23,6 @@ def dashboard(admin) -> int:
     return admin.find("dashboard", "dashboard_title", examples.DASHBOARD_TITLE)[0]["id"]
 
 
-def thumbnail_url(api, dashboard: int) -> str:
-    listed = api.get("/api/v1/dashboard/", params={
-        "q": f"(columns:!(id,thumbnail_url),filters:!((col:id,opr:eq,value:{dashboard})))"}).json()["result"]
-    return listed[0]["thumbnail_url"]
-
-
 def rendered_images(home) -> float:
     """How many images alpha's worker rendered, from its metrics (straight from gunicorn)."""
     web = home.instance("alpha").read_state()["ports"]["web"]
@@ -47,7 +41,7 @@ def test_up_rendered_the_sample_dashboard_in_the_workers_chromium(instance):
 def test_a_tenants_thumbnail_is_rendered_as_the_tenant_never_handed_an_admins(home, admin, make_user, dashboard):
     tenant = make_user("sales_europe")
     before = rendered_images(home)
-    admins, tenants = thumbnail_url(admin, dashboard), thumbnail_url(tenant, dashboard)
+    admins, tenants = screenshots.thumbnail_url(admin, dashboard), screenshots.thumbnail_url(tenant, dashboard)
     assert admins != tenants  # a digest per user
     # The tenant asks for the admin's image by its address: sent to its own instead.
     stolen = tenant.call("GET", admins)

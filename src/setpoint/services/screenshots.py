@@ -57,16 +57,23 @@ class Rendered:
     png: bytes = field(repr=False)
 
 
-def thumbnail(api: SupersetClient, dashboard_id: int, timeout: float) -> bytes:
-    """Dashboard `dashboard_id`'s thumbnail as the API's user sees it, through Superset's own flow
-    (the web asks, the worker renders in Chromium, Redis keeps the image): a PNG image."""
-    started = time.monotonic()
+def thumbnail_url(api: SupersetClient, dashboard_id: int) -> str:
+    """The address of dashboard `dashboard_id`'s thumbnail for the API's user, from the dashboard
+    list (its digest is the user's own)."""
     listed = api.get("/api/v1/dashboard/", params={
         "q": f"(columns:!(id,thumbnail_url),filters:!((col:id,opr:eq,value:{dashboard_id})))"}).json()["result"]
     if not listed or not listed[0].get("thumbnail_url"):
         raise NotRendered("the dashboard list gives no thumbnail (the THUMBNAILS feature is off)")
+    return listed[0]["thumbnail_url"]
+
+
+def thumbnail(api: SupersetClient, dashboard_id: int, timeout: float) -> bytes:
+    """Dashboard `dashboard_id`'s thumbnail as the API's user sees it, through Superset's own flow
+    (the web asks, the worker renders in Chromium, Redis keeps the image): a PNG image."""
+    started = time.monotonic()
+    url = thumbnail_url(api, dashboard_id)
     while True:
-        response = api.call("GET", listed[0]["thumbnail_url"], follow_redirects=True)
+        response = api.call("GET", url, follow_redirects=True)
         if response.status_code == 200 and response.headers.get("content-type", "").startswith("image/"):
             return response.content
         # 202: queued; 404: being rendered (or failed: Superset does not tell them apart).

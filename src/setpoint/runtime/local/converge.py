@@ -275,7 +275,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
         act(f"loaded {examples.ROWS:,} sample rows and the '{examples.DASHBOARD_TITLE}' dashboard")
     if not ephemeral:
         ensure_access(ctx, commands, state, act, step)
-        if spec.examples and state.get("renders") != spec.superset_version:
+        if spec.examples and spec.screenshots.thumbnails and state.get("renders") != spec.superset_version:
             _prove_rendering(ctx, platform, secrets, state, act, step)
 
     if ctx.managed_postgres and not ephemeral:
@@ -309,8 +309,8 @@ def ensure_access(ctx: InstanceContext, commands: SupersetCommands, state: dict,
 def _prove_rendering(ctx: InstanceContext, platform: Platform, secrets: dict[str, str], state: dict, act: Log,
                      step: Log) -> None:
     """The self-test of reports' images and thumbnails, on a new instance and a new Superset
-    version: the worker renders the sample dashboard, and the image must not be blank. A failure
-    is a warning (the instance serves all the same), and the next up tries again."""
+    version: the worker renders the sample dashboard's thumbnail, and the image must not be blank.
+    A failure is a warning (the instance serves all the same), and the next up tries again."""
     step("rendering the sample dashboard in the worker's browser")
     if ctx.managed_redis:  # thumbnails of a previous Superset version would pass for new ones
         RedisServer(ctx.ports.redis, secrets["redis_password"]).delete(REDIS_DB["caches"], "superset_thumbnail_*")
