@@ -411,7 +411,8 @@ MONITORING_API_USER = "setpoint"
 
 
 def render_monitoring_web_config(password_hash: str) -> str:
-    """Prometheus's and Alertmanager's --web.config.file: basic authentication, bcrypt."""
+    """The --web.config.file of Prometheus, Alertmanager and the node and PostgreSQL exporters: basic
+    authentication, bcrypt."""
     return render_template("monitoring-web.yml.j2", user=MONITORING_API_USER, password_hash=password_hash)
 
 
