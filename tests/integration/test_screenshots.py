@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from setpoint import examples
+from setpoint.runtime.local import lifecycle
 from setpoint.services import screenshots
 from tests.conftest import report_figure
 
@@ -38,9 +39,24 @@ def test_up_rendered_the_sample_dashboard_in_the_workers_chromium(instance):
     report_figure(f"self-test at alpha's creation: {line}")
 
 
+def renderers_chart_queries(home, since: int) -> list[str]:
+    """The status of each chart-data request the worker's browser made, from gunicorn's access
+    log from byte `since` on."""
+    with open(home.instance("alpha").logs / "web.log", "rb") as log:
+        log.seek(since)
+        lines = log.read().decode(errors="replace").splitlines()
+    return [re.search(r'" (\d{3}) ', line).group(1) for line in lines
+            if "HeadlessChrome" in line and "/api/v1/chart/data" in line]
+
+
 def test_a_tenants_thumbnail_is_rendered_as_the_tenant_never_handed_an_admins(home, admin, make_user, dashboard):
+    """Its charts' data is not in the cache (cleared): the browser's chart queries run in the web
+    process, not queued for the worker that is busy rendering them (the page would wait for
+    itself and show spinners)."""
     tenant = make_user("sales_europe")
     before = rendered_images(home)
+    lifecycle.clear_caches(home, "alpha")
+    log_size = (home.instance("alpha").logs / "web.log").stat().st_size
     admins, tenants = screenshots.thumbnail_url(admin, dashboard), screenshots.thumbnail_url(tenant, dashboard)
     assert admins != tenants  # a digest per user
     # The tenant asks for the admin's image by its address: sent to its own instead.
@@ -50,6 +66,8 @@ def test_a_tenants_thumbnail_is_rendered_as_the_tenant_never_handed_an_admins(ho
     everyone = screenshots.self_test(admin, dashboard, TIMEOUT)
     # Its total revenue is Europe's: another image than the admin's, who sees every region.
     assert own.png != everyone.png
+    statuses = renderers_chart_queries(home, log_size)
+    assert len(statuses) >= 6 and set(statuses) == {"200"}, statuses  # 202 would be queued for the worker
     assert rendered_images(home) >= before + 1  # counted for Prometheus (ScreenshotsFailing's input)
     report_figure(f"a tenant's thumbnail rendered as the tenant in {own.seconds:g} s ({own.colours:,} colours)")
 

@@ -10,3 +10,21 @@ def test_only_an_email_recipient_needs_the_mail_server():
     assert not wants_email({"recipients": [{"type": "Slack", "recipient_config_json": {"target": "#x"}}]})
     assert not wants_email({"name": "renamed only"})  # a PUT that leaves the recipients alone
     assert not wants_email({"recipients": None}) and not wants_email({"recipients": ["Email"]})
+
+
+def test_only_the_renderers_direct_requests_run_their_queries_in_the_web_process():
+    from flask import Flask
+
+    from setpoint.runtime.local.superset_side.reports import feature_enabled
+
+    app = Flask(__name__)
+    assert feature_enabled("GLOBAL_ASYNC_QUERIES", True)  # no request: the spec's flag
+    with app.test_request_context("/api/v1/chart/data", environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+        assert not feature_enabled("GLOBAL_ASYNC_QUERIES", True)  # the worker's browser, straight to gunicorn
+        assert feature_enabled("THUMBNAILS", True) and not feature_enabled("ALERT_REPORTS", False)
+    # Through Caddy (which always adds X-Forwarded-For), or a forged header from afar: asynchronous.
+    with app.test_request_context("/api/v1/chart/data", environ_base={"REMOTE_ADDR": "127.0.0.1"},
+                                  headers={"X-Forwarded-For": "203.0.113.9"}):
+        assert feature_enabled("GLOBAL_ASYNC_QUERIES", True)
+    with app.test_request_context("/api/v1/chart/data", environ_base={"REMOTE_ADDR": "10.0.0.5"}):
+        assert feature_enabled("GLOBAL_ASYNC_QUERIES", True)

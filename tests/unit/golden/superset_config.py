@@ -238,6 +238,8 @@ DB_CONNECTION_MUTATOR = _TASKS.connection_mutator
 # ChromeDriver, loads the instance's own gunicorn as the user the image is for ---
 from superset.tasks.types import ExecutorType  # noqa: E402 - loaded by Superset's config already
 
+_reports = _setpoint_module("setpoint_reports")
+
 WEBDRIVER_TYPE = "chrome"
 WEBDRIVER_BASEURL = "http://127.0.0.1:20001/"
 WEBDRIVER_BASEURL_USER_FRIENDLY = 'https://demo.localhost/'
@@ -255,10 +257,11 @@ ALERT_REPORTS_EXECUTORS = [ExecutorType.OWNER]
 # No mail server in the spec: no e-mail report can be saved (setpoint_reports.py), and Superset's
 # published default password is not left in place.
 SMTP_PASSWORD = ""
-_reports = _setpoint_module("setpoint_reports")
 
-# Asynchronous queries over Redis streams, with a JWT secret of their own.
+# Asynchronous queries over Redis streams, with a JWT secret of their own; the worker's renderer
+# runs its pages' queries in the web process, or it would wait for itself (setpoint_reports.py).
 FEATURE_FLAGS = {'GLOBAL_ASYNC_QUERIES': True, 'ALERT_REPORTS': True, 'THUMBNAILS': True}
+IS_FEATURE_ENABLED_FUNC = _reports.feature_enabled
 GLOBAL_ASYNC_QUERIES_TRANSPORT = "polling"
 GLOBAL_ASYNC_QUERIES_JWT_SECRET = _SECRETS["async_jwt_secret"]
 # Embedded dashboards' guest tokens: Superset's default secret is public, so anyone could mint one.

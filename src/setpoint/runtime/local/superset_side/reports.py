@@ -1,10 +1,17 @@
-"""Alerts and reports by e-mail: what Setpoint adds. Runs inside Superset.
+"""Alerts, reports and thumbnails: what Setpoint adds. Runs inside Superset.
 
-Copied beside superset_config.py, which installs it when the spec names no mail server (smtp:).
-Superset would then accept an e-mail report and fail each time it runs (its default server is
-localhost:25, with the published password "superset"): an alert or report with an e-mail
-recipient is refused when it is saved, with what to configure. Slack recipients stay possible.
-Stdlib only at import.
+Copied beside superset_config.py, which installs it.
+
+When the spec names no mail server (smtp:), Superset would accept an e-mail report and fail each
+time it runs (its default server is localhost:25, with the published password "superset"): an
+alert or report with an e-mail recipient is refused when it is saved, with what to configure.
+Slack recipients stay possible.
+
+The worker's browser renders a report's or a thumbnail's page from gunicorn, and that page asks
+for its charts' data. Asynchronous queries would queue them for the worker, whose processes may
+all be busy rendering: the page would wait for itself until its load timeout, and the image would
+show spinners. Requests made straight to gunicorn on loopback (the renderer's; everything through
+Caddy carries X-Forwarded-For) run their queries in the web process instead. Stdlib only at import.
 """
 
 from __future__ import annotations
@@ -27,3 +34,18 @@ def refuse_email_without_server(app, remedy: str) -> None:
             if isinstance(body, dict) and wants_email(body):
                 return jsonify({"message": f"This instance sends no e-mail: {remedy}"}), 422
         return None
+
+
+def is_direct_local_request() -> bool:
+    """Whether the current request came straight to gunicorn from this host, not through Caddy."""
+    from flask import has_request_context, request
+
+    return has_request_context() and "X-Forwarded-For" not in request.headers and request.remote_addr in ("127.0.0.1", "::1")
+
+
+def feature_enabled(feature: str, default: bool | None) -> bool:
+    """Superset's IS_FEATURE_ENABLED_FUNC: the spec's flags, with asynchronous queries off for the
+    renderer's requests (see the module's docstring)."""
+    if feature == "GLOBAL_ASYNC_QUERIES" and is_direct_local_request():
+        return False
+    return bool(default)
