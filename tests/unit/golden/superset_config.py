@@ -249,6 +249,8 @@ WEBDRIVER_CONFIGURATION = {
     "service": {"executable_path": '/usr/bin/chromedriver', "log_output": "/dev/null", "service_args": [], "port": 0, "env": {}},
 }
 SCREENSHOT_LOAD_WAIT = 60
+# A thumbnail that failed is tried again after 10 minutes, not a day (Superset's default).
+THUMBNAIL_ERROR_CACHE_TTL = 600
 # A thumbnail is rendered as the user who looks at it: it shows what that user may see, never what
 # an admin sees (per-user digests; another user's thumbnail address redirects to one's own).
 THUMBNAIL_EXECUTORS = [ExecutorType.CURRENT_USER]
