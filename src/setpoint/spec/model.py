@@ -157,7 +157,8 @@ class Resources(Strict):
     own, which its supervisor restarts; it never takes more CPU or processes than this. Empty
     fields are derived from the instance's size (setpoint spec NAME shows the sizing inputs)."""
 
-    memory_mb: int | None = Field(None, ge=768, le=1048576, description="memory of all its processes, page cache included")
+    memory_mb: int | None = Field(None, ge=768, le=1048576, description="memory of all its processes, page cache included; "
+                                  "a report's or thumbnail's render takes about 650 MiB more than the idle instance")
     cpus: float | None = Field(None, gt=0, le=512, description="CPU time, in cores")
     pids: int | None = Field(None, ge=128, le=1000000, description="processes and threads")
 
