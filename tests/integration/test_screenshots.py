@@ -34,7 +34,7 @@ def rendered_images(home) -> float:
 
 def test_up_rendered_the_sample_dashboard_in_the_workers_chromium(instance):
     line = next((a for a in instance[1].actions if a.startswith(f"rendered the '{examples.DASHBOARD_TITLE}'")), None)
-    assert line, instance[1].actions
+    assert line, [a for a in instance[1].actions if "render" in a or "warning" in a]
     assert int(re.search(r"of ([\d,]+) colours", line).group(1).replace(",", "")) >= screenshots.MIN_COLOURS
     report_figure(f"self-test at alpha's creation: {line}")
 

@@ -306,6 +306,7 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 browser_args=screenshots.BROWSER_ARGS,
                 chromedriver=screenshots.CHROMEDRIVER,
                 screenshot_limits=screenshots.task_time_limits(ctx.spec),
+                locate_wait_s=screenshots.LOCATE_WAIT_S,
                 guard_policy=database_guard_policy(ctx),
                 redis_db=REDIS_DB,
                 caches=CACHES,

@@ -24,9 +24,12 @@ BROWSER_ARGS = (
     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-default-apps", "--disable-extensions", "--disable-quic", "--mute-audio",
 )
-# Superset's own waits around a render (SCREENSHOT_LOCATE_WAIT, _SELENIUM_HEADSTART and
+# How long the browser may take to show the dashboard's frame (Superset's SCREENSHOT_LOCATE_WAIT;
+# its default of 10 s is short for a busy host, or a new account's first start of Chromium).
+LOCATE_WAIT_S = 30
+# Superset's waits around a render (the one above, _SELENIUM_HEADSTART and
 # _SELENIUM_ANIMATION_WAIT at their defaults), and room for the browser's start and the upload.
-FIXED_WAITS_S = 10 + 3 + 5 + 30
+FIXED_WAITS_S = LOCATE_WAIT_S + 3 + 5 + 30
 # An image is blank when fewer colours than this make it up (a white page with a spinner has a few
 # dozen; the sample dashboard's thumbnail has thousands).
 MIN_COLOURS = 200

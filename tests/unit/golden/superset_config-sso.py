@@ -238,7 +238,7 @@ class CeleryConfig:
         "load_chart_data_into_cache": _QUERY_LIMITS,
         "load_explore_json_into_cache": _QUERY_LIMITS,
         # A hung page gives the worker back: past the page's load timeout, the browser is quit.
-        **{task: {"soft_time_limit": 108, "time_limit": 138}
+        **{task: {"soft_time_limit": 128, "time_limit": 158}
            for task in ("cache_dashboard_thumbnail", "cache_chart_thumbnail", "cache_dashboard_screenshot")},
         # Not safe to run twice: a report or alert is e-mailed at most once (acknowledged when it
         # starts; Superset's execution log refuses a second run of the same schedule).
@@ -273,6 +273,7 @@ WEBDRIVER_CONFIGURATION = {
     "options": {"capabilities": {}, "preferences": {}},
     "service": {"executable_path": '/usr/bin/chromedriver', "log_output": "/dev/null", "service_args": [], "port": 0, "env": {}},
 }
+SCREENSHOT_LOCATE_WAIT = 30
 SCREENSHOT_LOAD_WAIT = 60
 # A thumbnail that failed is tried again after 10 minutes, not a day (Superset's default).
 THUMBNAIL_ERROR_CACHE_TTL = 600
