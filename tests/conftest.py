@@ -156,7 +156,7 @@ def report_figure(line: str) -> None:
 MODULE_WEIGHTS = {"test_offsite.py": 860, "test_upgrade.py": 820, "test_lifecycle.py": 690, "test_host.py": 490,
                   "test_alerts.py": 480, "test_backup.py": 475, "test_work_in_flight.py": 470, "test_containment.py": 420,
                   "test_operations.py": 360, "test_changes.py": 230, "test_sso.py": 215, "test_logs.py": 155,
-                  "test_rls.py": 130, "test_screenshots.py": 90, "test_check.py": 80, "test_probes.py": 60,
+                  "test_rls.py": 130, "test_screenshots.py": 80, "test_check.py": 80, "test_probes.py": 60,
                   "test_metrics.py": 30, "test_gdpr.py": 30, "test_isolation.py": 25, "test_versions.py": 20}
 
 
