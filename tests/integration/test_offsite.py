@@ -125,6 +125,7 @@ def test_destroyed_instance_is_rebuilt_from_offsite_alone(home, offsite_instance
     recovery_key = secrets["recovery_key"]
     lifecycle.destroy(home, NAME)
     assert not paths.root.exists()  # nothing local is left: no repository, no secrets
+    assert paths.access_log.stat().st_size == 0  # emptied in place: Caddy still holds it open
 
     rebuilt = rebuild_from_offsite(home, spec, recovery_key)
     with http_client(rebuilt.url, ca_file=rebuilt.ca_root) as client:
@@ -134,5 +135,7 @@ def test_destroyed_instance_is_rebuilt_from_offsite_alone(home, offsite_instance
         query_context = api.get(f"/api/v1/chart/{chart['id']}").json()["result"]["query_context"]
         # The sample database's password was encrypted with the old SECRET_KEY: the query runs.
         assert api.chart_data(query_context)[0]["rowcount"] == 20
+    # Caddy logs the rebuilt instance's requests where the log store and point 18 read them.
+    assert f'"host":"{spec.host}' in paths.access_log.read_text()
     # Its backups were off-site only: the rebuilt instance has a local one again, on its new timeline.
     assert any(b.repo == 1 for b in PgBackRest(load_context(home, NAME)).backups())

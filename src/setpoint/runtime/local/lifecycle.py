@@ -215,8 +215,13 @@ def destroy(home: Home, name: str) -> list[str]:
     if monitoring.write_consoles_site(home, monitoring.monitoring_of(home), monitoring.host_specs(home)) \
             and platform is not None and platform.supervisor.is_running():
         platform.caddy.reload()
+    # Caddy (2.6) keeps a removed site's log file open, and a site published again under this
+    # name would write to the unlinked file: empty the live one in place, delete the rolled ones.
     for log in paths.access_log.parent.glob(f"{name}.access*"):
-        log.unlink()
+        if log == paths.access_log:
+            log.write_bytes(b"")
+        else:
+            log.unlink()
     actions.append(f"deleted {paths.root}")
     if logstore.records_dir(home, name).exists():
         actions.append(f"kept {name}'s logs and audit trail in the host's log store until their retention ends "
