@@ -129,3 +129,90 @@ def test_pinning_leaves_targets_allowed_by_name_and_given_addresses_alone():
     other = {"host": "warehouse.example.com", "port": 3306, "user": "u"}
     GUARD.check_connection("mysql", other)
     assert "hostaddr" not in other  # no such parameter outside libpq
+
+
+def rebinding_guard():
+    """A guard whose every later lookup of rebind.example.com answers this host."""
+    answers = iter([["93.184.216.34"]])
+    return guard_module.Guard(["postgresql", "mysql", "trino", "mssql"], OWN,
+                              resolver=lambda host: next(answers, ["127.0.0.1"]))
+
+
+def test_c_clients_of_mysql_and_sql_server_connect_to_the_address_judged():
+    guard = rebinding_guard()
+    mysql = {"host": "rebind.example.com", "port": 3306, "user": "u"}
+    guard.check_connection("mysql", mysql, "mysqldb")
+    assert mysql["host"] == "93.184.216.34"
+    guard = rebinding_guard()
+    mssql = {"host": "rebind.example.com:1433", "user": "u"}  # as SQLAlchemy hands it to pymssql
+    guard.check_connection("mssql", mssql, "pymssql")
+    assert mssql["host"] == "93.184.216.34:1433"
+    with pytest.raises(guard_module.RefusedDatabase):  # a port does not hide a loopback host
+        GUARD.check_connection("mssql", {"host": "127.0.0.1:20002", "user": "superset"}, "pymssql")
+    with pytest.raises(guard_module.RefusedDatabase):
+        guard_module.Guard(["mssql"], OWN, resolver).check_connection("mssql", {"host": "evil.example.com:1433"}, "pymssql")
+
+
+def test_a_driver_resolving_in_python_gets_the_address_judged_not_a_rebound_one():
+    """Trino, ClickHouse, Databricks and PyMySQL look the name up themselves, later, in this
+    process: the wrapped lookups answer with the judged address, whatever DNS says by then."""
+    guard = rebinding_guard()
+    guard.check_connection("trino", {"host": "rebind.example.com", "port": 8443, "user": "u"}, "rest")
+    lookups, connections = [], []
+
+    def dns(host, port, *args, **kwargs):  # DNS now points the name at this host
+        lookups.append(host)
+        address = "127.0.0.1" if host == "rebind.example.com" else host
+        return [(2, 1, 6, "", (address, port))]
+
+    getaddrinfo, create_connection = guard_module.pin_lookups(guard, dns, lambda address, *a, **k: connections.append(address))
+    assert getaddrinfo("REBIND.example.com.", 8443) == [(2, 1, 6, "", ("93.184.216.34", 8443))]
+    create_connection(("rebind.example.com", 8443), timeout=3)
+    assert connections == [("93.184.216.34", 8443)]
+    assert getaddrinfo("other.example.com", 443)[0][4] == ("other.example.com", 443)  # not judged: as before
+    assert "rebind.example.com" not in lookups and "REBIND.example.com." not in lookups
+
+
+def test_the_pinned_lookups_carry_the_standard_library_s_http_client(monkeypatch):
+    """A real connection: http.client (what Databricks' thrift client uses) reaches the pinned
+    address, not the one the name resolves to now."""
+    import http.client
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    guard = guard_module.Guard(["trino"], OWN, resolver=resolver)
+    guard.pins["warehouse.example.com"] = ["127.0.0.1"]  # where the judged address listens here
+    pinned = guard_module.pin_lookups(guard, socket.getaddrinfo, socket.create_connection)
+    monkeypatch.setattr(socket, "getaddrinfo", pinned[0])
+    monkeypatch.setattr(socket, "create_connection", pinned[1])
+    try:
+        connection = http.client.HTTPConnection("warehouse.example.com", server.server_port, timeout=5)
+        connection.request("GET", "/")
+        assert connection.getresponse().status == 204
+    finally:
+        server.shutdown()
+
+
+def test_a_name_is_judged_by_what_it_resolves_to_now_not_by_its_pin(monkeypatch):
+    import socket
+
+    pinning = guard_module.Guard(["trino"], OWN)
+    pinning.pins["localhost"] = ["93.184.216.34"]
+    monkeypatch.setattr(socket, "getaddrinfo", guard_module.pin_lookups(pinning, socket.getaddrinfo, None)[0])
+    assert socket.getaddrinfo("localhost", 80)[0][4][0] == "93.184.216.34"
+    assert "127.0.0.1" in guard_module.resolve("localhost")  # the guard's own lookup is not pinned
+    guard = guard_module.Guard(["trino"], OWN, resolver=lambda host: ["93.184.216.35"])
+    guard.pins["warehouse.example.com"] = ["93.184.216.34"]
+    guard.check_connection("trino", {"host": "warehouse.example.com", "port": 443}, "rest")
+    assert guard.pins["warehouse.example.com"] == ["93.184.216.35"]  # the warehouse moved: so does the pin

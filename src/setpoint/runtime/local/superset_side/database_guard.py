@@ -9,9 +9,13 @@ fetches URLs (sqlite, every shillelagh and duckdb variant: Superset blocks only 
 - `validate_url` is Superset's DB_SQLA_URI_VALIDATOR, called before every engine is made (test
   connection, create, update, SQL Lab, charts, imported databases when they are used);
 - `check_connect` runs on SQLAlchemy's do_connect event, on the final connection arguments, so
-  a host hidden in `extra` (engine_params.connect_args) or in the URL's query is judged too. A
-  PostgreSQL connection is then pinned to the addresses judged (libpq's `hostaddr`): a public
-  name re-pointed at this host after the check (DNS rebinding) is never resolved again.
+  a host hidden in `extra` (engine_params.connect_args) or in the URL's query is judged too. The
+  connection is then pinned to the addresses judged, so that a public name re-pointed at this
+  host after the check (DNS rebinding) is never resolved again: libpq gets `hostaddr`, the C
+  clients of MySQL and SQL Server get the address itself, and every driver that resolves in
+  Python (Trino, ClickHouse and Databricks over HTTP, PyMySQL) gets the judged addresses from
+  the process's `socket.getaddrinfo` and `socket.create_connection`, which `install` wraps.
+  TLS still checks the name: only the lookup is pinned.
 
 Every refusal raises the same sentence: the answers do not tell an open port from a closed one.
 Stdlib only at import; SQLAlchemy is imported by `install`.
@@ -48,9 +52,13 @@ def is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+# The lookup as it was before `install` pinned it: a name is judged by what it resolves to now.
+_getaddrinfo = socket.getaddrinfo
+
+
 def resolve(host: str) -> list[str]:
     try:
-        return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+        return sorted({info[4][0] for info in _getaddrinfo(host, None)})
     except (OSError, UnicodeError):
         return []
 
@@ -63,6 +71,13 @@ class Guard:
         # Each allowed target: {"host": ..., "port": int | None, "user": str | None}.
         self.allowed = allowed
         self.resolver = resolver
+        # The public addresses each name was last judged by: what this process connects to.
+        self.pins: dict[str, list[str]] = {}
+
+    def pinned(self, host) -> list[str] | None:
+        if isinstance(host, bytes):
+            host = host.decode(errors="replace")
+        return self.pins.get(host.lower().rstrip(".")) if isinstance(host, str) else None
 
     def is_allowed_dialect(self, drivername: str) -> bool:
         dialect = drivername.lower().split("+")[0]
@@ -96,18 +111,37 @@ class Guard:
         return approved
 
 
-    def check_connection(self, dialect: str, cparams: dict) -> None:
-        """Judge a connection's final keyword arguments (raise RefusedDatabase), and pin a
-        PostgreSQL connection to the addresses judged by setting libpq's `hostaddr` in `cparams`."""
+    def check_connection(self, dialect: str, cparams: dict, driver: str = "") -> None:
+        """Judge a connection's final keyword arguments (raise RefusedDatabase), and pin it to the
+        addresses judged (see the module's docstring); `driver` is SQLAlchemy's (psycopg2, mysqldb)."""
         hosts: list[str | None] = []
-        for key in ("host", "hostaddr", "server", "server_hostname", "unix_socket"):
+        for key in HOST_KEYS:
             if key in cparams:
                 hosts += _split_hosts(cparams[key])
         port = int(cparams["port"]) if cparams.get("port") else None
+        if dialect == "mssql":  # SQLAlchemy hands pymssql "host:port"
+            hosts, ports = zip(*(_host_port(h) for h in hosts)) if hosts else ((), ())
+            hosts, port = list(hosts), port or next((p for p in ports if p), None)
         approved = self.judge(dialect, hosts, port, cparams.get("user") or cparams.get("username"),
                               networked=is_networked(dialect))
-        if dialect == "postgresql" and "hostaddr" not in cparams and approved and all(approved):
+        for host, addresses in zip(hosts, approved):
+            if host and addresses:
+                self.pins[host.lower().rstrip(".")] = addresses
+        if not approved or not all(approved):
+            return  # a target allowed by name is trusted as it resolves
+        if dialect == "postgresql" and "hostaddr" not in cparams:
             cparams["hostaddr"] = ",".join(addresses[0] for addresses in approved)
+        elif len(approved) == 1 and (dialect, driver) in (("mysql", "mysqldb"), ("mssql", "pymssql")):
+            key = next(key for key in HOST_KEYS if cparams.get(key))
+            cparams[key] = approved[0][0] + (f":{port}" if dialect == "mssql" and port else "")
+
+
+HOST_KEYS = ("host", "hostaddr", "server", "server_hostname", "unix_socket")
+
+
+def _host_port(host: str | None) -> tuple[str | None, int | None]:
+    name, _, port = (host or "").rpartition(":")
+    return (name, int(port)) if name and port.isdigit() else (host, None)
 
 
 def _split_hosts(value) -> list[str | None]:
@@ -122,10 +156,39 @@ def is_networked(dialect: str) -> bool:
     return dialect.split("+")[0] not in ("bigquery", "snowflake")
 
 
+def pin_lookups(guard: Guard, getaddrinfo, create_connection):
+    """`socket.getaddrinfo` and `socket.create_connection` that answer a name the guard judged
+    with the addresses it judged, and resolve any other name as before. Both are wrapped: under
+    gevent, `socket.create_connection` resolves through gevent's own lookup."""
+
+    def pinned_getaddrinfo(host, port, *args, **kwargs):
+        addresses = guard.pinned(host)
+        if not addresses:
+            return getaddrinfo(host, port, *args, **kwargs)
+        return [info for address in addresses for info in getaddrinfo(address, port, *args, **kwargs)]
+
+    def pinned_create_connection(address, *args, **kwargs):
+        addresses = guard.pinned(address[0])
+        if not addresses:
+            return create_connection(address, *args, **kwargs)
+        for number, pinned in enumerate(addresses, 1):
+            try:
+                return create_connection((pinned, *address[1:]), *args, **kwargs)
+            except OSError:
+                if number == len(addresses):
+                    raise
+
+    return pinned_getaddrinfo, pinned_create_connection
+
+
 def install(guard: Guard):
-    """Hook the guard into SQLAlchemy (every engine's connect) and return DB_SQLA_URI_VALIDATOR."""
+    """Hook the guard into SQLAlchemy (every engine's connect) and this process's name lookups,
+    and return DB_SQLA_URI_VALIDATOR."""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
+
+    socket.getaddrinfo, socket.create_connection = pin_lookups(
+        guard, socket.getaddrinfo, socket.create_connection)
 
     def validate_url(url) -> None:
         query = dict(url.query)
@@ -141,7 +204,7 @@ def install(guard: Guard):
             return  # Setpoint's own one-off commands (a drill opening a restored copy)
         if cargs and isinstance(cargs[0], str) and "host=" in cargs[0]:
             raise RefusedDatabase()  # a libpq connection string passed positionally
-        guard.check_connection(dialect.name, cparams)
+        guard.check_connection(dialect.name, cparams, dialect.driver)
 
     event.listen(Engine, "do_connect", check_connect)
     return validate_url
