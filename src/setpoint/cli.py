@@ -732,7 +732,8 @@ def probe_config(
     format: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
     """Write the configuration of a probe point: a prometheus-blackbox-exporter on another host or
-    network that asks this host's instances for /health and the login page, as their users would.
+    network that asks this host's instances for /health, the login page and one chart's data, as
+    their users would (it holds no credential: the chart's check answers only OK or not).
 
     Example: setpoint probe-config --output /tmp/probe --ca-path /etc/prometheus/setpoint-ca.pem
     """

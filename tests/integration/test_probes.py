@@ -2,6 +2,7 @@
 a real prometheus-blackbox-exporter configured with `setpoint probe-config`, as an operator would
 on three other hosts: the instance's public URL over HTTPS through the namespace's own link."""
 
+import re
 import shutil
 import subprocess
 import time
@@ -13,9 +14,12 @@ from setpoint import proc
 from setpoint.checklist.evidence import Evidence
 from setpoint.checklist.model import Status
 from setpoint.checklist.operations import probe_synthetic
+from setpoint.examples import EXAMPLES_DB, TABLE
 from setpoint.observability.monitoring import Prometheus, monitoring_of
 from setpoint.readiness import wait_until
 from setpoint.runtime.local import converge, lifecycle
+from setpoint.runtime.local.instance import load_context
+from setpoint.services.postgres import cluster_of
 from tests.conftest import report_figure, run_cli
 
 INTERVAL_S = 5  # probes.interval_s for the test: a stopped point is stale after one scrape
@@ -105,6 +109,10 @@ def test_three_probe_points_pass_point_21_and_losing_two_fails_it(home, probe_po
     finding = synthetic_finding(home)
     assert finding.status is Status.PASS, finding.evidence
     assert "4 probe point(s)" in finding.evidence
+    # Every point also loads the sample chart's data, with no credential.
+    charts = 'probe_success{setpoint_instance="alpha",check="chart"}'
+    wait_until(lambda: len([r for r in Prometheus(monitoring_of(home)).query(charts) if r["value"][1] == "1"]) == 4, 30,
+               AssertionError(f"the chart check failed: {Prometheus(monitoring_of(home)).query(charts)}"), interval=1)
 
     stopped = probe_points[:2]
     for point in stopped:
@@ -120,3 +128,32 @@ def test_three_probe_points_pass_point_21_and_losing_two_fails_it(home, probe_po
         assert f"{point.point} has no recent probe" in finding.evidence
     report_figure(f"synthetic checks every {INTERVAL_S} s: 4 probe points succeeding {waited:.0f} s after the fixture's up; "
                   f"2 of them stopped: no longer counted {dropped:.0f} s later, point 21 FAIL")
+
+
+def test_the_chart_check_tells_anonymous_callers_only_ok_and_cannot_be_made_to_query_more(http):
+    """As an anonymous caller hammering it: every answer is the same short sentence, no row and
+    no query, and the chart's query runs at most once per 30 s per web process, so 20 calls in a
+    row get at most 2 different answers per process (alpha has 2): the last one, then a fresh one."""
+    answers = [http.get("/setpoint/probe/chart") for _ in range(20)]
+    assert {a.status_code for a in answers} == {200}
+    assert all(re.fullmatch(r"OK 20 rows in \d+\.\d\d s\n", a.text) for a in answers), answers[0].text
+    assert len({a.text for a in answers}) <= 4, {a.text for a in answers}
+    assert answers[0].headers["cache-control"] == "no-store"
+
+
+def test_the_chart_check_fails_while_its_table_is_gone_and_says_nothing_of_why(home, http):
+    """A real fault in the analytics database: the sample table renamed away, then back. The
+    check answers 503 within its 30 s, with no table name, SQL or error text for the caller."""
+    cluster = cluster_of(load_context(home, "alpha"))
+
+    def answer():
+        return http.get("/setpoint/probe/chart")
+
+    cluster.sql(f"ALTER TABLE {TABLE} RENAME TO {TABLE}_away", database=EXAMPLES_DB)
+    try:
+        wait_until(lambda: answer().status_code == 503, 40, AssertionError("the chart check still passes"), interval=2)
+        failed = answer()
+        assert failed.text == "FAIL: the chart's query failed\n"
+    finally:
+        cluster.sql(f"ALTER TABLE {TABLE}_away RENAME TO {TABLE}", database=EXAMPLES_DB)
+    wait_until(lambda: answer().status_code == 200, 40, AssertionError("the chart check did not recover"), interval=2)

@@ -18,7 +18,7 @@ def test_rules_fire_when_they_should_and_not_before(tmp_path):
     shutil.copy(TESTS, tmp_path / "rules_test.yml")
     promtool = proc.find_binary("promtool")
     checked = proc.run([promtool, "check", "rules", tmp_path / "host.yml", tmp_path / "alpha.yml"], check=False)
-    assert checked.ok and "SUCCESS: 15 rules found" in checked.stdout + checked.stderr, checked.stdout + checked.stderr
+    assert checked.ok and "SUCCESS: 16 rules found" in checked.stdout + checked.stderr, checked.stdout + checked.stderr
     tested = proc.run([promtool, "test", "rules", tmp_path / "rules_test.yml"], check=False)
     assert tested.ok, tested.stdout + tested.stderr
 
@@ -53,6 +53,42 @@ tests:
         exp_alerts:
           - exp_labels: {severity: ticket, setpoint_instance: bi}
             exp_annotations: {summary: "bi's TLS certificate expires within 14 days and Caddy has not renewed it: see the host's Caddy log (SETPOINT_HOME/caddy/caddy.log)"}
+""")
+    tested = proc.run([proc.find_binary("promtool"), "test", "rules", tmp_path / "test.yml"], check=False)
+    assert tested.ok, tested.stdout + tested.stderr
+
+
+def test_a_failing_chart_check_pages_without_calling_the_instance_unreachable(tmp_path):
+    """The public URL answers (health, login) while the probed chart's data fails: the chart's
+    alert fires after the spec's duration, the unreachable one does not; with no chart to probe
+    (no sample data, no probes.chart) there is no chart rule."""
+    assert "ChartCheckFailing" not in render_instance_rules(parse_spec({"name": "bare", "examples": False}))
+    (tmp_path / "beta.yml").write_text(render_instance_rules(parse_spec({"name": "beta", "probes": {"chart": "Sales"}})))
+    (tmp_path / "test.yml").write_text("""rule_files: [beta.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'probe_success{setpoint_instance="beta",probe_point="local",check="health"}'
+        values: '1+0x8'
+      - series: 'probe_success{setpoint_instance="beta",probe_point="local",check="login"}'
+        values: '1+0x8'
+      - series: 'probe_success{setpoint_instance="beta",probe_point="local",check="chart"}'
+        values: '1 1 0 0 0 0 0 0'
+      - series: 'probe_success{setpoint_instance="beta",probe_point="10.0.0.9:9115",check="chart"}'
+        values: '1+0x8'
+    alert_rule_test:
+      - eval_time: 3m
+        alertname: ChartCheckFailing
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: ChartCheckFailing
+        exp_alerts:
+          - exp_labels: {severity: page, setpoint_instance: beta}
+            exp_annotations: {summary: "beta's probed chart loads no data (its database or query fails): setpoint logs beta web --grep setpoint_probe"}
+      - eval_time: 7m
+        alertname: InstanceUnreachable
+        exp_alerts: []
 """)
     tested = proc.run([proc.find_binary("promtool"), "test", "rules", tmp_path / "test.yml"], check=False)
     assert tested.ok, tested.stdout + tested.stderr

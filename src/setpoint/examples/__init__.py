@@ -153,6 +153,9 @@ def _time_axis(grain: str) -> dict:
     }
 
 
+# The chart whose data the synthetic checks load (spec probes.chart's default with examples on).
+PROBED_CHART = "Top countries"
+
 # (title, viz_type, extra params, query columns, metrics, row limit)
 CHARTS = [
     ("Total revenue", "big_number_total", {"metric": "revenue", "y_axis_format": "SMART_NUMBER"}, [], ["revenue"], None),

@@ -393,9 +393,10 @@ class Prometheus(_MonitoringApi):
                 for group in self._data("/api/v1/rules", type="alert")["groups"]}
 
     def probe_points(self, name: str) -> dict[str, bool]:
-        """Each probe point with a fresh probe of instance `name`, and whether all its checks
-        succeeded (a point whose scrape fails drops out at once: its series are stale)."""
-        found = self.query(f'min by (probe_point) (probe_success{{setpoint_instance="{name}"}})')
+        """Each probe point with a fresh probe of instance `name`, and whether its checks of the
+        public URL (/health, the login page) succeeded (a point whose scrape fails drops out at
+        once: its series are stale). The chart's check has its own alert."""
+        found = self.query(f'min by (probe_point) (probe_success{{setpoint_instance="{name}",check!="chart"}})')
         return {r["metric"].get("probe_point", ""): r["value"][1] == "1" for r in found}
 
     def scraped(self, name: str) -> list[Target]:

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 import jinja2
 
-from setpoint.examples import READER_ROLE
+from setpoint.examples import PROBED_CHART, READER_ROLE
 from setpoint.identity import access, sso
 from setpoint.services import screenshots
 from setpoint.home import Home, InstancePaths
@@ -273,7 +273,7 @@ REDIS_DBS_OF_THE_PRESENT = tuple(REDIS_DB[k] for k in ("broker", "task_results",
 
 # Setpoint's modules that superset_config.py loads from beside itself.
 SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "ownership_guard", "metrics", "audit", "log_hygiene",
-                         "reports", "beat")
+                         "reports", "beat", "probe")
 
 
 def superset_side_modules(spec: InstanceSpec) -> tuple[str, ...]:
@@ -313,6 +313,7 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 sso_provider=sso.PROVIDER_NAME,
                 access=access.declared(ctx.spec),
                 emergency_username_pattern=sso.EMERGENCY_USERNAME_PATTERN,
+                probed_chart=probed_chart(ctx.spec),
             ),
             restarts=superset,
         ),
@@ -440,8 +441,20 @@ def render_supervisord_conf(home: Home, caddy_bin: str, caddy_user: str, python:
 # The synthetic checks of every instance: what a user's browser asks first, over HTTPS through
 # Caddy: its path, the blackbox exporter's module that asks it, what the answer's body must hold.
 SYNTHETIC_CHECKS = {"health": ("health", "setpoint_health", "^OK"),
-                    "login": ("login/", "setpoint_login", 'name="csrf_token"')}
+                    "login": ("login/", "setpoint_login", 'name="csrf_token"'),
+                    "chart": ("setpoint/probe/chart", "setpoint_chart", "^OK")}
 LOCAL_PROBE_POINT = "local"  # the host's own blackbox exporter
+
+
+def probed_chart(spec: InstanceSpec) -> str | None:
+    """The chart whose data the synthetic checks load: the spec's, else the sample one."""
+    return spec.probes.chart or (PROBED_CHART if spec.examples else None)
+
+
+def synthetic_checks(spec: InstanceSpec) -> list[str]:
+    """The synthetic checks of an instance: /health and the login page, and a chart's data when
+    it has one to probe."""
+    return [check for check in SYNTHETIC_CHECKS if check != "chart" or probed_chart(spec)]
 
 
 def render_prometheus_config(home: Home, monitoring: Monitoring, probed: dict[str, InstanceSpec],
@@ -455,7 +468,8 @@ def render_prometheus_config(home: Home, monitoring: Monitoring, probed: dict[st
             {"url": spec.url + path, "point": point, "address": address, "check": check, "module": module}
             for point, address in [(LOCAL_PROBE_POINT, f"127.0.0.1:{monitoring.blackbox_port}"),
                                    *((p, p) for p in spec.probes.points)]
-            for check, (path, module, _) in SYNTHETIC_CHECKS.items()
+            for check in synthetic_checks(spec)
+            for path, module, _ in [SYNTHETIC_CHECKS[check]]
         ]
         for name, spec in sorted(probed.items())
     }
@@ -476,8 +490,9 @@ def render_host_rules() -> str:
 
 
 def render_instance_rules(spec: InstanceSpec) -> str:
-    """An instance's alert rules, with the thresholds of its spec: down, 5xx ratio, backups, drills."""
-    return render_template("rules-instance.yml.j2", spec=spec)
+    """An instance's alert rules, with the thresholds of its spec: down, synthetic checks, 5xx
+    ratio, backups, drills."""
+    return render_template("rules-instance.yml.j2", spec=spec, chart_checked=probed_chart(spec) is not None)
 
 
 @dataclass(frozen=True)

@@ -319,7 +319,7 @@ class Logs(Strict):
 
 
 class Probes(Strict):
-    """Synthetic checks: the instance's /health and login page, over HTTPS, from the host's own
+    """Synthetic checks: the instance's /health, login page and one chart's data, over HTTPS, from the host's own
     blackbox exporter and from each probe point named here (a prometheus-blackbox-exporter on
     another host or network, configured with `setpoint probe-config`), at a fixed interval."""
 
@@ -328,6 +328,11 @@ class Probes(Strict):
         description="HOST:PORT of each blackbox exporter elsewhere that probes the instance; "
                     "the checklist wants 3 probe points with recent successes, the host's own counting as one")
     interval_s: int = Field(60, ge=5, le=600, description="seconds between two probes from each point")
+    chart: str | None = Field(
+        None, min_length=1, max_length=250,
+        description="name of the chart whose data the checks also load, fresh from its database "
+                    "(GET /setpoint/probe/chart answers OK or 503, nothing else); empty: the sample "
+                    "dashboard's 'Top countries' when examples are on, else no chart check")
 
     @field_validator("points")
     @classmethod

@@ -150,7 +150,9 @@ PREVENT_UNSAFE_DB_CONNECTIONS = True
 # --- Metrics (point 19): Superset's events for the host's Prometheus (setpoint_metrics.py) ---
 _metrics = _setpoint_module("setpoint_metrics")
 STATS_LOGGER = _metrics.PrometheusStatsLogger()
-BLUEPRINTS = [_metrics.blueprint()]
+# The synthetic check of one chart's data for the probe points (setpoint_probe.py).
+BLUEPRINTS = [_metrics.blueprint(),
+              _setpoint_module("setpoint_probe").blueprint('Top countries', 'admin')]
 _metrics.count_celery_tasks()
 
 # --- Audit trail (point 22): events, logins and access changes go to the host's log store
