@@ -14,6 +14,8 @@ client), then open the dashboard as the frontend does: the 10 chart-data request
 1 s of think time, in a closed loop. Runs are interleaved, the host idle before each:
 1, 10 and 50 users with warm caches, 10 users forcing every query (`force`), and one cold
 dashboard after a restart and a cache flush. Then each one's memory (PSS) idle and at its peak.
+Last, what observing the instance costs: Setpoint at 10 users with the host's monitoring stack
+(Prometheus scraping, exporters, probes, the log store) running, then stopped, interleaved.
 
     make bench                                        # about 15 minutes
     .venv/bin/python -m benchmarks.dashboard --seconds 20 --users 1,10
@@ -420,6 +422,10 @@ def print_report(report: dict) -> None:
     cold = report["cold_dashboard_s"]
     print(f"  cold dashboard (s)                  {cold['setpoint']:>8} {cold['baseline']:>9} "
           f"{ratio(cold['setpoint'], cold['baseline'])!s:>7}")
+    if "monitoring" in report:
+        print("\nSetpoint at 10 users, warm     monitoring on       off   ratio")
+        for key, value in report["monitoring"]["ratio"].items():
+            print(f"  {key:<28} {report['monitoring']['on'][key]!s:>9} {report['monitoring']['off'][key]!s:>9} {value!s:>7}")
     for phase in ("idle", "peak"):
         mine, base = (sum(report["pss_mib"][phase][s].values()) for s in ("setpoint", "baseline"))
         print(f"  PSS {phase} (MiB, every process)     {mine:>8.0f} {base:>9.0f} {ratio(mine, base)!s:>7}")
@@ -470,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                 cold[server.name] = round(run.dashboards[0], 2) if run.dashboards else None
             report["cold_dashboard_s"] = cold
             report["comparison"] = compare(report["runs"])
+            report["monitoring"] = monitoring_cost(home, setpoint, args.seconds)
         finally:
             baseline_process.close()
             lifecycle.destroy(home, "bench")
@@ -477,6 +484,32 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nfigures written to {args.json}")
     return 0
+
+
+MONITORING_PROGRAMS = ("prometheus", "alertmanager", "node-exporter", "blackbox", "postgres-exporter",
+                       "redis-exporter", "logstore")
+
+
+def monitoring_cost(home: Home, setpoint: Server, seconds: float, rounds: int = 2) -> dict:
+    """Setpoint's warm dashboards at 10 users with the host's monitoring running and stopped,
+    interleaved `rounds` times: the latency the observing adds (the issue's budget is 5%)."""
+    supervisor = Supervisor(home)
+    runs: dict[str, list[dict]] = {"on": [], "off": []}
+    try:
+        for _ in range(rounds):
+            for state in ("on", "off"):
+                (supervisor.start if state == "on" else supervisor.stop)(*MONITORING_PROGRAMS)
+                wait_idle()
+                print(f"  setpoint: 10 users, monitoring {state}, for {seconds:.0f} s", flush=True)
+                runs[state].append(load(setpoint, 10, seconds, force=False).summary())
+    finally:
+        supervisor.start(*MONITORING_PROGRAMS)
+
+    picks = {"chart_rps": lambda r: r["chart_rps"], "chart_p50_ms": lambda r: r["chart_ms"]["p50"],
+             "chart_p95_ms": lambda r: r["chart_ms"]["p95"], "dashboard_p95_ms": lambda r: r["dashboard_ms"]["p95"]}
+    figures = {state: {key: round(statistics.fmean(pick(r) for r in runs[state]), 1) for key, pick in picks.items()}
+               for state in runs}
+    return {**figures, "ratio": {key: ratio(figures["on"][key], figures["off"][key]) for key in figures["on"]}}
 
 
 class PeakSampler:
