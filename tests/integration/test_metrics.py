@@ -120,12 +120,12 @@ def test_the_instances_postgres_and_redis_reach_prometheus(home, instance):
 
 def test_prometheus_and_alertmanager_answer_no_one_without_the_password(home, instance):
     """Any local account can reach loopback: without the password (0640 to their account), the
-    APIs answer 401, so no one reads the host's metrics or Setpoint's facts (the node exporter's)
-    nor silences an instance's alerts."""
+    APIs answer 401, so no one reads the host's metrics or Setpoint's facts (the node exporter's),
+    silences an instance's alerts or has the host's probe point fetch a URL."""
     monitoring = monitoring_of(home)
     for port, path in ((monitoring.prometheus_port, "/api/v1/query?query=up"),
                        (monitoring.alertmanager_port, "/api/v2/status"),
-                       (monitoring.node_exporter_port, "/metrics")):
+                       (monitoring.node_exporter_port, "/metrics"), (monitoring.blackbox_port, "/metrics")):
         assert httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10).status_code == 401
         assert httpx.get(f"http://127.0.0.1:{port}{path}", auth=("setpoint", "guess"), timeout=10).status_code == 401
         silence = httpx.post(f"http://127.0.0.1:{port}/api/v2/silences", json={}, timeout=10)

@@ -465,7 +465,8 @@ def render_prometheus_config(home: Home, monitoring: Monitoring, probed: dict[st
     the host's blackbox exporter and the probe points of its spec."""
     synthetic = {
         name: [
-            {"url": spec.url + path, "point": point, "address": address, "check": check, "module": module}
+            {"url": spec.url + path, "point": point, "address": address, "check": check, "module": module,
+             "remote": point != LOCAL_PROBE_POINT}
             for point, address in [(LOCAL_PROBE_POINT, f"127.0.0.1:{monitoring.blackbox_port}"),
                                    *((p, p) for p in spec.probes.points)]
             for check in synthetic_checks(spec)
