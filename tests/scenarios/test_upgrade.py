@@ -21,6 +21,7 @@ from setpoint.operations import upgrade
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.runtime.local.instance import load_context
 from setpoint.services.postgres import cluster_of
+from setpoint.services.superset import describe_migrations
 from tests.conftest import make_spec, report_figure, run_cli
 
 NAME, OLD, NEW = "vold", "6.0.0", "6.1.0"
@@ -89,8 +90,14 @@ def test_the_upgrade_keeps_every_object(home, old_instance):
     before = content(home)
     report = upgrade.upgrade(home, NAME, NEW)
     assert report.ok and report.migrations >= 1 and report.smoke["production"]["charts"] >= 1
+    # Each migration timed, in staging and again in production: the revisions between the two versions.
+    for where in ("staging", "production"):
+        times = report.migration_times[where]
+        assert len(times) == report.migrations and all(t["seconds"] >= 0 and t["revision"] for t in times), times
+    assert report.migration_times["production"][-1]["revision"] == upgrade.revision(load_context(home, NAME))
     report_figure(f"upgrade {OLD} -> {NEW} ({report.migrations} migrations): staging {report.staging_s} s, "
-                  f"downtime {report.downtime_s} s (maintenance page, migration, start)")
+                  f"downtime {report.downtime_s} s (maintenance page, migration, start); in production "
+                  f"{describe_migrations(report.migration_times['production'])}")
     assert running_version(home) == NEW and content(home) == before
     ctx = load_context(home, NAME)
     assert (ctx.paths.root.parent.parent / "venvs").exists() and ctx.venv.name == f"superset-{NEW}"

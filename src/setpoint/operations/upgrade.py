@@ -32,6 +32,7 @@ from setpoint.home import Home, caddy_user, write_file
 from setpoint.render import InstanceContext, instance_programs, render_site
 from setpoint.runtime.local.platform import load_platform
 from setpoint.services.postgres import cluster_of
+from setpoint.services.superset import describe_migrations, last_migration_times
 from setpoint.spec import InstanceSpec, supported_superset_versions, version_key
 
 VENV_ROOM = 2 * 1024**3  # a Superset virtualenv is about 1.3 GiB
@@ -48,6 +49,8 @@ class UpgradeReport:
     started_at: str
     revisions: dict[str, str] = field(default_factory=dict)  # the metadata's alembic revision before and after
     migrations: int = 0
+    # Each migration applied, with its time: {"staging": [...], "production": [...]}.
+    migration_times: dict[str, list[dict]] = field(default_factory=dict)
     staging_s: float | None = None
     downtime_s: float | None = None
     rollback_s: float | None = None
@@ -146,6 +149,7 @@ def _rehearse(home: Home, ctx: InstanceContext, to: str, report: UpgradeReport, 
         report.smoke["staging"] = smoke_test(home, staged)
         report.revisions["after"] = revision(staged)
         report.migrations = _migrations_between(staged, report.revisions["before"], report.revisions["after"])
+        report.migration_times["staging"] = last_migration_times(staged)
     except SetpointError as exc:
         raise SetpointError(f"the staging copy of {ctx.spec.name} failed on Superset {to}: {exc.message}; "
                             f"{ctx.spec.name} was not touched and still runs {ctx.spec.superset_version}",
@@ -154,7 +158,8 @@ def _rehearse(home: Home, ctx: InstanceContext, to: str, report: UpgradeReport, 
         if home.instance(staging).exists():
             lifecycle.destroy(home, staging)
     report.staging_s = round(time.monotonic() - started, 1)
-    log(f"staging passed in {report.staging_s} s: {report.migrations} migration(s), the smoke test passed")
+    log(f"staging passed in {report.staging_s} s: {describe_migrations(report.migration_times['staging'])}; "
+        "the smoke test passed")
 
 
 def _migrations_between(ctx: InstanceContext, before: str, after: str) -> int:
@@ -193,6 +198,7 @@ def _apply(home: Home, ctx: InstanceContext, new_spec: InstanceSpec, report: Upg
         step(f"production: migrating to Superset {new_spec.superset_version}")
         converge.up(home, new_spec, step=step, version_change=True)
         report.downtime_s = round(time.monotonic() - started, 1)  # it serves again, on the new version
+        report.migration_times["production"] = last_migration_times(ctx)
         step("production: smoke test")
         report.smoke["production"] = smoke_test(home, load_context(home, ctx.spec.name))
     except SetpointError as exc:
@@ -205,7 +211,8 @@ def _apply(home: Home, ctx: InstanceContext, new_spec: InstanceSpec, report: Upg
             f"the upgrade of {ctx.spec.name} to Superset {new_spec.superset_version} failed in production "
             f"({exc.message}); it was rolled back in {report.rollback_s} s to Superset {ctx.spec.superset_version} "
             "and serves again", f"see the log {report.log}") from None
-    log(f"upgraded {ctx.spec.name} to Superset {new_spec.superset_version}: {report.downtime_s} s behind the maintenance page")
+    log(f"upgraded {ctx.spec.name} to Superset {new_spec.superset_version}: {report.downtime_s} s behind the maintenance page; "
+        f"{describe_migrations(report.migration_times['production'])}")
 
 
 def restore_point(home: Home, ctx: InstanceContext, point: dict, step=lambda m: None) -> None:

@@ -139,6 +139,8 @@ def FLASK_APP_MUTATOR(app) -> None:
     # every image the worker's browser renders, failed or not.
     _metrics.count_responses(app)
     _metrics.count_screenshots()
+    # Each migration's time, when Setpoint runs `superset db upgrade` (setpoint_migration_times.py).
+    _setpoint_module("setpoint_migration_times").record(app)
 
 
 # Every database connection goes through Setpoint's guard (setpoint_database_guard.py beside this

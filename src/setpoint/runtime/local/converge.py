@@ -47,7 +47,7 @@ from setpoint.services import caddy as caddy_service, screenshots, smtp
 from setpoint.services.cgroup import CgroupV1
 from setpoint.services.postgres import cluster_of
 from setpoint.services.redis import RedisServer
-from setpoint.services.superset import SupersetCommands, ensure_venv
+from setpoint.services.superset import SupersetCommands, describe_migrations, ensure_venv
 from setpoint.spec import InstanceSpec
 from setpoint.superset_api import SupersetClient
 
@@ -223,8 +223,8 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     commands = SupersetCommands(ctx)
     if state.get("migrated") != spec.superset_version:
         step("migrating the metadata database")
-        commands.migrate()
-        act(f"migrated the metadata database to Superset {spec.superset_version}")
+        applied = commands.migrate()
+        act(f"migrated the metadata database to Superset {spec.superset_version}: {describe_migrations(applied)}")
         state["migrated"] = spec.superset_version
         paths.write_state(state)
     if state.get("initialised") != spec.superset_version or "superset_config.py" in written:
