@@ -153,7 +153,8 @@ PREVENT_UNSAFE_DB_CONNECTIONS = True
 _metrics = _setpoint_module("setpoint_metrics")
 STATS_LOGGER = _metrics.PrometheusStatsLogger()
 # The synthetic check of one chart's data for the probe points (setpoint_probe.py).
-BLUEPRINTS = [_metrics.blueprint(),
+_reports = _setpoint_module("setpoint_reports")
+BLUEPRINTS = [_metrics.blueprint(_reports.is_direct_local_request),
               _setpoint_module("setpoint_probe").blueprint('Top countries', 'admin')]
 _metrics.count_celery_tasks()
 
@@ -266,8 +267,6 @@ DB_CONNECTION_MUTATOR = _TASKS.connection_mutator
 # --- Screenshots (reports' images, thumbnails): the worker's headless Chromium, through Debian's
 # ChromeDriver, loads the instance's own gunicorn as the user the image is for ---
 from superset.tasks.types import ExecutorType  # noqa: E402 - loaded by Superset's config already
-
-_reports = _setpoint_module("setpoint_reports")
 
 WEBDRIVER_TYPE = "chrome"
 WEBDRIVER_BASEURL = "http://127.0.0.1:20001/"

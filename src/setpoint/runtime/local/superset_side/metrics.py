@@ -124,15 +124,16 @@ def count_screenshots() -> None:
     WebDriverSelenium.get_screenshot = counted
 
 
-def blueprint():
-    """The Flask blueprint serving the instance's metrics (superset_config.BLUEPRINTS)."""
-    from flask import Blueprint, Response, abort, request
+def blueprint(is_direct_local_request):
+    """The Flask blueprint serving the instance's metrics (superset_config.BLUEPRINTS) to the
+    requests `is_direct_local_request` says came straight from this host, not through Caddy."""
+    from flask import Blueprint, Response, abort
 
     metrics = Blueprint("setpoint_metrics", __name__)
 
     @metrics.route(PATH)
     def serve():
-        if request.headers.get("X-Forwarded-For") or request.remote_addr not in ("127.0.0.1", "::1"):
+        if not is_direct_local_request():
             abort(404)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
