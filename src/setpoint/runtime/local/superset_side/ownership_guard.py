@@ -117,7 +117,7 @@ def install(app) -> None:
     from superset import db
     from superset.connectors.sqla.models import SqlaTable
     from superset.models.annotations import AnnotationLayer
-    from superset.models.core import CssTemplate, Theme
+    from superset.models import core
     from superset.models.dashboard import Dashboard
     from superset.models.slice import Slice
     from superset.models.sql_lab import Query, SavedQuery
@@ -126,7 +126,9 @@ def install(app) -> None:
     from superset.tags.models import ObjectType, Tag
 
     sm = app.appbuilder.sm
-    creator_only = {"theme": Theme, "css_template": CssTemplate, "annotation_layer": AnnotationLayer}
+    creator_only = {"css_template": core.CssTemplate, "annotation_layer": AnnotationLayer}
+    if hasattr(core, "Theme"):  # themes came with Superset 6.0
+        creator_only["theme"] = core.Theme
     tagged_models = {ObjectType.query: SavedQuery, ObjectType.chart: Slice, ObjectType.dashboard: Dashboard,
                      ObjectType.dataset: SqlaTable}
 
@@ -177,7 +179,7 @@ def install(app) -> None:
         return True
 
     def creator_only_guard(user):
-        if not (match := CREATOR_ONLY.match(request.path)):
+        if not (match := CREATOR_ONLY.match(request.path)) or match.group(1) not in creator_only:
             return None
         if request.path.endswith("/import/"):
             return refused("Only an admin may import over existing objects.") if request.form.get("overwrite") == "true" else None
