@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -215,13 +216,7 @@ def destroy(home: Home, name: str) -> list[str]:
     if monitoring.write_consoles_site(home, monitoring.monitoring_of(home), monitoring.host_specs(home)) \
             and platform is not None and platform.supervisor.is_running():
         platform.caddy.reload()
-    # Caddy (2.6) keeps a removed site's log file open, and a site published again under this
-    # name would write to the unlinked file: empty the live one in place, delete the rolled ones.
-    for log in paths.access_log.parent.glob(f"{name}.access*"):
-        if log == paths.access_log:
-            log.write_bytes(b"")
-        else:
-            log.unlink()
+    remove_access_logs(paths.access_log)
     actions.append(f"deleted {paths.root}")
     if logstore.records_dir(home, name).exists():
         actions.append(f"kept {name}'s logs and audit trail in the host's log store until their retention ends "
@@ -230,6 +225,19 @@ def destroy(home: Home, name: str) -> list[str]:
         if remove_account(account):
             actions.append(f"deleted the account {account}")
     return actions
+
+
+def remove_access_logs(live: Path) -> None:
+    """Delete an instance's access logs in Caddy's directory, but empty the live one in place:
+    Caddy (2.6) keeps a removed site's log file open, and a site published again under this name
+    would write to an unlinked file. The directory is Caddy's account's: a link planted there is
+    removed, never followed (root would truncate whatever it points to)."""
+    for log in live.parent.glob(live.name.removesuffix(".log") + "*"):  # NAME.access.log, NAME.access-*.log
+        if log == live:
+            with contextlib.suppress(OSError):  # a link: ELOOP, then deleted below
+                os.close(os.open(log, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW))
+                continue
+        log.unlink()
 
 
 def credentials(home: Home, name: str) -> dict[str, str]:
