@@ -956,13 +956,29 @@ def runbook(
 @app.command()
 def alerts(
     name: str = typer.Argument(..., help="Instance name."),
+    mailbox: bool = typer.Option(False, "--mailbox", help="The notifications delivered to the host's mailbox instead."),
     format: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
-    """Show the alerts the host's Alertmanager is sending now about an instance or its host.
+    """Show the alerts the host's Alertmanager is sending now about an instance or its host, or
+    with --mailbox the notifications it delivered to the host's mailbox (where an instance's
+    alerts go when its spec names no receiver).
 
     Example: setpoint alerts demo --format json
     """
     lifecycle.require_records(home(), name, [])
+    if mailbox:
+        from setpoint.observability.mailbox import messages
+
+        delivered = messages(home().monitoring_dir / "mailbox", name)
+        if format is Format.json:
+            print(json.dumps([{"received": m.received.isoformat(timespec="seconds"), "subject": m.subject}
+                              for m in delivered]))
+            return
+        if not delivered:
+            out.print(f"the host's mailbox holds no notification about {name}")
+        for message in delivered:
+            out.print(f"{message.received:%Y-%m-%d %H:%M:%S}  {escape(message.subject)}")
+        return
     try:
         firing = monitoring.Alertmanager(monitoring.monitoring_of(home())).alerts(name)
     except httpx.HTTPError as exc:

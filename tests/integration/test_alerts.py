@@ -145,6 +145,9 @@ def receiver(home, instance, mailbox):
         "smtp": Smtp(host="127.0.0.1", port=mailbox[1], security="none", from_address="setpoint@example.com")})
     report = converge.up(home, alerting)
     assert "routed alpha's alerts to 1 webhook(s) and 1 e-mail address(es)" in report.actions
+    assert any(a.startswith("sent a test alert to alpha's receivers: delivered in ") for a in report.actions), report.actions
+    assert [a for _, a in server.alerts if a["labels"]["alertname"] == "SetpointTestNotification"], server.alerts
+    assert any("SetpointTestNotification" in subject for _, subject in mailbox[0].subjects), mailbox[0].subjects
     yield server
     converge.up(home, spec)
     server.shutdown()
@@ -155,6 +158,7 @@ def test_point_20_passes_with_a_receiver(home, receiver):
     finding = next(r for r in card.results if r.check.id == 20)
     assert finding.status.value == "PASS", finding.evidence
     assert "sends alpha's alerts to 1 webhook(s) and 1 e-mail(s)" in finding.evidence
+    assert "reached them" in finding.evidence
 
 
 def test_alertmanagers_configuration_is_closed_to_other_accounts(home, receiver):

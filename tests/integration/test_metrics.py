@@ -3,6 +3,7 @@ with Superset's own events summed over all its processes, and none of it is reac
 outside the host."""
 
 import json
+import smtplib
 import subprocess
 import time
 
@@ -12,7 +13,8 @@ import pytest
 from setpoint.checklist import run_scorecard
 from setpoint.errors import SetpointError
 from setpoint.net import http_client
-from setpoint.observability.monitoring import Prometheus, monitoring_of
+from setpoint.observability import mailbox, notification
+from setpoint.observability.monitoring import Prometheus, monitoring_of, receivers_of
 from setpoint.runtime.local import lifecycle
 from setpoint.runtime.local.platform import load_platform
 from tests.conftest import access_as, run_cli
@@ -184,7 +186,9 @@ def test_setpoint_facts_reach_prometheus(home, instance):
     assert prometheus.query(desired)[0]["value"][1] == "1"
 
 
-def test_the_alert_rules_are_loaded_and_point_20_says_what_is_missing(home, instance):
+def test_the_alert_rules_are_loaded_and_alerts_reach_the_hosts_mailbox(home, instance):
+    """alpha's spec names no receiver: its alerts go to the host's mailbox, and up proved it with
+    a test notification that is in the mailbox."""
     prometheus = Prometheus(monitoring_of(home))
     groups = prometheus.alert_rules()
     assert set(groups["host"]) == {"HostCpuSaturated", "HostDiskFull"}
@@ -210,6 +214,35 @@ def test_the_alert_rules_are_loaded_and_point_20_says_what_is_missing(home, inst
     assert settled(states), states
     card = run_scorecard(lifecycle.managed_target(home, "alpha"), name="alpha")
     finding = next(r for r in card.results if r.check.id == 20)
-    assert finding.status.value == "FAIL"
+    assert finding.status.value == "PASS", finding.evidence
     assert "a rule for CPU at 99% for 5 min" in finding.evidence
-    assert "Alertmanager has no receiver for alpha's alerts" in finding.evidence
+    assert "sends alpha's alerts to the host's mailbox (setpoint alerts alpha --mailbox)" in finding.evidence
+    assert "the test notification of " in finding.evidence and "reached them" in finding.evidence
+    listed = json.loads(run_cli(home, "alerts", "alpha", "--mailbox", "--format", "json").stdout)
+    assert any(m["subject"].startswith("[FIRING:1] SetpointTestNotification alpha") for m in listed), listed
+
+
+def test_the_hosts_mailbox_takes_mail_from_alertmanager_only(home, instance):
+    """Any local account reaches its port: without the monitoring password it refuses a forged
+    alert, and that password is closed to other accounts."""
+    monitoring = monitoring_of(home)
+    with smtplib.SMTP("127.0.0.1", monitoring.mailbox_port) as client:
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            client.sendmail("attacker@example.com", [mailbox.address("alpha")], b"Subject: [FIRING:1] forged\r\n\r\nx")
+    assert refused.value.smtp_code == 530
+    assert not [m for m in mailbox.messages(home.monitoring_dir / "mailbox", "alpha") if "forged" in m.subject]
+    assert access_as("nobody", [monitoring.password_file, home.monitoring_dir / "mailbox"]) == {
+        str(monitoring.password_file): "EACCES", str(home.monitoring_dir / "mailbox"): "EACCES"}
+
+
+def test_a_test_notification_that_cannot_arrive_is_told(home, instance):
+    """The mailbox stopped (an unreachable receiver): the test notification fails, naming
+    Alertmanager's log, and point 20 would not count it."""
+    spec, supervisor = instance[0], load_platform(home).supervisor
+    supervisor.stop("mailbox")
+    try:
+        outcome = notification.send(home, spec, receivers_of(home, spec), timeout=30)
+    finally:
+        supervisor.start("mailbox")
+    assert not outcome.delivered
+    assert outcome.detail.endswith(f"see {home.monitoring_dir}/alertmanager.log"), outcome.detail

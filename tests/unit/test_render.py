@@ -70,7 +70,7 @@ MONITORING = Monitoring(user="setpoint-monitor", prometheus_bin="/usr/bin/promet
                         alertmanager_bin="/usr/bin/prometheus-alertmanager", alertmanager_port=19093,
                         blackbox_bin="/usr/bin/prometheus-blackbox-exporter", blackbox_port=19094,
                         postgres_exporter_bin="/usr/bin/prometheus-postgres-exporter", postgres_exporter_port=19095,
-                        redis_exporter_bin="/usr/bin/prometheus-redis-exporter", redis_exporter_port=19096,
+                        redis_exporter_bin="/usr/bin/prometheus-redis-exporter", redis_exporter_port=19096, mailbox_port=19097,
                         password_file=Path("/srv/setpoint/monitoring/password"), console_url="https://localhost")
 # Receivers of alerts: a webhook and two e-mail addresses through a server with a login, one
 # address through a relay on the host, an instance with none, one with Slack and PagerDuty.

@@ -228,12 +228,14 @@ REQUIRED_ALERTS = {"HostCpuSaturated": "CPU at 99% for 5 min", "SupersetErrorRat
 
 
 def probe_alerts(ev: Evidence) -> Finding:
-    """The host's Prometheus evaluates the rules for this instance, and its Alertmanager routes
-    the instance's alerts to a receiver."""
+    """The host's Prometheus evaluates the rules for this instance, its Alertmanager routes the
+    instance's alerts to a receiver (the host's mailbox when the spec names none), and the last
+    test notification sent to those receivers (by up) was delivered."""
     managed = ev.target.managed
     if managed is None:
         return unverified("alert rules for CPU, 5xx and backup failure with a receiver would verify it")
-    from setpoint.observability.monitoring import Alertmanager, Prometheus, monitoring_of
+    from setpoint.observability import notification
+    from setpoint.observability.monitoring import MAILBOX, Alertmanager, Prometheus, monitoring_of, receivers_of
 
     name = managed.spec.name
     monitored = monitoring_of(managed.platform.home)
@@ -245,11 +247,22 @@ def probe_alerts(ev: Evidence) -> Finding:
     loaded = {**groups.get("host", {}), **groups.get(f"instance {name}", {})}
     parts = [(passed if rule in loaded else failed)(f"{'a' if rule in loaded else 'no'} rule for {what} ({rule})")
              for rule, what in REQUIRED_ALERTS.items()]
-    reached = [f"{len(targets)} {kind}(s)" for kind, targets in receivers.items() if targets]
+    reached = [f"the host's mailbox (setpoint alerts {name} --mailbox)" if kind == MAILBOX else f"{len(targets)} {kind}(s)"
+               for kind, targets in receivers.items() if targets]
     if reached:
         parts.append(passed(f"Alertmanager sends {name}'s alerts to {' and '.join(reached)}"))
     else:
         parts.append(failed(f"Alertmanager has no receiver for {name}'s alerts"))
+    test, home = notification.last(managed.paths.read_state()), managed.platform.home
+    current = receivers_of(home, managed.spec)
+    if test is None or test.receivers != notification.receivers_digest(current):
+        parts.append(failed("no test notification went to these receivers yet"))
+    elif test.delivered and not notification.in_mailbox(home, name, current, datetime.fromisoformat(test.at)):
+        parts.append(failed(f"the test notification of {test.at.replace('T', ' ')[:16]} UTC is not in the host's mailbox"))
+    else:
+        parts.append((passed if test.delivered else failed)(
+            f"the test notification of {test.at.replace('T', ' ')[:16]} UTC {'reached them' if test.delivered else 'failed'} "
+            f"({test.detail})"))
     return combine(parts)
 
 PROBE_POINTS = 3  # the checklist's "from 3 points"

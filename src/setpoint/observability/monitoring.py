@@ -41,14 +41,16 @@ from setpoint.render import (
     render_monitoring_web_config,
     render_prometheus_config,
 )
+from setpoint.observability import mailbox
 from setpoint.runtime.local.accounts import ensure_account
 from setpoint.secret import SecretStore, generate_secret, given_or_stored
 from setpoint.services import smtp
 from setpoint.services.caddy import Caddy
 from setpoint.spec import InstanceSpec
+from setpoint.spec.model import Smtp
 
 PORT_NAMES = ("prometheus", "node_exporter", "caddy_metrics", "alertmanager", "blackbox", "postgres_exporter",
-              "redis_exporter")
+              "redis_exporter", "mailbox")
 
 
 def monitoring_of(home: Home) -> Monitoring:
@@ -78,6 +80,7 @@ def monitoring_of(home: Home) -> Monitoring:
         postgres_exporter_port=ports["postgres_exporter"],
         redis_exporter_bin=proc.find_binary("prometheus-redis-exporter"),
         redis_exporter_port=ports["redis_exporter"],
+        mailbox_port=ports["mailbox"],
         password_file=home.monitoring_dir / "password",
     )
 
@@ -152,7 +155,7 @@ def prepare(home: Home, monitoring: Monitoring, log=lambda message: None) -> Cha
     for directory in (base, base / "targets", base / "targets-redis", base / "rules", base / "facts"):
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o755)
-    for storage in (base / "prometheus", base / "alertmanager"):
+    for storage in (base / "prometheus", base / "alertmanager", base / "mailbox"):
         storage.mkdir(exist_ok=True)
         storage.chmod(0o700)
         chown(storage, monitoring.user)
@@ -249,8 +252,15 @@ def receiver_credentials(spec: InstanceSpec, stored: dict[str, str]) -> dict[str
 
 def receivers_of(home: Home, spec: InstanceSpec) -> Receivers:
     """Where an instance's alerts go: its spec's webhooks, e-mail addresses (through its mail
-    server), Slack channel and PagerDuty service, with their secrets from its secret store."""
+    server), Slack channel and PagerDuty service, with their secrets from its secret store; the
+    host's mailbox when the spec names none."""
     alerts = spec.alerts
+    if not (alerts.webhooks or alerts.emails or alerts.slack or alerts.pagerduty):
+        monitoring = monitoring_of(home)
+        relay = Smtp(host="127.0.0.1", port=monitoring.mailbox_port, security="none", username=mailbox.LOGIN,
+                     from_address=mailbox.SENDER)
+        password = monitoring.password_file.read_text().strip() if monitoring.password_file.exists() else ""
+        return Receivers(emails=(EmailReceiver(mailbox.address(spec.name), relay, password),))
     stored = SecretStore(home.instance(spec.name).secrets_file).load() \
         if (spec.smtp and spec.smtp.username) or alerts.slack or alerts.pagerduty else {}
     emails = tuple(EmailReceiver(address, spec.smtp, stored.get(smtp.PASSWORD_KEY, ""))
@@ -365,6 +375,11 @@ class _MonitoringApi:
         response.raise_for_status()
         return response
 
+    def _post(self, path: str, body) -> httpx.Response:
+        response = httpx.post(f"{self.url}{path}", json=body, auth=self.auth, timeout=10)
+        response.raise_for_status()
+        return response
+
 
 class Prometheus(_MonitoringApi):
     """The host's Prometheus, over its HTTP API on loopback."""
@@ -404,6 +419,9 @@ class Prometheus(_MonitoringApi):
         return [t for t in self.targets() if t.instance == name or t.job == "node"]
 
 
+MAILBOX = "the host's mailbox"  # a kind of receiver (Alertmanager.receivers_of)
+
+
 class Alertmanager(_MonitoringApi):
     """The host's Alertmanager, over its HTTP API on loopback."""
 
@@ -416,11 +434,29 @@ class Alertmanager(_MonitoringApi):
         routes = config.get("route", {}).get("routes") or []
         receiver = next((r["receiver"] for r in routes if f'setpoint_instance="{name}"' in r.get("matchers", [])), None)
         entry = next((e for e in config.get("receivers", []) if e["name"] == receiver), {})
+        emails = [mail["to"] for mail in entry.get("email_configs", [])]
         return {"webhook": [hook["url"] for hook in entry.get("webhook_configs", [])],
-                "e-mail": [mail["to"] for mail in entry.get("email_configs", [])],
+                "e-mail": [to for to in emails if not mailbox.is_mailbox_address(to)],
+                MAILBOX: [to for to in emails if mailbox.is_mailbox_address(to)],
                 "Slack channel": [slack.get("channel", "") for slack in entry.get("slack_configs", [])],
                 "PagerDuty service": ["" for _ in entry.get("pagerduty_configs", [])]}
 
+
+    def notifications(self) -> dict[str, tuple[float, float]]:
+        """By integration (webhook, email, slack, pagerduty): how many notifications Alertmanager
+        sent since it started, and how many of them failed."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        counts: dict[str, list[float]] = {}
+        wanted = {"alertmanager_notification_requests_total": 0, "alertmanager_notification_requests_failed_total": 1}
+        for family in text_string_to_metric_families(self._get("/metrics").text):
+            for sample in family.samples:
+                if sample.name in wanted:
+                    counts.setdefault(sample.labels["integration"], [0.0, 0.0])[wanted[sample.name]] = sample.value
+        return {integration: (sent, failed) for integration, (sent, failed) in counts.items()}
+
+    def raise_alert(self, labels: dict[str, str], summary: str, ends_at: str) -> None:
+        self._post("/api/v2/alerts", [{"labels": labels, "annotations": {"summary": summary}, "endsAt": ends_at}])
 
     def alerts(self, name: str) -> list[dict]:
         """The alerts being sent now about instance `name` or its host, oldest first: name,

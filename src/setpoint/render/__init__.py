@@ -400,6 +400,7 @@ class Monitoring:
     postgres_exporter_port: int
     redis_exporter_bin: str
     redis_exporter_port: int
+    mailbox_port: int  # the host's mailbox (observability/mailbox.py)
     # The password of Prometheus's and Alertmanager's HTTP APIs (user API_USER), 0640 to their
     # account: they answer no one without it, even on loopback.
     password_file: Path

@@ -38,7 +38,7 @@ from setpoint.runtime.local.instance import (
     saved_spec,
 )
 from setpoint.runtime.local import startup
-from setpoint.observability import logstore, monitoring
+from setpoint.observability import logstore, monitoring, notification
 from setpoint.runtime.local.accounts import lay_out, moving_data
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
@@ -266,7 +266,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     ca_root = str(platform.caddy.wait_ca_root()) if spec.is_local_hostname else None
     startup.wait_healthy(spec, platform, timeout=180)
     if not ephemeral:
-        _observe(home, ctx, platform, act, step)
+        _observe(home, ctx, platform, state, act, step)
 
     if spec.examples and not state.get("examples_loaded"):
         step("loading the sample data and dashboard")
@@ -338,8 +338,9 @@ def _prove_rendering(ctx: InstanceContext, platform: Platform, secrets: dict[str
         f"a {shot.size[0]}x{shot.size[1]} image of {shot.colours:,} colours{retried}")
 
 
-def _observe(home: Home, ctx: InstanceContext, platform: Platform, act: Log, step: Log) -> None:
-    """Have the host's Prometheus scrape the instance and route its alerts."""
+def _observe(home: Home, ctx: InstanceContext, platform: Platform, state: dict, act: Log, step: Log) -> None:
+    """Have the host's Prometheus scrape the instance and route its alerts, and prove with a test
+    notification that they reach its receivers (once they changed, or until one is delivered)."""
     spec = ctx.spec
     step("having Prometheus scrape it")
     changes = monitoring.publish(home, ctx)
@@ -354,8 +355,17 @@ def _observe(home: Home, ctx: InstanceContext, platform: Platform, act: Log, ste
     if changes.alertmanager and reached:
         act(f"routed {spec.name}'s alerts to {' and '.join(reached)}")
     elif changes.alertmanager:
-        act(f"warning: {spec.name}'s alerts reach no receiver: name one in the spec's alerts: webhooks, emails, slack or pagerduty")
+        act(f"routed {spec.name}'s alerts to the host's mailbox (read it with: setpoint alerts {spec.name} --mailbox); "
+            "to reach someone elsewhere, name webhooks, emails, slack or pagerduty in the spec's alerts")
     monitoring.wait_scraped(home, spec)
+    receivers = notification.needed(home, spec, state)
+    if receivers is not None:
+        step("sending a test alert to its receivers")
+        outcome = notification.send(home, spec, receivers)
+        notification.record(state, outcome)
+        act(f"sent a test alert to {spec.name}'s receivers: {outcome.detail}" if outcome.delivered else
+            f"warning: a test alert did not reach {spec.name}'s receivers ({outcome.detail}); "
+            f"check the spec's alerts, then run setpoint up {spec.name} again")
 
 
 def _ensure_proven(home: Home, ctx: InstanceContext, platform: Platform, secrets: dict[str, str], act: Log, step: Log) -> None:

@@ -104,7 +104,7 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     return platform
 
 
-HOST_PROGRAMS = ("caddy", "scheduler", "prometheus", "alertmanager", "node-exporter", "blackbox", "logstore")
+HOST_PROGRAMS = ("caddy", "scheduler", "prometheus", "alertmanager", "node-exporter", "blackbox", "logstore", "mailbox")
 
 
 def _admin_line(caddyfile: str) -> str:
