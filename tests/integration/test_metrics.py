@@ -218,7 +218,7 @@ def test_the_alert_rules_are_loaded_and_alerts_reach_the_hosts_mailbox(home, ins
     assert "a rule for CPU at 99% for 5 min" in finding.evidence
     assert "sends alpha's alerts to the host's mailbox (setpoint alerts alpha --mailbox)" in finding.evidence
     assert "the test notification of " in finding.evidence and "reached them" in finding.evidence
-    listed = json.loads(run_cli(home, "alerts", "alpha", "--mailbox", "--format", "json").stdout)
+    listed = json.loads(run_cli("alerts", "alpha", "--mailbox", "--format", "json", home=home).stdout)
     assert any(m["subject"].startswith("[FIRING:1] SetpointTestNotification alpha") for m in listed), listed
 
 
