@@ -1,8 +1,9 @@
-"""Upgrades that cannot leave an instance broken, on an instance created on Superset 6.0.0 with
+"""Upgrades that cannot leave an instance broken, on an instance created on Superset 5.0.0 with
 content (the sample dashboard, a user, a saved query, a dashboard of its own):
 - a migration that fails in staging (a conflicting table in the metadata) stops the upgrade with
   the instance untouched;
-- the upgrade to 6.1.0 keeps every object, with equal counts and content hashes;
+- the upgrade to 6.0.0, then to 6.1.0, keeps every object, with equal counts and content hashes
+  (every supported version runs here: created on the oldest, upgraded through each);
 - --rollback returns to 6.0.0 and the same content;
 - the production migration killed (kill -9) rolls back by itself to identical content, on 6.0.0."""
 
@@ -24,7 +25,7 @@ from setpoint.services.postgres import cluster_of
 from setpoint.services.superset import describe_migrations
 from tests.conftest import make_spec, report_figure, run_cli
 
-NAME, OLD, NEW = "vold", "6.0.0", "6.1.0"
+NAME, OLD, MIDDLE, NEW = "vold", "5.0.0", "6.0.0", "6.1.0"
 # What an upgrade must keep: each table's rows, as a count and a hash of the columns people made.
 CONTENT = {
     "dashboards": "dashboard_title || coalesce(slug, '') || coalesce(position_json, '')",
@@ -60,7 +61,7 @@ def old_instance(home):
 
     ctx = load_context(home, NAME)
     with admin_client(spec, load_platform(home), SecretStore(ctx.paths.secrets_file).load()) as api:
-        api.post("/api/v1/dashboard/", json={"dashboard_title": "Made on 6.0", "slug": "made-on-6-0"})
+        api.post("/api/v1/dashboard/", json={"dashboard_title": f"Made on {OLD}", "slug": "made-on-old"})
         database = api.get("/api/v1/database/", params={"q": "(page_size:1)"}).json()["result"][0]["id"]
         api.post("/api/v1/saved_query/", json={"db_id": database, "label": "kept", "sql": "SELECT 42 AS answer"})
     from setpoint.services.superset import SupersetCommands
@@ -86,26 +87,30 @@ def test_a_migration_failing_in_staging_leaves_the_instance_untouched(home, old_
     assert upgrade.staging_name(NAME) not in home.instance_names()  # the copy was removed
 
 
-def test_the_upgrade_keeps_every_object(home, old_instance):
-    before = content(home)
-    report = upgrade.upgrade(home, NAME, NEW)
+@pytest.mark.parametrize("version", [MIDDLE, NEW])
+def test_the_upgrade_keeps_every_object(home, old_instance, version):
+    before, since = content(home), running_version(home)
+    report = upgrade.upgrade(home, NAME, version)
     assert report.ok and report.migrations >= 1 and report.smoke["production"]["charts"] >= 1
     # Each migration timed, in staging and again in production: the revisions between the two versions.
     for where in ("staging", "production"):
         times = report.migration_times[where]
         assert len(times) == report.migrations and all(t["seconds"] >= 0 and t["revision"] for t in times), times
     assert report.migration_times["production"][-1]["revision"] == upgrade.revision(load_context(home, NAME))
-    report_figure(f"upgrade {OLD} -> {NEW} ({report.migrations} migrations): staging {report.staging_s} s, "
+    report_figure(f"upgrade {since} -> {version} ({report.migrations} migrations): staging {report.staging_s} s, "
                   f"downtime {report.downtime_s} s (maintenance page, migration, start); in production "
                   f"{describe_migrations(report.migration_times['production'])}")
-    assert running_version(home) == NEW and content(home) == before
+    assert running_version(home) == version and content(home) == before
     ctx = load_context(home, NAME)
-    assert (ctx.paths.root.parent.parent / "venvs").exists() and ctx.venv.name == f"superset-{NEW}"
+    assert (ctx.paths.root.parent.parent / "venvs").exists() and ctx.venv.name == f"superset-{version}"
     card = run_scorecard(lifecycle.managed_target(home, NAME), name=NAME)
     point = next(r for r in card.results if r.check.id == 25)
-    assert point.status.value == "PASS" and "through staging" in point.evidence, point.evidence
+    if version == NEW:  # the newest supported release, reached through staging
+        assert point.status.value == "PASS" and "through staging" in point.evidence, point.evidence
+    else:
+        assert point.status.value == "FAIL" and f"setpoint upgrade {NAME} --to {NEW}" in (point.remedy or ""), point
     versions = json.loads(run_cli("versions", NAME, "--format", "json").stdout)
-    assert next(v for v in versions if v["version"] == NEW)["instances"] == [NAME]
+    assert next(v for v in versions if v["version"] == version)["instances"] == [NAME]
 
 
 def test_rollback_returns_to_the_previous_version(home, old_instance):
@@ -113,8 +118,8 @@ def test_rollback_returns_to_the_previous_version(home, old_instance):
     started = time.monotonic()
     answer = run_cli("upgrade", NAME, "--rollback")
     assert answer.returncode == 0, answer.stderr
-    report_figure(f"rollback {NEW} -> {OLD} from the restore point: {time.monotonic() - started:.0f} s")
-    assert running_version(home) == OLD and content(home) == before
+    report_figure(f"rollback {NEW} -> {MIDDLE} from the restore point: {time.monotonic() - started:.0f} s")
+    assert running_version(home) == MIDDLE and content(home) == before
 
 
 def kill_production_migration(home, stop: threading.Event, killed: list[int]) -> None:
@@ -145,7 +150,7 @@ def test_a_migration_killed_in_production_rolls_back_by_itself(home, old_instanc
         stop.set()
     assert killed, "the production migration was never seen"
     assert answer.returncode == 1 and "rolled back" in answer.stderr and "Traceback" not in answer.stderr, answer.stderr
-    assert running_version(home) == OLD and content(home) == before
+    assert running_version(home) == MIDDLE and content(home) == before
     assert upgrade.revision(load_context(home, NAME)) == revision
     record = json.loads(Path(answer.stderr.split("see the log ")[1].split()[0]).read_text().split("\n\nerror:")[0])
     assert record["rollback_s"] and not record["ok"]

@@ -21,6 +21,9 @@ def test_the_times_are_read_in_order_and_described_by_the_slowest(tmp_path):
     assert [t["revision"] for t in times] == ["a1", "b2"]
     assert describe_migrations(times) == "2 migration(s) in 3.4 s, the slowest 3.0 s (b2, copy the logs)"
     assert describe_migrations([]) == "no migration"
+    # Superset 5.0's longest migration has no message.
+    assert describe_migrations([{"revision": "96164e3017c6", "message": "", "seconds": 0.8}]) == \
+        "1 migration(s) in 0.8 s, the slowest 0.8 s (96164e3017c6)"
 
 
 def test_a_link_or_junk_planted_by_the_instance_account_is_ignored(tmp_path):

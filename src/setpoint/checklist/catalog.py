@@ -96,7 +96,7 @@ CHECKS: list[Check] = [
           "expose STATS_LOGGER metrics and node metrics to Prometheus"),
     Check(20, "alerts", M, "alerts for CPU 99% for 5 min, 5xx above 5% and backup failure route to a receiver",
           ops.probe_alerts,
-          "run setpoint up NAME: it routes the alerts (to the host's mailbox unless the spec's alerts name webhooks, "
+          "run setpoint up NAME --spec FILE: it routes the alerts (to the host's mailbox unless the spec's alerts name webhooks, "
           "emails with an smtp: section, slack or pagerduty) and sends them a test notification",
           "add alert rules for CPU, 5xx rate and backup failure routed to Slack or PagerDuty"),
     Check(21, "synthetic-checks", M, "an external check calls /health every 60 s from 3 points",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from setpoint.spec.model import InstanceSpec
+from setpoint.spec.model import InstanceSpec, version_key
 from setpoint.superset_api import SupersetClient
 
 # Debian's chromium-driver; it starts Debian's chromium (/usr/bin/chromium) by itself.
@@ -70,7 +70,18 @@ def thumbnail_url(api: SupersetClient, dashboard_id: int) -> str:
     return listed[0]["thumbnail_url"]
 
 
-def thumbnail(api: SupersetClient, dashboard_id: int, timeout: float) -> bytes:
+# What Superset answers for a thumbnail not rendered yet: 202 (queued) and 404 (being rendered,
+# or failed: it does not tell them apart). Before 6.0 it also answers 500 while the image is
+# being rendered: it sends the image of a cache entry that has none yet.
+RENDERING = (202, 404)
+RENDERING_BEFORE_6 = (*RENDERING, 500)
+
+
+def rendering_answers(version: str) -> tuple[int, ...]:
+    return RENDERING if version_key(version) >= (6, 0, 0) else RENDERING_BEFORE_6
+
+
+def thumbnail(api: SupersetClient, dashboard_id: int, timeout: float, rendering: tuple[int, ...] = RENDERING) -> bytes:
     """Dashboard `dashboard_id`'s thumbnail as the API's user sees it, through Superset's own flow
     (the web asks, the worker renders in Chromium, Redis keeps the image): a PNG image."""
     started = time.monotonic()
@@ -79,18 +90,17 @@ def thumbnail(api: SupersetClient, dashboard_id: int, timeout: float) -> bytes:
         response = api.call("GET", url, follow_redirects=True)
         if response.status_code == 200 and response.headers.get("content-type", "").startswith("image/"):
             return response.content
-        # 202: queued; 404: being rendered (or failed: Superset does not tell them apart).
-        if response.status_code not in (202, 404):
+        if response.status_code not in rendering:
             raise NotRendered(f"its thumbnail answered {response.status_code}")
         if time.monotonic() - started > timeout:
             raise NotRendered(f"the worker rendered no image within {timeout:.0f} s")
         time.sleep(3)  # each ask while the task waits in the queue sends another (run once)
 
 
-def self_test(api: SupersetClient, dashboard_id: int, timeout: float) -> Rendered:
+def self_test(api: SupersetClient, dashboard_id: int, timeout: float, rendering: tuple[int, ...] = RENDERING) -> Rendered:
     """Have the worker render dashboard `dashboard_id` (`thumbnail`); the image must not be blank."""
     started = time.monotonic()
-    png = thumbnail(api, dashboard_id, timeout)
+    png = thumbnail(api, dashboard_id, timeout, rendering)
     found = colours(png)
     if found < MIN_COLOURS:
         raise NotRendered(f"the worker rendered a blank image ({found} colours)")

@@ -22,6 +22,9 @@ from setpoint.spec import InstanceSpec
 # psycogreen to keep psycopg2 cooperative, and Setpoint's STATS_LOGGER is prometheus-client.
 RUNTIME_EXTRAS = ("rich", "cachetools", "psycogreen", "prometheus-client", "Authlib")  # Authlib: single sign-on
 BASE_EXTRAS = ("postgres", "gevent")
+# Extras of older versions that later ones made plain dependencies: Pillow (reports' images and
+# thumbnails) is the extra "thumbnails" before 6.0.
+VERSION_EXTRAS = {"5.0.0": ("thumbnails",)}
 
 
 def constraints_file(version: str) -> Path:
@@ -30,7 +33,7 @@ def constraints_file(version: str) -> Path:
 
 def requirements(spec: InstanceSpec) -> list[str]:
     """What pip installs for a spec: Superset with its extras, and the runtime extras."""
-    extras = sorted({*BASE_EXTRAS, *(d.value for d in spec.drivers)})
+    extras = sorted({*BASE_EXTRAS, *VERSION_EXTRAS.get(spec.superset_version, ()), *(d.value for d in spec.drivers)})
     return [f"apache-superset[{','.join(extras)}]=={spec.superset_version}", *RUNTIME_EXTRAS]
 
 
@@ -275,5 +278,6 @@ def describe_migrations(times: list[dict]) -> str:
     if not times:
         return "no migration"
     slowest = max(times, key=lambda t: t["seconds"])
+    named = ", ".join(part for part in (slowest["revision"], slowest["message"]) if part)  # some have no message
     return (f"{len(times)} migration(s) in {sum(t['seconds'] for t in times):.1f} s, the slowest "
-            f"{slowest['seconds']:.1f} s ({slowest['revision']}, {slowest['message']})")
+            f"{slowest['seconds']:.1f} s ({named})")

@@ -324,7 +324,8 @@ def _prove_rendering(ctx: InstanceContext, platform: Platform, secrets: dict[str
             try:
                 if not dashboard:
                     raise screenshots.NotRendered(f"the '{examples.DASHBOARD_TITLE}' dashboard is gone")
-                shot = screenshots.self_test(api, dashboard[0]["id"], timeout)
+                shot = screenshots.self_test(api, dashboard[0]["id"], timeout,
+                                             screenshots.rendering_answers(ctx.spec.superset_version))
                 break
             except screenshots.NotRendered as failure:
                 failures.append(str(failure))
