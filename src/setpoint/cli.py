@@ -606,9 +606,9 @@ def status(
         if r.get("enforced"):
             out.print(f"resources: memory {r['memory_mb']:,} of {r['memory_limit_mb']:,} MiB (peak {r['memory_peak_mb']:,}, "
                       f"out-of-memory kills {r['oom_kills']}), {r['pids']} of {r['pids_limit']} processes and threads, "
-                      f"{r['cpus_limit']:g} core(s)")
+                      f"CPU: {r['cpu']}")
         elif r:
-            out.print(f"resources: limits of {r['memory_limit_mb']:,} MiB, {r['cpus_limit']:g} core(s), "
+            out.print(f"resources: limits of {r['memory_limit_mb']:,} MiB, CPU: {r['cpu']}, "
                       f"{r['pids_limit']} processes are not enforced here (see: setpoint host)")
         if st.tasks:
             out.print(task_line(st.tasks))
@@ -1109,11 +1109,11 @@ def host_status(format: Format = typer.Option(Format.table, "--format", help="ta
         out.print_json(json.dumps(capacity.to_dict()))
         return
     table = Table(title=f"host {default_home()}", title_justify="left")
-    for column in ("instance", "desired", "processes", "memory (PSS) / limit", "CPU / limit", "pids limit"):
+    for column in ("instance", "desired", "processes", "memory (PSS) / limit", "CPU now / may use", "pids limit"):
         table.add_column(column)
     for i in capacity.instances:
         table.add_row(i.name, i.desired, str(i.processes), f"{i.memory_mib:,.0f} / {i.memory_limit_mib:,} MiB",
-                      f"{i.cpu_percent:.0f} % / {i.cpus_limit:g} core(s)", str(i.pids_limit))
+                      f"{i.cpu_percent:.0f} % / {i.cpu}", str(i.pids_limit))
     out.print(table)
     if not capacity.limits_enforced and capacity.instances:
         out.print("[yellow]limits are not enforced here: Setpoint needs root and the cgroup v1 memory, cpu and pids "

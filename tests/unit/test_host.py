@@ -12,7 +12,7 @@ from setpoint.home import Home
 from setpoint.host import boot, capacity, installation
 from setpoint.runtime.local.lifecycle import desired_state
 from setpoint.spec import parse_spec, size_instance
-from setpoint.spec.sizing import Limits, estimated_memory_mib, resource_limits
+from setpoint.spec.sizing import Limits, cpu_text, estimated_memory_mib, resource_limits
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,9 +108,12 @@ def test_capacity_measures_real_processes(tmp_path):
 def test_default_limits_follow_the_size():
     default = resource_limits(50, cores=2)
     assert default.memory_mb >= 2 * estimated_memory_mib(size_instance(50, cores=2)) and default.memory_mb % 256 == 0
-    assert default.cpus == 1.0 and default.pids > size_instance(50, cores=2).pg_max_connections
-    assert resource_limits(1000, cores=2).cpus == 2.0  # never more than the host has
-    assert resource_limits(50, memory_mb=1024, cpus=0.5, pids=300, cores=2) == Limits(1024, 0.5, 300)
+    # No CPU cap by default: every core the others leave idle, a core's weight per 100 users.
+    assert default.cpus is None and default.cpu_weight == 1024 and default.pids > size_instance(50, cores=2).pg_max_connections
+    assert resource_limits(1000, cores=2).cpu_weight == 2048  # never more than the host has
+    assert resource_limits(50, memory_mb=1024, cpus=0.5, pids=300, cores=2) == Limits(1024, 0.5, 300, 1024)
+    assert cpu_text(default) == "every idle core, weight 1024"
+    assert cpu_text(Limits(1024, 0.5, 300)) == "at most 0.5 core(s)"
 
 
 def test_an_instance_whose_limits_do_not_fit_is_refused_with_the_numbers(tmp_path):

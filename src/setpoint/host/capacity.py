@@ -19,7 +19,7 @@ from setpoint.runtime.local.lifecycle import desired_state
 from setpoint.runtime.local.platform import load_platform
 from setpoint.services.supervisor import program_names
 from setpoint.spec import InstanceSpec
-from setpoint.spec.sizing import Limits, resource_limits
+from setpoint.spec.sizing import Limits, cpu_text, resource_limits
 
 # Room the host keeps for itself, the kernel's caches and Setpoint's own commands.
 RESERVED_MEMORY_MIB = 512
@@ -36,8 +36,9 @@ class InstanceUsage:
     memory_mib: float
     cpu_percent: float
     memory_limit_mib: int
-    cpus_limit: float
+    cpus_limit: float | None  # None: no cap (cpu, its weight, says what it may use)
     pids_limit: int
+    cpu: str
 
 
 @dataclass
@@ -138,7 +139,7 @@ def measure(home: Home, pids_of: dict[str, list[int]], desired: dict[str, str], 
         limit = limits[name]
         usages.append(InstanceUsage(name, desired[name], len(pids), round(sum(pss_mib(p) for p in pids), 1),
                                     round(100 * ticks / CLOCK_TICKS / sample_s, 1),
-                                    limit.memory_mb, limit.cpus, limit.pids))
+                                    limit.memory_mb, limit.cpus, limit.pids, cpu_text(limit)))
     total, available = meminfo_mib()
     committed = sum(limits[n].memory_mb for n in desired if desired[n] == "up")
     default_limit = resource_limits(InstanceSpec.model_fields["concurrent_users"].default).memory_mb

@@ -59,8 +59,9 @@ class CgroupV1:
         if swap.exists():
             swap.write_text(str(limit))  # no swap beyond the limit
         cpu = self.path("cpu", group)
+        (cpu / "cpu.shares").write_text(str(limits.cpu_weight))
         (cpu / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
-        (cpu / "cpu.cfs_quota_us").write_text(str(int(limits.cpus * CPU_PERIOD_US)))
+        (cpu / "cpu.cfs_quota_us").write_text(str(int(limits.cpus * CPU_PERIOD_US) if limits.cpus else -1))
         (self.path("pids", group) / "pids.max").write_text(str(limits.pids))
 
     def join(self, group: str, pid: int) -> None:
@@ -71,10 +72,11 @@ class CgroupV1:
         try:
             memory = int((self.path("memory", group) / "memory.limit_in_bytes").read_text()) // 2**20
             quota = int((self.path("cpu", group) / "cpu.cfs_quota_us").read_text())
+            weight = int((self.path("cpu", group) / "cpu.shares").read_text())
             pids = int((self.path("pids", group) / "pids.max").read_text())
         except (OSError, ValueError):
             return None
-        return Limits(memory, quota / CPU_PERIOD_US, pids)
+        return Limits(memory, quota / CPU_PERIOD_US if quota > 0 else None, pids, weight)
 
     def usage(self, group: str) -> Usage | None:
         memory = self.path("memory", group)

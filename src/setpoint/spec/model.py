@@ -154,12 +154,14 @@ class Databases(Strict):
 
 class Resources(Strict):
     """Limits of everything the instance runs (cgroups): past its memory it loses a process of its
-    own, which its supervisor restarts; it never takes more CPU or processes than this. Empty
-    fields are derived from the instance's size (setpoint spec NAME shows the sizing inputs)."""
+    own, which its supervisor restarts; it never takes more processes than this. Without `cpus` it
+    uses every core the other instances leave idle, and when they compete it gets a share in
+    proportion to its size (a core's weight per 100 users). Empty fields are derived from the
+    instance's size (setpoint spec NAME shows the sizing inputs)."""
 
     memory_mb: int | None = Field(None, ge=768, le=1048576, description="memory of all its processes, page cache included; "
                                   "a report's or thumbnail's render takes about 650 MiB more than the idle instance")
-    cpus: float | None = Field(None, gt=0, le=512, description="CPU time, in cores")
+    cpus: float | None = Field(None, gt=0, le=512, description="a hard cap of CPU time, in cores (none by default)")
     pids: int | None = Field(None, ge=128, le=1000000, description="processes and threads")
 
 

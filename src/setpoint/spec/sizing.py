@@ -73,20 +73,33 @@ class Limits:
     """What an instance may use of the host, enforced with cgroups."""
 
     memory_mb: int
-    cpus: float
+    cpus: float | None  # a hard cap, in cores; None: every core the others leave idle
     pids: int
+    cpu_weight: int = 1024  # its share of the CPU when instances compete for it (cpu.shares)
 
 
 USERS_PER_CPU = 100
+CPU_WEIGHT_PER_CORE = 1024  # the kernel's default weight of a group
 
 
 def resource_limits(concurrent_users: int, memory_mb: int | None = None, cpus: float | None = None,
                     pids: int | None = None, cores: int | None = None) -> Limits:
     """The spec's limits, or defaults from the instance's size: twice its idle memory (room for
-    queries and caches), one core per 100 users (at least one, at most the host's), and its
-    PostgreSQL connections plus a thousand processes and threads."""
+    queries and caches), and its PostgreSQL connections plus a thousand processes and threads.
+
+    CPU: no cap unless the spec sets `resources.cpus`. A cap leaves cores idle that the instance
+    could use, and throttles its requests whenever it bursts (a dashboard's charts arrive
+    together). When instances compete, each gets CPU time in proportion to its weight: one core's
+    worth (1024) per 100 users, at least one, at most the host's cores. Two CPU hogs in one
+    instance therefore take at most their share from the others."""
     cores = cores or os.cpu_count() or 1
     sizing = size_instance(concurrent_users, cores)
     default_memory = math.ceil(2 * estimated_memory_mib(sizing) / 256) * 256
-    default_cpus = float(min(cores, max(1, math.ceil(concurrent_users / USERS_PER_CPU))))
-    return Limits(memory_mb or default_memory, cpus or default_cpus, pids or sizing.pg_max_connections + 1000)
+    size_cores = min(cores, max(1, math.ceil(concurrent_users / USERS_PER_CPU)))
+    return Limits(memory_mb or default_memory, cpus, pids or sizing.pg_max_connections + 1000,
+                  CPU_WEIGHT_PER_CORE * size_cores)
+
+
+def cpu_text(limits: Limits) -> str:
+    """The CPU an instance may use, for people: 'at most 0.5 core(s)' or 'every idle core, weight 1024'."""
+    return f"at most {limits.cpus:g} core(s)" if limits.cpus else f"every idle core, weight {limits.cpu_weight}"

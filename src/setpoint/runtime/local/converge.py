@@ -49,6 +49,7 @@ from setpoint.services.postgres import cluster_of
 from setpoint.services.redis import RedisServer
 from setpoint.services.superset import SupersetCommands, describe_migrations, ensure_venv
 from setpoint.spec import InstanceSpec
+from setpoint.spec.sizing import cpu_text
 from setpoint.superset_api import SupersetClient
 
 Log = Callable[[str], None]
@@ -408,7 +409,7 @@ def apply_limits(ctx: InstanceContext, act: Log) -> None:
             f"see its usage with: setpoint status {ctx.spec.name}; raise resources.memory_mb, or lower it after "
             f"a restart (setpoint down {ctx.spec.name}, then up)",
         ) from None
-    act(f"limited {ctx.spec.name} to {limits.memory_mb:,} MiB of memory, {limits.cpus:g} core(s) and {limits.pids} processes")
+    act(f"limited {ctx.spec.name} to {limits.memory_mb:,} MiB of memory, {cpu_text(limits)} and {limits.pids} processes")
 
 
 def _allow_low_ports(spec: InstanceSpec) -> bool:

@@ -24,6 +24,7 @@ from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
 from setpoint.services.supervisor import COMPONENTS
 from setpoint.spec import InstanceSpec
+from setpoint.spec.sizing import cpu_text
 
 
 
@@ -91,8 +92,8 @@ def _task_status(home: Home, name: str) -> dict | None:
 def resource_status(home: Home, name: str, spec: InstanceSpec) -> dict:
     """The instance's limits and, where they are enforced, what it uses of them."""
     limits = limits_of(spec)
-    status = {"memory_limit_mb": limits.memory_mb, "cpus_limit": limits.cpus, "pids_limit": limits.pids,
-              "enforced": False}
+    status = {"memory_limit_mb": limits.memory_mb, "cpus_limit": limits.cpus, "cpu_weight": limits.cpu_weight,
+              "cpu": cpu_text(limits), "pids_limit": limits.pids, "enforced": False}
     group = confinement(home, name).get("cgroup")
     usage = CgroupV1().usage(group) if group else None
     if usage is not None:
