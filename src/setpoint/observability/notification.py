@@ -17,6 +17,8 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
+import httpx
+
 from setpoint.home import Home
 from setpoint.observability import mailbox
 from setpoint.observability.monitoring import Alertmanager, monitoring_of, receivers_of
@@ -66,22 +68,27 @@ def send(home: Home, spec: InstanceSpec, receivers: Receivers, timeout: float = 
     delivered to every receiver (or fails, or `timeout`), then resolve it."""
     manager = Alertmanager(monitoring_of(home))
     wanted = integrations(receivers)
-    before = manager.notifications()
     sent_at = datetime.now(timezone.utc)
     labels = {"alertname": TEST_ALERT, "setpoint_instance": spec.name, "severity": "info"}
     summary = f"a test notification from setpoint up: {spec.name}'s alerts reach this receiver; nothing is wrong"
-    manager.raise_alert(labels, summary, (sent_at + timedelta(minutes=10)).isoformat())
     deadline, failed = time.monotonic() + timeout, {}
     try:
-        while time.monotonic() < deadline:
-            time.sleep(1)
-            now = manager.notifications()
-            delta = {k: tuple(a - b for a, b in zip(now.get(k, (0, 0)), before.get(k, (0, 0)))) for k in wanted}
-            failed = {k: int(d[1]) for k, d in delta.items() if d[1] > 0}
-            if all(d[0] - d[1] >= wanted[k] for k, d in delta.items()) and in_mailbox(home, spec.name, receivers, sent_at):
-                return _outcome(receivers, sent_at, True, f"delivered in {(datetime.now(timezone.utc) - sent_at).seconds} s")
-    finally:
-        manager.raise_alert(labels, summary, datetime.now(timezone.utc).isoformat())  # resolved
+        before = manager.notifications()
+        manager.raise_alert(labels, summary, (sent_at + timedelta(minutes=10)).isoformat())
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(1)
+                now = manager.notifications()
+                delta = {k: tuple(a - b for a, b in zip(now.get(k, (0, 0)), before.get(k, (0, 0)))) for k in wanted}
+                failed = {k: int(d[1]) for k, d in delta.items() if d[1] > 0}
+                if all(d[0] - d[1] >= wanted[k] for k, d in delta.items()) and in_mailbox(home, spec.name, receivers, sent_at):
+                    seconds = (datetime.now(timezone.utc) - sent_at).seconds
+                    return _outcome(receivers, sent_at, True, f"delivered in {seconds} s")
+        finally:
+            manager.raise_alert(labels, summary, datetime.now(timezone.utc).isoformat())  # resolved
+    except httpx.HTTPError as exc:
+        return _outcome(receivers, sent_at, False, f"the host's Alertmanager did not answer ({type(exc).__name__}): "
+                                                   f"see {home.monitoring_dir}/alertmanager.log")
     why = (f"Alertmanager's attempts by {', '.join(failed)} failed" if failed
            else f"Alertmanager sent nothing within {timeout:.0f} s")
     return _outcome(receivers, sent_at, False, f"{why}: see {home.monitoring_dir}/alertmanager.log")
