@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,14 @@ class SupersetClient:
             self.csrf = None
             self.credentials = (username, password)
         return response
+
+    def user_id(self) -> int:
+        """The logged-in user's id, from the access token (Flask-AppBuilder's identity claim).
+        `/api/v1/me/` would say it too, but before Superset 6.1 it ignores a bearer token."""
+        if self.token is None:
+            raise SetpointError("not logged in to Superset", "log in first")
+        payload = self.token.split(".")[1]
+        return int(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
 
     def ensure_csrf(self) -> None:
         """State-changing calls need a CSRF token and Referer even with a bearer token."""

@@ -318,15 +318,14 @@ DRILL_ROLES = ["Alpha", "sql_lab"]
 def _leave_traces(api, ref: str) -> dict[str, int]:
     """As the drill's person: what a real user leaves behind (a SQL Lab query, a saved query, a
     dashboard and a chart they own, a favourite, a permalink); the ids of what they own."""
-    me = api.get("/api/v1/me/").json()["result"]
-    owned = {"owner": me["id"]}
+    owned = {"owner": api.user_id()}
     databases = api.get("/api/v1/database/", params={"q": "(page_size:1)"}).json()["result"]
     if databases:
         db = databases[0]["id"]
         api.post("/api/v1/sqllab/execute/", json={"database_id": db, "sql": "SELECT 1 AS drill", "runAsync": False,
                                                   "client_id": ref[:10], "tab": "drill"})
         api.post("/api/v1/saved_query/", json={"db_id": db, "label": f"drill {ref[:8]}", "sql": "SELECT 1"})
-    dashboard = api.post("/api/v1/dashboard/", json={"dashboard_title": f"Erasure drill {ref[:8]}", "owners": [me["id"]]})
+    dashboard = api.post("/api/v1/dashboard/", json={"dashboard_title": f"Erasure drill {ref[:8]}", "owners": [owned["owner"]]})
     owned["dashboard"] = dashboard.json()["id"]
     api.post(f"/api/v1/dashboard/{owned['dashboard']}/favorites/")
     api.post(f"/api/v1/dashboard/{owned['dashboard']}/permalink", json={"dataMask": {}, "activeTabs": [], "urlParams": []})
@@ -334,7 +333,7 @@ def _leave_traces(api, ref: str) -> dict[str, int]:
     if datasets:
         chart = api.post("/api/v1/chart/", json={"slice_name": f"Erasure drill {ref[:8]}", "viz_type": "table",
                                                 "datasource_id": datasets[0]["id"], "datasource_type": "table",
-                                                "owners": [me["id"]], "params": "{}"})
+                                                "owners": [owned["owner"]], "params": "{}"})
         owned["chart"] = chart.json()["id"]
     return owned
 
@@ -370,7 +369,7 @@ def run_drill(home: Home, ctx: InstanceContext) -> dict:
         before = find(home, ctx, needles)
         certificate = erase(home, ctx, person["username"], ctx.spec.admin.username)
         with admin_client(ctx.spec, platform, secrets) as admin:
-            admin_id = admin.get("/api/v1/me/").json()["result"]["id"]
+            admin_id = admin.user_id()
             kept = admin.call("GET", f"/api/v1/dashboard/{owned['dashboard']}")
             survived = kept.status_code == 200 and admin_id in [o["id"] for o in kept.json()["result"]["owners"]]
             if "chart" in owned:
