@@ -12,6 +12,7 @@ most 1 MiB in the Maildir monitoring/mailbox/, and only the newest 1,000. `setpo
 from __future__ import annotations
 
 import hmac
+import logging
 import mailbox
 import signal
 import sys
@@ -94,9 +95,10 @@ def start(directory: Path, port: int, password_file: Path):
     """The mailbox, listening on 127.0.0.1:`port` in a thread of its own (stop() ends it)."""
     from aiosmtpd.controller import Controller
 
-    # aiosmtpd warns of a login over plain SMTP on every connection: here it never leaves loopback.
+    # On every connection aiosmtpd warns of a login over plain SMTP (here it never leaves loopback)
+    # and logs its own use of a deprecated attribute: neither is news, both would flood the log.
     warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
-    warnings.filterwarnings("ignore", message="Session.login_data is deprecated")  # aiosmtpd's own use
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     controller = Controller(_Keeper(directory), hostname="127.0.0.1", port=port, server_hostname=DOMAIN,
                             authenticator=_authenticator(password_file), auth_required=True,
                             auth_require_tls=False,  # loopback only: nothing crosses a network
