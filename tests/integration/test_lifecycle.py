@@ -60,7 +60,7 @@ def test_cli_up_reports_url_credentials_and_scorecard(home, instance):
     assert instance[0].url in result.stdout
     assert "credentials alpha" in result.stdout
     assert "root.crt" in result.stdout
-    assert "scorecard: 20/25 (solid production)" in result.stdout
+    assert "scorecard: 21/25 (solid production)" in result.stdout
     assert " 4. users log in through an OIDC or SAML provider" in result.stdout
 
 
