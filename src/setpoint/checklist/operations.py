@@ -257,12 +257,13 @@ def probe_alerts(ev: Evidence) -> Finding:
     current = receivers_of(home, managed.spec)
     if test is None or test.receivers != notification.receivers_digest(current):
         parts.append(failed("no test notification went to these receivers yet"))
-    elif test.delivered and not notification.in_mailbox(home, name, current, datetime.fromisoformat(test.at)):
-        parts.append(failed(f"the test notification of {test.at.replace('T', ' ')[:16]} UTC is not in the host's mailbox"))
     else:
-        parts.append((passed if test.delivered else failed)(
-            f"the test notification of {test.at.replace('T', ' ')[:16]} UTC {'reached them' if test.delivered else 'failed'} "
-            f"({test.detail})"))
+        sent = f"the test notification of {test.at.replace('T', ' ')[:16]} UTC"
+        if test.delivered and not notification.in_mailbox(home, name, current, datetime.fromisoformat(test.at)):
+            parts.append(failed(f"{sent} is not in the host's mailbox"))
+        else:
+            parts.append((passed if test.delivered else failed)(
+                f"{sent} {'reached them' if test.delivered else 'failed'} ({test.detail})"))
     return combine(parts)
 
 PROBE_POINTS = 3  # the checklist's "from 3 points"

@@ -370,15 +370,13 @@ class _MonitoringApi:
         self.url = f"http://127.0.0.1:{port}"
         self.auth = (MONITORING_API_USER, monitoring.password_file.read_text()) if monitoring.password_file.exists() else None
 
-    def _get(self, path: str, **params) -> httpx.Response:
-        response = httpx.get(f"{self.url}{path}", params=params, auth=self.auth, timeout=10)
+    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        response = httpx.request(method, f"{self.url}{path}", auth=self.auth, timeout=10, **kwargs)
         response.raise_for_status()
         return response
 
-    def _post(self, path: str, body) -> httpx.Response:
-        response = httpx.post(f"{self.url}{path}", json=body, auth=self.auth, timeout=10)
-        response.raise_for_status()
-        return response
+    def _get(self, path: str, **params) -> httpx.Response:
+        return self._request("GET", path, params=params)
 
 
 class Prometheus(_MonitoringApi):
@@ -456,7 +454,7 @@ class Alertmanager(_MonitoringApi):
         return {integration: (sent, failed) for integration, (sent, failed) in counts.items()}
 
     def raise_alert(self, labels: dict[str, str], summary: str, ends_at: str) -> None:
-        self._post("/api/v2/alerts", [{"labels": labels, "annotations": {"summary": summary}, "endsAt": ends_at}])
+        self._request("POST", "/api/v2/alerts", json=[{"labels": labels, "annotations": {"summary": summary}, "endsAt": ends_at}])
 
     def alerts(self, name: str) -> list[dict]:
         """The alerts being sent now about instance `name` or its host, oldest first: name,
