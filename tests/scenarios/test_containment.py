@@ -169,10 +169,12 @@ def test_a_fork_bomb_stops_at_the_pids_limit(home, hog):
 
 @pytest.mark.quiet
 def test_cpu_hogs_in_one_instance_leave_its_neighbour_responsive(home, hog, admin):
-    """Idle and busy samples interleave (the hogs stopped, then running, in turns), so that load
-    from outside both instances weighs on both sides alike; the other test worker waits meanwhile
-    (a host already saturated has no spare core for the hogs' half to be taken from)."""
-    hogs = [inside(home, "hog", ["/usr/bin/python3", "-c", "while True: pass"]) for _ in range(2)]
+    """Eight hogs, four per core: left in the root cgroup, each would be a peer of alpha's
+    processes, and alpha's warm chart took 5.8x as long at p95 (measured on the demo host); in
+    hog's cgroup they weigh as one tenant, and it took 1.2x. Idle and busy samples interleave (the
+    hogs stopped, then running, in turns), so that load from outside both instances weighs on both
+    sides alike; the other test worker waits meanwhile."""
+    hogs = [inside(home, "hog", ["/usr/bin/python3", "-c", "while True: pass"]) for _ in range(8)]
     idle: list[float] = []
     busy: list[float] = []
     try:
@@ -188,10 +190,10 @@ def test_cpu_hogs_in_one_instance_leave_its_neighbour_responsive(home, hog, admi
         for process in hogs:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
-    report_figure(f"alpha's warm chart p95: {p95(idle) * 1000:.0f} ms idle, {p95(busy) * 1000:.0f} ms with two CPU hogs "
+    report_figure(f"alpha's warm chart p95: {p95(idle) * 1000:.0f} ms idle, {p95(busy) * 1000:.0f} ms with eight CPU hogs "
                   f"in hog (no CPU cap, weight {LIMITS.cpu_weight} like alpha's), {len(busy)} samples each, interleaved; "
                   f"ratio {p95(busy) / p95(idle):.2f}")
-    assert p95(busy) <= 2 * p95(idle)
+    assert p95(busy) <= 2.5 * p95(idle)
 
 
 def test_changed_limits_apply_to_the_live_instance_without_a_restart(home, hog):
