@@ -1,9 +1,9 @@
-"""Upgrades that cannot leave an instance broken, on an instance created on Superset 5.0.0 with
+"""Upgrades that cannot leave an instance broken, on an instance created on Superset 4.1.4 with
 content (the sample dashboard, a user, a saved query, a dashboard of its own):
 - a migration that fails in staging (a conflicting table in the metadata) stops the upgrade with
   the instance untouched;
-- the upgrade to 6.0.0, then to 6.1.0, keeps every object, with equal counts and content hashes
-  (every supported version runs here: created on the oldest, upgraded through each);
+- the upgrade to 5.0.0, then to 6.0.0, then to 6.1.0, keeps every object, with equal counts and
+  content hashes (every supported version runs here: created on the oldest, upgraded through each);
 - --rollback returns to 6.0.0 and the same content;
 - the production migration killed (kill -9) rolls back by itself to identical content, on 6.0.0."""
 
@@ -25,7 +25,7 @@ from setpoint.services.postgres import cluster_of
 from setpoint.services.superset import describe_migrations
 from tests.conftest import make_spec, report_figure, run_cli
 
-NAME, OLD, MIDDLE, NEW = "vold", "5.0.0", "6.0.0", "6.1.0"
+NAME, OLD, MIDDLE, NEW = "vold", "4.1.4", "6.0.0", "6.1.0"
 # What an upgrade must keep: each table's rows, as a count and a hash of the columns people made.
 CONTENT = {
     "dashboards": "dashboard_title || coalesce(slug, '') || coalesce(position_json, '')",
@@ -87,7 +87,7 @@ def test_a_migration_failing_in_staging_leaves_the_instance_untouched(home, old_
     assert upgrade.staging_name(NAME) not in home.instance_names()  # the copy was removed
 
 
-@pytest.mark.parametrize("version", [MIDDLE, NEW])
+@pytest.mark.parametrize("version", ["5.0.0", MIDDLE, NEW])
 def test_the_upgrade_keeps_every_object(home, old_instance, version):
     before, since = content(home), running_version(home)
     report = upgrade.upgrade(home, NAME, version)

@@ -168,6 +168,20 @@ def test_superset_config_is_valid_python_and_hardened():
     assert "REDIS-PASSWORD-VALUE" not in text
 
 
+def test_superset_4_1_reads_its_settings_under_their_older_names():
+    """Superset 4.1 reads who renders screenshots and runs reports, and the async events' Redis,
+    under other keys, and hands Selenium 4.9 its driver's settings as they are: the same choices
+    are made for it, and only for it."""
+    old = rendered_files(context(superset_version="4.1.4"))["superset_config.py"]
+    ast.parse(old)
+    for line in ("THUMBNAIL_EXECUTE_AS = THUMBNAIL_EXECUTORS", "ALERT_REPORTS_EXECUTE_AS = ALERT_REPORTS_EXECUTORS",
+                 "GLOBAL_ASYNC_QUERIES_REDIS_CONFIG = {", "WEBDRIVER_CONFIGURATION = {}\n"):
+        assert line in old
+    current = rendered_files(context())["superset_config.py"]
+    assert "EXECUTE_AS" not in current and "GLOBAL_ASYNC_QUERIES_REDIS_CONFIG" not in current
+    assert '"service": {"executable_path": ' in current
+
+
 def test_every_cache_is_redis():
     text = rendered_files(context())["superset_config.py"]
     for key in ("CACHE_CONFIG", "DATA_CACHE_CONFIG", "FILTER_STATE_CACHE_CONFIG",

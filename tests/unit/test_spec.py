@@ -39,7 +39,7 @@ def test_every_problem_is_reported_with_its_path():
             }
         )
     message = caught.value.message
-    assert "superset_version: Superset 4.0.0 is not supported; supported: 5.0.0, 6.0.0, 6.1.0" in message
+    assert "superset_version: Superset 4.0.0 is not supported; supported: 4.1.4, 5.0.0, 6.0.0, 6.1.0" in message
     assert "cache.maxmemory_mb: Input should be greater than or equal to 64 (got 8)" in message
     assert "colour: unknown field" in message
     assert "hostname: must be a DNS hostname" in message

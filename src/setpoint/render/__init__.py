@@ -18,7 +18,7 @@ from setpoint.services import screenshots
 from setpoint.home import Home, InstancePaths
 from setpoint.secret import SUPERSET_SECRETS
 from setpoint.spec import InstanceSpec, Sizing
-from setpoint.spec.model import Smtp
+from setpoint.spec.model import Smtp, version_key
 from setpoint.spec.sizing import Limits
 
 _ENV = jinja2.Environment(
@@ -314,6 +314,9 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 access=access.declared(ctx.spec),
                 emergency_username_pattern=sso.EMERGENCY_USERNAME_PATTERN,
                 probed_chart=probed_chart(ctx.spec),
+                # Superset 4.1 reads a few settings under older names, and hands Selenium 4.9 its
+                # driver's settings as they are.
+                before_5=version_key(ctx.spec.superset_version) < (5, 0, 0),
             ),
             restarts=superset,
         ),

@@ -24,7 +24,7 @@ RUNTIME_EXTRAS = ("rich", "cachetools", "psycogreen", "prometheus-client", "Auth
 BASE_EXTRAS = ("postgres", "gevent")
 # Extras of older versions that later ones made plain dependencies: Pillow (reports' images and
 # thumbnails) is the extra "thumbnails" before 6.0.
-VERSION_EXTRAS = {"5.0.0": ("thumbnails",)}
+VERSION_EXTRAS = {"4.1.4": ("thumbnails",), "5.0.0": ("thumbnails",)}
 
 
 def constraints_file(version: str) -> Path:
