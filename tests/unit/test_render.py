@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from setpoint.home import SYSTEM_HOME, Home, data_account, superset_account
 from setpoint.secret import SECRET_LENGTHS
@@ -387,3 +388,21 @@ def test_logstore_config_passes_rsyslogd(tmp_path, remote):
     result = proc.run([proc.find_binary("rsyslogd"), "-N1", "-f", config], check=False)
     assert result.ok and "End of config validation run" in result.stdout + result.stderr, result.stdout + result.stderr
     assert "error" not in (result.stdout + result.stderr).lower()
+
+
+def test_the_test_notification_goes_out_at_once_to_its_instances_receivers(tmp_path):
+    """`up` waits for its test notification: the route sends it without the 10 s group_wait of
+    real alerts, to the instance's own receiver (as amtool routes it)."""
+    from setpoint import proc
+    from setpoint.observability.notification import TEST_ALERT
+
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(render_alertmanager_config(RECEIVERS))
+    route = yaml.safe_load(config.read_text())["route"]
+    assert route["group_wait"] == "10s"
+    child = route["routes"][0]["routes"][0]
+    assert child["matchers"] == [f'alertname="{TEST_ALERT}"'] and child["group_wait"] == "1s"
+    name = next(iter(RECEIVERS))
+    routed = proc.run([proc.find_binary("amtool"), "config", "routes", "test", f"--config.file={config}",
+                       f"alertname={TEST_ALERT}", f"setpoint_instance={name}"], check=False)
+    assert routed.stdout.strip() == f"instance-{name}", routed.stdout + routed.stderr

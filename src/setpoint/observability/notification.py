@@ -26,8 +26,8 @@ from setpoint.render import Receivers
 from setpoint.spec import InstanceSpec
 
 TEST_ALERT = "SetpointTestNotification"
-# Alertmanager waits group_wait (10 s) before a group's first notification, and retries a
-# failed one with a growing backoff.
+# Alertmanager sends the test at once (its route's group_wait is 1 s), and retries a failed one
+# with a growing backoff.
 WAIT_S = 45
 STATE_KEY = "alerts_test"
 

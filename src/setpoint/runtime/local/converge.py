@@ -282,6 +282,8 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     if ctx.managed_postgres and not ephemeral:
         _ensure_proven(home, ctx, platform, secrets, act, step)
 
+    if not ephemeral:  # by now Prometheus has had time to scrape it: no wait, as a rule
+        monitoring.wait_scraped(home, spec)
     state.update(url=spec.url, superset_version=spec.superset_version)
     state.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     paths.write_state(state)
@@ -342,7 +344,8 @@ def _prove_rendering(ctx: InstanceContext, platform: Platform, secrets: dict[str
 
 def _observe(home: Home, ctx: InstanceContext, platform: Platform, state: dict, act: Log, step: Log) -> None:
     """Have the host's Prometheus scrape the instance and route its alerts, and prove with a test
-    notification that they reach its receivers (once they changed, or until one is delivered)."""
+    notification that they reach its receivers (once they changed, or until one is delivered).
+    The end of `up` waits until Prometheus scrapes everything of it."""
     spec = ctx.spec
     step("having Prometheus scrape it")
     changes = monitoring.publish(home, ctx)
@@ -359,7 +362,6 @@ def _observe(home: Home, ctx: InstanceContext, platform: Platform, state: dict, 
     elif changes.alertmanager:
         act(f"routed {spec.name}'s alerts to the host's mailbox (read it with: setpoint alerts {spec.name} --mailbox); "
             "to reach someone elsewhere, name webhooks, emails, slack or pagerduty in the spec's alerts")
-    monitoring.wait_scraped(home, spec)
     receivers = notification.needed(home, spec, state)
     if receivers is not None:
         step("sending a test alert to its receivers")
