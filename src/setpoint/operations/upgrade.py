@@ -163,26 +163,31 @@ def _rehearse(home: Home, ctx: InstanceContext, to: str, report: UpgradeReport, 
 
 
 def _migrations_between(ctx: InstanceContext, before: str, after: str) -> int:
-    """How many alembic revisions lie between two (from the new version's migration scripts)."""
+    """How many alembic revisions `after` has that `before` has not (from the new version's
+    migration scripts; a merge revision has several parents)."""
     versions = sorted((ctx.venv / "lib").glob("python3*/site-packages/superset/migrations/versions"))
     if not versions or before == after:
         return 0
-    parents: dict[str, str] = {}
+    parents: dict[str, list[str]] = {}
     for script in versions[0].glob("*.py"):
         text = script.read_text(errors="replace")
-        rev = _assignment(text, "revision")
-        down = _assignment(text, "down_revision")
-        if rev and down:
-            parents[rev] = down
-    count, current = 0, after
-    while current and current != before and count < 10000:
-        current, count = parents.get(current), count + 1
-    return count if current == before else 0
+        revision = re.search(r'^revision\s*=\s*["\'](\w+)["\']', text, re.MULTILINE)
+        down = re.search(r'^down_revision\s*=\s*(\([^)]*\)|["\']\w+["\'])', text, re.MULTILINE)
+        if revision:
+            parents[revision.group(1)] = re.findall(r'["\'](\w+)["\']', down.group(1)) if down else []
 
+    def lineage(revision: str) -> set[str]:
+        seen, todo = set(), [revision]
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo.extend(parents.get(current, []))
+        return seen
 
-def _assignment(text: str, variable: str) -> str | None:
-    match = re.search(rf'^{variable}\s*=\s*["\'](\w+)["\']', text, re.MULTILINE)
-    return match.group(1) if match else None
+    if before not in parents or after not in parents:
+        return 0
+    return len(lineage(after) - lineage(before))
 
 
 def _apply(home: Home, ctx: InstanceContext, new_spec: InstanceSpec, report: UpgradeReport, log, step) -> None:
