@@ -45,10 +45,3 @@ def test_the_maintenance_page_answers_503_without_reaching_superset():
     assert "503" in site and "Retry-After 60" in site and "being upgraded to Superset 6.1.0" in site
     assert "reverse_proxy" not in site
     assert "reverse_proxy 127.0.0.1:20001" in render_site(ctx)
-
-
-def test_alembic_revisions_are_read_from_migration_scripts():
-    script = 'revision = "a1b2c3d4e5f6"\ndown_revision = "0f9e8d7c6b5a"\n'
-    assert upgrade._assignment(script, "revision") == "a1b2c3d4e5f6"
-    assert upgrade._assignment(script, "down_revision") == "0f9e8d7c6b5a"
-    assert upgrade._assignment("down_revision = None\n", "down_revision") is None
