@@ -97,6 +97,8 @@ class InstancePaths:
     pg_data = property(lambda self: self.data / "postgres")
     redis_data = property(lambda self: self.data / "redis")
     superset_home = property(lambda self: self.data / "superset")
+    # The digests of password hashes the scorecard found sound (superset_side/facts.py).
+    facts_cache = property(lambda self: self.data / "superset" / "facts-cache.json")
     # Where every Superset process of the instance writes its Prometheus samples.
     metrics_dir = property(lambda self: self.data / "superset" / "metrics")
     # The Celery worker writes its process id here once it consumes from the broker.

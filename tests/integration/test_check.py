@@ -1,12 +1,16 @@
 """`setpoint check` against real targets: a Setpoint instance, and a stock Superset."""
 
 import json
+import time
 from xml.etree import ElementTree as ET
+
+import httpx
 
 from setpoint.checklist import Target, run_scorecard
 from setpoint.checklist.evidence import Evidence, forge_session_cookie
 from setpoint.runtime.local import lifecycle
-from tests.conftest import STOCK_KEY, run_cli
+from setpoint.runtime.local.superset_side import facts as facts_side
+from tests.conftest import STOCK_KEY, report_figure, run_cli
 
 # What a fresh Setpoint instance must pass today, and what waits for later issues.
 MANAGED_PASS = {1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 22, 24, 25}
@@ -25,6 +29,42 @@ def test_managed_instance_scores_what_it_guarantees(home, instance):
     assert card.score == len(MANAGED_PASS) and card.level == "solid production"
     assert card.problems == []
     assert card.seconds < 60  # about 10 s alone; up to 25 s while other workers load both cores
+
+
+def timed_facts(target: Target) -> tuple[dict, str, float]:
+    started = time.monotonic()
+    evidence = Evidence(target)
+    facts = evidence.facts
+    evidence.close()
+    return facts, evidence.facts_source, time.monotonic() - started
+
+
+def test_alphas_facts_come_from_its_web_process_as_the_script_would_give_them(home, instance, monkeypatch):
+    target = lifecycle.managed_target(home, "alpha")
+    from_web, source, web_s = timed_facts(target)
+    assert source == "web"
+    monkeypatch.setattr(Evidence, "_facts_from_web", lambda self: None)  # as when alpha's web process is down
+    from_script, source, script_s = timed_facts(target)
+    assert source == "script"
+    assert from_web == from_script
+    assert from_web["metadata_db"]["active_users"] >= 1 and from_web["celery"]["workers"] == {
+        target.managed.context.celery_worker: target.managed.context.sizing.celery_concurrency}
+    report_figure(f"setpoint check's facts of alpha: {web_s:.2f} s from its web process, {script_s:.2f} s from a "
+                  f"new Superset process; ratio {script_s / web_s:.1f}")
+
+
+def test_alphas_facts_answer_setpoint_alone(home, instance, http):
+    """Anonymous through Caddy (even holding the token), and any local account straight to gunicorn
+    without alpha's token, a wrong one, or through a proxy: 404, as if there were no such path."""
+    managed = lifecycle.managed_target(home, "alpha").managed
+    right = {"Authorization": f"Bearer {facts_side.token(managed.secrets['secret_key'])}"}
+    direct = f"http://127.0.0.1:{managed.context.ports.web}{facts_side.PATH}"
+    assert http.get(facts_side.PATH, headers=right).status_code == 404
+    for headers in ({}, {"Authorization": f"Bearer {facts_side.token('another instance-s key')}"},
+                    {"Authorization": right["Authorization"][:-1]}, {**right, "X-Forwarded-For": "203.0.113.9"}):
+        answer = httpx.get(direct, headers=headers, timeout=30)
+        assert answer.status_code == 404 and "metadata_db" not in answer.text, headers
+    assert "metadata_db" in httpx.get(direct, headers=right, timeout=30).json()
 
 
 def test_forged_cookie_is_refused_by_setpoint_and_caught_on_stock(home, instance, stock_superset):

@@ -2,6 +2,8 @@
 
 import html
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from xml.etree import ElementTree as ET
 
@@ -11,7 +13,7 @@ import pytest
 from setpoint.checklist import CHECKS, report
 from setpoint.checklist import performance as perf
 from setpoint.checklist import security as sec
-from setpoint.checklist.evidence import Evidence, Target
+from setpoint.checklist.evidence import Evidence, Target, once
 from setpoint.checklist.model import CheckResult, Finding, Scorecard, Section, Status, combine, level_of
 
 
@@ -299,3 +301,32 @@ def test_endpoints_on_this_host_are_not_off_site():
     for name in ("localhost", "minio.localhost", "127.0.0.1", "::1"):
         assert is_this_host(name), name
     assert not is_this_host("192.0.2.10")  # TEST-NET-1: never an address of this machine
+
+
+def test_each_piece_of_evidence_is_gathered_once_and_pieces_side_by_side():
+    """The probes run in threads: a piece several probes ask for at once (a login, the admin/admin
+    attempt) is gathered once, and two different pieces are gathered at the same time (each waits
+    here for the other: gathered one after the other, they would time out)."""
+
+    class Pieces:
+        def __init__(self):
+            self.both = threading.Barrier(2, timeout=10)
+            self.calls = []
+
+        @once
+        def login(self):
+            self.calls.append("login")
+            self.both.wait()
+            return "token"
+
+        @once
+        def cookies(self):
+            self.calls.append("cookies")
+            self.both.wait()
+            return "refused"
+
+    pieces = Pieces()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(lambda name: getattr(pieces, name), ["login", "cookies"] * 3))
+    assert got == ["token", "refused"] * 3
+    assert sorted(pieces.calls) == ["cookies", "login"]

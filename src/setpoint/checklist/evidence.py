@@ -15,6 +15,7 @@ import re
 import socket
 import ssl
 import tempfile
+import threading
 import warnings
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
@@ -29,12 +30,13 @@ from itsdangerous import URLSafeTimedSerializer
 from setpoint import proc
 from setpoint.checklist.known_keys import KNOWN_DEFAULT_KEYS
 from setpoint.net import http_client, is_loopback_name
+from setpoint.runtime.local.superset_side import facts as facts_side
 from setpoint.services.superset import superset_side_script
 from setpoint.superset_api import SupersetClient
 
 PROBE_TIMEOUT = 5.0
 AUTH_OAUTH, AUTH_REMOTE_USER = 4, 3  # Flask-AppBuilder's AUTH_TYPE values
-FACTS_SCRIPT = superset_side_script("dump_facts")
+FACTS_SCRIPT = superset_side_script("facts")
 
 
 @dataclass
@@ -96,6 +98,27 @@ def forge_session_cookie(secret_key: str, user_id: str = "1") -> str:
     return serializer.dumps({"_user_id": user_id, "_fresh": True, "user_id": user_id})
 
 
+_shared_state = threading.Lock()  # guards what the probes' threads add to: locks, problems
+
+
+class once(cached_property):  # noqa: N801 - used as a decorator, like cached_property
+    """A cached property computed once per object even when threads ask for it at the same time
+    (the scorecard's probes run side by side; Python 3.12 dropped cached_property's own lock):
+    one lock per object and property, so different pieces of evidence are gathered in parallel."""
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        cache = instance.__dict__
+        if self.attrname not in cache:
+            with _shared_state:
+                lock = cache.setdefault("_locks", {}).setdefault(self.attrname, threading.Lock())
+            with lock:
+                if self.attrname not in cache:
+                    cache[self.attrname] = self.func(instance)
+        return cache[self.attrname]
+
+
 @dataclass
 class Evidence:
     """Lazily gathered, cached evidence about one target."""
@@ -103,19 +126,22 @@ class Evidence:
     target: Target
     problems: list[str] = field(default_factory=list)
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    # Where the facts came from: "web" (the instance's running web process) or "script".
+    facts_source: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        # The facts script takes seconds (it imports Superset): start it while HTTP probes run.
+        # Facts take a moment (seconds when the script imports Superset): gathered while HTTP probes run.
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self._facts_future = self._pool.submit(self._gather_facts)
 
     def problem(self, text: str) -> None:
-        if text not in self.problems:
-            self.problems.append(text)
+        with _shared_state:
+            if text not in self.problems:
+                self.problems.append(text)
 
     # --- HTTP, as any visitor sees it -------------------------------------------------------
 
-    @cached_property
+    @once
     def http(self) -> httpx.Client:
         return http_client(self.target.url, ca_file=self.target.ca_file, timeout=PROBE_TIMEOUT)
 
@@ -135,12 +161,12 @@ class Evidence:
                 self.problem(f"{self.target.url}{path.lstrip('/')} did not answer ({type(exc).__name__})")
         return cache[key]
 
-    @cached_property
+    @once
     def login_page(self) -> httpx.Response | None:
         # The first page a server renders can take seconds (a development server, a busy host).
         return self.get("/login/", timeout=15)
 
-    @cached_property
+    @once
     def login_settings(self) -> dict[str, Any] | None:
         """How users log in, as the login page tells every visitor: Superset's bootstrap data
         carries AUTH_TYPE and the names of the OAuth providers; a login that sends visitors on to
@@ -165,7 +191,7 @@ class Evidence:
         return {"auth_type": conf["AUTH_TYPE"],
                 "oauth_providers": [p.get("name") for p in conf.get("AUTH_PROVIDERS") or [] if isinstance(p, dict)]}
 
-    @cached_property
+    @once
     def plain_http(self) -> httpx.Response | None:
         """The answer of plain HTTP (expected: a redirect to HTTPS)."""
         url = self.target.plain_http_url
@@ -175,7 +201,7 @@ class Evidence:
         except httpx.HTTPError:
             return None
 
-    @cached_property
+    @once
     def legacy_tls_accepted(self) -> bool | None:
         """Whether the server completes a handshake capped at TLS 1.1 (None: not HTTPS)."""
         if not self.target.is_https:
@@ -200,7 +226,7 @@ class Evidence:
         except (ssl.SSLError, OSError):
             return False
 
-    @cached_property
+    @once
     def admin_admin_refused(self) -> bool | None:
         """One login attempt as admin/admin (never more: this is not a brute force)."""
         try:
@@ -212,7 +238,7 @@ class Evidence:
             return None
         return response.status_code != 200
 
-    @cached_property
+    @once
     def forged_cookies_accepted(self) -> dict[str, bool | None]:
         """For each publicly known key: was a session cookie signed with it accepted?"""
         results: dict[str, bool | None] = {}
@@ -226,12 +252,12 @@ class Evidence:
                 results[label] = None
         return results
 
-    @cached_property
+    @once
     def anonymous_api_status(self) -> int | None:
         response = self.get("/api/v1/dashboard/")
         return response.status_code if response is not None else None
 
-    @cached_property
+    @once
     def version_told_to_anonymous(self) -> str | None:
         """The Superset version a visitor without a session reads at /version or in the login
         page's data (which tells an attacker which advisories apply); None when not told."""
@@ -248,7 +274,7 @@ class Evidence:
                     return told.group(1)
         return None
 
-    @cached_property
+    @once
     def tokenless_post_refused(self) -> bool | None:
         """Is a state-changing request without a CSRF token refused for that reason?
 
@@ -261,7 +287,7 @@ class Evidence:
             return None
         return response.status_code == 400 and "csrf" in response.text.lower()
 
-    @cached_property
+    @once
     def api(self) -> SupersetClient | None:
         """A logged-in API client with the credentials given (or the managed admin's)."""
         managed = self.target.managed
@@ -291,8 +317,8 @@ class Evidence:
 
             commands = SupersetCommands(managed.context)
             python = managed.context.venv / "bin" / "python"
-            env.update(SETPOINT_CELERY_WORKER=f"{managed.context.spec.name}-worker@localhost",
-                       SETPOINT_FACTS_CACHE=str(managed.paths.superset_home / "facts-cache.json"))
+            env.update(SETPOINT_CELERY_WORKER=managed.context.celery_worker,
+                       SETPOINT_FACTS_CACHE=str(managed.paths.facts_cache))
             return [str(python), str(FACTS_SCRIPT)], commands.env(**env), managed.context.superset_user, managed.paths.superset_home
         if not (self.target.config_file or self.target.metadata_uri):
             return None
@@ -306,10 +332,30 @@ class Evidence:
         env.setdefault("SUPERSET_SECRET_KEY", "setpoint-check-placeholder-not-used-for-anything")
         return [str(python), str(FACTS_SCRIPT)], env, None, None
 
+    def _facts_from_web(self) -> dict[str, Any] | None:
+        """A managed instance's facts from its running web process (`GET /setpoint/facts` straight
+        to gunicorn), in a fraction of the time a new Superset process takes to start; None when it
+        does not answer them (stopped, busy, or its SECRET_KEY changed since it started)."""
+        managed = self.target.managed
+        secret_key = managed.secrets.get("secret_key") if managed is not None else None
+        if not secret_key:
+            return None
+        try:
+            response = httpx.get(f"http://127.0.0.1:{managed.context.ports.web}{facts_side.PATH}", timeout=15,
+                                 headers={"Authorization": f"Bearer {facts_side.token(secret_key)}"})
+            facts = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return facts if isinstance(facts, dict) else None
+
     def _gather_facts(self) -> dict[str, Any] | None:
+        if (facts := self._facts_from_web()) is not None:
+            self.facts_source = "web"
+            return facts
         command = self._facts_command()
         if command is None:
             return None
+        self.facts_source = "script"
         argv, env, user, cwd = command
         # Superset's default Celery settings create celerydb.sqlite in the working directory:
         # never the user's own one.
@@ -323,7 +369,7 @@ class Evidence:
         except (ValueError, IndexError):
             return {"config_error": f"the facts script failed: {proc.last_words(result)}"}
 
-    @cached_property
+    @once
     def facts(self) -> dict[str, Any] | None:
         facts = self._facts_future.result()
         self._pool.shutdown(wait=False)
@@ -362,7 +408,7 @@ class Evidence:
 
     # --- a managed instance's backups ---------------------------------------------------
 
-    @cached_property
+    @once
     def backups(self):
         """The managed instance's backup report (pgBackRest info of every repository), read once
         for the points that need it."""

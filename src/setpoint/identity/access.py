@@ -3,7 +3,7 @@
 `declared` is what an instance's spec asks for: its `roles:` and `row_level_security:`, plus,
 with the sample data, two tenant roles of the sample sales (so a demo shows row-level security
 at work). superset_config.py carries it as SETPOINT_ACCESS; superset_side/apply_access.py makes
-it at `up`, and the scorecard's facts (superset_side/dump_facts.py) check it.
+it at `up`, and the scorecard's facts (superset_side/facts.py) check it.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def digest(access: dict) -> str:
 
 
 def audit(metadata: dict) -> dict:
-    """What the metadata's facts (superset_side/dump_facts.py) say against the declaration: roles
+    """What the metadata's facts (superset_side/facts.py) say against the declaration: roles
     no one declared, declared roles that drifted, roles opening SQL Lab that may not, and how each
     multi-tenant dataset's readers are filtered."""
     declared = set(metadata.get("declared_roles", []))

@@ -80,6 +80,11 @@ class InstanceContext:
     def managed_redis(self) -> bool:
         return self.spec.cache.url is None
 
+    @property
+    def celery_worker(self) -> str:
+        """The name of the instance's one Celery worker (a destination for Celery's control)."""
+        return f"{self.spec.name}-worker@localhost"
+
 
 @dataclass(frozen=True)
 class Program:
@@ -156,7 +161,7 @@ def instance_programs(ctx: InstanceContext, app: bool = True) -> list[Program]:
             Program(
                 "worker",
                 f"{celery} worker --pool=prefork -O fair --concurrency={ctx.sizing.celery_concurrency} "
-                f"--hostname={name}-worker@localhost --max-tasks-per-child=128 --loglevel=INFO "
+                f"--hostname={ctx.celery_worker} --max-tasks-per-child=128 --loglevel=INFO "
                 # One worker per instance: no neighbours to sync with. Mingle after a broker
                 # reconnect also trips kombu's KeyError in _fd_to_chan and hangs the worker.
                 "--without-mingle --without-gossip",
@@ -273,7 +278,7 @@ REDIS_DBS_OF_THE_PRESENT = tuple(REDIS_DB[k] for k in ("broker", "task_results",
 
 # Setpoint's modules that superset_config.py loads from beside itself.
 SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "ownership_guard", "metrics", "audit", "log_hygiene",
-                         "reports", "beat", "probe", "migration_times")
+                         "reports", "beat", "probe", "migration_times", "facts")
 
 
 def superset_side_modules(spec: InstanceSpec) -> tuple[str, ...]:
@@ -314,6 +319,7 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 access=access.declared(ctx.spec),
                 emergency_username_pattern=sso.EMERGENCY_USERNAME_PATTERN,
                 probed_chart=probed_chart(ctx.spec),
+                facts_options={"celery_worker": ctx.celery_worker, "facts_cache": str(ctx.paths.facts_cache)},
                 # Superset 4.1 reads a few settings under older names, and hands Selenium 4.9 its
                 # driver's settings as they are.
                 before_5=version_key(ctx.spec.superset_version) < (5, 0, 0),

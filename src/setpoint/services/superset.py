@@ -154,7 +154,7 @@ class SupersetCommands:
         """Whether the instance's Celery worker answers over the broker."""
         result = proc.run(
             [str(self.ctx.venv / "bin" / "celery"), "--app=superset.tasks.celery_app:app", "inspect", "ping",
-             f"--destination={self.ctx.spec.name}-worker@localhost", "--timeout=5"],
+             f"--destination={self.ctx.celery_worker}", "--timeout=5"],
             env=self.env(), user=self.ctx.superset_user, cwd=self.ctx.paths.superset_home, timeout=60, check=False,
         )
         return result.ok and "pong" in result.stdout

@@ -127,10 +127,12 @@ PREVENT_UNSAFE_DB_CONNECTIONS = True
 # --- Metrics (point 19): Superset's events for the host's Prometheus (setpoint_metrics.py) ---
 _metrics = _setpoint_module("setpoint_metrics")
 STATS_LOGGER = _metrics.PrometheusStatsLogger()
-# The synthetic check of one chart's data for the probe points (setpoint_probe.py).
+# The synthetic check of one chart's data for the probe points (setpoint_probe.py), and the facts
+# of `setpoint check` (setpoint_facts.py).
 _reports = _setpoint_module("setpoint_reports")
 BLUEPRINTS = [_metrics.blueprint(_reports.is_direct_local_request),
-              _setpoint_module("setpoint_probe").blueprint('Top countries', 'admin')]
+              _setpoint_module("setpoint_probe").blueprint('Top countries', 'admin'),
+              _setpoint_module("setpoint_facts").blueprint(_reports.is_direct_local_request, {'celery_worker': 'demo-worker@localhost', 'facts_cache': '/srv/setpoint/instances/demo/data/superset/facts-cache.json'})]
 _metrics.count_celery_tasks()
 
 # --- Audit trail (point 22): events, logins and access changes go to the host's log store

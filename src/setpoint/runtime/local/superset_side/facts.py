@@ -1,41 +1,85 @@
-"""Runs inside a Superset virtualenv: report facts about the effective configuration and the
-metadata database, as JSON on stdout, for `setpoint check`.
+"""Facts about a Superset's effective configuration and metadata database, for `setpoint check`.
 
-It loads Superset's own `superset.config` (which applies SUPERSET_CONFIG_PATH), so the facts are
-what Superset itself would run with. It never prints a secret: only lengths, hashes of known
-public defaults, booleans and counts. Every section is gathered on its own; a failure is
-reported in that section as {"error": "..."} and the others still run.
+Two ways in, the same facts:
+- inside a managed instance's web process, `GET /setpoint/facts` (copied beside
+  superset_config.py as setpoint_facts.py, whose BLUEPRINTS serve it): the configuration the
+  instance runs with, in a fraction of a second. It answers only a request made straight to
+  gunicorn on loopback (Caddy answers 404 for the path, and a request through Caddy gets 404 here
+  too) that carries the token derived from the instance's SECRET_KEY (`token`), which only the
+  instance's accounts and root can read;
+- as a script run in a Superset virtualenv (`python facts.py`, JSON on stdout): for a Superset
+  Setpoint did not create, and for a managed one whose web process does not answer. It loads
+  Superset's own `superset.config` (which applies SUPERSET_CONFIG_PATH), so the facts are what
+  Superset itself would run with.
+
+It never gives a secret: only lengths, hashes of known public defaults, booleans and counts. Every
+section is gathered on its own; a failure is reported in that section as {"error": "..."} and the
+others still run.
 """
 
 import hashlib
+import hmac
 import json
 import os
-import sys
 import traceback
 
-FACTS = {}
+PATH = "/setpoint/facts"
+SECTIONS = []
 # The permissions that open SQL Lab (the sql_lab role's own); exporting a chart's CSV is not one.
 SQL_LAB_ACCESS = {"menu_access on SQL Lab", "can_sqllab on Superset", "can_execute_sql_query on SQLLab", "can_read on SQLLab"}
 TRIVIAL_PASSWORDS = ["admin", "password", "123456", "12345678", "superset", "changeme", "admin123", "test", "root", "general"]
 
 
 def section(name):
-    def wrap(func):
-        try:
-            FACTS[name] = func()
-        except Exception as exc:  # noqa: BLE001 - report, never raise
-            FACTS[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    """Register a section: a function of Superset's config module and the options (see `gather`)."""
+    def register(func):
+        SECTIONS.append((name, func))
         return func
 
-    return wrap
+    return register
 
 
-try:
-    from superset import config as C  # noqa: N812
-except BaseException as exc:  # noqa: BLE001 - a config that does not import is a finding
-    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    print(json.dumps({"config_error": last[:500]}))
-    sys.exit(0)
+def gather(options):
+    """Every section's facts. `options`: `celery_worker` (the worker to ask, by name), `facts_cache`
+    (where the digests of password hashes found sound are kept), `metadata_uri` (the metadata
+    database, when not the configuration's)."""
+    try:
+        from superset import config as C  # noqa: N812
+    except BaseException as exc:  # noqa: BLE001 - a config that does not import is a finding
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return {"config_error": last[:500]}
+    facts = {}
+    for name, func in SECTIONS:
+        try:
+            facts[name] = func(C, options)
+        except Exception as exc:  # noqa: BLE001 - report, never raise
+            facts[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    return facts
+
+
+def token(secret_key):
+    """The bearer token of `GET /setpoint/facts`: derived from the instance's SECRET_KEY, so that it
+    needs no secret of its own and changes when the key is rotated."""
+    return hmac.new(secret_key.encode(), b"setpoint facts", hashlib.sha256).hexdigest()
+
+
+def blueprint(is_direct_local_request, options):
+    """The Flask blueprint serving the facts (superset_config.BLUEPRINTS) to the requests
+    `is_direct_local_request` says came straight from this host and that carry the token; any other
+    gets 404, as if there were no such path."""
+    from flask import Blueprint, Response, abort, current_app, request
+
+    facts = Blueprint("setpoint_facts", __name__)
+
+    @facts.route(PATH)
+    def serve():
+        expected = f"Bearer {token(current_app.config['SECRET_KEY'])}"
+        if not (is_direct_local_request() and hmac.compare_digest(request.headers.get("Authorization", ""), expected)):
+            abort(404)
+        return Response(json.dumps(gather(options), default=str), mimetype="application/json",
+                        headers={"Cache-Control": "no-store"})
+
+    return facts
 
 
 def sha(value):
@@ -43,7 +87,7 @@ def sha(value):
 
 
 @section("superset")
-def _version():
+def _version(C, options):
     from importlib.metadata import version
 
     return {"version": version("apache-superset")}
@@ -57,7 +101,7 @@ PUBLISHED_DEFAULT_SECRETS = {
 
 
 @section("secret_key")
-def _secret_key():
+def _secret_key(C, options):
     key = C.SECRET_KEY
     path = os.environ.get("SUPERSET_CONFIG_PATH")
     text = open(path).read() if path and os.path.exists(path) else ""
@@ -72,14 +116,14 @@ def _secret_key():
 
 
 @section("auth")
-def _auth():
+def _auth(C, options):
     providers = [p.get("name") for p in (getattr(C, "OAUTH_PROVIDERS", None) or [])]
     return {"auth_type": C.AUTH_TYPE, "oauth_providers": providers,
             "password_accounts": getattr(C, "SETPOINT_PASSWORD_ACCOUNTS", None)}
 
 
 @section("cookies")
-def _cookies():
+def _cookies(C, options):
     return {
         "httponly": C.SESSION_COOKIE_HTTPONLY,
         "secure": C.SESSION_COOKIE_SECURE,
@@ -115,7 +159,7 @@ def _cache_facts(cfg):
 
 
 @section("caches")
-def _caches():
+def _caches(C, options):
     names = ["CACHE_CONFIG", "DATA_CACHE_CONFIG", "FILTER_STATE_CACHE_CONFIG", "EXPLORE_FORM_DATA_CACHE_CONFIG"]
     facts = {name: _cache_facts(getattr(C, name, None)) for name in names}
     facts["RESULTS_BACKEND"] = {"type": type(C.RESULTS_BACKEND).__name__ if C.RESULTS_BACKEND else None}
@@ -123,26 +167,30 @@ def _caches():
 
 
 @section("celery")
-def _celery():
+def _celery(C, options):
     from celery import Celery
 
     cfg = C.CELERY_CONFIG
     if cfg is None:
         return {"configured": False}
-    app = Celery()
+    # Not the current app: in the web process, Superset's own stays current.
+    app = Celery(set_as_current=False)
     app.config_from_object(cfg)
     broker = str(app.conf.broker_url or "")
     # A managed instance has one worker, named: the answer comes as soon as it replies, instead of
     # after the whole timeout (which waits for workers nobody knows of).
-    worker = os.environ.get("SETPOINT_CELERY_WORKER")
+    worker = options.get("celery_worker")
     inspect = app.control.inspect(timeout=3, destination=[worker], limit=1) if worker else app.control.inspect(timeout=3)
-    stats = inspect.stats() or {}
+    try:
+        stats = inspect.stats() or {}
+    finally:
+        app.close()  # its broker connections: the web process lives on
     workers = {name: s.get("pool", {}).get("max-concurrency", 0) for name, s in stats.items()}
     return {"configured": True, "broker_scheme": broker.split(":", 1)[0], "workers": workers}
 
 
 @section("webserver")
-def _webserver():
+def _webserver(C, options):
     return {"timeout": C.SUPERSET_WEBSERVER_TIMEOUT}
 
 
@@ -188,43 +236,40 @@ def _rls_coverage(conn, sa, declared):
     return coverage
 
 
-# A managed instance's cache of password hashes found sound (SHA-256 of each salted hash: it says
-# nothing of the password), in its Superset account's own directory.
-SOUND_HASHES = os.environ.get("SETPOINT_FACTS_CACHE")
-
-
 def _digest(password_hash):
     return hashlib.sha256(password_hash.encode()).hexdigest()
 
 
-def _sound_hashes():
+def _sound_hashes(path):
+    """A managed instance's cache of password hashes found sound (SHA-256 of each salted hash: it
+    says nothing of the password), in its Superset account's own directory."""
     try:
-        with open(SOUND_HASHES) as handle:
+        with open(path) as handle:
             return set(json.load(handle))
     except (TypeError, OSError, ValueError):
         return set()
 
 
-def _remember_sound(digests):
-    if SOUND_HASHES:
+def _remember_sound(path, digests):
+    if path:
         try:
-            with open(SOUND_HASHES, "w") as handle:
+            with open(path, "w") as handle:
                 json.dump(sorted(digests), handle)
         except OSError:
             pass  # a cache: the next check is only slower
 
 
-def _metadata_contents(conn, sa):
+def _metadata_contents(C, conn, sa, cache):
     """Users, roles and rules, as counts and names; password hashes are checked here, never sent."""
     from werkzeug.security import check_password_hash
 
     rows = conn.execute(sa.text("SELECT username, password FROM ab_user WHERE active ORDER BY id")).fetchall()
     # Hash checks are slow by design: the first 25 accounts keep the scorecard within seconds, and
     # a hash found sound before (its digest in the instance's cache) is not checked again.
-    sound = _sound_hashes()
+    sound = _sound_hashes(cache)
     trivial = [u for u, h in rows[:25] if h and _digest(h) not in sound
                and any(check_password_hash(h, p) for p in TRIVIAL_PASSWORDS + [u])]
-    _remember_sound({_digest(h) for u, h in rows[:25] if h and u not in trivial})
+    _remember_sound(cache, {_digest(h) for u, h in rows[:25] if h and u not in trivial})
     local = [u for u, h in rows if h]
     roles = [r for (r,) in conn.execute(sa.text("SELECT name FROM ab_role ORDER BY name"))]
 
@@ -299,22 +344,24 @@ def _metadata_contents(conn, sa):
 
 
 @section("metadata_db")
-def _metadata_db():
+def _metadata_db(C, options):
     import sqlalchemy as sa
 
-    uri = os.environ.get("SETPOINT_METADATA_URI") or C.SQLALCHEMY_DATABASE_URI
-    engine = sa.create_engine(uri)
+    engine = sa.create_engine(options.get("metadata_uri") or C.SQLALCHEMY_DATABASE_URI)
     facts = {"dialect": engine.dialect.name, "engine_options": {k: v for k, v in C.SQLALCHEMY_ENGINE_OPTIONS.items() if isinstance(v, (int, float, bool, str))}}
-    with engine.connect() as conn:
-        facts["reachable"] = True
-        if engine.dialect.name == "postgresql":
-            facts["server_version_num"] = int(conn.execute(sa.text("SHOW server_version_num")).scalar())
-        facts.update(_metadata_contents(conn, sa))
+    try:
+        with engine.connect() as conn:
+            facts["reachable"] = True
+            if engine.dialect.name == "postgresql":
+                facts["server_version_num"] = int(conn.execute(sa.text("SHOW server_version_num")).scalar())
+            facts.update(_metadata_contents(C, conn, sa, options.get("facts_cache")))
+    finally:
+        engine.dispose()
     return facts
 
 
 @section("async_queries")
-def _async_queries():
+def _async_queries(C, options):
     flags = {**getattr(C, "DEFAULT_FEATURE_FLAGS", {}), **getattr(C, "FEATURE_FLAGS", {})}
     secret = C.GLOBAL_ASYNC_QUERIES_JWT_SECRET or ""
     return {
@@ -326,8 +373,11 @@ def _async_queries():
 
 
 @section("talisman")
-def _talisman():
+def _talisman(C, options):
     return {"enabled": bool(C.TALISMAN_ENABLED), "public_role_like": C.PUBLIC_ROLE_LIKE}
 
 
-print(json.dumps(FACTS, default=str))
+if __name__ == "__main__":
+    print(json.dumps(gather({"celery_worker": os.environ.get("SETPOINT_CELERY_WORKER"),
+                             "facts_cache": os.environ.get("SETPOINT_FACTS_CACHE"),
+                             "metadata_uri": os.environ.get("SETPOINT_METADATA_URI")}), default=str))
