@@ -97,12 +97,15 @@ def up(
     name: str = typer.Argument(..., help="Instance name: lowercase letters, digits and dashes."),
     spec_file: Optional[Path] = typer.Option(None, "--spec", help="YAML spec; production defaults without it."),
     no_examples: bool = typer.Option(False, "--no-examples", help="Skip the sample data and dashboard."),
+    format: Format = typer.Option(Format.table, "--format",
+                                  help="table, or json (what it did, where the instance is, its scorecard; "
+                                       "progress stays on standard error)."),
 ) -> None:
     """Create or converge an instance: a hardened, healthy Superset over HTTPS.
 
     Running it again changes only what differs from the spec.
 
-    Example: setpoint up demo --spec demo.yaml
+    Examples: setpoint up demo --spec demo.yaml  |  setpoint up demo --format json
     """
     spec = load_spec(name, spec_file)
     if no_examples:
@@ -114,11 +117,16 @@ def up(
             log=done,
             step=lambda message: status.update(f"[bold]{name}[/]: {message}"),
         )
+    with console.status(f"[bold]{name}[/]: scoring the production checklist"):
+        card = run_scorecard(lifecycle.managed_target(home(), name), name=name)
+    if format is Format.json:
+        print(json.dumps({"instance": name, "url": spec.url, "ca_root": report.ca_root, "changed": report.changed,
+                          "actions": report.actions, "seconds": round(report.seconds, 1),
+                          "credentials": f"{command_name()} credentials {name}", "scorecard": card.to_dict()}, indent=2))
+        return
     if not report.changed:
         console.print(f"  {name} already matches its spec: nothing changed")
     print_summary(spec, report)
-    with console.status(f"[bold]{name}[/]: scoring the production checklist"):
-        card = run_scorecard(lifecycle.managed_target(home(), name), name=name)
     out.print(f"  scorecard: {card.score}/{card.max} ({card.level}); still failing:")
     for result in card.failing():
         out.print(f"    {result.check.id:2}. {escape(result.check.title)}  [dim]({escape(result.remedy)})[/]")

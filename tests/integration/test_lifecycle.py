@@ -62,6 +62,12 @@ def test_cli_up_reports_url_credentials_and_scorecard(home, instance):
     assert "root.crt" in result.stdout
     assert "scorecard: 21/25 (solid production)" in result.stdout
     assert " 4. users log in through an OIDC or SAML provider" in result.stdout
+    as_json = run_cli("up", "alpha", "--spec", str(home.instance("alpha").spec_file), "--format", "json", home=home)
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert (report["url"], report["changed"], report["actions"]) == (instance[0].url, False, [])
+    assert report["credentials"].endswith("credentials alpha") and report["ca_root"].endswith("root.crt")
+    assert report["scorecard"]["score"] == 21 and len(report["scorecard"]["checks"]) == 25
 
 
 def test_logs_and_doctor(home, instance):
