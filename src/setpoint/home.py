@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import getpass
 import grp
 import hashlib
 import json
 import os
 import pwd
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +148,56 @@ class Home:
         return sorted(p.name for p in self.instances_dir.iterdir() if (p / "state.json").exists())
 
 
+def open_beneath(anchor: Path, path: Path, flags: int = os.O_RDONLY, mode: int = 0o600,
+                 replace_link: bool = False) -> int:
+    """Open `path`, inside `anchor`, without following a symbolic link anywhere below `anchor`, and
+    only if it is a regular file (or, with O_DIRECTORY, a directory): a file descriptor.
+
+    Root acts in directories an instance's accounts can change (the Superset account's audit/, the
+    data account's instance directory): a link planted there must not lead it to another file,
+    such as another tenant's or the host's. Each directory is opened relative to the last with
+    O_NOFOLLOW, so a link swapped in meanwhile is met, never followed. `anchor` must be a directory
+    only root changes (the home). A link met raises OSError (ELOOP); with `replace_link`, a link
+    in the last place is removed and the file created there instead (`flags` with O_CREAT).
+    """
+    parts = path.relative_to(anchor).parts
+    directory = os.open(anchor, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        try:
+            fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode, dir_fd=directory)
+        except OSError as exc:
+            if not (replace_link and exc.errno == errno.ELOOP):
+                raise
+            os.unlink(parts[-1], dir_fd=directory)
+            fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_EXCL, mode, dir_fd=directory)
+    finally:
+        os.close(directory)
+    kind = os.fstat(fd).st_mode
+    if not (stat.S_ISDIR(kind) if flags & os.O_DIRECTORY else stat.S_ISREG(kind)):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def files_beneath(anchor: Path, directory: Path) -> list[Path]:
+    """Every regular file below `directory` (inside `anchor`), found without following a symbolic
+    link (see `open_beneath`); none when `directory` is missing or a link."""
+    try:
+        top = open_beneath(anchor, directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return []
+    try:
+        return sorted(directory / folder / name for folder, _, names, fd in os.fwalk(".", dir_fd=top)
+                      for name in names if stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode))
+    finally:
+        os.close(top)
+
+
 def write_file(path: Path, text: str, mode: int = 0o644, owner: str | None = None, group: str | None = None) -> bool:
     """Write atomically (temp file and rename); return whether the content or mode changed (a
     file that only changes hands is given to its owner in place)."""
@@ -173,13 +225,14 @@ def chown(path: Path, user: str, group: str | None = None, recursive: bool = Fal
     the user's own group); a no-op unless root."""
     if not is_root():
         return
-    uid, gid = _ids(user, group)
+    uid, gid = account_ids(user, group)
     paths = [path, *path.rglob("*")] if recursive else [path]
     for p in paths:
         os.lchown(p, uid, gid)
 
 
-def _ids(user: str, group: str | None) -> tuple[int, int]:
+def account_ids(user: str, group: str | None = None) -> tuple[int, int]:
+    """The uid of `user` and the gid of `group` (by default the user's own group)."""
     entry = pwd.getpwnam(user)
     return entry.pw_uid, grp.getgrnam(group).gr_gid if group else entry.pw_gid
 
@@ -189,7 +242,7 @@ def owner_differs(path: Path, user: str, group: str | None = None) -> bool:
     if not is_root():
         return False
     st = path.lstat()
-    return (st.st_uid, st.st_gid) != _ids(user, group)
+    return (st.st_uid, st.st_gid) != account_ids(user, group)
 
 
 def unreachable_parent(path: Path, user: str) -> Path | None:

@@ -15,13 +15,13 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
 from setpoint import examples, proc
 from setpoint.backup.service import now, read_record, update_record
-from setpoint.errors import InputError
+from setpoint.errors import InputError, SetpointError
 from setpoint.home import InstancePaths
 from setpoint.superset_api import SupersetClient
 
@@ -75,19 +75,29 @@ def all_ids(api: SupersetClient, resource: str) -> list[int]:
 
 
 def unpack(bundle: bytes, repo: Path) -> None:
-    """Replace the repository's content with the bundle's files (without the archive's top folder)."""
+    """Replace the repository's content with the bundle's files (without the archive's top folder).
+
+    The bundle is whatever the instance's Superset answered, and root writes it: a name that would
+    lead out of the content's folders (`..`, an absolute path) refuses the whole bundle before
+    anything is written."""
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        files = {}
+        for name in archive.namelist():
+            parts = PurePosixPath(name).parts[1:]
+            # metadata.yaml only carries the export's timestamp: it would change every day.
+            if not parts or parts[0] not in CONTENT or name.endswith("/"):
+                continue
+            if PurePosixPath(name).is_absolute() or any(p in ("..", ".") or "\\" in p for p in parts):
+                raise SetpointError(f"Superset's export holds a file outside the content's folders ({name[:200]!r}); "
+                                    f"nothing was written into {repo}", "no Superset names its files so: check the "
+                                    "instance's Superset code and files for tampering, then export again")
+            files[Path(*parts)] = archive.read(name)
     for folder in CONTENT:
         shutil.rmtree(repo / folder, ignore_errors=True)
-    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
-        for name in archive.namelist():
-            relative = Path(*Path(name).parts[1:])
-            # metadata.yaml only carries the export's timestamp: it would change every day.
-            if not relative.parts or relative.parts[0] not in CONTENT:
-                continue
-            content = archive.read(name)
-            destination = stable_path(repo / relative, content)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            destination.write_bytes(content)
+    for relative, content in files.items():
+        destination = stable_path(repo / relative, content)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(content)
 
 
 def stable_path(path: Path, content: bytes) -> Path:

@@ -78,11 +78,16 @@ def tick(home: Home, now: datetime) -> None:
 
     for name in home.instance_names():
         paths = home.instance(name)
-        running = home.programs_conf(name).exists()
-        spec = saved_spec(paths)
-        if not running or spec is None or spec.metadata_db.url or paths.read_state().get("ephemeral"):
+        try:  # files an instance's data account can write: one that does not parse stops only its jobs
+            spec = saved_spec(paths)
+            if (not home.programs_conf(name).exists() or spec is None or spec.metadata_db.url
+                    or paths.read_state().get("ephemeral")):
+                continue
+            jobs = due_jobs(spec, read_record(paths), now)
+        except Exception as exc:  # noqa: BLE001 - one instance's failure never stops the others
+            log.error("%s: its jobs are skipped: its spec, state or backup record does not read (%s); "
+                      "run: setpoint up %s", name, str(exc)[:200], name)
             continue
-        jobs = due_jobs(spec, read_record(paths), now)
         if not jobs:
             continue
         try:
@@ -107,10 +112,10 @@ def expire_emergency_access(home: Home, now: datetime) -> None:
     from setpoint.runtime.local.instance import instance_lock, load_context
 
     for name in home.instance_names():
-        pending = [g for g in read_record(home.instance(name)).get(emergency.RECORD, []) if not g.get("revoked_at")]
-        if not any(datetime.fromisoformat(g["expires_at"]) <= now for g in pending):
-            continue
         try:
+            pending = [g for g in read_record(home.instance(name)).get(emergency.RECORD, []) if not g.get("revoked_at")]
+            if not any(datetime.fromisoformat(g["expires_at"]) <= now for g in pending):
+                continue
             with instance_lock(home, name):
                 for username in emergency.revoke_expired(load_context(home, name), now):
                     log.info("%s: emergency access of %s expired: deactivated", name, username)

@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, chown, write_file
+from setpoint.home import Home, account_ids, is_root, open_beneath, write_file
 from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext, render_logstore_config, render_logstore_instance
 
@@ -175,13 +175,21 @@ def record_audit(ctx: InstanceContext, event: str, **fields) -> None:
     erased) to its audit trail, with the operator who ran it, beside Superset's records."""
     from setpoint.runtime.local.superset_side.audit import AuditTrail
 
-    path = ctx.paths.audit_log
-    if not path.exists():  # Superset creates it at its first record; its account must keep writing it
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        chown(path, ctx.superset_user)
     operator = os.environ.get("SUDO_USER") or getpass.getuser()
-    AuditTrail(str(path)).emit(event, by=f"setpoint ({operator})", **fields)
+    path = ctx.paths.audit_log
+    try:
+        # The directory is the Superset account's: a link planted there is replaced, never followed.
+        fd = open_beneath(ctx.paths.root.parent, path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, replace_link=True)
+    except OSError as exc:
+        raise SetpointError(f"Setpoint's audit record '{event}' could not be written to {path} ({exc.strerror}): "
+                            "a part of that path is not what Setpoint made",
+                            f"see who changed it (ls -la {path.parent.parent}), then run: setpoint up {ctx.spec.name}") from None
+    try:
+        if is_root() and os.fstat(fd).st_uid == 0:  # new: Superset's processes keep writing it
+            os.fchown(fd, *account_ids(ctx.superset_user))
+        os.write(fd, AuditTrail.record(event, by=f"setpoint ({operator})", **fields))
+    finally:
+        os.close(fd)
 
 
 DURATION = re.compile(r"^(\d+)([smhd])$")

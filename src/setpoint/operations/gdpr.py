@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from datetime import datetime, timedelta
@@ -32,7 +33,7 @@ from pathlib import Path
 from setpoint.backup import export
 from setpoint.backup.service import now, read_record, update_record
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, write_file
+from setpoint.home import Home, files_beneath, open_beneath, write_file
 from setpoint.observability import logstore
 from setpoint.render import CACHES, REDIS_DB, InstanceContext, render_template
 from setpoint.services.postgres import cluster_of
@@ -104,10 +105,22 @@ def _pattern(needles: list[str]) -> re.Pattern[bytes]:
 
 
 def _files(home: Home, ctx: InstanceContext) -> list[Path]:
-    """Every file outside the metadata where Setpoint keeps what an instance's people did."""
+    """Every file outside the metadata where Setpoint keeps what an instance's people did. The
+    instance's accounts can change some of these directories: a link planted there is not
+    followed (nor later opened: `_open`)."""
     roots = [logstore.records_dir(home, ctx.spec.name), ctx.paths.logs, ctx.paths.audit_dir]
-    files = [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
-    return files + sorted(ctx.paths.access_log.parent.glob(f"{ctx.spec.name}.access*"))
+    files = [p for root in roots for p in files_beneath(home.root, root)]
+    return files + [p for p in files_beneath(home.root, ctx.paths.access_log.parent)
+                    if p.name.startswith(f"{ctx.spec.name}.access")]
+
+
+def _open(home: Home, path: Path, flags: int) -> int | None:
+    """A file to search or mask, opened without following a link (None when one is met, or it is
+    gone): within the home, none on the whole way from it (`open_beneath`)."""
+    try:
+        return open_beneath(home.root if path.is_relative_to(home.root) else path.parent, path, flags)
+    except OSError:
+        return None
 
 
 def _export_files(ctx: InstanceContext) -> tuple[str, Path, list[Path]] | None:
@@ -133,16 +146,21 @@ def find(home: Home, ctx: InstanceContext, needles: list[str]) -> dict[str, int]
     hits = _metadata_hits(ctx, needles)
     exported = _export_files(ctx)
     for path in _files(home, ctx) + (exported[2] if exported else []):
-        count = len(pattern.findall(path.read_bytes()))
+        if (fd := _open(home, path, os.O_RDONLY)) is None:
+            continue
+        with os.fdopen(fd, "rb") as handle:
+            count = len(pattern.findall(handle.read()))
         if count:
             hits[str(path)] = count
     return hits
 
 
-def _mask(path: Path, pattern: re.Pattern[bytes]) -> int:
+def _mask(home: Home, path: Path, pattern: re.Pattern[bytes]) -> int:
     """Overwrite every match in the file with asterisks, in place and at the same length (a
     reader following the file, such as the log store, keeps its place); how many there were."""
-    with open(path, "r+b") as handle:
+    if (fd := _open(home, path, os.O_RDWR)) is None:
+        return 0
+    with os.fdopen(fd, "r+b") as handle:
         data = handle.read()
         masked, count = pattern.subn(lambda m: b"*" * len(m.group(0)), data)
         if count:
@@ -255,13 +273,13 @@ def erase(home: Home, ctx: InstanceContext, who: str, transfer_to: str) -> dict:
             done[f"{prefix} cache entries deleted (everyone's)"] = redis.delete(REDIS_DB["caches"], f"superset_{prefix}_*")
     pattern = _pattern(needles)
     files = _files(home, ctx)
-    masked = {str(path): n for path in files if (n := _mask(path, pattern))}
+    masked = {str(path): n for path in files if (n := _mask(home, path, pattern))}
     time.sleep(2)  # a record the log store was copying while its source was masked
-    masked.update({str(path): n + masked.get(str(path), 0) for path in _files(home, ctx) if (n := _mask(path, pattern))})
+    masked.update({str(path): n + masked.get(str(path), 0) for path in _files(home, ctx) if (n := _mask(home, path, pattern))})
     exported = _export_files(ctx)
     if exported:
         target, repo, paths = exported
-        masked.update({str(path): n for path in paths if (n := _mask(path, pattern))})
+        masked.update({str(path): n for path in paths if (n := _mask(home, path, pattern))})
         if export.stage(repo).strip():
             export.commit(repo, target, f"Erase a person from the export (erasure {ref})")
     certificate = _certificate(ctx, person, owner, ref, at, done, masked, find(home, ctx, needles), time.monotonic() - started)

@@ -48,16 +48,21 @@ class AuditTrail:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def emit(self, event: str, **fields) -> None:
-        """Write one audit record (fields that are None are left out)."""
+    @staticmethod
+    def record(event: str, **fields) -> bytes:
+        """One audit record, as the line written (fields that are None are left out)."""
         record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event}
         record.update({key: _short(value) for key, value in fields.items() if value is not None})
         line = json.dumps(record, default=str, separators=(",", ":"))
         if len(line) > MAX_LINE:
             line = json.dumps({key: record[key] for key in ("time", "event", "user") if key in record}
                               | {"truncated": True}, separators=(",", ":"))
+        return (line + "\n").encode()
+
+    def emit(self, event: str, **fields) -> None:
+        """Write one audit record (fields that are None are left out)."""
         try:
-            self._append((line + "\n").encode())
+            self._append(self.record(event, **fields))
         except OSError as exc:  # a full disk must not fail the user's request; say it where the operator looks
             os.write(2, f"setpoint audit: could not write a {event} record to {self.path}: {exc}\n".encode())
 

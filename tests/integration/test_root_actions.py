@@ -1,0 +1,53 @@
+"""Root's actions on an instance, attacked as the instance's Superset account would: after a
+flaw in Superset, that account can plant links in its own directories (the audit trail's among
+them), and Setpoint's commands run as root must not be led by them to another file."""
+
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from setpoint.observability import logstore
+from setpoint.operations import gdpr
+from setpoint.runtime.local.instance import load_context
+
+
+def as_account(user: str, *argv: str) -> None:
+    subprocess.run(argv, user=user, check=True, capture_output=True, timeout=30, cwd="/")
+
+
+@pytest.fixture
+def host_file():
+    """A file of the host's, root's alone, that mentions someone."""
+    path = Path("/root") / f"setpoint-host-file-{random.randbytes(4).hex()}"
+    path.write_text("owner: planted.person@example.com\n")
+    path.chmod(0o644)
+    yield path
+    path.unlink(missing_ok=True)
+
+
+def test_setpoints_audit_record_replaces_a_link_planted_as_the_audit_log(home, instance, host_file):
+    ctx = load_context(home, "alpha")
+    audit = ctx.paths.audit_log
+    created = host_file.with_name(host_file.name + "-created")
+    for target in (created, host_file):  # a file root would create, then one it would append to
+        as_account(ctx.superset_user, "ln", "-sfn", str(target), str(audit))
+        logstore.record_audit(ctx, "planted_link_test", user="attacker")
+        assert not audit.is_symlink() and "planted_link_test" in audit.read_text()
+        assert audit.stat().st_uid == os.stat(ctx.paths.audit_dir).st_uid  # still Superset's to write
+    assert not created.exists()
+    assert host_file.read_text() == "owner: planted.person@example.com\n"
+
+
+def test_the_erasure_neither_searches_nor_masks_through_a_planted_link(home, instance, host_file):
+    ctx = load_context(home, "alpha")
+    planted = ctx.paths.audit_dir / "planted.log"
+    as_account(ctx.superset_user, "ln", "-sfn", str(host_file), str(planted))
+    try:
+        assert not any("planted" in place for place in gdpr.find(home, ctx, ["planted.person@example.com"]))
+        assert gdpr._mask(home, planted, gdpr._pattern(["planted.person@example.com"])) == 0
+        assert host_file.read_text() == "owner: planted.person@example.com\n"
+    finally:
+        planted.unlink()

@@ -1,0 +1,114 @@
+"""Root acting where an instance's account can plant links: each attack made in a scratch home,
+as that account would (links to the host's files, a directory swapped for a link, a FIFO, an
+export whose file names climb out of the repository, a spec that does not parse)."""
+
+import errno
+import io
+import logging
+import os
+import zipfile
+from datetime import datetime, timezone
+
+import pytest
+
+from setpoint.backup import export, schedule
+from setpoint.errors import SetpointError
+from setpoint.home import Home, files_beneath, open_beneath
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A home with an instance's audit directory, and a file outside it the links point at."""
+    home = tmp_path / "home"
+    audit = home / "instances" / "alpha" / "data" / "superset" / "audit"
+    audit.mkdir(parents=True)
+    (audit / "audit.log").write_text("record\n")
+    outside = tmp_path / "host-file"
+    outside.write_text("the host's own\n")
+    return home, audit, outside
+
+
+def test_a_link_anywhere_on_the_way_is_met_not_followed(tree):
+    home, audit, outside = tree
+    (audit / "planted").symlink_to(outside)
+    with pytest.raises(OSError) as met:
+        open_beneath(home, audit / "planted", os.O_RDWR)
+    assert met.value.errno == errno.ELOOP
+    # The directory itself swapped for a link to a directory holding a file of the same name.
+    (outside.parent / "elsewhere").mkdir()
+    (outside.parent / "elsewhere" / "audit.log").write_text("the host's own\n")
+    audit.rename(audit.with_name("moved"))
+    audit.symlink_to(outside.parent / "elsewhere")
+    with pytest.raises(OSError) as met:
+        open_beneath(home, audit / "audit.log", os.O_WRONLY | os.O_APPEND)
+    assert met.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    assert (outside.parent / "elsewhere" / "audit.log").read_text() == "the host's own\n"
+
+
+def test_a_planted_link_is_replaced_when_asked_and_its_target_untouched(tree):
+    home, audit, outside = tree
+    (audit / "audit.log").unlink()
+    (audit / "audit.log").symlink_to(outside)
+    fd = open_beneath(home, audit / "audit.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, replace_link=True)
+    os.write(fd, b"setpoint's record\n")
+    os.close(fd)
+    assert not (audit / "audit.log").is_symlink() and (audit / "audit.log").read_text() == "setpoint's record\n"
+    assert outside.read_text() == "the host's own\n"
+    # A dangling link would have had root create the file it names.
+    (audit / "audit.log").unlink()
+    (audit / "audit.log").symlink_to(outside.parent / "created-by-root")
+    os.close(open_beneath(home, audit / "audit.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, replace_link=True))
+    assert not (outside.parent / "created-by-root").exists()
+
+
+def test_only_regular_files_are_opened_and_listed(tree):
+    home, audit, outside = tree
+    os.mkfifo(audit / "fifo")  # opening it for reading would block root's command
+    with pytest.raises(OSError):
+        open_beneath(home, audit / "fifo")
+    (audit / "link").symlink_to(outside)
+    (audit / "linked-dir").symlink_to(outside.parent)
+    (audit / "rotated").mkdir()
+    (audit / "rotated" / "audit.log.1").write_text("older\n")
+    assert files_beneath(home, audit) == [audit / "audit.log", audit / "rotated" / "audit.log.1"]
+    assert files_beneath(home, audit / "link") == [] and files_beneath(home, home / "missing") == []
+
+
+def bundle(*names: str) -> bytes:
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        for name in names:
+            archive.writestr(name, "uuid: 1234\n")
+    return data.getvalue()
+
+
+def test_an_export_whose_names_climb_out_is_refused_before_anything_is_written(tmp_path):
+    repo = tmp_path / "export"
+    (repo / "dashboards").mkdir(parents=True)
+    (repo / "dashboards" / "Sales.yaml").write_text("kept\n")
+    for climbing in ("export/dashboards/../../escaped.yaml", "export/charts/a/../../../escaped.yaml",
+                     "/dashboards/x.yaml"):
+        with pytest.raises(SetpointError) as refused:
+            export.unpack(bundle("export/dashboards/Fine_1.yaml", climbing), repo)
+        assert "outside the content's folders" in refused.value.message
+        assert not (tmp_path / "escaped.yaml").exists() and not (repo.parent / "escaped.yaml").exists()
+        assert (repo / "dashboards" / "Sales.yaml").read_text() == "kept\n"  # nothing was written
+    export.unpack(bundle("export/dashboards/Fine_1.yaml", "export/metadata.yaml"), repo)
+    assert sorted(p.name for p in (repo / "dashboards").iterdir()) == ["Fine.yaml"]
+
+
+def test_one_instances_unreadable_files_stop_only_its_own_jobs(tmp_path, caplog):
+    """The data account can write its spec and records: garbage there must not stop the scheduler,
+    which keeps every other instance's backups."""
+    home = Home(tmp_path)
+    paths = home.instance("bad")
+    (paths.backup).mkdir(parents=True)
+    paths.write_state({"desired": "up"})
+    paths.spec_file.write_text("name: [unclosed\n")
+    (paths.backup / "state.json").write_text("{not json")
+    home.programs_conf("bad").parent.mkdir(parents=True, exist_ok=True)
+    home.programs_conf("bad").write_text("")
+    with caplog.at_level(logging.ERROR, logger="setpoint.schedule"):
+        schedule.tick(home, datetime.now(timezone.utc))
+        schedule.expire_emergency_access(home, datetime.now(timezone.utc))
+    assert "bad: its jobs are skipped" in caplog.text and "setpoint up bad" in caplog.text
