@@ -8,6 +8,7 @@ import pytest
 
 from setpoint.backup.schedule import due_jobs
 from setpoint.errors import InputError
+from setpoint.home import Home
 from setpoint.operations import gdpr
 from setpoint.spec import parse_spec
 from tests.unit.test_render import GOLDEN, context
@@ -26,7 +27,7 @@ def test_masking_is_in_place_whole_words_and_case_blind(tmp_path):
     log = tmp_path / "audit.log"
     text = b'{"user":"jdoe","mail":"JDoe@Example.com"} jdoes jane JANE DO janet\n'
     log.write_bytes(text)
-    count = gdpr._mask(log, gdpr._pattern(gdpr.identifiers(PERSON)))
+    count = gdpr._mask(Home(tmp_path), log, gdpr._pattern(gdpr.identifiers(PERSON)))
     masked = log.read_bytes()
     assert count == 4 and len(masked) == len(text)  # jdoe, the e-mail, jane, "JANE DO"
     assert masked == b'{"user":"****","mail":"****************"} jdoes **** ******* janet\n'
@@ -37,7 +38,7 @@ def test_masking_leaves_what_was_appended_meanwhile(tmp_path):
     log.write_bytes(b"jdoe logged in\n")
     pattern = gdpr._pattern(["jdoe"])
     with open(log, "ab") as writer:  # a writer appending while the file is masked keeps its line
-        gdpr._mask(log, pattern)
+        gdpr._mask(Home(tmp_path), log, pattern)
         writer.write(b"later line\n")
     assert log.read_bytes() == b"**** logged in\nlater line\n"
 
