@@ -15,7 +15,9 @@ from setpoint.runtime.local.instance import load_context
 
 
 def as_account(user: str, *argv: str) -> None:
-    subprocess.run(argv, user=user, check=True, capture_output=True, timeout=30, cwd="/")
+    """Run a command as `user` with its own group alone, as the instance's processes run."""
+    done = subprocess.run(argv, user=user, group=user, extra_groups=[], capture_output=True, text=True, timeout=30, cwd="/")
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture

@@ -440,18 +440,25 @@ class Alertmanager(_MonitoringApi):
                 "PagerDuty service": ["" for _ in entry.get("pagerduty_configs", [])]}
 
 
+    def _samples(self, *names: str):
+        from prometheus_client.parser import text_string_to_metric_families
+
+        return [sample for family in text_string_to_metric_families(self._get("/metrics").text)
+                for sample in family.samples if sample.name in names]
+
     def notifications(self) -> dict[str, tuple[float, float]]:
         """By integration (webhook, email, slack, pagerduty): how many notifications Alertmanager
         sent since it started, and how many of them failed."""
-        from prometheus_client.parser import text_string_to_metric_families
-
         counts: dict[str, list[float]] = {}
         wanted = {"alertmanager_notification_requests_total": 0, "alertmanager_notification_requests_failed_total": 1}
-        for family in text_string_to_metric_families(self._get("/metrics").text):
-            for sample in family.samples:
-                if sample.name in wanted:
-                    counts.setdefault(sample.labels["integration"], [0.0, 0.0])[wanted[sample.name]] = sample.value
+        for sample in self._samples(*wanted):
+            counts.setdefault(sample.labels["integration"], [0.0, 0.0])[wanted[sample.name]] = sample.value
         return {integration: (sent, failed) for integration, (sent, failed) in counts.items()}
+
+    def last_reload(self) -> float:
+        """When Alertmanager last read its configuration successfully (Unix time)."""
+        found = self._samples("alertmanager_config_last_reload_success_timestamp_seconds")
+        return found[0].value if found else 0.0
 
     def raise_alert(self, labels: dict[str, str], summary: str, ends_at: str) -> None:
         self._request("POST", "/api/v2/alerts", json=[{"labels": labels, "annotations": {"summary": summary}, "endsAt": ends_at}])

@@ -63,16 +63,25 @@ def needed(home: Home, spec: InstanceSpec, state: dict) -> Receivers | None:
     return None if last.get("receivers") == receivers_digest(receivers) and last.get("delivered") else receivers
 
 
-def send(home: Home, spec: InstanceSpec, receivers: Receivers, timeout: float = WAIT_S) -> Outcome:
+def send(home: Home, spec: InstanceSpec, receivers: Receivers, timeout: float = WAIT_S,
+         configured_at: float | None = None) -> Outcome:
     """Raise a test alert about the instance in the host's Alertmanager, wait until it is
-    delivered to every receiver (or fails, or `timeout`), then resolve it."""
+    delivered to every receiver (or fails, or `timeout`), then resolve it. `configured_at`: when
+    Alertmanager was told to read the configuration naming these receivers (it reads it on its
+    own time: a test raised before would be routed by the old one, and lost in the reload)."""
     manager = Alertmanager(monitoring_of(home))
     wanted = integrations(receivers)
-    sent_at = datetime.now(timezone.utc)
     labels = {"alertname": TEST_ALERT, "setpoint_instance": spec.name, "severity": "info"}
     summary = f"a test notification from setpoint up: {spec.name}'s alerts reach this receiver; nothing is wrong"
-    deadline, failed = time.monotonic() + timeout, {}
+    deadline, failed, sent_at = time.monotonic() + timeout, {}, datetime.now(timezone.utc)
     try:
+        while configured_at is not None and manager.last_reload() < configured_at:
+            if time.monotonic() > deadline:
+                return _outcome(receivers, sent_at, False,
+                                f"the host's Alertmanager did not read its new configuration within {timeout:.0f} s: "
+                                f"see {home.monitoring_dir}/alertmanager.log")
+            time.sleep(0.2)
+        sent_at = datetime.now(timezone.utc)
         before = manager.notifications()
         manager.raise_alert(labels, summary, (sent_at + timedelta(minutes=10)).isoformat())
         try:

@@ -349,6 +349,7 @@ def _observe(home: Home, ctx: InstanceContext, platform: Platform, state: dict, 
     spec = ctx.spec
     step("having Prometheus scrape it")
     changes = monitoring.publish(home, ctx)
+    configured_at = time.time()
     monitoring.reload(platform.supervisor, changes)
     if changes.prometheus:
         act(f"had the host's Prometheus scrape {spec.name} and evaluate its alert rules")
@@ -365,7 +366,8 @@ def _observe(home: Home, ctx: InstanceContext, platform: Platform, state: dict, 
     receivers = notification.needed(home, spec, state)
     if receivers is not None:
         step("sending a test alert to its receivers")
-        outcome = notification.send(home, spec, receivers)
+        outcome = notification.send(home, spec, receivers,
+                                    configured_at=configured_at if changes.alertmanager else None)
         notification.record(state, outcome)
         act(f"sent a test alert to {spec.name}'s receivers: {outcome.detail}" if outcome.delivered else
             f"warning: a test alert did not reach {spec.name}'s receivers ({outcome.detail}); "
