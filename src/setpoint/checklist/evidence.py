@@ -301,7 +301,12 @@ class Evidence:
         except httpx.HTTPError:
             return None
         if response.status_code != 200:
-            self.problem(f"login as {username} failed (HTTP {response.status_code}): check --user and --password")
+            if response.status_code == 429:
+                wait = response.headers.get("Retry-After", "60")
+                self.problem(f"login as {username} was refused by the login rate limit (HTTP 429, after many logins "
+                             f"from this address): run the check again in {wait} s")
+            else:
+                self.problem(f"login as {username} failed (HTTP {response.status_code}): check --user and --password")
             return None
         return client
 
