@@ -16,6 +16,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 import warnings
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
@@ -298,6 +299,11 @@ class Evidence:
         client = SupersetClient(self.http)
         try:
             response = client.login(username, password)
+            if response.status_code == 429:  # the login rate limit: once more when its window allows
+                wait = response.headers.get("Retry-After", "")
+                if wait.isdigit() and int(wait) <= 45:
+                    time.sleep(int(wait) + 1)
+                    response = client.login(username, password)
         except httpx.HTTPError:
             return None
         if response.status_code != 200:
