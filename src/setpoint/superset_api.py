@@ -11,6 +11,8 @@ import httpx
 
 from setpoint.errors import SetpointError
 
+TOKEN_MARGIN_S = 60  # an access token this close to its expiry is renewed before a request
+
 
 @dataclass
 class SupersetClient:
@@ -21,38 +23,71 @@ class SupersetClient:
     csrf: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     credentials: tuple[str, str] | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
 
     def login(self, username: str, password: str) -> httpx.Response:
-        """Log in with a database account; keep the bearer token on success."""
+        """Log in with a database account; keep the bearer and refresh tokens on success."""
         response = self.http.post(
             "/api/v1/security/login",
             json={"username": username, "password": password, "provider": "db", "refresh": True},
         )
         if response.status_code == 200:
-            self.token = response.json()["access_token"]
-            self.headers = {"Authorization": f"Bearer {self.token}"}
-            self.csrf = None
+            self._use(response.json()["access_token"])
+            self.refresh_token = response.json().get("refresh_token")
             self.credentials = (username, password)
+            # The login's answer is anonymous to Superset: it gave the session an async-queries
+            # cookie without a user, which Superset refuses (401) until a signed-in answer replaces it.
+            answer = self.http.get("/api/v1/security/csrf_token/", headers=self.headers)
+            if answer.status_code == 200:
+                self._use_csrf(answer)
         return response
+
+    def _use(self, token: str) -> None:
+        self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.csrf = None
+
+    def _claims(self) -> dict:
+        if self.token is None:
+            raise SetpointError("not logged in to Superset", "log in first")
+        payload = self.token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
     def user_id(self) -> int:
         """The logged-in user's id, from the access token (Flask-AppBuilder's identity claim).
         `/api/v1/me/` would say it too, but before Superset 6.1 it ignores a bearer token."""
-        if self.token is None:
-            raise SetpointError("not logged in to Superset", "log in first")
-        payload = self.token.split(".")[1]
-        return int(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
+        return int(self._claims()["sub"])
+
+    def keep_valid_for(self, seconds: float) -> None:
+        """Renew the access token now (with the refresh token, which costs no login) unless it
+        stays valid for `seconds`. A request with an expired token is anonymous to Superset, and
+        an anonymous answer gives the session a new async-queries channel: the results of jobs
+        started on the old one never arrive. So a long flow renews before it starts, not when a
+        request fails halfway."""
+        if self.token is None or self._claims().get("exp", float("inf")) - time.time() > seconds:
+            return
+        if self.refresh_token is not None:
+            response = self.http.post("/api/v1/security/refresh",
+                                      headers={"Authorization": f"Bearer {self.refresh_token}"})
+            if response.status_code == 200:
+                self._use(response.json()["access_token"])
+                return
+        if self.credentials:
+            self.login(*self.credentials)
 
     def ensure_csrf(self) -> None:
         """State-changing calls need a CSRF token and Referer even with a bearer token."""
         if self.csrf is None:
-            response = self.get("/api/v1/security/csrf_token/")
-            self.csrf = response.json()["result"]
-            self.headers.update({"X-CSRFToken": self.csrf, "Referer": str(self.http.base_url)})
+            self._use_csrf(self.get("/api/v1/security/csrf_token/"))
+
+    def _use_csrf(self, answer: httpx.Response) -> None:
+        self.csrf = answer.json()["result"]
+        self.headers.update({"X-CSRFToken": self.csrf, "Referer": str(self.http.base_url)})
 
     def call(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs) -> httpx.Response:
         """A call with the session's token (and, when it changes state, its CSRF token); whatever
         Superset answers is returned."""
+        self.keep_valid_for(TOKEN_MARGIN_S)
         for attempt in (1, 2):
             if method != "GET":
                 self.ensure_csrf()
@@ -97,6 +132,7 @@ class SupersetClient:
     def chart_data(self, query_context: str | dict, timeout: float = 60) -> list[dict]:
         """Run a chart's query; with asynchronous queries on, wait for the Celery worker's result."""
         body = query_context if isinstance(query_context, str) else json.dumps(query_context)
+        self.keep_valid_for(timeout + TOKEN_MARGIN_S)
         response = self.post("/api/v1/chart/data", content=body, headers={"Content-Type": "application/json"})
         if response.status_code != 202:
             return response.json()["result"]

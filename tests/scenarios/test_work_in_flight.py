@@ -14,7 +14,9 @@ from setpoint.runtime.local import lifecycle
 from setpoint.runtime.local.instance import load_context
 from setpoint.services.postgres import cluster_of
 from setpoint.services.superset import SupersetCommands
+from setpoint.net import http_client
 from setpoint.services.supervisor import Supervisor
+from setpoint.superset_api import SupersetClient
 from tests.conftest import report_figure
 from tests.scenarios.test_changes import clients, report, work_of
 
@@ -132,6 +134,30 @@ def test_an_async_chart_query_whose_pool_process_is_killed_still_answers(admin, 
         rows = answer.result()
     report_figure(f"async chart query whose pool process got SIGKILL: answered {time.monotonic() - started:.1f} s after it was asked")
     assert rows[0]["data"] == [{"n": 60000000}]
+
+
+def test_an_api_clients_async_queries_answer_right_after_login_and_across_token_renewals(
+        instance, ca_root, secrets, database_id):
+    """An access token lives 15 minutes. An answer Superset gives without a user (the login's, or
+    one to an expired token) starts a new async-queries channel with a cookie it then refuses (401),
+    and results of jobs started on the old channel never arrive. The client renews its token with the
+    refresh token before a flow could outlive it, which keeps the channel."""
+    with http_client(instance[0].url, ca_file=ca_root, timeout=60) as http:
+        client = SupersetClient(http)
+        assert client.login("admin", secrets["admin_password"]).status_code == 200
+        dataset = client.post("/api/v1/dataset/", json={
+            "database": database_id, "schema": "public", "table_name": f"one_{uuid.uuid4().hex[:6]}",
+            "sql": "SELECT 1 AS n"}).json()["id"]
+        context = {"datasource": {"id": dataset, "type": "table"}, "force": True, "result_format": "json",
+                   "result_type": "full", "queries": [{"columns": [], "metrics": [
+                       {"expressionType": "SQL", "sqlExpression": "max(n)", "label": "n"}]}]}
+        assert client.login("admin", secrets["admin_password"]).status_code == 200
+        assert client.chart_data(context)[0]["data"] == [{"n": 1}]
+        channel, token = http.cookies.get("async-token"), client.token
+        client.keep_valid_for(24 * 3600)  # longer than any token lives: renewed now
+        assert client.token != token
+        assert client.chart_data(context)[0]["data"] == [{"n": 1}]
+        assert http.cookies.get("async-token") == channel
 
 
 def test_twenty_queued_queries_survive_a_killed_worker(admin, database_id, home, healthy_worker):
