@@ -109,6 +109,9 @@ class InstancePaths:
     audit_dir = property(lambda self: self.data / "superset" / "audit")
     audit_log = property(lambda self: self.data / "superset" / "audit" / "audit.log")
     backup = property(lambda self: self.root / "backup")
+    # What Setpoint recorded of the instance's backups, drills and exports: root's, beside the spec,
+    # never in backup/ (the data account's, which could have swapped it).
+    records_file = property(lambda self: self.root / "records.json")
     # Written by Caddy's own account, so beside Caddy's files rather than in logs/.
     access_log = property(lambda self: self.root.parent.parent / "caddy" / "logs" / f"{self.name}.access.log")
 
@@ -149,7 +152,7 @@ class Home:
 
 
 def open_beneath(anchor: Path, path: Path, flags: int = os.O_RDONLY, mode: int = 0o600,
-                 replace_link: bool = False) -> int:
+                 replace_link: bool = False, make_dirs_for: str | None = None) -> int:
     """Open `path`, inside `anchor`, without following a symbolic link anywhere below `anchor`, and
     only if it is a regular file (or, with O_DIRECTORY, a directory): a file descriptor.
 
@@ -158,15 +161,25 @@ def open_beneath(anchor: Path, path: Path, flags: int = os.O_RDONLY, mode: int =
     such as another tenant's or the host's. Each directory is opened relative to the last with
     O_NOFOLLOW, so a link swapped in meanwhile is met, never followed. `anchor` must be a directory
     only root changes (the home). A link met raises OSError (ELOOP); with `replace_link`, a link
-    in the last place is removed and the file created there instead (`flags` with O_CREAT).
+    in the last place is removed and the file created there instead (`flags` with O_CREAT). With
+    `make_dirs_for`, missing directories on the way are created (0700) and given to that account.
     """
     parts = path.relative_to(anchor).parts
     directory = os.open(anchor, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for part in parts[:-1]:
+            made = False
+            if make_dirs_for is not None:
+                try:
+                    os.mkdir(part, 0o700, dir_fd=directory)
+                    made = True
+                except FileExistsError:
+                    pass
             inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
             os.close(directory)
             directory = inner
+            if made and is_root():
+                os.fchown(directory, *account_ids(make_dirs_for))
         try:
             fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode, dir_fd=directory)
         except OSError as exc:

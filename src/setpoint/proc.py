@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -27,6 +28,7 @@ APT_PACKAGE_OF = {
     "pgbackrest": "pgbackrest",
     "setcap": "libcap2-bin",
     "useradd": "passwd",
+    "usermod": "passwd",
     "prometheus": "prometheus",
     "promtool": "prometheus",
     "prometheus-node-exporter": "prometheus-node-exporter",
@@ -120,7 +122,8 @@ def run(
     if user and os.geteuid() == 0 and user != "root":
         kwargs["user"] = user
         kwargs["group"] = user
-        kwargs["extra_groups"] = []
+        # The account's own groups, as a login gets them; never root's.
+        kwargs["extra_groups"] = os.getgrouplist(user, pwd.getpwnam(user).pw_gid)
         full_env["HOME"] = str(cwd or "/")
     shown = redact(" ".join(argv))
     log.debug("run: %s", shown)

@@ -3,6 +3,7 @@ flaw in Superset, that account can plant links in its own directories (the audit
 them), and Setpoint's commands run as root must not be led by them to another file."""
 
 import os
+import pwd
 import random
 import subprocess
 from pathlib import Path
@@ -14,10 +15,29 @@ from setpoint.operations import gdpr
 from setpoint.runtime.local.instance import load_context
 
 
-def as_account(user: str, *argv: str) -> None:
-    """Run a command as `user` with its own group alone, as the instance's processes run."""
-    done = subprocess.run(argv, user=user, group=user, extra_groups=[], capture_output=True, text=True, timeout=30, cwd="/")
-    assert done.returncode == 0, done.stderr
+def as_account(user: str, *argv: str, succeed: bool = True) -> subprocess.CompletedProcess:
+    """Run a command as `user` with its own groups, as the instance's processes run."""
+    groups = os.getgrouplist(user, pwd.getpwnam(user).pw_gid)
+    done = subprocess.run(argv, user=user, group=user, extra_groups=groups, capture_output=True, text=True, timeout=30, cwd="/")
+    assert (done.returncode == 0) == succeed, done.stderr
+    return done
+
+
+def test_neither_account_can_rename_what_root_keeps_in_the_instance_directory(home, instance):
+    """Root reads and trusts the spec, the state and the records (one names the directory where
+    root runs git), and writes export/ and docs/: the instance's directory is root's, which both
+    accounts may only traverse."""
+    ctx = load_context(home, "alpha")
+    kept = [ctx.paths.spec_file, ctx.paths.state_file, ctx.paths.records_file, ctx.paths.root / "export", ctx.paths.root / "docs"]
+    assert all(path.exists() for path in kept), [str(p) for p in kept if not p.exists()]
+    for account in (ctx.data_user, ctx.superset_user):
+        for path in kept:
+            refused = as_account(account, "mv", "-T", str(path), f"{path}.moved", succeed=False)
+            assert "Permission denied" in refused.stderr, refused.stderr
+        as_account(account, "touch", str(ctx.paths.root / "planted"), succeed=False)
+    # Each still reaches its own: the data account its backups, the Superset account its home.
+    as_account(ctx.data_user, "ls", str(ctx.paths.backup / "repo"))
+    as_account(ctx.superset_user, "ls", str(ctx.paths.superset_home))
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ def test_facts_of_each_instance_in_prometheus_text_format(tmp_path):
     home = Home(tmp_path)
     for name, desired in (("alpha", "up"), ("beta", "down")):
         paths = home.instance(name)
-        paths.backup.mkdir(parents=True)
+        paths.root.mkdir(parents=True)
         paths.write_state({"desired": desired})
-    (home.instance("alpha").backup / "state.json").write_text(json.dumps({
+    home.instance("alpha").records_file.write_text(json.dumps({
         "last_backup": {"at": "2026-11-30T10:00:00+00:00", "ok": True, "seconds": 2.5},
         "last_drill": {"at": "2026-11-29T10:00:00+00:00", "ok": False, "error": "restore failed"},
     }))

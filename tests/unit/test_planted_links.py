@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from setpoint.backup import export, schedule
+from setpoint.backup import export, repositories, schedule, service
 from setpoint.errors import SetpointError
 from setpoint.home import Home, files_beneath, open_beneath
 
@@ -98,17 +98,58 @@ def test_an_export_whose_names_climb_out_is_refused_before_anything_is_written(t
 
 
 def test_one_instances_unreadable_files_stop_only_its_own_jobs(tmp_path, caplog):
-    """The data account can write its spec and records: garbage there must not stop the scheduler,
-    which keeps every other instance's backups."""
+    """A spec or record that does not parse (a hand edit, a full disk) must not stop the
+    scheduler, which keeps every other instance's backups."""
     home = Home(tmp_path)
     paths = home.instance("bad")
-    (paths.backup).mkdir(parents=True)
+    paths.root.mkdir(parents=True)
     paths.write_state({"desired": "up"})
     paths.spec_file.write_text("name: [unclosed\n")
-    (paths.backup / "state.json").write_text("{not json")
+    paths.records_file.write_text("{not json")
     home.programs_conf("bad").parent.mkdir(parents=True, exist_ok=True)
     home.programs_conf("bad").write_text("")
     with caplog.at_level(logging.ERROR, logger="setpoint.schedule"):
         schedule.tick(home, datetime.now(timezone.utc))
         schedule.expire_emergency_access(home, datetime.now(timezone.utc))
     assert "bad: its jobs are skipped" in caplog.text and "setpoint up bad" in caplog.text
+
+
+def test_a_file_written_into_the_backup_repository_replaces_a_planted_link_and_never_follows_one(tmp_path):
+    """The local repository (backup/repo) is the data account's: root writes the runbook, the DR plan
+    and the sealed secrets there, and must neither write through a link planted as the file nor
+    into a directory swapped for a link."""
+    paths = Home(tmp_path / "home").instance("alpha")
+    repo = paths.backup / "repo"
+    repo.mkdir(parents=True)
+    outside = tmp_path / "host-file"
+    outside.write_text("the host's own\n")
+    repositories.put("docs/alpha/runbook.md", b"first\n", repo, "root", None, {})
+    assert (repo / "docs" / "alpha" / "runbook.md").read_bytes() == b"first\n"
+    assert (repo / "docs" / "alpha" / "runbook.md").stat().st_mode & 0o777 == 0o600
+    (repo / "docs" / "alpha" / "runbook.md").unlink()
+    (repo / "docs" / "alpha" / "runbook.md").symlink_to(outside)
+    repositories.put("docs/alpha/runbook.md", b"second\n", repo, "root", None, {})
+    assert not (repo / "docs" / "alpha" / "runbook.md").is_symlink()
+    assert outside.read_text() == "the host's own\n"
+    assert repositories.read_all("docs/alpha/runbook.md", repo, None, {}) == {str(repo / "docs/alpha/runbook.md"): b"second\n"}
+    (repo / "docs" / "alpha").rename(repo / "docs" / "moved")
+    (repo / "docs" / "alpha").symlink_to(tmp_path)
+    with pytest.raises(SetpointError, match="could not be written"):
+        repositories.put("docs/alpha/host-file", b"third\n", repo, "root", None, {})
+    assert outside.read_text() == "the host's own\n"
+    assert repositories.read_all("docs/alpha/host-file", repo, None, {}) == {str(repo / "docs/alpha/host-file"): None}
+
+
+def test_the_former_backup_record_moves_beside_the_spec_and_a_planted_link_is_never_read(tmp_path):
+    paths = Home(tmp_path / "home").instance("alpha")
+    paths.backup.mkdir(parents=True)
+    (paths.backup / "state.json").write_text('{"last_backup": {"at": "2026-12-01T00:00:00+00:00", "ok": true}}')
+    assert service.move_record(paths) and not (paths.backup / "state.json").exists()
+    assert service.read_record(paths)["last_backup"]["ok"] is True
+    assert not service.move_record(paths)
+    planted = tmp_path / "planted.json"
+    planted.write_text('{"last_export": {"target": "/etc"}}')
+    paths.records_file.unlink()
+    (paths.backup / "state.json").symlink_to(planted)
+    assert service.move_record(paths) and not (paths.backup / "state.json").is_symlink()
+    assert service.read_record(paths) == {}

@@ -54,8 +54,9 @@ def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
     instance, record the result and the time it took, and clean up."""
     started = time.monotonic()
     backrest = PgBackRest(ctx)
-    # A scratch place of its own, so that two drills never share one.
-    scratch = Path(tempfile.mkdtemp(prefix="drill-", dir=ctx.paths.backup))
+    # A scratch place of its own, so that two drills never share one, in root's instance directory:
+    # the data account may not rename it while root works in it.
+    scratch = Path(tempfile.mkdtemp(prefix=".drill-", dir=ctx.paths.root))
     record: dict = {"at": now().isoformat(), "ok": False}
     try:
         if not backrest.backups():

@@ -5,6 +5,7 @@ runbook)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import boto3
@@ -12,7 +13,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from setpoint.errors import SetpointError
-from setpoint.home import chown
+from setpoint.home import account_ids, is_root, open_beneath
 from setpoint.spec.model import Offsite
 
 
@@ -38,16 +39,28 @@ def offsite_location(offsite: Offsite, relative: str) -> str:
     return f"s3://{offsite.bucket}/{offsite_key(offsite, relative)}"
 
 
+def _instance_dir(repo_dir: Path) -> Path:
+    """The instance's own directory (root's), above its local repository (backup/repo, which
+    belongs to the data account): root opens files of the repository from there without following
+    a link the data account could have planted (home.open_beneath)."""
+    return repo_dir.parents[1]
+
+
 def put(relative: str, data: bytes, repo_dir: Path, owner: str, offsite: Offsite | None,
         secrets: dict[str, str]) -> None:
     """Write `relative` into every repository (0600, the data account's locally)."""
     path = repo_dir / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    path.chmod(0o600)
-    for directory in reversed(path.relative_to(repo_dir).parents[:-1]):
-        chown(repo_dir / directory, owner)
-    chown(path, owner)
+    try:
+        fd = open_beneath(_instance_dir(repo_dir), path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                          0o600, replace_link=True, make_dirs_for=owner)
+    except OSError as exc:
+        raise SetpointError(f"{path} could not be written: {exc.strerror} (Setpoint follows no link in a repository)",
+                            f"make every directory on the way a real directory of {owner}, then run the command again") from None
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(fd, 0o600)
+        if is_root():
+            os.fchown(fd, *account_ids(owner))
+        handle.write(data)
     if offsite is not None:
         try:
             s3_client(offsite, secrets["offsite_access_key"], secrets["offsite_secret_key"]).put_object(
@@ -60,7 +73,12 @@ def put(relative: str, data: bytes, repo_dir: Path, owner: str, offsite: Offsite
 def read_all(relative: str, repo_dir: Path, offsite: Offsite | None, secrets: dict[str, str]) -> dict[str, bytes | None]:
     """`relative` as each repository holds it (None where it is missing or unreadable), by location."""
     path = repo_dir / relative
-    found: dict[str, bytes | None] = {str(path): path.read_bytes() if path.exists() else None}
+    try:
+        with os.fdopen(open_beneath(_instance_dir(repo_dir), path), "rb") as handle:
+            local: bytes | None = handle.read()
+    except OSError:
+        local = None
+    found: dict[str, bytes | None] = {str(path): local}
     if offsite is not None:
         try:
             body = s3_client(offsite, secrets.get("offsite_access_key", ""), secrets.get("offsite_secret_key", "")).get_object(

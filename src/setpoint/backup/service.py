@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 from setpoint.backup.escrow import check_offsite, escrow_instance
 from setpoint.backup.pgbackrest import BackupSet, PgBackRest
 from setpoint.errors import SetpointError
-from setpoint.home import InstancePaths, write_file
+from setpoint.home import InstancePaths, open_beneath, write_file
 from setpoint.render import InstanceContext
 from setpoint.secret import SecretStore
 from setpoint.services.postgres import cluster_of
@@ -23,16 +24,41 @@ def now() -> datetime:
 
 
 def read_record(paths: InstancePaths) -> dict[str, Any]:
-    """What Setpoint recorded of an instance's backups and drills (backup/state.json)."""
-    path = paths.backup / "state.json"
+    """What Setpoint recorded of an instance's backups, drills and exports (records.json)."""
+    path = paths.records_file
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def update_record(paths: InstancePaths, **entries: Any) -> None:
     record = read_record(paths)
     record.update(entries)
-    paths.backup.mkdir(parents=True, exist_ok=True)
-    write_file(paths.backup / "state.json", json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    write_file(paths.records_file, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+
+
+FORMER_RECORD = "state.json"  # in backup/, where Setpoint kept the record before records.json
+
+
+def move_record(paths: InstancePaths) -> bool:
+    """Move the record an earlier Setpoint kept in backup/ (the data account's directory) beside
+    the spec; return whether there was one. It is read without following a link: a record planted
+    as a link to another file is dropped, never read."""
+    former = paths.backup / FORMER_RECORD
+    try:
+        fd = open_beneath(paths.root, former)
+    except OSError:
+        if not former.is_symlink():
+            return False
+        former.unlink()
+        return True
+    with os.fdopen(fd) as handle:
+        text = handle.read()
+    if not paths.records_file.exists():
+        try:
+            update_record(paths, **json.loads(text))
+        except ValueError:
+            pass  # not a record: the next backup, drill and export write a new one
+    former.unlink()
+    return True
 
 
 @dataclass

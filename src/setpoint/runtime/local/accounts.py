@@ -15,6 +15,7 @@ Two accounts serve an instance when Setpoint runs as root:
 
 from __future__ import annotations
 
+import grp
 import pwd
 import time
 from dataclasses import dataclass
@@ -42,8 +43,11 @@ def instance_layout(ctx: InstanceContext) -> list[Layout]:
     """Every directory of an instance, parents first."""
     paths, data, superset = ctx.paths, ctx.data_user, ctx.superset_user
     return [
+        # Root's own: neither account may rename what root keeps here and trusts (spec.yaml,
+        # state.json, records.json, export/, docs/). Both traverse it through the Superset
+        # account's group, of which the data account is a member (join_group).
+        Layout(paths.root, "root", superset, 0o750, whole=False),
         # Superset's account may traverse these to its configuration and SUPERSET_HOME.
-        Layout(paths.root, data, superset, 0o750, whole=False),
         Layout(paths.config, data, superset, 0o750, whole=False),
         Layout(paths.data, data, superset, 0o750, whole=False),
         Layout(paths.superset_home, superset, superset, 0o700),
@@ -67,6 +71,9 @@ def lay_out(ctx: InstanceContext) -> list[str]:
         if is_root() and ensure_account(account, purpose):
             changed.append(f"created the account {account} for {ctx.spec.name}'s "
                            + ("PostgreSQL and backups" if account == ctx.data_user else "Superset processes"))
+    if is_root() and join_group(ctx.data_user, ctx.superset_user):
+        changed.append(f"made {ctx.data_user} a member of the group {ctx.superset_user}, through which it "
+                       f"reaches {ctx.paths.root}")
     for entry in instance_layout(ctx):
         existed = entry.path.exists()
         entry.path.mkdir(parents=True, exist_ok=True)
@@ -85,10 +92,23 @@ def lay_out(ctx: InstanceContext) -> list[str]:
 
 
 def moving_data(ctx: InstanceContext) -> bool:
-    """Whether the instance's database files belong to another account than its data account (an
-    instance from before each had its own): its PostgreSQL must stop while they change hands."""
+    """Whether the instance's PostgreSQL must stop while lay_out runs: its database files belong to
+    another account than its data account (an instance from before each had its own), or that
+    account is not yet in the group through which it will reach them (a running server keeps the
+    groups it started with, and its archiving would lose its configuration)."""
     return (is_root() and (ctx.paths.pg_data / "PG_VERSION").exists()
-            and (not account_exists(ctx.data_user) or owner_differs(ctx.paths.pg_data, ctx.data_user)))
+            and (not account_exists(ctx.data_user) or owner_differs(ctx.paths.pg_data, ctx.data_user)
+                 or ctx.data_user not in grp.getgrnam(ctx.superset_user).gr_mem))
+
+
+def join_group(user: str, group: str) -> bool:
+    """Make `user` a member of `group`; return whether it was not one already. Setpoint's
+    processes take their account's groups when they drop to it (proc.run, confine)."""
+    if user in grp.getgrnam(group).gr_mem:
+        return False
+    proc.run(["usermod", "--append", "--groups", group, user], what=f"adding {user} to the group {group}",
+             hint="check /etc/group for a conflicting entry, then run the command again")
+    return True
 
 
 USERADD_NAME_IN_USE = 9  # useradd's exit status when the name (or its group) exists

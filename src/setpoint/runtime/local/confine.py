@@ -38,7 +38,7 @@ def main(argv: list[str]) -> None:
         # Never run unconfined: supervisord shows the failure and retries.
         sys.exit(f"setpoint: cannot confine {command[0]} to cgroup {args.group}: {exc}")
     account = pwd.getpwnam(args.user)
-    os.setgroups([])
+    os.initgroups(args.user, account.pw_gid)  # its own groups, none of root's
     os.setgid(account.pw_gid)
     os.setuid(account.pw_uid)
     os.execvp(command[0], command)

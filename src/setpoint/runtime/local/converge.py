@@ -14,7 +14,7 @@ from setpoint import examples, proc
 from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.backup import export
 from setpoint.backup.drill import run_drill
-from setpoint.backup.service import read_record, take_backup
+from setpoint.backup.service import move_record, read_record, take_backup
 from setpoint.operations import documents, gdpr, runbook
 from setpoint.backup.escrow import check_offsite, format_key, offsite_credentials
 from setpoint.errors import SetpointError
@@ -148,13 +148,15 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     paths.write_state(state)
     postgres = own.get(f"{spec.name}-postgres")
     if moving_data(ctx) and postgres and postgres.is_running:
-        # Its files change hands now: the server must not write them meanwhile. It starts again
-        # below, as the data account.
-        step("stopping PostgreSQL while its files move to the instance's data account")
+        # Its files change hands, or its account joins a group, now: the server must not write
+        # them meanwhile. It starts again below, as the data account with its groups.
+        step("stopping PostgreSQL while its files and its account's groups change")
         platform.supervisor.stop(f"{spec.name}-postgres")
-        act(f"stopped {spec.name}-postgres to give its files to {ctx.data_user}")
+        act(f"stopped {spec.name}-postgres while its files and {ctx.data_user}'s groups change")
     for change in lay_out(ctx):
         act(change)
+    if move_record(paths):
+        act(f"moved {spec.name}'s backup record from {paths.backup} to {paths.records_file}")
     store = SecretStore(paths.secrets_file, owner=ctx.data_user)
     new_recovery_key = "recovery_key" not in store.load()
     secrets = store.ensure()
