@@ -1124,8 +1124,8 @@ def host_status(format: Format = typer.Option(Format.table, "--format", help="ta
                       f"{i.cpu_percent:.0f} % / {i.cpu}", str(i.pids_limit))
     out.print(table)
     if not capacity.limits_enforced and capacity.instances:
-        out.print("[yellow]limits are not enforced here: Setpoint needs root and the cgroup v1 memory, cpu and pids "
-                  "controllers (mount | grep cgroup)[/]")
+        out.print("[yellow]limits are not enforced here: Setpoint needs root and writable cgroups with the memory, cpu "
+                  "and pids controllers, v1 or v2 (mount | grep cgroup)[/]")
     out.print(f"memory: {capacity.memory_available_mib:,} of {capacity.memory_total_mib:,} MiB available, "
               f"{capacity.memory_committed_mib:,} MiB promised to the instances that are up")
     for disk in capacity.disks:

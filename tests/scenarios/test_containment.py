@@ -20,7 +20,7 @@ from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
 from setpoint.services.postgres import cluster_of
 from setpoint.runtime.local.instance import confinement, load_context
-from setpoint.services.cgroup import CgroupV1
+from setpoint.services.cgroup import host_cgroups
 from setpoint.services.supervisor import Supervisor
 from setpoint.spec.sizing import Limits
 from tests.conftest import access_as, make_spec, report_figure
@@ -32,8 +32,8 @@ LIMITS = Limits(memory_mb=1536, cpus=None, pids=400)
 @pytest.fixture(scope="module")
 def hog(home, instance):
     """Instance A: small, with tight limits."""
-    if not CgroupV1().is_available():
-        pytest.fail("the cgroup v1 memory, cpu and pids controllers are not mounted here (mount | grep cgroup)")
+    if host_cgroups() is None:
+        pytest.fail("no writable cgroup with the memory, cpu and pids controllers here (mount | grep cgroup)")
     spec = make_spec("hog", examples=False, concurrent_users=10,
                      resources={"memory_mb": LIMITS.memory_mb, "pids": LIMITS.pids})
     converge.up(home, spec)
@@ -118,8 +118,8 @@ def p95(values: list[float]) -> float:
 
 def test_every_process_of_an_instance_is_in_its_cgroup_with_its_limits(home, hog):
     group = confinement(home, "hog")["cgroup"]
-    assert CgroupV1().limits(group) == LIMITS
-    in_group = set(CgroupV1().pids(group))
+    assert host_cgroups().limits(group) == LIMITS
+    in_group = set(host_cgroups().pids(group))
     for name, state in Supervisor(home).states("hog").items():
         assert state.pid in in_group, name
         with open(f"/proc/{state.pid}/status") as handle:
@@ -131,12 +131,12 @@ def test_every_process_of_an_instance_is_in_its_cgroup_with_its_limits(home, hog
 
 def test_memory_past_the_limit_kills_a_process_of_that_instance_only(home, hog, admin):
     group = confinement(home, "hog")["cgroup"]
-    kills_before = CgroupV1().usage(group).oom_kills
+    kills_before = host_cgroups().usage(group).oom_kills
     hog_process = inside(home, "hog", ["/usr/bin/python3", "-c",
                                        "x = [bytearray(50 * 2**20) for _ in range(80)]\nprint('not stopped')"])
     _, _ = hog_process.communicate(timeout=120)
     assert hog_process.returncode == -signal.SIGKILL
-    assert CgroupV1().usage(group).oom_kills > kills_before
+    assert host_cgroups().usage(group).oom_kills > kills_before
     assert lifecycle.instance_status(home, "alpha").health == "ok"
     assert chart_latencies(admin, count=2)
     started = time.monotonic()
@@ -202,11 +202,11 @@ def test_changed_limits_apply_to_the_live_instance_without_a_restart(home, hog):
     report = converge.up(home, wider)
     try:
         assert any(a.startswith("limited hog to") and "at most 0.5 core(s)" in a for a in report.actions), report.actions
-        assert CgroupV1().limits(confinement(home, "hog")["cgroup"]) == Limits(LIMITS.memory_mb, 0.5, LIMITS.pids + 100)
+        assert host_cgroups().limits(confinement(home, "hog")["cgroup"]) == Limits(LIMITS.memory_mb, 0.5, LIMITS.pids + 100)
         assert {name: state.pid for name, state in Supervisor(home).states("hog").items()} == pids
     finally:
         converge.up(home, hog)
-    assert CgroupV1().limits(confinement(home, "hog")["cgroup"]) == LIMITS
+    assert host_cgroups().limits(confinement(home, "hog")["cgroup"]) == LIMITS
 
 
 def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_nothing(home, hog):

@@ -15,7 +15,7 @@ import os
 import pwd
 import sys
 
-from setpoint.services.cgroup import CgroupV1
+from setpoint.services.cgroup import host_cgroups
 from setpoint.spec.sizing import Limits
 
 
@@ -29,8 +29,10 @@ def main(argv: list[str]) -> None:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command to run")
-    cgroups = CgroupV1()
+    cgroups = host_cgroups()
     try:
+        if cgroups is None:
+            raise OSError("this host has no writable cgroup with the memory, cpu and pids controllers")
         with open(args.limits) as handle:
             cgroups.apply(args.group, Limits(**json.load(handle)))
         cgroups.join(args.group, os.getpid())

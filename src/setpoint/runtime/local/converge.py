@@ -44,7 +44,7 @@ from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
 from setpoint.identity import access, sso
 from setpoint.services import caddy as caddy_service, screenshots, smtp
-from setpoint.services.cgroup import CgroupV1
+from setpoint.services.cgroup import host_cgroups
 from setpoint.services.postgres import cluster_of
 from setpoint.services.redis import RedisServer
 from setpoint.services.superset import SupersetCommands, describe_migrations, ensure_venv
@@ -407,7 +407,7 @@ def apply_limits(ctx: InstanceContext, act: Log) -> None:
     """Set the instance's limits on its live cgroup: its processes keep running."""
     limits = ctx.limits
     try:
-        CgroupV1().apply(ctx.cgroup, limits)
+        host_cgroups().apply(ctx.cgroup, limits)
     except OSError as exc:
         raise SetpointError(
             f"the limits of {ctx.spec.name} could not be set ({exc.strerror}): it may use more memory now than "

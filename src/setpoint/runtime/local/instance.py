@@ -14,7 +14,7 @@ from setpoint.home import Home, InstancePaths, data_account, is_root, service_us
 from setpoint.host import installation
 from setpoint.net import host_addresses, instance_port_range, is_port_free
 from setpoint.render import InstanceContext, Ports
-from setpoint.services.cgroup import CgroupV1, group_name
+from setpoint.services.cgroup import group_name, host_cgroups
 from setpoint.services.superset import venv_dir
 from setpoint.spec import InstanceSpec, parse_spec, size_instance
 from setpoint.spec.sizing import Limits, resource_limits
@@ -117,7 +117,7 @@ def limits_of(spec: InstanceSpec) -> Limits:
 
 def confinement(home: Home, name: str) -> dict[str, str]:
     """How an instance's processes join its cgroup: only as root, where cgroups are writable."""
-    if not is_root() or not CgroupV1().is_available():
+    if not is_root() or host_cgroups() is None:
         return {}
     return {"confine_python": str(installation.link_path(home) / "bin" / "python"),
             "cgroup": group_name(home.root, name)}

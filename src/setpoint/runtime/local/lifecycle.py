@@ -14,7 +14,7 @@ from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, data_account, superset_account
 from setpoint.net import http_client
 from setpoint.runtime.local.instance import confinement, limits_of, load_context, require_instance
-from setpoint.services.cgroup import CgroupV1
+from setpoint.services.cgroup import host_cgroups
 from setpoint.services.redis import RedisServer
 from setpoint.render import CACHES, REDIS_DB, instance_programs
 from setpoint.runtime.local import startup, task_queue
@@ -95,7 +95,7 @@ def resource_status(home: Home, name: str, spec: InstanceSpec) -> dict:
     status = {"memory_limit_mb": limits.memory_mb, "cpus_limit": limits.cpus, "cpu_weight": limits.cpu_weight,
               "cpu": cpu_text(limits), "pids_limit": limits.pids, "enforced": False}
     group = confinement(home, name).get("cgroup")
-    usage = CgroupV1().usage(group) if group else None
+    usage = host_cgroups().usage(group) if group else None
     if usage is not None:
         status.update(enforced=True, memory_mb=round(usage.memory_mb), memory_peak_mb=round(usage.memory_peak_mb),
                       oom_kills=usage.oom_kills, pids=usage.pids)
@@ -208,7 +208,7 @@ def destroy(home: Home, name: str) -> list[str]:
     group = confinement(home, name).get("cgroup")
     if group:
         with contextlib.suppress(OSError):  # a process still exiting keeps it; it is empty and harmless
-            CgroupV1().remove(group)
+            host_cgroups().remove(group)
     platform = load_platform(home)
     if logstore.withdraw(home, name) and platform is not None:
         logstore.reload(platform.supervisor)
