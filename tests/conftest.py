@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -97,13 +98,20 @@ print(json.dumps(out))
 """
 
 
+def as_account(user: str) -> dict:
+    """subprocess.run's arguments that run a command as `user` with its own groups and none of
+    root's, as Setpoint runs the instances' processes (proc.run, confine)."""
+    entry = pwd.getpwnam(user)
+    return {"user": user, "group": entry.pw_gid, "extra_groups": os.getgrouplist(user, entry.pw_gid), "cwd": "/"}
+
+
 def access_as(user: str, paths: list[Path], wrapper: list[str] = ()) -> dict[str, str]:
     """What `user` gets opening each path ("ok", "EACCES", ...), optionally through `wrapper`
     (which must drop to `user` itself, as the instance's confine command does)."""
     import json
 
     argv = [*wrapper, "/usr/bin/python3", "-c", _ACCESS_PROBE, *map(str, paths)]
-    result = subprocess.run(argv, user=None if wrapper else user, capture_output=True, text=True, timeout=60, cwd="/")
+    result = subprocess.run(argv, **({"cwd": "/"} if wrapper else as_account(user)), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

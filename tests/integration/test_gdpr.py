@@ -17,7 +17,7 @@ from setpoint.runtime.local.instance import load_context
 from setpoint.services.postgres import cluster_of
 from setpoint.services.superset import SupersetCommands
 from setpoint.superset_api import SupersetClient
-from tests.conftest import report_figure, run_cli
+from tests.conftest import as_account, report_figure, run_cli
 
 OTHER_RECIPIENT = "keep.me@example.com"
 
@@ -61,7 +61,7 @@ def mentions(home, ctx, who) -> dict[str, int]:
     needles = gdpr.identifiers(who)
     cluster = cluster_of(ctx)
     dump = subprocess.run(["pg_dump", "-h", str(cluster.socket_dir), "-p", str(cluster.port), "-U", cluster.role, "superset"],
-                          capture_output=True, text=True, check=True, user=cluster.user, cwd="/").stdout.lower()
+                          capture_output=True, text=True, check=True, **as_account(cluster.user)).stdout.lower()
     found = {f"pg_dump: {n}": dump.count(n.lower()) for n in needles if n.lower() in dump}
     places = [str(ctx.paths.root), str(home.logstore_dir), str(ctx.paths.access_log.parent)]
     for needle in needles:

@@ -8,6 +8,7 @@ import pytest
 from setpoint import examples
 from setpoint.runtime.local.instance import load_context
 from setpoint.services.postgres import cluster_of
+from tests.conftest import as_account
 
 REFUSED = "Setpoint refuses this database"
 
@@ -130,7 +131,7 @@ def test_caddys_admin_api_is_no_tcp_port_and_closed_to_other_users(home, instanc
              "try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    print(type(e).__name__)\nelse:\n    print('connected')")
     ctx = load_context(home, "alpha")
     for user in ("nobody", ctx.superset_user, ctx.data_user):
-        result = subprocess.run([base_python(), "-c", probe, str(caddy.admin_socket)], user=user,
+        result = subprocess.run([base_python(), "-c", probe, str(caddy.admin_socket)], **as_account(user),
                                 capture_output=True, text=True, timeout=30)
         assert result.stdout.strip() == "PermissionError", (user, result.stdout, result.stderr)
 

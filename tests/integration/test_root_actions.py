@@ -3,7 +3,6 @@ flaw in Superset, that account can plant links in its own directories (the audit
 them), and Setpoint's commands run as root must not be led by them to another file."""
 
 import os
-import pwd
 import random
 import subprocess
 from pathlib import Path
@@ -13,12 +12,12 @@ import pytest
 from setpoint.observability import logstore
 from setpoint.operations import gdpr
 from setpoint.runtime.local.instance import load_context
+from tests.conftest import as_account
 
 
-def as_account(user: str, *argv: str, succeed: bool = True) -> subprocess.CompletedProcess:
+def run_as(user: str, *argv: str, succeed: bool = True) -> subprocess.CompletedProcess:
     """Run a command as `user` with its own groups, as the instance's processes run."""
-    groups = os.getgrouplist(user, pwd.getpwnam(user).pw_gid)
-    done = subprocess.run(argv, user=user, group=user, extra_groups=groups, capture_output=True, text=True, timeout=30, cwd="/")
+    done = subprocess.run(argv, **as_account(user), capture_output=True, text=True, timeout=30)
     assert (done.returncode == 0) == succeed, done.stderr
     return done
 
@@ -32,12 +31,12 @@ def test_neither_account_can_rename_what_root_keeps_in_the_instance_directory(ho
     assert all(path.exists() for path in kept), [str(p) for p in kept if not p.exists()]
     for account in (ctx.data_user, ctx.superset_user):
         for path in kept:
-            refused = as_account(account, "mv", "-T", str(path), f"{path}.moved", succeed=False)
+            refused = run_as(account, "mv", "-T", str(path), f"{path}.moved", succeed=False)
             assert "Permission denied" in refused.stderr, refused.stderr
-        as_account(account, "touch", str(ctx.paths.root / "planted"), succeed=False)
+        run_as(account, "touch", str(ctx.paths.root / "planted"), succeed=False)
     # Each still reaches its own: the data account its backups, the Superset account its home.
-    as_account(ctx.data_user, "ls", str(ctx.paths.backup / "repo"))
-    as_account(ctx.superset_user, "ls", str(ctx.paths.superset_home))
+    run_as(ctx.data_user, "ls", str(ctx.paths.backup / "repo"))
+    run_as(ctx.superset_user, "ls", str(ctx.paths.superset_home))
 
 
 @pytest.fixture
@@ -55,7 +54,7 @@ def test_setpoints_audit_record_replaces_a_link_planted_as_the_audit_log(home, i
     audit = ctx.paths.audit_log
     created = host_file.with_name(host_file.name + "-created")
     for target in (created, host_file):  # a file root would create, then one it would append to
-        as_account(ctx.superset_user, "ln", "-sfn", str(target), str(audit))
+        run_as(ctx.superset_user, "ln", "-sfn", str(target), str(audit))
         logstore.record_audit(ctx, "planted_link_test", user="attacker")
         assert not audit.is_symlink() and "planted_link_test" in audit.read_text()
         assert audit.stat().st_uid == os.stat(ctx.paths.audit_dir).st_uid  # still Superset's to write
@@ -66,7 +65,7 @@ def test_setpoints_audit_record_replaces_a_link_planted_as_the_audit_log(home, i
 def test_the_erasure_neither_searches_nor_masks_through_a_planted_link(home, instance, host_file):
     ctx = load_context(home, "alpha")
     planted = ctx.paths.audit_dir / "planted.log"
-    as_account(ctx.superset_user, "ln", "-sfn", str(host_file), str(planted))
+    run_as(ctx.superset_user, "ln", "-sfn", str(host_file), str(planted))
     try:
         assert not any("planted" in place for place in gdpr.find(home, ctx, ["planted.person@example.com"]))
         assert gdpr._mask(home, planted, gdpr._pattern(["planted.person@example.com"])) == 0

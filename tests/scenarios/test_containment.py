@@ -23,7 +23,7 @@ from setpoint.runtime.local.instance import confinement, load_context
 from setpoint.services.cgroup import host_cgroups
 from setpoint.services.supervisor import Supervisor
 from setpoint.spec.sizing import Limits
-from tests.conftest import access_as, make_spec, report_figure
+from tests.conftest import access_as, as_account, make_spec, report_figure
 
 # No CPU cap, as by default: the hogs below take only hog's share (its weight) from its neighbour.
 LIMITS = Limits(memory_mb=1536, cpus=None, pids=400)
@@ -92,7 +92,7 @@ def test_a_tenants_data_account_opens_nothing_of_its_neighbour(home, hog, instan
     assert access_as(ctx.data_user, own) == {str(path): "ok" for path in own}
     # Only alpha's data account reaches its superuser, over alpha's socket (pg_ident.conf).
     refused = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(port), "-U", "setpoint", "-d", "postgres",
-                              "-w", "-c", "SELECT 1"], user=ctx.data_user, capture_output=True, text=True, timeout=30, cwd="/")
+                              "-w", "-c", "SELECT 1"], **as_account(ctx.data_user), capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0 and "password" in refused.stderr, refused.stderr
 
 
