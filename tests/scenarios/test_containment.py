@@ -2,7 +2,9 @@
 with real processes started inside its cgroup, while alpha (instance B) keeps serving."""
 
 import dataclasses
+import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from setpoint.backup.service import take_backup
+from setpoint.backup.service import read_record, take_backup
 from setpoint.home import service_user, write_file
 from setpoint.render import render_instance, render_programs_conf
 from setpoint.runtime.local import converge, lifecycle, startup
@@ -219,6 +221,9 @@ def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_no
     platform = load_platform(home)
     platform.supervisor.stop("hog-postgres")  # its files change hands
     lay_out(shared)
+    shutil.chown(ctx.paths.root, old, old)  # the instance's directory was its account's
+    ctx.paths.records_file.rename(ctx.paths.backup / "state.json")  # and so was the backup record's
+    record = json.loads((ctx.paths.backup / "state.json").read_text())
     for rendered in render_instance(shared, secrets):
         # Redis's password was the data user's alone then (Redis ran as it).
         mode = 0o600 if rendered.path.name == "redis-auth.conf" else rendered.mode
@@ -237,7 +242,9 @@ def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_no
     report = converge.up(home, hog)
 
     assert f"gave {ctx.paths.superset_home} to {ctx.superset_user}:{ctx.superset_user} (0700)" in report.actions
-    assert f"stopped hog-postgres to give its files to {ctx.data_user}" in report.actions
+    assert f"stopped hog-postgres while its files and {ctx.data_user}'s groups change" in report.actions
+    assert (ctx.paths.root.owner(), ctx.paths.root.group()) == ("root", ctx.superset_user)
+    assert read_record(ctx.paths) == record and not (ctx.paths.backup / "state.json").exists()
     states = Supervisor(home).states("hog")
     assert {name.rsplit("-", 1)[1]: process_user(s.pid) for name, s in states.items()} == {
         "postgres": ctx.data_user, "redis": ctx.superset_user,
