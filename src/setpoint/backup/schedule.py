@@ -78,7 +78,7 @@ def tick(home: Home, now: datetime) -> None:
 
     for name in home.instance_names():
         paths = home.instance(name)
-        try:  # files an instance's data account can write: one that does not parse stops only its jobs
+        try:  # a spec, state or record that does not parse (a hand edit) stops only its own jobs
             spec = saved_spec(paths)
             if (not home.programs_conf(name).exists() or spec is None or spec.metadata_db.url
                     or paths.read_state().get("ephemeral")):

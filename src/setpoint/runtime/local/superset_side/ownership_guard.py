@@ -23,6 +23,7 @@ every Superset version Setpoint supports has it. Stdlib only at import.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -178,8 +179,11 @@ def install(app) -> None:
                 return False
         return True
 
-    def creator_only_guard(user):
-        if not (match := CREATOR_ONLY.match(request.path)) or match.group(1) not in creator_only:
+    # Each guard first looks at the path, and only then asks for the user it judges (`judged`):
+    # None for an admin (Superset's own checks suffice) or an anonymous request (Superset refuses
+    # it). Most writes (a chart's data is a POST) concern no guard, and cost no user lookup.
+    def creator_only_guard(judged):
+        if not (match := CREATOR_ONLY.match(request.path)) or match.group(1) not in creator_only or judged() is None:
             return None
         if request.path.endswith("/import/"):
             return refused("Only an admin may import over existing objects.") if request.form.get("overwrite") == "true" else None
@@ -187,19 +191,21 @@ def install(app) -> None:
             return None  # a new one
         ids = [match.group(2)] if match.group(2) else rison_ids(request.args.get("q"))
         model = creator_only[match.group(1)]
-        return None if all(made_by(user, db.session.get(model, int(i))) for i in ids if str(i).isdigit()) else refused()
+        return None if all(made_by(judged(), db.session.get(model, int(i))) for i in ids if str(i).isdigit()) else refused()
 
-    def tag_guard(user):
-        return None if not request.path.startswith("/api/v1/tag/") or tag_changes_allowed(user) else refused()
+    def tag_guard(judged):
+        if not request.path.startswith("/api/v1/tag/") or judged() is None:
+            return None
+        return None if tag_changes_allowed(judged()) else refused()
 
-    def query_stop_guard(user):
-        if request.path != QUERY_STOP:
+    def query_stop_guard(judged):
+        if request.path != QUERY_STOP or judged() is None:
             return None
         query = db.session.query(Query).filter_by(client_id=str(body().get("client_id", ""))).one_or_none()
-        return refused("You may stop only your own queries.") if query is not None and query.user_id != user.id else None
+        return refused("You may stop only your own queries.") if query is not None and query.user_id != judged().id else None
 
-    def dashboard_layout_guard(user):  # noqa: ARG001 - every guard takes the user
-        if not DASHBOARD_WRITE.match(request.path) or request.method not in ("POST", "PUT"):
+    def dashboard_layout_guard(judged):
+        if not DASHBOARD_WRITE.match(request.path) or request.method not in ("POST", "PUT") or judged() is None:
             return None
         unreadable = sorted(i for i in chart_ids(body())
                             if (chart := db.session.get(Slice, i)) is not None and not sm.can_access_chart(chart))
@@ -214,10 +220,13 @@ def install(app) -> None:
         data = body() if request.method in ("POST", "PUT") else {}
         if bad := next((field for field in URL_FIELDS if field in data and not is_web_url(data[field])), None):
             return jsonify(message=BAD_URL.format(field=bad)), 400  # from anyone, admins included
-        user = requester()
-        if user is None or sm.is_admin():
-            return None  # anonymous: Superset refuses it itself
-        return next((answer for guard in guards if (answer := guard(user)) is not None), None)
+
+        @functools.cache
+        def judged():
+            user = requester()
+            return None if user is None or sm.is_admin() else user
+
+        return next((answer for guard in guards if (answer := guard(judged)) is not None), None)
 
     @app.after_request
     def _readable_charts_only(response):
