@@ -121,8 +121,11 @@ def ensure_account(user: str, purpose: str = "service user") -> bool:
         return False
     if not is_root():
         raise SetpointError(f"the {purpose} {user} does not exist", "run setpoint as root once to create it")
+    # A group of that name outlives its account when userdel found another member in it (an
+    # instance's data account, deleted after its Superset account): the new account takes it.
+    own_group = ["--gid", user] if group_exists(user) else ["--user-group"]
     result = proc.run(
-        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+        ["useradd", "--system", *own_group, "--no-create-home", "--home-dir", "/nonexistent",
          "--shell", "/usr/sbin/nologin", user],
         what=f"creating the {purpose} {user}", check=False,
     )
@@ -152,6 +155,14 @@ def remove_account(user: str, wait_s: float = 15) -> bool:
         raise SetpointError(f"could not delete the account {user}: {result.stderr.strip()}",
                             f"stop its processes (pkill -u {user}), then run: userdel {user}")
     return True
+
+
+def group_exists(group: str) -> bool:
+    try:
+        grp.getgrnam(group)
+        return True
+    except KeyError:
+        return False
 
 
 def account_exists(user: str) -> bool:

@@ -222,7 +222,9 @@ def destroy(home: Home, name: str) -> list[str]:
     if logstore.records_dir(home, name).exists():
         actions.append(f"kept {name}'s logs and audit trail in the host's log store until their retention ends "
                        f"({logstore.records_dir(home, name)})")
-    for account in (superset_account(home.root, name), data_account(home.root, name)):
+    # The data account first: it is a member of the Superset account's group, which userdel keeps
+    # while it has a member.
+    for account in (data_account(home.root, name), superset_account(home.root, name)):
         if remove_account(account):
             actions.append(f"deleted the account {account}")
     return actions
