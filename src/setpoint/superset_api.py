@@ -24,6 +24,7 @@ class SupersetClient:
     headers: dict[str, str] = field(default_factory=dict)
     credentials: tuple[str, str] | None = field(default=None, repr=False)
     refresh_token: str | None = field(default=None, repr=False)
+    renew_after: float = field(default=0.0, repr=False)
 
     def login(self, username: str, password: str) -> httpx.Response:
         """Log in with a database account; keep the bearer and refresh tokens on success."""
@@ -64,8 +65,11 @@ class SupersetClient:
         an anonymous answer gives the session a new async-queries channel: the results of jobs
         started on the old one never arrive. So a long flow renews before it starts, not when a
         request fails halfway."""
-        if self.token is None or self._claims().get("exp", float("inf")) - time.time() > seconds:
+        if (self.token is None or self._claims().get("exp", float("inf")) - time.time() > seconds
+                or time.monotonic() < self.renew_after):
             return
+        # One attempt a minute at most: renewals count against the login rate limit.
+        self.renew_after = time.monotonic() + 60
         if self.refresh_token is not None:
             response = self.http.post("/api/v1/security/refresh",
                                       headers={"Authorization": f"Bearer {self.refresh_token}"})

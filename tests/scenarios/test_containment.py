@@ -219,33 +219,27 @@ def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_no
     shared = dataclasses.replace(ctx, superset_user=old, data_user=old)
     secrets = SecretStore(ctx.paths.secrets_file).load()
     platform = load_platform(home)
-    # The host's scheduler must not find the instance half-made into its old layout (it would
-    # take the backup record's absence as a backup due).
-    platform.supervisor.stop("scheduler")
-    try:
-        platform.supervisor.stop("hog-postgres")  # its files change hands
-        lay_out(shared)
-        shutil.chown(ctx.paths.root, old, old)  # the instance's directory was its account's
-        ctx.paths.records_file.rename(ctx.paths.backup / "state.json")  # and so was the backup record's
-        record = json.loads((ctx.paths.backup / "state.json").read_text())
-        for rendered in render_instance(shared, secrets):
-            # Redis's password was the data user's alone then (Redis ran as it).
-            mode = 0o600 if rendered.path.name == "redis-auth.conf" else rendered.mode
-            write_file(rendered.path, rendered.text, mode=mode, owner=old, group=old)
-        write_file(home.programs_conf("hog"), render_programs_conf(shared), mode=0o600)
-        platform.supervisor.update()
-        platform.supervisor.start("hog-postgres")
-        startup.wait_healthy(hog, platform, timeout=180)
-        marker = ctx.paths.superset_home / "uploads" / "marker.csv"
-        marker.parent.mkdir(exist_ok=True)
-        write_file(marker, "kept\n", owner=old)
-        users_before = cluster_of(shared).sql("SELECT count(*) FROM ab_user", database="superset")
-        assert {process_user(s.pid) for s in Supervisor(home).states("hog").values()} == {old}
-        assert (ctx.paths.pg_data / "PG_VERSION").owner() == old
+    platform.supervisor.stop("hog-postgres")  # its files change hands
+    lay_out(shared)
+    shutil.chown(ctx.paths.root, old, old)  # the instance's directory was its account's
+    ctx.paths.records_file.rename(ctx.paths.backup / "state.json")  # and so was the backup record's
+    record = json.loads((ctx.paths.backup / "state.json").read_text())
+    for rendered in render_instance(shared, secrets):
+        # Redis's password was the data user's alone then (Redis ran as it).
+        mode = 0o600 if rendered.path.name == "redis-auth.conf" else rendered.mode
+        write_file(rendered.path, rendered.text, mode=mode, owner=old, group=old)
+    write_file(home.programs_conf("hog"), render_programs_conf(shared), mode=0o600)
+    platform.supervisor.update()
+    platform.supervisor.start("hog-postgres")
+    startup.wait_healthy(hog, platform, timeout=180)
+    marker = ctx.paths.superset_home / "uploads" / "marker.csv"
+    marker.parent.mkdir(exist_ok=True)
+    write_file(marker, "kept\n", owner=old)
+    users_before = cluster_of(shared).sql("SELECT count(*) FROM ab_user", database="superset")
+    assert {process_user(s.pid) for s in Supervisor(home).states("hog").values()} == {old}
+    assert (ctx.paths.pg_data / "PG_VERSION").owner() == old
 
-        report = converge.up(home, hog)
-    finally:
-        platform.supervisor.start("scheduler")
+    report = converge.up(home, hog)
 
     assert f"gave {ctx.paths.superset_home} to {ctx.superset_user}:{ctx.superset_user} (0700)" in report.actions
     assert f"stopped hog-postgres while its files and {ctx.data_user}'s groups change" in report.actions

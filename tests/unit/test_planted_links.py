@@ -153,3 +153,18 @@ def test_the_former_backup_record_moves_beside_the_spec_and_a_planted_link_is_ne
     (paths.backup / "state.json").symlink_to(planted)
     assert service.move_record(paths) and not (paths.backup / "state.json").is_symlink()
     assert service.read_record(paths) == {}
+
+
+def test_until_it_moves_an_earlier_instances_record_is_read_where_it_was_and_never_through_a_link(tmp_path):
+    """The host's scheduler reads an instance that `up` has not moved yet (its directory still its
+    data account's) where the earlier Setpoint kept the record, so that it sees no job as due."""
+    paths = Home(tmp_path / "home").instance("alpha")
+    paths.backup.mkdir(parents=True)
+    (paths.backup / "state.json").write_text('{"last_backup": {"ok": true}}')
+    assert service.read_record(paths) == {}  # root's directory: only records.json counts
+    os.chown(paths.root, 65534, 65534)  # an earlier Setpoint's layout: the data account's
+    assert service.read_record(paths) == {"last_backup": {"ok": True}}
+    (paths.backup / "state.json").unlink()
+    (paths.backup / "state.json").symlink_to(tmp_path / "elsewhere.json")
+    (tmp_path / "elsewhere.json").write_text('{"last_export": {"target": "/etc"}}')
+    assert service.read_record(paths) == {}

@@ -13,7 +13,7 @@ from typing import Any
 from setpoint.backup.escrow import check_offsite, escrow_instance
 from setpoint.backup.pgbackrest import BackupSet, PgBackRest
 from setpoint.errors import SetpointError
-from setpoint.home import InstancePaths, open_beneath, write_file
+from setpoint.home import InstancePaths, is_root, open_beneath, write_file
 from setpoint.render import InstanceContext
 from setpoint.secret import SecretStore
 from setpoint.services.postgres import cluster_of
@@ -24,9 +24,18 @@ def now() -> datetime:
 
 
 def read_record(paths: InstancePaths) -> dict[str, Any]:
-    """What Setpoint recorded of an instance's backups, drills and exports (records.json)."""
-    path = paths.records_file
-    return json.loads(path.read_text()) if path.exists() else {}
+    """What Setpoint recorded of an instance's backups, drills and exports: records.json, or, for
+    an instance an earlier Setpoint made (its directory still its data account's) until `up` moves
+    it (move_record), the record in backup/, read without following a link."""
+    if paths.records_file.exists():
+        return json.loads(paths.records_file.read_text())
+    if is_root() and paths.root.exists() and paths.root.stat().st_uid != 0:
+        try:
+            with os.fdopen(open_beneath(paths.root, paths.backup / FORMER_RECORD)) as handle:
+                return json.loads(handle.read())
+        except OSError:
+            return {}
+    return {}
 
 
 def update_record(paths: InstancePaths, **entries: Any) -> None:
