@@ -98,13 +98,13 @@ def moving_data(ctx: InstanceContext) -> bool:
     groups it started with, and its archiving would lose its configuration)."""
     return (is_root() and (ctx.paths.pg_data / "PG_VERSION").exists()
             and (not account_exists(ctx.data_user) or owner_differs(ctx.paths.pg_data, ctx.data_user)
-                 or ctx.data_user not in grp.getgrnam(ctx.superset_user).gr_mem))
+                 or not is_member(ctx.data_user, ctx.superset_user)))
 
 
 def join_group(user: str, group: str) -> bool:
     """Make `user` a member of `group`; return whether it was not one already. Setpoint's
     processes take their account's groups when they drop to it (proc.run, confine)."""
-    if user in grp.getgrnam(group).gr_mem:
+    if is_member(user, group):
         return False
     proc.run(["usermod", "--append", "--groups", group, user], what=f"adding {user} to the group {group}",
              hint="check /etc/group for a conflicting entry, then run the command again")
@@ -155,6 +155,14 @@ def remove_account(user: str, wait_s: float = 15) -> bool:
         raise SetpointError(f"could not delete the account {user}: {result.stderr.strip()}",
                             f"stop its processes (pkill -u {user}), then run: userdel {user}")
     return True
+
+
+def is_member(user: str, group: str) -> bool:
+    """Whether `user` is a member of `group` (besides its own); not when there is no such group."""
+    try:
+        return user in grp.getgrnam(group).gr_mem
+    except KeyError:
+        return False
 
 
 def group_exists(group: str) -> bool:
