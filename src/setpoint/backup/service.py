@@ -31,8 +31,7 @@ def read_record(paths: InstancePaths) -> dict[str, Any]:
         return json.loads(paths.records_file.read_text())
     if is_root() and paths.root.exists() and paths.root.stat().st_uid != 0:
         try:
-            with os.fdopen(open_beneath(paths.root, paths.backup / FORMER_RECORD)) as handle:
-                return json.loads(handle.read())
+            return json.loads(_former_record(paths))
         except OSError:
             return {}
     return {}
@@ -47,20 +46,25 @@ def update_record(paths: InstancePaths, **entries: Any) -> None:
 FORMER_RECORD = "state.json"  # in backup/, where Setpoint kept the record before records.json
 
 
+def _former_record(paths: InstancePaths) -> str:
+    """The text of the record an earlier Setpoint kept in backup/, opened without following a link
+    (OSError when it is missing, or is a link)."""
+    with os.fdopen(open_beneath(paths.root, paths.backup / FORMER_RECORD)) as handle:
+        return handle.read()
+
+
 def move_record(paths: InstancePaths) -> bool:
     """Move the record an earlier Setpoint kept in backup/ (the data account's directory) beside
-    the spec; return whether there was one. It is read without following a link: a record planted
-    as a link to another file is dropped, never read."""
+    the spec; return whether there was one. A record planted as a link to another file is dropped,
+    never read."""
     former = paths.backup / FORMER_RECORD
     try:
-        fd = open_beneath(paths.root, former)
+        text = _former_record(paths)
     except OSError:
         if not former.is_symlink():
             return False
         former.unlink()
         return True
-    with os.fdopen(fd) as handle:
-        text = handle.read()
     if not paths.records_file.exists():
         try:
             update_record(paths, **json.loads(text))
