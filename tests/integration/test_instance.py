@@ -192,6 +192,22 @@ def test_processes_run_unprivileged(home):
         assert uid != 0 and pwd.getpwuid(uid).pw_name in (ctx.data_user, ctx.superset_user), name
 
 
+def test_web_workers_share_superset_with_their_master(home, admin):
+    """gunicorn's master loads Superset and forks its workers from it: most of what a worker holds
+    is its master's pages, shared until written (each worker loading its own shared about 3 MiB)."""
+    from setpoint.runtime.local.startup import web_workers
+    from setpoint.services.supervisor import Supervisor
+
+    admin.get("/api/v1/dashboard/")  # a worker that has served
+    master = Supervisor(home).states("alpha")["alpha-web"].pid
+    workers = web_workers(master)
+    assert workers
+    for pid in workers:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            shared_dirty_kib = next(int(line.split()[1]) for line in handle if line.startswith("Shared_Dirty:"))
+        assert shared_dirty_kib > 64 * 1024, f"worker {pid} shares {shared_dirty_kib // 1024} MiB with its master"
+
+
 def test_every_cache_is_in_redis(home, admin, secrets):
     from setpoint.services.redis import RedisServer
 

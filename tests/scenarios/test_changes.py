@@ -2,6 +2,9 @@
 through Caddy, and a sixth runs SQL Lab queries through the Celery worker, while the configuration
 changes and while web restarts; every request must succeed and every query must end in success."""
 
+import html
+import json
+import re
 import threading
 import time
 import uuid
@@ -13,6 +16,7 @@ import pytest
 
 from setpoint.net import http_client
 from setpoint.runtime.local import converge, lifecycle
+from setpoint.services.supervisor import Supervisor
 from setpoint.superset_api import SupersetClient
 from tests.conftest import report_figure
 
@@ -137,8 +141,18 @@ def work(admin, secrets):
     return work_of(admin, secrets)
 
 
+def served_timeout(url, ca_root) -> int:
+    """SUPERSET_WEBSERVER_TIMEOUT as the web workers serve it (the login page's bootstrap data)."""
+    with http_client(url, ca_file=ca_root, timeout=30) as http:
+        page = http.get("/login/").text
+    data = json.loads(html.unescape(re.search(r'data-bootstrap="([^"]*)"', page).group(1)))
+    return data["common"]["conf"]["SUPERSET_WEBSERVER_TIMEOUT"]
+
+
 def test_a_configuration_change_drops_no_request_and_no_query(home, instance, ca_root, admin, work):
     spec = instance[0]
+    master = Supervisor(home).states("alpha")["alpha-web"].pid
+    assert served_timeout(spec.url, ca_root) == 300
     with clients(spec.url, ca_root, work) as load:
         changed = converge.up(home, spec.model_copy(update={"web_timeout_s": 360}))
     try:
@@ -147,6 +161,9 @@ def test_a_configuration_change_drops_no_request_and_no_query(home, instance, ca
         assert len(load.queries) > 10
         assert report("setpoint up with web_timeout_s 300 -> 360", load, admin) == []
         assert "timeout = 360" in (home.instance("alpha").config / "gunicorn.conf.py").read_text()
+        # The workers serve the new superset_config.py, from the master supervisord watches.
+        assert served_timeout(spec.url, ca_root) == 360
+        assert Supervisor(home).states("alpha")["alpha-web"].pid == master
     finally:
         converge.up(home, spec)
 

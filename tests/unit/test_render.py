@@ -129,7 +129,7 @@ def rendered_files(ctx):
 # Copied verbatim from the package (and tested in test_database_guard.py, test_task_safety.py and
 # the integration tests), not rendered.
 VERBATIM = {f"setpoint_{module}.py": Path(__file__).resolve().parents[2] / f"src/setpoint/runtime/local/superset_side/{module}.py"
-            for module in SUPERSET_SIDE_MODULES}
+            for module in (*SUPERSET_SIDE_MODULES, "web_master")}
 
 
 @pytest.mark.parametrize("name", sorted(set(rendered_files(context())) - set(VERBATIM)))
@@ -272,6 +272,8 @@ def test_setpoint_modules_are_copied_beside_the_config_verbatim():
         assert files[name] == source.read_text()
         if name == "setpoint_beat.py":  # beat's own Celery app, not superset_config's
             assert "--app=setpoint_beat:app beat" in files["programs.conf"]
+        elif name == "setpoint_web_master.py":  # gunicorn's master's, not superset_config's
+            assert '"setpoint_web_master.py"' in files["gunicorn.conf.py"]
         else:
             assert f'_setpoint_module("{name[:-3]}")' in files["superset_config.py"]
     assert "setpoint_sso.py" not in files

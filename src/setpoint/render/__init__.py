@@ -331,6 +331,8 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                        restarts=superset) for module in superset_side_modules(ctx.spec)),
         RenderedFile(config / "beat.json", render_beat_settings(ctx), mode=0o640, restarts=("beat",)),
         RenderedFile(config / "gunicorn.conf.py", render_template("gunicorn.conf.py.j2", **values), restarts=("web",)),
+        RenderedFile(config / "setpoint_web_master.py", _package_text("runtime/local/superset_side/web_master.py"),
+                     restarts=("web",)),
         RenderedFile(ctx.paths.superset_secrets_file,
                      json.dumps({k: secrets[k] for k in SUPERSET_SECRETS if k in secrets}, indent=2, sort_keys=True) + "\n",
                      mode=0o640, restarts=superset),

@@ -1,8 +1,20 @@
 # gunicorn settings of instance "demo", rendered by Setpoint. Do not edit.
+# The master loads Superset once and its workers share it; a reload (HUP) loads a changed
+# configuration in a fresh master while the old workers serve (setpoint_web_master.py).
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "setpoint_web_master", os.path.join(os.path.dirname(__file__), "setpoint_web_master.py"))
+_master = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_master)
+_master.patch()  # before Superset loads
+
 bind = "127.0.0.1:20001"
 workers = 2
 worker_class = "gevent"
 worker_connections = 1000
+preload_app = True
 timeout = 300
 graceful_timeout = 30
 keepalive = 5
@@ -12,20 +24,10 @@ forwarded_allow_ips = "127.0.0.1"
 proc_name = "setpoint-demo-web"
 accesslog = "-"
 errorlog = "-"
+control_socket_disable = True  # Setpoint signals the master; no socket is needed
 
-
-def on_starting(server):
-    # Metrics of the processes of a previous start would be summed with the new ones' (counters
-    # start again from zero, which Prometheus reads as a reset).
-    import glob
-    import os
-
-    for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
-        os.remove(path)
-
-
-def post_fork(server, worker):
-    # psycopg2 blocks a whole gevent worker unless its waits are made cooperative.
-    from psycogreen.gevent import patch_psycopg
-
-    patch_psycopg()
+on_starting = _master.on_starting
+when_ready = _master.when_ready
+on_reload = _master.on_reload
+post_fork = _master.post_fork
+post_worker_init = _master.post_worker_init

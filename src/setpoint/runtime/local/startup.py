@@ -62,19 +62,19 @@ def start_instance(ctx: InstanceContext, platform: Platform, secrets: dict[str, 
 def reload_web(ctx: InstanceContext, platform: Platform, timeout: float = 180) -> None:
     """Apply a changed configuration to gunicorn without dropping a request.
 
-    Chosen over a second web process on another port switched in Caddy: gunicorn's graceful
-    reload (HUP) keeps the master and its listening socket, re-reads gunicorn.conf.py, starts
-    new workers that load Superset with the new superset_config.py, and lets the old ones finish
-    their requests (graceful_timeout). Requests that arrive while the new workers load wait in
-    the socket's backlog instead of failing, and no port, Caddy route or second set of workers
-    has to be managed."""
+    Chosen over a second web process on another port switched in Caddy: on HUP, gunicorn's
+    master execs itself with the same pid and listening socket (setpoint_web_master.py), loads
+    Superset with the new superset_config.py while the old workers keep serving, forks new
+    workers, and each has the old ones finish their requests (graceful_timeout) and stop. No
+    request waits for Superset to load, and no port, Caddy route or second set of workers has to
+    be managed. Returns once only new workers remain and they answer."""
     name = f"{ctx.spec.name}-web"
     master = platform.supervisor.states(ctx.spec.name)[name].pid
-    old_workers = set(_children(master))
+    old_workers = set(web_workers(master))
     platform.supervisor.signal("HUP", name)
 
     def reloaded() -> bool:
-        workers = set(_children(master))
+        workers = set(web_workers(master))
         return not workers & old_workers and len(workers) >= ctx.sizing.web_workers
 
     failure = SetpointError(f"gunicorn of {ctx.spec.name} did not replace its workers within {timeout:.0f} s",
@@ -92,9 +92,10 @@ def _answers_ok(http) -> bool:
         return False
 
 
-def _children(pid: int) -> list[int]:
+def web_workers(master: int) -> list[int]:
+    """The worker processes of gunicorn's master (and, during a reload, the workers it replaces)."""
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+        with open(f"/proc/{master}/task/{master}/children") as handle:
             return [int(p) for p in handle.read().split()]
     except OSError:
         return []
