@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from setpoint.net import http_client
+from setpoint.readiness import wait_until
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.services.supervisor import Supervisor
 from setpoint.superset_api import SupersetClient
@@ -161,8 +162,10 @@ def test_a_configuration_change_drops_no_request_and_no_query(home, instance, ca
         assert len(load.queries) > 10
         assert report("setpoint up with web_timeout_s 300 -> 360", load, admin) == []
         assert "timeout = 360" in (home.instance("alpha").config / "gunicorn.conf.py").read_text()
-        # The workers serve the new superset_config.py, from the master supervisord watches.
-        assert served_timeout(spec.url, ca_root) == 360
+        # The workers serve the new superset_config.py (Superset keeps the page's data for 60 s),
+        # from the master supervisord watches.
+        wait_until(lambda: served_timeout(spec.url, ca_root) == 360, 90,
+                   AssertionError("the web workers still serve web_timeout_s 300"), interval=5)
         assert Supervisor(home).states("alpha")["alpha-web"].pid == master
     finally:
         converge.up(home, spec)
