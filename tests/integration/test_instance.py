@@ -7,6 +7,7 @@ import re
 import shutil
 import stat
 import subprocess
+import time
 
 from setpoint import examples
 
@@ -88,6 +89,27 @@ def test_public_role_has_no_permissions(admin):
     assert len(roles) == 1
     permissions = admin.get(f"/api/v1/security/roles/{roles[0]['id']}/permissions/").json()["result"]
     assert permissions == []
+
+
+def test_a_grant_to_the_public_role_applies_within_seconds_and_its_withdrawal_at_once(admin, http):
+    """Web workers remember for 5 s that the Public role may do nothing (setpoint_public_role.py),
+    and never remember what it may do: taking a grant back ends anonymous access at once."""
+    public = admin.find("security/roles", "name", "Public")[0]["id"]
+    admin_role = admin.find("security/roles", "name", "Admin")[0]["id"]
+    held = admin.get(f"/api/v1/security/roles/{admin_role}/permissions/").json()["result"]
+    read_dashboards = next(p["id"] for p in held if (p["permission_name"], p["view_menu_name"]) == ("can_read", "Dashboard"))
+    assert http.get("/api/v1/dashboard/").status_code == 401  # now remembered as empty
+    try:
+        assert admin.post(f"/api/v1/security/roles/{public}/permissions",
+                          json={"permission_view_menu_ids": [read_dashboards]}).status_code == 200
+        granted = time.monotonic()
+        while http.get("/api/v1/dashboard/").status_code != 200:
+            assert time.monotonic() - granted < 15, "the grant to Public did not apply within 15 s"
+            time.sleep(0.5)
+    finally:
+        assert admin.post(f"/api/v1/security/roles/{public}/permissions",
+                          json={"permission_view_menu_ids": []}).status_code == 200
+    assert [http.get("/api/v1/dashboard/").status_code for _ in range(8)] == [401] * 8  # every worker
 
 
 def test_sample_dashboard_has_six_kinds_of_chart(admin):
