@@ -6,6 +6,7 @@ import json
 import re
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -70,6 +71,50 @@ def test_a_tenants_thumbnail_is_rendered_as_the_tenant_never_handed_an_admins(ho
     assert len(statuses) >= 6 and set(statuses) == {"200"}, statuses  # 202 would be queued for the worker
     assert rendered_images(home) >= before + 1  # counted for Prometheus (ScreenshotsFailing's input)
     report_figure(f"a tenant's thumbnail rendered as the tenant in {own.seconds:g} s ({own.colours:,} colours)")
+
+
+def browsers(home) -> int:
+    """How many Chromium browsers alpha's worker runs now (each render starts one; its renderer,
+    GPU and other helpers run with --type=)."""
+    from setpoint.host.capacity import process_tree
+    from setpoint.services.supervisor import Supervisor
+
+    count = 0
+    for pid in process_tree([Supervisor(home).states("alpha")["alpha-worker"].pid]):
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        count += "chromium" in argv[0].decode(errors="replace").rsplit("/", 1)[-1] and not any(
+            a.startswith(b"--type=") for a in argv)
+    return count
+
+
+def test_two_thumbnails_asked_at_once_render_one_after_the_other(home, admin, make_user, dashboard):
+    """The worker has two pool processes, and each render holds a browser of about 650 MiB: they
+    take turns (setpoint_reports.py), so that two renders never take the instance past its limit."""
+    tenant = make_user("sales_north_america")
+    lifecycle.clear_caches(home, "alpha")
+    before = rendered_images(home)
+    most, done = 0, threading.Event()
+
+    def watch():
+        nonlocal most
+        while not done.is_set():
+            most = max(most, browsers(home))
+            done.wait(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            images = list(pool.map(lambda api: screenshots.self_test(api, dashboard, TIMEOUT), (admin, tenant)))
+    finally:
+        done.set()
+        watcher.join()
+    assert images[0].png != images[1].png and rendered_images(home) >= before + 2
+    assert most == 1, f"{most} browsers ran at once"
+    report_figure(f"two thumbnails asked at once: rendered in turn, in {images[0].seconds:g} and {images[1].seconds:g} s")
 
 
 class Listener(ThreadingHTTPServer):

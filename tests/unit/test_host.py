@@ -12,7 +12,7 @@ from setpoint.home import Home
 from setpoint.host import boot, capacity, installation
 from setpoint.runtime.local.lifecycle import desired_state
 from setpoint.spec import parse_spec, size_instance
-from setpoint.spec.sizing import Limits, cpu_text, estimated_memory_mib, resource_limits
+from setpoint.spec.sizing import MIB_RENDER, Limits, cpu_text, estimated_memory_mib, resource_limits
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,8 +87,9 @@ def test_unit_names_differ_per_home():
 
 
 def test_default_instance_estimate_matches_the_measured_idle_size():
-    # The issue measured about 1,110 MiB (PSS) for an idle default instance.
-    assert 900 <= estimated_memory_mib(size_instance(50, cores=2)) <= 1100
+    # Measured on the demo instance after a chart load: 778 MiB (PSS) with one pool process, and
+    # PostgreSQL's shared buffers not yet filled (the estimate counts all 128 MiB of them).
+    assert 800 <= estimated_memory_mib(size_instance(50, cores=2)) <= 1000
     assert estimated_memory_mib(size_instance(1000, cores=2)) > estimated_memory_mib(size_instance(50, cores=2))
 
 
@@ -107,7 +108,8 @@ def test_capacity_measures_real_processes(tmp_path):
 
 def test_default_limits_follow_the_size():
     default = resource_limits(50, cores=2)
-    assert default.memory_mb >= 2 * estimated_memory_mib(size_instance(50, cores=2)) and default.memory_mb % 256 == 0
+    idle = estimated_memory_mib(size_instance(50, cores=2))
+    assert default.memory_mb >= max(2 * idle, idle + MIB_RENDER) and default.memory_mb % 256 == 0
     # No CPU cap by default: every core the others leave idle, a core's weight per 100 users.
     assert default.cpus is None and default.cpu_weight == 1024 and default.pids > size_instance(50, cores=2).pg_max_connections
     assert resource_limits(1000, cores=2).cpu_weight == 2048  # never more than the host has
@@ -118,11 +120,11 @@ def test_default_limits_follow_the_size():
 
 def test_an_instance_whose_limits_do_not_fit_is_refused_with_the_numbers(tmp_path):
     home, spec = Home(tmp_path), parse_spec({"name": "acme", "concurrent_users": 200})
-    others = {"a": Limits(8192, 1, 1000), "b": Limits(8192, 1, 1000)}
+    others = {"a": Limits(9216, 1, 1000), "b": Limits(9216, 1, 1000)}
     with pytest.raises(SetpointError) as caught:
         capacity.require_room(home, spec, others, memory=lambda: (20480, 15000))
     message = caught.value.message
-    assert "limited to 4,864 MiB" in message and "limited to 16,384 MiB together" in message and "20,480 MiB" in message
+    assert "limited to 3,328 MiB" in message and "limited to 18,432 MiB together" in message and "20,480 MiB" in message
     assert "resources.memory_mb" in caught.value.hint
     with pytest.raises(SetpointError, match="needs 2,048 MiB of disk and .* has 100 MiB free"):
         capacity.require_room(home, spec, {}, memory=lambda: (65536, 60000), disk=lambda path: (100, 1000))

@@ -234,7 +234,7 @@ def test_programs_follow_sizing_and_run_unprivileged():
     assert "--limits /srv/setpoint/instances/demo/config/limits.json -- " in conf
     limits = json.loads(rendered_files(ctx)["limits.json"])
     # Twice the idle size of 200 users; no CPU cap, a core's weight per 100 users.
-    assert limits == {"memory_mb": 4864, "cpus": None, "cpu_weight": 2048, "pids": 1240}
+    assert limits == {"memory_mb": 3328, "cpus": None, "cpu_weight": 2048, "pids": 1240}
     assert conf.count("[program:") == 5
     unconfined = render_programs_conf(replace(ctx, confine_python=None))
     assert unconfined.count("user=spd-demo") == 1 and unconfined.count("user=sp-demo") == 4

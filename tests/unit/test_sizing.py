@@ -8,8 +8,8 @@ from setpoint.spec import size_instance
 @pytest.mark.parametrize(
     "users, cores, celery, web",
     [
-        (1, 2, 1, 2),
-        (50, 2, 1, 2),
+        (1, 2, 2, 2),  # two pool processes: a dashboard's queries run side by side
+        (50, 2, 2, 2),
         (51, 2, 2, 3),
         (200, 2, 4, 5),
         (1000, 2, 20, 5),  # web workers capped at 2 x cores + 1

@@ -30,12 +30,13 @@ class Sizing:
 def size_instance(concurrent_users: int, cores: int | None = None) -> Sizing:
     """Process counts from expected users and host cores.
 
-    Celery: one worker process per 50 concurrent users, at least one. Gunicorn gevent workers:
+    Celery: one pool process per 50 concurrent users, at least two, so that a cold dashboard's
+    chart queries (queued together) do not all wait for one another. Gunicorn gevent workers:
     one per 50 users plus one, at least two (so one can restart while the other serves), at most
     2 x cores + 1 (gevent multiplexes requests inside a worker; more would only fight for CPU).
     """
     cores = cores or os.cpu_count() or 1
-    celery = max(1, math.ceil(concurrent_users / USERS_PER_CELERY_WORKER))
+    celery = max(2, math.ceil(concurrent_users / USERS_PER_CELERY_WORKER))
     web = min(2 * cores + 1, max(2, math.ceil(concurrent_users / USERS_PER_WEB_WORKER) + 1))
     # Every web worker, Celery process, beat and one-off command may hold a full pool.
     processes = web + celery + 2
@@ -50,21 +51,26 @@ def size_instance(concurrent_users: int, cores: int | None = None) -> Sizing:
     )
 
 
-# Idle memory (proportional share) of an instance's processes, measured on Superset 6.1.0 with the
-# default spec: gunicorn's master and each gevent worker, each Celery process (the main one and
-# every pool process), beat, PostgreSQL besides its shared buffers, and Redis.
-MIB_GUNICORN_MASTER = 45
-MIB_PER_WEB_WORKER = 210
-MIB_PER_CELERY_PROCESS = 140
+# Idle memory (PSS) of an instance's processes, measured on Superset 6.1.0 with the default spec
+# after a chart load. gunicorn's master loads Superset and its workers share those pages (each
+# copies some as it serves); so do the Celery worker's main process and its pool processes. Then
+# beat, PostgreSQL besides its shared buffers, and Redis.
+MIB_WEB_SHARED = 270
+MIB_PER_WEB_WORKER = 70
+MIB_CELERY_SHARED = 230
+MIB_PER_CELERY_PROCESS = 35
 MIB_BEAT = 45  # its own Celery app, without Superset (superset_side/beat.py)
 MIB_POSTGRES = 25
 MIB_REDIS = 20
+# A report's or thumbnail's browser (Chromium's browser, renderer and GPU processes); an instance
+# renders one at a time (superset_side/reports.py).
+MIB_RENDER = 650
 
 
 def estimated_memory_mib(sizing: Sizing) -> int:
     """What an idle instance of this size holds in memory, before its caches fill."""
-    return (MIB_GUNICORN_MASTER + MIB_PER_WEB_WORKER * sizing.web_workers
-            + MIB_PER_CELERY_PROCESS * (1 + sizing.celery_concurrency) + MIB_BEAT
+    return (MIB_WEB_SHARED + MIB_PER_WEB_WORKER * sizing.web_workers
+            + MIB_CELERY_SHARED + MIB_PER_CELERY_PROCESS * sizing.celery_concurrency + MIB_BEAT
             + MIB_POSTGRES + sizing.pg_shared_buffers_mb + MIB_REDIS)
 
 
@@ -85,7 +91,8 @@ CPU_WEIGHT_PER_CORE = 1024  # the kernel's default weight of a group
 def resource_limits(concurrent_users: int, memory_mb: int | None = None, cpus: float | None = None,
                     pids: int | None = None, cores: int | None = None) -> Limits:
     """The spec's limits, or defaults from the instance's size: twice its idle memory (room for
-    queries and caches), and its PostgreSQL connections plus a thousand processes and threads.
+    queries and caches), and at least room for a render beside it; its PostgreSQL connections
+    plus a thousand processes and threads.
 
     CPU: no cap unless the spec sets `resources.cpus`. A cap leaves cores idle that the instance
     could use, and throttles its requests whenever it bursts (a dashboard's charts arrive
@@ -94,7 +101,8 @@ def resource_limits(concurrent_users: int, memory_mb: int | None = None, cpus: f
     instance therefore take at most their share from the others."""
     cores = cores or os.cpu_count() or 1
     sizing = size_instance(concurrent_users, cores)
-    default_memory = math.ceil(2 * estimated_memory_mib(sizing) / 256) * 256
+    idle = estimated_memory_mib(sizing)
+    default_memory = math.ceil(max(2 * idle, idle + MIB_RENDER) / 256) * 256
     size_cores = min(cores, max(1, math.ceil(concurrent_users / USERS_PER_CPU)))
     return Limits(memory_mb or default_memory, cpus, pids or sizing.pg_max_connections + 1000,
                   CPU_WEIGHT_PER_CORE * size_cores)

@@ -114,6 +114,7 @@ def FLASK_APP_MUTATOR(app) -> None:
     # every image the worker's browser renders, failed or not.
     _metrics.count_responses(app)
     _metrics.count_screenshots()
+    _reports.one_browser_at_a_time(_redis_url(2), 158)
     # Each migration's time, when Setpoint runs `superset db upgrade` (setpoint_migration_times.py).
     _setpoint_module("setpoint_migration_times").record(app)
     _reports.refuse_email_without_server(

@@ -11,12 +11,19 @@ The worker's browser renders a report's or a thumbnail's page from gunicorn, and
 for its charts' data. Asynchronous queries would queue them for the worker, whose processes may
 all be busy rendering: the page would wait for itself until its load timeout, and the image would
 show spinners. Requests made straight to gunicorn on loopback (the renderer's; everything through
-Caddy carries X-Forwarded-For) run their queries in the web process instead. Stdlib only at import.
+Caddy carries X-Forwarded-For) run their queries in the web process instead.
+
+One browser at a time: each holds about 650 MiB while it renders, and the worker has several
+pool processes (a dashboard's queries run side by side), so two reports due in the same minute
+would render at once and could take the instance past its memory limit. A render waits for the
+instance's lock in Redis; a render whose process is killed frees it when it expires (its task's
+hard time limit). Stdlib only at import.
 """
 
 from __future__ import annotations
 
 REPORTS_API = "/api/v1/report"
+BROWSER_LOCK = "setpoint:browser"
 
 
 def wants_email(body: dict) -> bool:
@@ -49,3 +56,18 @@ def feature_enabled(feature: str, default: bool | None) -> bool:
     if feature == "GLOBAL_ASYNC_QUERIES" and is_direct_local_request():
         return False
     return bool(default)
+
+
+def one_browser_at_a_time(redis_url: str, hold_s: int) -> None:
+    """Renders of this instance's processes take turns (see the module's docstring)."""
+    import redis
+    from superset.utils.webdriver import WebDriverSelenium
+
+    render = WebDriverSelenium.get_screenshot
+    client = redis.Redis.from_url(redis_url)
+
+    def in_turn(self, *args, **kwargs):
+        with client.lock(BROWSER_LOCK, timeout=hold_s, blocking_timeout=hold_s):
+            return render(self, *args, **kwargs)
+
+    WebDriverSelenium.get_screenshot = in_turn
