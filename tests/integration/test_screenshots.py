@@ -82,11 +82,11 @@ def browsers(home) -> int:
     count = 0
     for pid in process_tree([Supervisor(home).states("alpha")["alpha-worker"].pid]):
         try:
-            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            command = open(f"/proc/{pid}/cmdline", "rb").read()
         except OSError:
             continue
-        count += "chromium" in argv[0].decode(errors="replace").rsplit("/", 1)[-1] and not any(
-            a.startswith(b"--type=") for a in argv)
+        # Chromium's helpers write their whole command line into their first argument.
+        count += command.split(b"\0")[0].split(b" ")[0].endswith(b"/chromium") and b"--type=" not in command
     return count
 
 
