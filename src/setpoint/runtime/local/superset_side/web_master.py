@@ -54,22 +54,24 @@ def parse_retiring(text: str) -> tuple[tuple[int, int], ...]:
     return tuple((int(pid), int(started)) for pid, started in (item.split(":") for item in text.split(",") if item))
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time (clock ticks after boot): with its pid, it names one process."""
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command's name (fields[0] is field 3 of proc(5))."""
     try:
         with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
+            return handle.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return int(fields[19])  # field 22 of proc(5); fields[0] is field 3
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot): with its pid, it names one process."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None  # field 22
 
 
 def parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return int(handle.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError):
-        return None
+    fields = _stat(pid)
+    return int(fields[1]) if fields else None  # field 4
 
 
 def on_starting(server) -> None:
