@@ -39,6 +39,31 @@ def test_neither_account_can_rename_what_root_keeps_in_the_instance_directory(ho
     run_as(ctx.superset_user, "ls", str(ctx.paths.superset_home))
 
 
+def test_neither_account_can_change_the_code_or_limits_the_other_runs_with(home, instance):
+    """Superset's processes run the Python in config/ (superset_config.py, gunicorn.conf.py, the
+    setpoint_*.py modules, and anything on their PYTHONPATH, which is config/), and root applies
+    limits.json: a data account able to write there would run code as the Superset account, or
+    lift its own instance's memory and pids limits."""
+    ctx = load_context(home, "alpha")
+    config = ctx.paths.config
+    ran = [config / "superset_config.py", config / "gunicorn.conf.py", config / "setpoint_web_master.py",
+           config / "limits.json"]
+    for account in (ctx.data_user, ctx.superset_user):
+        for path in ran:
+            refused = run_as(account, "sh", "-c", f"echo '# planted' >> {path}", succeed=False)
+            assert "Permission denied" in refused.stderr, refused.stderr
+            refused = run_as(account, "mv", "-T", str(path), f"{path}.moved", succeed=False)
+            assert "Permission denied" in refused.stderr, refused.stderr
+        refused = run_as(account, "touch", str(config / "sitecustomize.py"), succeed=False)
+        assert "Permission denied" in refused.stderr, refused.stderr
+    assert all("# planted" not in path.read_text() for path in ran)
+    # Each reads what it runs with; pgBackRest's repository keys are the data account's alone.
+    run_as(ctx.superset_user, "cat", str(config / "superset_config.py"), str(config / "superset-secrets.json"))
+    run_as(ctx.data_user, "cat", str(config / "postgresql.conf"), str(config / "pgbackrest.conf"))
+    refused = run_as(ctx.superset_user, "cat", str(config / "pgbackrest.conf"), succeed=False)
+    assert "Permission denied" in refused.stderr, refused.stderr
+
+
 @pytest.fixture
 def host_file():
     """A file of the host's, root's alone, that mentions someone."""

@@ -251,8 +251,11 @@ def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_no
         "web": ctx.superset_user, "worker": ctx.superset_user, "beat": ctx.superset_user}
     assert marker.read_text() == "kept\n" and marker.owner() == ctx.superset_user
     for path in (ctx.paths.pg_data / "PG_VERSION", ctx.paths.pg_data / "global" / "pg_control", ctx.paths.secrets_file,
-                 ctx.paths.backup / "repo", ctx.paths.config / "pgbackrest.conf"):
+                 ctx.paths.backup / "repo"):
         assert path.owner() == ctx.data_user, path
+    # Its configuration, which the old account owned, is root's now, each file read by its group.
+    assert [p.name for p in ctx.paths.config.iterdir() if p.owner() != "root"] == []
+    assert (ctx.paths.config / "pgbackrest.conf").group() == ctx.data_user
     assert cluster_of(ctx).sql("SELECT count(*) FROM ab_user", database="superset") == users_before
     assert lifecycle.instance_status(home, "hog").health == "ok"
     # Its backups go on, into the same repository, as the data account.

@@ -196,7 +196,10 @@ def test_wal_is_archived_to_an_encrypted_repository():
     assert "archive_mode = on" in postgres and "archive_timeout = 60" in postgres
     assert "--stanza=demo archive-push %p" in postgres
     backrest = files["pgbackrest.conf"]
-    assert backrest.mode == 0o600
+    ctx = context()
+    # Only the data account, which runs pgBackRest, reads its repository's keys.
+    assert (backrest.mode, backrest.group) == (0o640, ctx.data_user)
+    assert all(f.group is None for f in render_instance(ctx, SECRETS) if f.path.name != "pgbackrest.conf")
     assert "repo1-cipher-type=aes-256-cbc" in backrest.text and "repo1-retention-full=30" in backrest.text
     assert "CIPHER-PASS-VALUE" not in postgres
 

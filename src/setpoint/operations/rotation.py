@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from setpoint.backup.service import now, read_record, take_backup, update_record
-from setpoint.home import Home, write_file
+from setpoint.home import Home
 from setpoint.observability.logstore import record_audit
 from setpoint.render import REDIS_DB, render_instance
 from setpoint.runtime.local import lifecycle
+from setpoint.runtime.local.accounts import write_config
 from setpoint.runtime.local.instance import instance_lock, load_context
 from setpoint.secret import SECRET_LENGTHS, SecretStore, generate_secret
 from setpoint.services.superset import SupersetCommands
@@ -44,7 +45,7 @@ def _use_key(ctx, store: SecretStore, keys: dict[str, str]) -> None:
     """Store `keys` and write the file Superset's processes read their secrets from."""
     store.update(keys)
     shared = next(f for f in render_instance(ctx, store.load()) if f.path == ctx.paths.superset_secrets_file)
-    write_file(shared.path, shared.text, mode=shared.mode, owner=ctx.data_user, group=ctx.superset_user)
+    write_config(ctx, shared)
 
 
 def rotate(home: Home, name: str, step=lambda message: None) -> Rotation:

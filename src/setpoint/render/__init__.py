@@ -109,12 +109,15 @@ class Program:
 
 @dataclass(frozen=True)
 class RenderedFile:
-    """A file to write, and which components must restart when it changes."""
+    """A file to write, and which components must restart when it changes. Root owns it (neither
+    account may change what the other, or root, runs or reads: accounts.write_config); its group
+    (`group`, or else the Superset account's, which the data account is a member of) reads it."""
 
     path: Path
     text: str
     mode: int = 0o644
     restarts: tuple[str, ...] = ()
+    group: str | None = None
 
 
 def render_template(name: str, **values: object) -> str:
@@ -351,7 +354,8 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
             RenderedFile(
                 config / "pgbackrest.conf",
                 render_template("pgbackrest.conf.j2", **values, secrets=secrets),
-                mode=0o600,
+                mode=0o640,  # its repository's keys: the data account's, which runs pgBackRest
+                group=ctx.data_user,
             ),
         ]
     if ctx.managed_redis:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from setpoint import proc
 from setpoint.errors import SetpointError
-from setpoint.home import chown, is_root, owner_differs
-from setpoint.render import InstanceContext
+from setpoint.home import chown, is_root, owner_differs, write_file
+from setpoint.render import InstanceContext, RenderedFile
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,11 @@ def instance_layout(ctx: InstanceContext) -> list[Layout]:
         # state.json, records.json, export/, docs/). Both traverse it through the Superset
         # account's group, of which the data account is a member (join_group).
         Layout(paths.root, "root", superset, 0o750, whole=False),
-        # Superset's account may traverse these to its configuration and SUPERSET_HOME.
-        Layout(paths.config, data, superset, 0o750, whole=False),
+        # Root's too: the code and settings each account runs with (superset_config.py, the
+        # PYTHONPATH of Superset's processes, limits.json that root applies), which neither account
+        # may change or add to. Each file's group reads it (write_config).
+        Layout(paths.config, "root", superset, 0o750, whole=False),
+        # Superset's account may traverse this to its SUPERSET_HOME and Redis's data.
         Layout(paths.data, data, superset, 0o750, whole=False),
         Layout(paths.superset_home, superset, superset, 0o700),
         Layout(paths.metrics_dir, superset, superset, 0o700),
@@ -89,6 +92,13 @@ def lay_out(ctx: InstanceContext) -> list[str]:
         chown(ctx.paths.secrets_file, ctx.data_user)
         changed.append(f"gave {ctx.paths.secrets_file} to {ctx.data_user}")
     return changed
+
+
+def write_config(ctx: InstanceContext, rendered: RenderedFile) -> bool:
+    """Write one of the instance's rendered files as root's, readable by its group; return whether
+    it changed (a file an earlier Setpoint gave the data account changes hands in place)."""
+    return write_file(rendered.path, rendered.text, mode=rendered.mode, owner="root",
+                      group=rendered.group or ctx.superset_user)
 
 
 def moving_data(ctx: InstanceContext) -> bool:

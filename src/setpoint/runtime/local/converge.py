@@ -39,7 +39,7 @@ from setpoint.runtime.local.instance import (
 )
 from setpoint.runtime.local import startup
 from setpoint.observability import logstore, monitoring, notification
-from setpoint.runtime.local.accounts import lay_out, moving_data
+from setpoint.runtime.local.accounts import lay_out, moving_data, write_config
 from setpoint.runtime.local.platform import Platform, ensure_platform
 from setpoint.secret import SecretStore
 from setpoint.identity import access, sso
@@ -177,7 +177,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     step("writing configuration")
     written = set()
     for rendered in render_instance(ctx, secrets):
-        if write_file(rendered.path, rendered.text, mode=rendered.mode, owner=ctx.data_user, group=ctx.superset_user):
+        if write_config(ctx, rendered):
             act(f"wrote {rendered.path.name}")
             written.add(rendered.path.name)
             restarts.update(rendered.restarts)
