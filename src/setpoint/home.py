@@ -90,6 +90,8 @@ class InstancePaths:
     config = property(lambda self: self.root / "config")
     data = property(lambda self: self.root / "data")
     logs = property(lambda self: self.root / "logs")
+    # The data account's own logs: pgBackRest's, and those of the clusters it restores.
+    data_logs = property(lambda self: self.logs / "pgbackrest")
     run = property(lambda self: self.root / "run")
     spec_file = property(lambda self: self.root / "spec.yaml")
     state_file = property(lambda self: self.root / "state.json")

@@ -64,6 +64,22 @@ def test_neither_account_can_change_the_code_or_limits_the_other_runs_with(home,
     assert "Permission denied" in refused.stderr, refused.stderr
 
 
+def test_no_account_can_plant_a_link_where_supervisord_writes_a_log(home, instance, host_file):
+    """supervisord, as root, appends each process's output to logs/COMPONENT.log, opening it anew
+    at every restart: a link in its place would have root append to any file of the host (it did,
+    while the directory was the data account's: /root/victim got Redis's start-up lines)."""
+    ctx = load_context(home, "alpha")
+    log = ctx.paths.logs / "redis.log"
+    for account in (ctx.data_user, ctx.superset_user):
+        refused = run_as(account, "mv", "-T", str(log), f"{log}.moved", succeed=False)
+        assert "Permission denied" in refused.stderr, refused.stderr
+        refused = run_as(account, "ln", "-s", str(host_file), str(ctx.paths.logs / "planted.log"), succeed=False)
+        assert "Permission denied" in refused.stderr, refused.stderr
+    assert log.owner() == "root" and not log.is_symlink()
+    # The data account still writes its own logs: pgBackRest's and its restored clusters'.
+    run_as(ctx.data_user, "touch", str(ctx.paths.data_logs / "written-by-the-data-account"))
+
+
 @pytest.fixture
 def host_file():
     """A file of the host's, root's alone, that mentions someone."""

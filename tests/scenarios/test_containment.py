@@ -221,7 +221,11 @@ def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_no
     platform = load_platform(home)
     platform.supervisor.stop("hog-postgres")  # its files change hands
     lay_out(shared)
-    shutil.chown(ctx.paths.root, old, old)  # the instance's directory was its account's
+    for directory in (ctx.paths.root, ctx.paths.config, ctx.paths.logs):
+        shutil.chown(directory, old, old)  # the instance's directory, configuration and logs were its account's
+    # A link that account planted where supervisord, as root, would append a process's output.
+    planted = ctx.paths.logs / "planted.log"
+    subprocess.run(["ln", "-s", "/etc/hostname", str(planted)], **as_account(old), check=True)
     ctx.paths.records_file.rename(ctx.paths.backup / "state.json")  # and so was the backup record's
     record = json.loads((ctx.paths.backup / "state.json").read_text())
     for rendered in render_instance(shared, secrets):
@@ -244,6 +248,9 @@ def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_no
     assert f"gave {ctx.paths.superset_home} to {ctx.superset_user}:{ctx.superset_user} (0700)" in report.actions
     assert f"stopped hog-postgres while its files and {ctx.data_user}'s groups change" in report.actions
     assert (ctx.paths.root.owner(), ctx.paths.root.group()) == ("root", ctx.superset_user)
+    assert (ctx.paths.logs.owner(), ctx.paths.logs.group()) == ("root", ctx.data_user)
+    assert f"removed the link {planted}, planted where supervisord writes a log" in report.actions
+    assert not planted.is_symlink()
     assert read_record(ctx.paths) == record and not (ctx.paths.backup / "state.json").exists()
     states = Supervisor(home).states("hog")
     assert {name.rsplit("-", 1)[1]: process_user(s.pid) for name, s in states.items()} == {

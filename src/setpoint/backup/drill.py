@@ -68,7 +68,7 @@ def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
         chown(scratch, ctx.data_user)
         log("restoring the latest backup and its WAL into a scratch cluster")
         backrest.run("restore", f"--pg1-path={scratch}", "--archive-mode=off", timeout=3600, what="the drill's restore")
-        with recovered(ctx, scratch, ctx.paths.logs / "drill-postgres.log") as temporary:
+        with recovered(ctx, scratch, ctx.paths.data_logs / "drill-postgres.log") as temporary:
             restored = metadata_counts(temporary)
             live = metadata_counts(cluster_of(ctx))
             log(f"opening the restored metadata with Superset {ctx.spec.superset_version}")
@@ -85,5 +85,5 @@ def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
         update_record(ctx.paths, last_drill=record)
     if not record["ok"]:
         raise SetpointError(f"the restore drill of {ctx.spec.name} failed: {record['error']}",
-                            f"see {ctx.paths.logs / 'pgbackrest'} and {ctx.paths.logs / 'drill-postgres.log'}")
+                            f"see {ctx.paths.data_logs} and {ctx.paths.data_logs / 'drill-postgres.log'}")
     return record

@@ -80,11 +80,11 @@ class PgBackRest:
                     f"then run: setpoint backup {self.stanza}",
                 )
             raise SetpointError(f"{what} failed (exit {result.returncode}): {proc.last_words(result)}",
-                                hint or f"see {self.ctx.paths.logs / 'pgbackrest'}")
+                                hint or f"see {self.ctx.paths.data_logs}")
         return result
 
     def prepare_directories(self) -> None:
-        for directory in (self.ctx.paths.backup / "repo", self.ctx.paths.logs / "pgbackrest",
+        for directory in (self.ctx.paths.backup / "repo", self.ctx.paths.data_logs,
                           self.ctx.paths.run / "pgbackrest"):
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(0o750)

@@ -129,7 +129,7 @@ def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m
         # The WAL is replayed here, by the source's data account, which alone reads its
         # repository; the copy's own account then takes the files (converge's lay_out).
         step("replaying the WAL up to that moment")
-        with recovered(ctx, target.pg_data, ctx.paths.logs / "restore-postgres.log"):
+        with recovered(ctx, target.pg_data, ctx.paths.data_logs / "restore-postgres.log"):
             pass
         log(f"restored the metadata database of {source} as of {restored_from['to']}")
         return converge.up(home, spec, log=log, step=step, ephemeral=ephemeral)

@@ -60,7 +60,10 @@ def instance_layout(ctx: InstanceContext) -> list[Layout]:
         # The data account's alone.
         Layout(paths.pg_data, data, data, 0o700),
         Layout(paths.run, data, data, 0o700),
-        Layout(paths.logs, data, data, 0o750),
+        # Root's: supervisord, as root, appends each process's output to its file here, and would
+        # follow a link another account planted in its place to any file of the host.
+        Layout(paths.logs, "root", data, 0o750, whole=False),
+        Layout(paths.data_logs, data, data, 0o750),
         Layout(paths.backup, data, data, 0o700),
     ]
 
@@ -88,6 +91,9 @@ def lay_out(ctx: InstanceContext) -> list[str]:
             entry.path.chmod(entry.mode)
             if existed:
                 changed.append(f"gave {entry.path} to {entry.owner}:{entry.group} ({entry.mode:04o})")
+    for planted in (p for p in ctx.paths.logs.iterdir() if p.is_symlink()) if is_root() else ():
+        planted.unlink()  # planted while the directory was the data account's (see instance_layout)
+        changed.append(f"removed the link {planted}, planted where supervisord writes a log")
     if is_root() and ctx.paths.secrets_file.exists() and owner_differs(ctx.paths.secrets_file, ctx.data_user):
         chown(ctx.paths.secrets_file, ctx.data_user)
         changed.append(f"gave {ctx.paths.secrets_file} to {ctx.data_user}")
