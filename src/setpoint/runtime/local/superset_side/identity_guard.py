@@ -98,7 +98,7 @@ EPOCH_KEY = "setpoint:sessions-epoch:{username}"  # raised by `setpoint end-sess
 def end_sessions_on_credential_change(app, redis_client) -> None:
     """Stamp every session and token at login with the user's credentials (a hash of their password
     hash and their epoch in Redis); refuse any whose stamp is no longer the user's."""
-    from flask import jsonify, redirect, request, session
+    from flask import g, jsonify, redirect, request, session
     from flask_login import current_user, logout_user, user_logged_in
 
     sm = app.appbuilder.sm
@@ -120,6 +120,9 @@ def end_sessions_on_credential_change(app, redis_client) -> None:
     @jwt.token_in_blocklist_loader
     def _token_voided(jwt_header, payload) -> bool:  # noqa: ARG001 - Flask-JWT-Extended's signature
         user = sm.get_user_by_id(int(payload["sub"])) if str(payload.get("sub", "")).isdigit() else None
+        # Held for the request: the session keeps only weak references to what it loaded, so
+        # Flask-AppBuilder's own lookup of the token's user, next, would query it again.
+        g.setpoint_token_user = user
         return user is None or payload.get(STAMP_CLAIM) != stamp(user)
 
     @app.before_request
