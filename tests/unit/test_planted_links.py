@@ -8,12 +8,14 @@ import logging
 import os
 import zipfile
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import pytest
 
 from setpoint.backup import export, repositories, schedule, service
 from setpoint.errors import SetpointError
-from setpoint.home import Home, files_beneath, open_beneath
+from setpoint.home import Home, InstancePaths, files_beneath, open_beneath
+from setpoint.services.superset import SupersetCommands
 
 
 @pytest.fixture
@@ -168,3 +170,22 @@ def test_until_it_moves_an_earlier_instances_record_is_read_where_it_was_and_nev
     (paths.backup / "state.json").symlink_to(tmp_path / "elsewhere.json")
     (tmp_path / "elsewhere.json").write_text('{"last_export": {"target": "/etc"}}')
     assert service.read_record(paths) == {}
+
+
+def test_the_workers_ready_file_is_read_neither_through_a_link_nor_from_a_fifo(tmp_path):
+    """`up` and the host's boot wait for the Celery worker's ready file, in the Superset account's
+    home: a FIFO there would have kept root's read waiting for a writer, and a link led it
+    to another file."""
+    paths = InstancePaths(tmp_path / "home" / "instances" / "alpha")
+    paths.worker_ready_file.parent.mkdir(parents=True)
+    service = SupersetCommands(SimpleNamespace(paths=paths))
+    paths.worker_ready_file.write_text("42\n")
+    assert service.announced(42) and not service.announced(43)
+    outside = tmp_path / "host-file"
+    outside.write_text("43\n")
+    paths.worker_ready_file.unlink()
+    paths.worker_ready_file.symlink_to(outside)
+    assert not service.announced(43)
+    paths.worker_ready_file.unlink()
+    os.mkfifo(paths.worker_ready_file)
+    assert not service.announced(43)  # at once: a FIFO is never opened for reading

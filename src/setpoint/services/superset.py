@@ -11,7 +11,7 @@ from pathlib import Path
 
 from setpoint import proc
 from setpoint.errors import SetpointError
-from setpoint.home import Home
+from setpoint.home import Home, open_beneath
 from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext
 from setpoint.services.postgres import cluster_of, sql_literal
@@ -160,9 +160,12 @@ class SupersetCommands:
         return result.ok and "pong" in result.stdout
 
     def announced(self, pid: int) -> bool:
-        """Whether the worker process `pid` said it consumes from the broker (its ready file)."""
+        """Whether the worker process `pid` said it consumes from the broker (its ready file). The
+        file is in the Superset account's home: a link or a FIFO planted there is never opened (a
+        FIFO would have kept root's read waiting, and the host's boot with it)."""
         try:
-            return self.ctx.paths.worker_ready_file.read_text().strip() == str(pid)
+            with os.fdopen(open_beneath(self.ctx.paths.root.parent, self.ctx.paths.worker_ready_file)) as ready:
+                return ready.read(64).strip() == str(pid)
         except OSError:
             return False
 
