@@ -107,9 +107,12 @@ class InstancePaths:
     metrics_dir = property(lambda self: self.data / "superset" / "metrics")
     # The Celery worker writes its process id here once it consumes from the broker.
     worker_ready_file = property(lambda self: self.data / "superset" / "worker.ready")
-    # Where Superset's processes append the instance's audit trail for the host's log store.
-    audit_dir = property(lambda self: self.data / "superset" / "audit")
-    audit_log = property(lambda self: self.data / "superset" / "audit" / "audit.log")
+    # Where Superset's processes append the instance's audit trail for the host's log store: root's
+    # (see logstore.prepare_audit_trail), since the store reads it as root.
+    audit_dir = property(lambda self: self.root / "audit")
+    audit_log = property(lambda self: self.root / "audit" / "audit.log")
+    # Where an earlier Setpoint kept it, in the Superset account's home.
+    former_audit_dir = property(lambda self: self.data / "superset" / "audit")
     backup = property(lambda self: self.root / "backup")
     # What Setpoint recorded of the instance's backups, drills and exports: root's, beside the spec,
     # never in backup/ (the data account's, which could have swapped it).

@@ -1,8 +1,9 @@
-"""Root's actions on an instance, attacked as the instance's Superset account would: after a
-flaw in Superset, that account can plant links in its own directories (the audit trail's among
-them), and Setpoint's commands run as root must not be led by them to another file."""
+"""Root's actions on an instance, attacked as the instance's accounts would: after a flaw in
+Superset (or in PostgreSQL), that account can plant links in its own directories, and Setpoint's
+commands and the host's services, which run as root, must not be led by them to another file.
+What root reads or runs (the spec, the configuration, the logs supervisord writes, the audit file
+the log store reads) is in root's directories, where neither account can put anything."""
 
-import os
 import random
 import subprocess
 from pathlib import Path
@@ -90,22 +91,31 @@ def host_file():
     path.unlink(missing_ok=True)
 
 
-def test_setpoints_audit_record_replaces_a_link_planted_as_the_audit_log(home, instance, host_file):
+def test_no_account_can_put_a_link_in_place_of_the_audit_file_the_store_reads_as_root(home, instance, host_file):
+    """The host's log store (rsyslog, as root) reads the audit file and follows a link: while the
+    file was in the Superset account's home, that account swapped it for a link to a root-only
+    file, whose lines then came out of `setpoint audit` as the instance's records."""
     ctx = load_context(home, "alpha")
     audit = ctx.paths.audit_log
-    created = host_file.with_name(host_file.name + "-created")
-    for target in (created, host_file):  # a file root would create, then one it would append to
-        run_as(ctx.superset_user, "ln", "-sfn", str(target), str(audit))
-        logstore.record_audit(ctx, "planted_link_test", user="attacker")
-        assert not audit.is_symlink() and "planted_link_test" in audit.read_text()
-        assert audit.stat().st_uid == os.stat(ctx.paths.audit_dir).st_uid  # still Superset's to write
-    assert not created.exists()
+    for account in (ctx.superset_user, ctx.data_user):
+        for argv in (["ln", "-sfn", str(host_file), str(audit)], ["mv", "-T", str(audit), f"{audit}.moved"],
+                     ["ln", "-s", str(host_file), str(ctx.paths.audit_dir / "planted.log")]):
+            refused = run_as(account, *argv, succeed=False)
+            assert "Permission denied" in refused.stderr, refused.stderr
+    assert audit.is_file() and not audit.is_symlink()
+    # Superset's account still appends its records, and root its own.
+    run_as(ctx.superset_user, "sh", "-c", f"echo '{{\"event\":\"written_by_superset\"}}' >> {audit}")
+    logstore.record_audit(ctx, "written_by_setpoint", user="someone")
+    assert "written_by_superset" in audit.read_text() and "written_by_setpoint" in audit.read_text()
     assert host_file.read_text() == "owner: planted.person@example.com\n"
 
 
 def test_the_erasure_neither_searches_nor_masks_through_a_planted_link(home, instance, host_file):
     ctx = load_context(home, "alpha")
-    planted = ctx.paths.audit_dir / "planted.log"
+    # The erasure still searches where an earlier Setpoint kept the audit trail, in the Superset
+    # account's home, where that account can plant links.
+    run_as(ctx.superset_user, "mkdir", "-p", str(ctx.paths.former_audit_dir))
+    planted = ctx.paths.former_audit_dir / "planted.log"
     run_as(ctx.superset_user, "ln", "-sfn", str(host_file), str(planted))
     try:
         assert not any("planted" in place for place in gdpr.find(home, ctx, ["planted.person@example.com"]))

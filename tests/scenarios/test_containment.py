@@ -223,6 +223,13 @@ def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_no
     lay_out(shared)
     for directory in (ctx.paths.root, ctx.paths.config, ctx.paths.logs):
         shutil.chown(directory, old, old)  # the instance's directory, configuration and logs were its account's
+    # The audit trail was in the Superset account's home.
+    former_trail = ctx.paths.former_audit_dir / "audit.log"
+    former_trail.parent.mkdir(exist_ok=True)
+    os.replace(ctx.paths.audit_log, former_trail)
+    for path in (former_trail.parent, former_trail):
+        shutil.chown(path, old, old)
+    trail = former_trail.read_text()
     # A link that account planted where supervisord, as root, would append a process's output.
     planted = ctx.paths.logs / "planted.log"
     subprocess.run(["ln", "-s", "/etc/hostname", str(planted)], **as_account(old), check=True)
@@ -251,6 +258,9 @@ def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_no
     assert (ctx.paths.logs.owner(), ctx.paths.logs.group()) == ("root", ctx.data_user)
     assert f"removed the link {planted}, planted where supervisord writes a log" in report.actions
     assert not planted.is_symlink()
+    assert f"moved {former_trail} to {ctx.paths.audit_log}" in report.actions
+    assert ctx.paths.audit_log.read_text().startswith(trail) and former_trail.is_symlink()
+    assert (ctx.paths.audit_log.owner(), ctx.paths.audit_log.group()) == ("root", ctx.superset_user)
     assert read_record(ctx.paths) == record and not (ctx.paths.backup / "state.json").exists()
     states = Supervisor(home).states("hog")
     assert {name.rsplit("-", 1)[1]: process_user(s.pid) for name, s in states.items()} == {

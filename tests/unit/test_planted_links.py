@@ -189,3 +189,40 @@ def test_the_workers_ready_file_is_read_neither_through_a_link_nor_from_a_fifo(t
     paths.worker_ready_file.unlink()
     os.mkfifo(paths.worker_ready_file)
     assert not service.announced(43)  # at once: a FIFO is never opened for reading
+
+
+def test_root_rotates_the_audit_file_past_its_size_and_writers_carry_on(tmp_path, monkeypatch):
+    """Superset's processes can no longer rename in the root-owned audit/: root's scheduler
+    rotates, keeping the file's owner and mode, and a record written meanwhile is not lost."""
+    from setpoint.observability import logstore
+    from setpoint.runtime.local.superset_side.audit import AuditTrail
+
+    paths = InstancePaths(tmp_path / "home" / "instances" / "alpha")
+    paths.audit_dir.mkdir(parents=True)
+    paths.audit_log.write_text("first\n")
+    paths.audit_log.chmod(0o620)
+    monkeypatch.setattr(logstore, "ROTATE_AUDIT_BYTES", 10)
+    assert not logstore.rotate_audit_trail(paths)  # 6 bytes: kept
+    trail = AuditTrail(str(paths.audit_log))
+    trail.emit("login", user="someone")
+    assert logstore.rotate_audit_trail(paths)
+    assert '"event":"login"' in (paths.audit_dir / "audit.log.1").read_text()
+    assert paths.audit_log.read_text() == "" and (paths.audit_log.stat().st_mode & 0o777) == 0o620
+    assert not (paths.audit_dir / ".audit.log.new").exists()
+    trail.emit("logout", user="someone")
+    assert '"event":"logout"' in paths.audit_log.read_text()
+    # A link in place of the file (only root could put one in audit/ now) is never rotated.
+    paths.audit_log.unlink()
+    paths.audit_log.symlink_to(tmp_path / "host-file")
+    assert not logstore.rotate_audit_trail(paths)
+
+
+def test_a_record_written_between_roots_two_renames_waits_for_the_new_file(tmp_path):
+    import threading
+
+    from setpoint.runtime.local.superset_side.audit import AuditTrail
+
+    path = tmp_path / "audit.log"
+    threading.Timer(0.05, lambda: path.write_text("")).start()  # the fresh file arrives 50 ms later
+    AuditTrail(str(path)).emit("login", user="someone")
+    assert '"event":"login"' in path.read_text()

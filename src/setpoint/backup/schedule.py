@@ -136,12 +136,16 @@ def publish_facts(home: Home) -> None:
 
 
 def prune_logs(home: Home) -> None:
-    """Delete the log store's days past each instance's retention (observability/logstore.py)."""
-    from setpoint.observability.logstore import prune
+    """Delete the log store's days past each instance's retention, and rotate each instance's
+    audit file past its size (observability/logstore.py)."""
+    from setpoint.observability.logstore import prune, rotate_audit_trail
 
     try:
         for path in prune(home):
             log.info("deleted %s: past its retention", path)
+        for name in home.instance_names():
+            if rotate_audit_trail(home.instance(name)):
+                log.info("%s: rotated its audit file", name)
     except Exception:  # noqa: BLE001 - retention never stops the backups
         log.exception("could not apply the log store's retention")
 

@@ -14,11 +14,13 @@ read the records; checklist points 18 and 22 look for fresh ones.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import heapq
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, account_ids, is_root, open_beneath, write_file
+from setpoint.home import Home, InstancePaths, account_ids, is_root, open_beneath, write_file
 from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext, render_logstore_config, render_logstore_instance
 
@@ -170,6 +172,68 @@ def audit_records(home: Home, name: str, since: datetime | None = None, user: st
     return sorted(found, key=lambda e: e.get("time", ""))
 
 
+AUDIT_FILE_MODE = 0o620  # root's; Superset's processes append through their account's group
+ROTATE_AUDIT_BYTES = 32 * 1024 * 1024
+
+
+def prepare_audit_trail(ctx: InstanceContext) -> list[str]:
+    """Give the instance its audit file, root's in root's audit/: Superset's processes append to it
+    through their group but can neither replace it nor put a link in its place, which the store,
+    reading as root, would have followed to any file of the host. An audit trail an earlier
+    Setpoint kept in the Superset account's home moves here (never through a link), and a link
+    left at its former place leads the processes still writing there to the new file until they
+    restart. Return what changed."""
+    changed = []
+    anchor, path = ctx.paths.root.parent, ctx.paths.audit_log
+    for name in ("audit.log.1", "audit.log"):
+        former, moved = ctx.paths.former_audit_dir / name, path.with_name(name)
+        if former.is_symlink() or not former.is_file() or moved.exists():
+            continue
+        os.replace(former, moved)
+        if moved.is_symlink() or not moved.is_file():  # swapped for a link or more since it was looked at
+            moved.unlink()
+            continue
+        changed.append(f"moved {former} to {moved}")
+        if name == "audit.log":
+            with contextlib.suppress(FileExistsError):
+                os.symlink(path, former)
+    fd = open_beneath(anchor, path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode=AUDIT_FILE_MODE, replace_link=True)
+    try:
+        kept = os.fstat(fd)
+        owner = (0, account_ids(ctx.superset_user)[1]) if is_root() else (kept.st_uid, kept.st_gid)
+        if (kept.st_uid, kept.st_gid, stat.S_IMODE(kept.st_mode)) != (*owner, AUDIT_FILE_MODE):
+            os.fchown(fd, *owner)
+            os.fchmod(fd, AUDIT_FILE_MODE)
+            changed.append(f"gave {path} to root, for {ctx.superset_user}'s processes to append to ({AUDIT_FILE_MODE:04o})")
+    finally:
+        os.close(fd)
+    return changed
+
+
+def rotate_audit_trail(paths: InstancePaths) -> bool:
+    """Past ROTATE_AUDIT_BYTES the audit file becomes audit.log.1 (the store read it long before)
+    and an empty one of the same owner takes its place; whether it did. Superset's processes
+    open the file for each record, and retry the moment between the two renames."""
+    path = paths.audit_log
+    try:
+        kept = path.lstat()
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(kept.st_mode) or kept.st_size <= ROTATE_AUDIT_BYTES:
+        return False
+    fresh = path.with_name(".audit.log.new")
+    fresh.unlink(missing_ok=True)
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, AUDIT_FILE_MODE)
+    try:
+        os.fchown(fd, kept.st_uid, kept.st_gid)
+        os.fchmod(fd, stat.S_IMODE(kept.st_mode))
+    finally:
+        os.close(fd)
+    os.replace(path, path.with_name("audit.log.1"))
+    os.replace(fresh, path)
+    return True
+
+
 def record_audit(ctx: InstanceContext, event: str, **fields) -> None:
     """Add one of Setpoint's own actions on an instance (an emergency admin granted, a person
     erased) to its audit trail, with the operator who ran it, beside Superset's records."""
@@ -178,15 +242,13 @@ def record_audit(ctx: InstanceContext, event: str, **fields) -> None:
     operator = os.environ.get("SUDO_USER") or getpass.getuser()
     path = ctx.paths.audit_log
     try:
-        # The directory is the Superset account's: a link planted there is replaced, never followed.
-        fd = open_beneath(ctx.paths.root.parent, path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, replace_link=True)
+        prepare_audit_trail(ctx)
+        fd = open_beneath(ctx.paths.root.parent, path, os.O_WRONLY | os.O_APPEND)
     except OSError as exc:
         raise SetpointError(f"Setpoint's audit record '{event}' could not be written to {path} ({exc.strerror}): "
                             "a part of that path is not what Setpoint made",
                             f"see who changed it (ls -la {path.parent.parent}), then run: setpoint up {ctx.spec.name}") from None
     try:
-        if is_root() and os.fstat(fd).st_uid == 0:  # new: Superset's processes keep writing it
-            os.fchown(fd, *account_ids(ctx.superset_user))
         os.write(fd, AuditTrail.record(event, by=f"setpoint ({operator})", **fields))
     finally:
         os.close(fd)

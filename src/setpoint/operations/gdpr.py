@@ -108,7 +108,7 @@ def _files(home: Home, ctx: InstanceContext) -> list[Path]:
     """Every file outside the metadata where Setpoint keeps what an instance's people did. The
     instance's accounts can change some of these directories: a link planted there is not
     followed (nor later opened: `_open`)."""
-    roots = [logstore.records_dir(home, ctx.spec.name), ctx.paths.logs, ctx.paths.audit_dir]
+    roots = [logstore.records_dir(home, ctx.spec.name), ctx.paths.logs, ctx.paths.audit_dir, ctx.paths.former_audit_dir]
     files = [p for root in roots for p in files_beneath(home.root, root)]
     return files + [p for p in files_beneath(home.root, ctx.paths.access_log.parent)
                     if p.name.startswith(f"{ctx.spec.name}.access")]

@@ -140,7 +140,7 @@ _metrics.count_celery_tasks()
 
 # --- Audit trail (point 22): events, logins and access changes go to the host's log store
 # (setpoint_audit.py), not into the metadata database (one INSERT per request on the hot path).
-_AUDIT = _setpoint_module("setpoint_audit").AuditTrail('/srv/setpoint/instances/demo/data/superset/audit/audit.log')
+_AUDIT = _setpoint_module("setpoint_audit").AuditTrail('/srv/setpoint/instances/demo/audit/audit.log')
 EVENT_LOGGER = _AUDIT.event_logger()
 # A client's mistake (4xx) is one WARNING line, not a traceback (setpoint_log_hygiene.py).
 # An API error answer carries no SQL of the metadata database (it goes to the log instead).

@@ -51,11 +51,13 @@ def instance_layout(ctx: InstanceContext) -> list[Layout]:
         # PYTHONPATH of Superset's processes, limits.json that root applies), which neither account
         # may change or add to. Each file's group reads it (write_config).
         Layout(paths.config, "root", superset, 0o750, whole=False),
+        # Root's: the audit trail, which Superset's processes append to and the log store reads as
+        # root (observability/logstore.prepare_audit_trail).
+        Layout(paths.audit_dir, "root", superset, 0o750, whole=False),
         # Superset's account may traverse this to its SUPERSET_HOME and Redis's data.
         Layout(paths.data, data, superset, 0o750, whole=False),
         Layout(paths.superset_home, superset, superset, 0o700),
         Layout(paths.metrics_dir, superset, superset, 0o700),
-        Layout(paths.audit_dir, superset, superset, 0o700),
         Layout(paths.redis_data, superset, superset, 0o700),
         # The data account's alone.
         Layout(paths.pg_data, data, data, 0o700),

@@ -153,7 +153,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
         step("stopping PostgreSQL while its files and its account's groups change")
         platform.supervisor.stop(f"{spec.name}-postgres")
         act(f"stopped {spec.name}-postgres while its files and {ctx.data_user}'s groups change")
-    for change in lay_out(ctx):
+    for change in lay_out(ctx) + logstore.prepare_audit_trail(ctx):
         act(change)
     if move_record(paths):
         act(f"moved {spec.name}'s backup record from {paths.backup} to {paths.records_file}")

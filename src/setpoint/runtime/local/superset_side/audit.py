@@ -20,8 +20,10 @@ Recorded:
 - every change of users, roles, permissions and row-level security, with its answer's status.
 
 Each record is one write() under 4,096 bytes on a file opened for appending, so the records of
-gunicorn's workers and Celery's processes never interleave. The file is renamed to audit.log.1
-past ROTATE_BYTES (the store has read it long before). Stdlib only at import.
+gunicorn's workers and Celery's processes never interleave. The file and its directory are root's
+(the host's log store reads it as root): these processes append to it through their group and
+neither create, rename nor replace it; root's scheduler rotates it (logstore.rotate_audit_trail).
+Stdlib only at import.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from datetime import datetime, timezone
 
 MAX_LINE = 4000
@@ -39,7 +42,7 @@ ACCESS_CHANGE = re.compile(
     r"roles|users|rowlevelsecurity|registeruser|permissions|permissionviews|viewmenus)")
 LOGIN_PATHS = {"/login/": "form", "/break-glass/": "form", "/api/v1/security/login": "api"}
 UNAUDITED_EVENTS = {"log"}  # the browser's own telemetry, in bulk
-ROTATE_BYTES = 32 * 1024 * 1024
+OPEN_ATTEMPTS = 20  # 10 ms apart
 
 
 class AuditTrail:
@@ -67,14 +70,16 @@ class AuditTrail:
             os.write(2, f"setpoint audit: could not write a {event} record to {self.path}: {exc}\n".encode())
 
     def _append(self, data: bytes) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+                break
+            except FileNotFoundError:  # between the two renames of root's rotation
+                if attempt == OPEN_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.01)
         try:
             os.write(fd, data)
-            written = os.fstat(fd)
-            # One process rotates: the one whose record crossed the size, if the file is still this one.
-            if (written.st_size > ROTATE_BYTES >= written.st_size - len(data)
-                    and os.stat(self.path).st_ino == written.st_ino):
-                os.replace(self.path, self.path + ".1")
         finally:
             os.close(fd)
 
