@@ -17,6 +17,8 @@ from typing import Any
 
 import platformdirs
 
+from setpoint.errors import SetpointError
+
 SERVICE_USER = "setpoint"
 CADDY_USER = "setpoint-caddy"
 MONITOR_USER = "setpoint-monitor"
@@ -140,6 +142,9 @@ class Home:
     venvs_dir = property(lambda self: self.root / "venvs")
     caddy_dir = property(lambda self: self.root / "caddy")
     supervisor_dir = property(lambda self: self.root / "supervisor")
+    # Caddy's output, which supervisord (root) appends to: in root's directory, not Caddy's, where
+    # Caddy's account could have swapped it for a link to any file.
+    caddy_log = property(lambda self: self.supervisor_dir / "caddy.log")
     monitoring_dir = property(lambda self: self.root / "monitoring")
     logstore_dir = property(lambda self: self.root / "logstore")
 
@@ -202,6 +207,52 @@ def open_beneath(anchor: Path, path: Path, flags: int = os.O_RDONLY, mode: int =
     return fd
 
 
+def own_directory(anchor: Path, path: Path, user: str, group: str | None = None, mode: int = 0o700,
+                  recursive: bool = False) -> tuple[bool, bool]:
+    """Make `path`, inside `anchor`, a directory of `user`:`group` with `mode` (created when
+    missing), never through a symbolic link (see open_beneath): its owner and mode change on its
+    descriptor. With `recursive`, when its owner changes, so does everything below it, walked with
+    os.fwalk, which follows no link. Return whether it existed and whether anything changed.
+
+    Root gives directories to the instances' accounts in directories those accounts can change:
+    a path's ownership and mode changed through a link another account planted would have given
+    it any directory of the host, and everything in it."""
+    try:
+        parent = os.open(anchor, os.O_RDONLY | os.O_DIRECTORY) if path.parent == anchor \
+            else open_beneath(anchor, path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            try:
+                os.mkdir(path.name, mode, dir_fd=parent)
+                existed = False
+            except FileExistsError:
+                existed = True
+            fd = os.open(path.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+        finally:
+            os.close(parent)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        raise SetpointError(f"{path} (or a directory above it) is a link or a file where Setpoint keeps a directory; "
+                            "it was left as it is, since it could lead root to another place",
+                            f"see what it is and who made it (ls -la {path.parent}), remove it, then run the command again") from None
+    try:
+        if not is_root():
+            return existed, False
+        uid, gid = account_ids(user, group)
+        kept = os.fstat(fd)
+        if (kept.st_uid, kept.st_gid, stat.S_IMODE(kept.st_mode)) == (uid, gid, mode):
+            return existed, False
+        if recursive and kept.st_uid != uid:
+            for _, folders, files, at in os.fwalk(".", dir_fd=fd):
+                for name in folders + files:
+                    os.chown(name, uid, gid, dir_fd=at, follow_symlinks=False)
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+        return existed, True
+    finally:
+        os.close(fd)
+
+
 def files_beneath(anchor: Path, directory: Path) -> list[Path]:
     """Every regular file below `directory` (inside `anchor`), found without following a symbolic
     link (see `open_beneath`); none when `directory` is missing or a link."""
@@ -218,8 +269,9 @@ def files_beneath(anchor: Path, directory: Path) -> list[Path]:
 
 def write_file(path: Path, text: str, mode: int = 0o644, owner: str | None = None, group: str | None = None) -> bool:
     """Write atomically (temp file and rename); return whether the content or mode changed (a
-    file that only changes hands is given to its owner in place)."""
-    if path.exists() and path.read_text() == text and (path.stat().st_mode & 0o777) == mode:
+    file that only changes hands is given to its owner in place). What is in its place is read
+    only when it is a regular file: a link or a FIFO there is replaced, never followed or waited on."""
+    if _regular_file_text(path) == (text, mode):
         if owner and owner_differs(path, owner, group):
             chown(path, owner, group)
         return False
@@ -236,6 +288,23 @@ def write_file(path: Path, text: str, mode: int = 0o644, owner: str | None = Non
         Path(tmp).unlink(missing_ok=True)
         raise
     return True
+
+
+def _regular_file_text(path: Path) -> tuple[str, int] | None:
+    """The text and mode of `path` when it is a regular file (not through a link, never waiting on
+    a FIFO); None otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        kept = os.fstat(fd)
+        if not stat.S_ISREG(kept.st_mode):
+            return None
+        try:
+            return handle.read().decode(), stat.S_IMODE(kept.st_mode)
+        except UnicodeDecodeError:
+            return None
 
 
 def chown(path: Path, user: str, group: str | None = None, recursive: bool = False) -> None:

@@ -5,13 +5,16 @@ What root reads or runs (the spec, the configuration, the logs supervisord write
 the log store reads) is in root's directories, where neither account can put anything."""
 
 import random
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from setpoint.errors import SetpointError
 from setpoint.observability import logstore
 from setpoint.operations import gdpr
+from setpoint.runtime.local.accounts import lay_out
 from setpoint.runtime.local.instance import load_context
 from tests.conftest import as_account
 
@@ -108,6 +111,36 @@ def test_no_account_can_put_a_link_in_place_of_the_audit_file_the_store_reads_as
     logstore.record_audit(ctx, "written_by_setpoint", user="someone")
     assert "written_by_superset" in audit.read_text() and "written_by_setpoint" in audit.read_text()
     assert host_file.read_text() == "owner: planted.person@example.com\n"
+
+
+@pytest.fixture
+def host_dir():
+    """A directory of the host's, root's, with a file in it."""
+    path = Path("/root") / f"setpoint-host-dir-{random.randbytes(4).hex()}"
+    path.mkdir(mode=0o755)
+    (path / "passwd").write_text("root's\n")
+    yield path
+    shutil.rmtree(path)
+
+
+def test_up_gives_no_directory_through_a_link_an_account_planted(home, instance, host_dir):
+    """`up` gives each directory of the instance to its account, everything in it too when it
+    changes hands. The Superset account replaced its metrics directory with a link to a directory
+    of the host's: `up` would have given that directory, and everything in it, to the account."""
+    ctx = load_context(home, "alpha")
+    metrics, kept = ctx.paths.metrics_dir, ctx.paths.metrics_dir.with_name("metrics.kept")
+    before = (host_dir.stat(), (host_dir / "passwd").stat())
+    run_as(ctx.superset_user, "mv", "-T", str(metrics), str(kept))
+    try:
+        run_as(ctx.superset_user, "ln", "-s", str(host_dir), str(metrics))
+        with pytest.raises(SetpointError, match="is a link or a file"):
+            lay_out(ctx)
+    finally:
+        run_as(ctx.superset_user, "rm", "-f", str(metrics))
+        run_as(ctx.superset_user, "mv", "-T", str(kept), str(metrics))
+    after = (host_dir.stat(), (host_dir / "passwd").stat())
+    assert [(s.st_uid, s.st_gid, s.st_mode) for s in after] == [(s.st_uid, s.st_gid, s.st_mode) for s in before]
+    assert lay_out(ctx) == []
 
 
 def test_the_erasure_neither_searches_nor_masks_through_a_planted_link(home, instance, host_file):

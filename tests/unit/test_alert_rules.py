@@ -52,7 +52,7 @@ tests:
         alertname: CertificateExpiring
         exp_alerts:
           - exp_labels: {severity: ticket, setpoint_instance: bi}
-            exp_annotations: {summary: "bi's TLS certificate expires within 14 days and Caddy has not renewed it: see the host's Caddy log (SETPOINT_HOME/caddy/caddy.log)"}
+            exp_annotations: {summary: "bi's TLS certificate expires within 14 days and Caddy has not renewed it: see the host's Caddy log (SETPOINT_HOME/supervisor/caddy.log)"}
 """)
     tested = proc.run([proc.find_binary("promtool"), "test", "rules", tmp_path / "test.yml"], check=False)
     assert tested.ok, tested.stdout + tested.stderr

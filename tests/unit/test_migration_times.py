@@ -5,11 +5,14 @@ import json
 import os
 from types import SimpleNamespace
 
+from setpoint.home import InstancePaths
 from setpoint.services.superset import describe_migrations, last_migration_times, migration_times_file
 
 
 def context(tmp_path):
-    return SimpleNamespace(paths=SimpleNamespace(superset_home=tmp_path))
+    paths = InstancePaths(tmp_path / "instances" / "alpha")
+    paths.superset_home.mkdir(parents=True, exist_ok=True)
+    return SimpleNamespace(paths=paths)
 
 
 def test_the_times_are_read_in_order_and_described_by_the_slowest(tmp_path):
@@ -36,4 +39,7 @@ def test_a_link_or_junk_planted_by_the_instance_account_is_ignored(tmp_path):
     migration_times_file(ctx).write_text('not json\n{"revision": "c3"}\n[1, 2]\n'
                                          + json.dumps({"revision": "d4", "message": "m", "seconds": "0.5"}) + "\n")
     assert last_migration_times(ctx) == [{"revision": "d4", "message": "m", "seconds": 0.5}]
+    os.unlink(migration_times_file(ctx))
+    os.mkfifo(migration_times_file(ctx))
+    assert last_migration_times(ctx) == []  # at once: a FIFO is never opened for reading
     assert last_migration_times(context(tmp_path / "missing")) == []

@@ -14,7 +14,7 @@ import pytest
 
 from setpoint.backup import export, repositories, schedule, service
 from setpoint.errors import SetpointError
-from setpoint.home import Home, InstancePaths, files_beneath, open_beneath
+from setpoint.home import Home, InstancePaths, files_beneath, open_beneath, own_directory
 from setpoint.services.superset import SupersetCommands
 
 
@@ -226,3 +226,58 @@ def test_a_record_written_between_roots_two_renames_waits_for_the_new_file(tmp_p
     threading.Timer(0.05, lambda: path.write_text("")).start()  # the fresh file arrives 50 ms later
     AuditTrail(str(path)).emit("login", user="someone")
     assert '"event":"login"' in path.read_text()
+
+
+def test_root_gives_a_directory_to_an_account_never_through_a_link(tmp_path):
+    """`up` gives each directory of an instance to its account, recursively when it changes hands.
+    Through a link planted as data/superset/metrics, it gave /etc and everything in it to the
+    Superset account."""
+    host_dir = tmp_path / "host-dir"
+    host_dir.mkdir(mode=0o755)
+    (host_dir / "passwd").write_text("root's\n")
+    base = tmp_path / "home"
+    base.mkdir()
+    (base / "metrics").symlink_to(host_dir)
+    with pytest.raises(SetpointError, match="is a link or a file"):
+        own_directory(base, base / "metrics", "nobody", mode=0o700, recursive=True)
+    (base / "up").symlink_to(tmp_path)  # a link above the directory
+    with pytest.raises(SetpointError, match="is a link or a file"):
+        own_directory(base, base / "up" / "host-dir", "nobody", mode=0o700, recursive=True)
+    # A real directory holding a link to the host's directory: what is in it changes hands, the
+    # link's target does not.
+    real = base / "data"
+    real.mkdir()
+    (real / "file").write_text("x")
+    (real / "escape").symlink_to(host_dir)
+    assert own_directory(base, real, "nobody", mode=0o700, recursive=True) == (True, True)
+    assert (real.owner(), (real / "file").owner()) == ("nobody", "nobody")
+    assert (real / "escape").lstat().st_uid == real.stat().st_uid  # the link itself
+    assert own_directory(base, real, "nobody", mode=0o700, recursive=True) == (True, False)
+    assert (host_dir.owner(), (host_dir / "passwd").owner(), host_dir.stat().st_mode & 0o777) == ("root", "root", 0o755)
+    assert own_directory(base, base / "new", "nobody", mode=0o750) == (False, True)
+
+
+def test_the_former_audit_trail_moves_into_roots_directory_never_through_a_link(tmp_path):
+    from setpoint.observability import logstore
+
+    home = tmp_path / "home"
+    alpha, beta = (InstancePaths(home / "instances" / name) for name in ("alpha", "beta"))
+    for paths in (alpha, beta):
+        paths.audit_dir.mkdir(parents=True)
+        paths.superset_home.mkdir(parents=True)
+    # alpha's Superset account points its former audit directory at beta's.
+    (beta.audit_dir / "audit.log.1").write_text("beta's evidence\n")
+    alpha.former_audit_dir.symlink_to(beta.audit_dir)
+    ctx = SimpleNamespace(paths=alpha, superset_user="nobody")
+    assert not any(change.startswith("moved") for change in logstore.prepare_audit_trail(ctx))
+    assert (beta.audit_dir / "audit.log.1").read_text() == "beta's evidence\n"
+    assert not (alpha.audit_dir / "audit.log.1").exists() and alpha.audit_log.read_text() == ""
+    # A real former directory: its files move, and a link leads the processes still writing there.
+    alpha.former_audit_dir.unlink()
+    alpha.former_audit_dir.mkdir()
+    alpha.audit_log.unlink()
+    (alpha.former_audit_dir / "audit.log").write_text("alpha's records\n")
+    changes = logstore.prepare_audit_trail(ctx)
+    assert f"moved {alpha.former_audit_dir / 'audit.log'} to {alpha.audit_log}" in changes
+    assert alpha.audit_log.read_text() == "alpha's records\n"
+    assert (alpha.former_audit_dir / "audit.log").resolve() == alpha.audit_log

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from setpoint import proc
 from setpoint.errors import SetpointError
-from setpoint.home import chown
+from setpoint.home import own_directory
 from setpoint.render import InstanceContext
 
 BACKUP_TYPES = ("full", "diff", "incr")
@@ -84,12 +84,11 @@ class PgBackRest:
         return result
 
     def prepare_directories(self) -> None:
-        for directory in (self.ctx.paths.backup / "repo", self.ctx.paths.data_logs,
-                          self.ctx.paths.run / "pgbackrest"):
-            directory.mkdir(parents=True, exist_ok=True)
-            directory.chmod(0o750)
-            chown(directory, self.ctx.data_user)
-        chown(self.ctx.paths.backup, self.ctx.data_user)
+        # In the data account's directories: never through a link it planted (own_directory).
+        paths = self.ctx.paths
+        own_directory(paths.root.parent, paths.backup, self.ctx.data_user, mode=0o700)
+        for directory in (paths.backup / "repo", paths.data_logs, paths.run / "pgbackrest"):
+            own_directory(paths.root.parent, directory, self.ctx.data_user, mode=0o750)
 
     @property
     def repos(self) -> list[int]:

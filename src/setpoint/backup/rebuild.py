@@ -34,7 +34,6 @@ def rebuild_from_offsite(home: Home, spec: InstanceSpec, recovery_key: str, log=
     SecretStore(paths.secrets_file, owner=user).update({**payload["secrets"], "recovery_key": parse_key(recovery_key), **keys})
     write_file(paths.spec_file, yaml.safe_dump(rebuilt.model_dump(mode="json"), sort_keys=False))
     paths.write_state({"migrated": rebuilt.superset_version, "examples_loaded": True, "rebuilt_from": "offsite"})
-    chown(paths.root, user)
     log(f"recovered the secrets and spec of {name} from s3://{offsite.bucket}{offsite.path}")
 
     def restore_from_offsite(ctx) -> None:

@@ -22,7 +22,9 @@ def recovered(ctx: InstanceContext, data_dir: Path, log_file: Path) -> Iterator[
     """Start the cluster pgBackRest restored into `data_dir` as `ctx`'s data account (the one
     that may read the repository its WAL comes from), on a free port and a socket of its own,
     archiving nothing; yield it once recovery has ended; stop it on the way out."""
-    socket_dir = Path(tempfile.mkdtemp(prefix="copy-", dir=ctx.paths.run))
+    # In root's instance directory, not the data account's run/: there, the account could have
+    # swapped it for a link between its making and pg_ctl's start, which enters it as root.
+    socket_dir = Path(tempfile.mkdtemp(prefix=".copy-", dir=ctx.paths.root))
     chown(socket_dir, ctx.data_user)
     port = next(p for p in instance_port_range() if is_port_free(p, "127.0.0.1"))
     cluster = PostgresCluster(data_dir, socket_dir, port, ctx.data_user, ctx.db_superuser)

@@ -11,7 +11,7 @@ from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.backup.recovery import recovered
 from setpoint.backup.service import backup_report, take_backup
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, chown, write_file
+from setpoint.home import Home, own_directory, write_file
 from setpoint.operations import rotation
 from setpoint.runtime.local import converge
 from setpoint.render import REDIS_DBS_OF_THE_PRESENT, instance_programs
@@ -111,10 +111,12 @@ def restore_as_new(home: Home, source: str, to: str, new_name: str, log=lambda m
     })
     try:
         step(f"restoring {source} as of {moment.isoformat() if moment else 'the latest archived WAL'}")
-        for directory in (target.root, target.data, target.pg_data):
-            directory.mkdir(parents=True, exist_ok=True)
-            chown(directory, ctx.data_user)
-        target.pg_data.chmod(0o700)
+        # The source's data account, which alone reads the source's repository, restores into
+        # the copy: it traverses the copy's directories, root's, and owns only its database files
+        # until the copy's own accounts take them (lay_out).
+        for directory in (target.root, target.data):
+            own_directory(home.instances_dir, directory, "root", ctx.data_user, mode=0o750)
+        own_directory(home.instances_dir, target.pg_data, ctx.data_user, mode=0o700)
         # The SECRET_KEY the restored metadata was encrypted with decrypts its database passwords:
         # the source's, or the one it had before its last rotation.
         secrets = SecretStore(ctx.paths.secrets_file).load()

@@ -185,18 +185,27 @@ def prepare_audit_trail(ctx: InstanceContext) -> list[str]:
     restart. Return what changed."""
     changed = []
     anchor, path = ctx.paths.root.parent, ctx.paths.audit_log
-    for name in ("audit.log.1", "audit.log"):
-        former, moved = ctx.paths.former_audit_dir / name, path.with_name(name)
-        if former.is_symlink() or not former.is_file() or moved.exists():
-            continue
-        os.replace(former, moved)
-        if moved.is_symlink() or not moved.is_file():  # swapped for a link or more since it was looked at
-            moved.unlink()
-            continue
-        changed.append(f"moved {former} to {moved}")
-        if name == "audit.log":
-            with contextlib.suppress(FileExistsError):
-                os.symlink(path, former)
+    try:  # the former directory, never through a link (to another instance's, say)
+        former = open_beneath(anchor, ctx.paths.former_audit_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        former = None
+    if former is not None:
+        current = open_beneath(anchor, ctx.paths.audit_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in ("audit.log.1", "audit.log"):
+                if not _is_regular(name, former) or _exists(name, current):
+                    continue
+                os.replace(name, name, src_dir_fd=former, dst_dir_fd=current)
+                if not _is_regular(name, current):  # swapped for a link or more since it was looked at
+                    os.unlink(name, dir_fd=current)
+                    continue
+                changed.append(f"moved {ctx.paths.former_audit_dir / name} to {path.with_name(name)}")
+                if name == "audit.log":
+                    with contextlib.suppress(FileExistsError):
+                        os.symlink(path, name, dir_fd=former)
+        finally:
+            os.close(former)
+            os.close(current)
     fd = open_beneath(anchor, path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode=AUDIT_FILE_MODE, replace_link=True)
     try:
         kept = os.fstat(fd)
@@ -208,6 +217,21 @@ def prepare_audit_trail(ctx: InstanceContext) -> list[str]:
     finally:
         os.close(fd)
     return changed
+
+
+def _is_regular(name: str, directory: int) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _exists(name: str, directory: int) -> bool:
+    try:
+        os.stat(name, dir_fd=directory, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def rotate_audit_trail(paths: InstancePaths) -> bool:

@@ -60,7 +60,7 @@ class Caddy:
 
     def wait_ready(self, timeout: float = 30) -> None:
         wait_until(self.is_ready, timeout, SetpointError(
-            f"Caddy's admin API on {self.admin_socket} did not answer", f"see {self.home.caddy_dir}/caddy.log"))
+            f"Caddy's admin API on {self.admin_socket} did not answer", f"see {self.home.caddy_log}"))
 
     def listening_ports(self) -> set[int]:
         """The ports this Caddy serves sites on (a shared port is not a conflict)."""
@@ -83,13 +83,13 @@ class Caddy:
             ["caddy", "reload", "--config", self.caddyfile, "--adapter", "caddyfile",
              "--address", self.admin_address],
             what="reloading Caddy",
-            hint="a site's hostname or port may be invalid or taken; see " + str(self.home.caddy_dir / "caddy.log"),
+            hint="a site's hostname or port may be invalid or taken; see " + str(self.home.caddy_log),
             timeout=60,
         )
 
     def wait_ca_root(self, timeout: float = 30) -> Path:
         wait_until(self.ca_root.exists, timeout, SetpointError(
-            "Caddy did not create its local CA", f"see {self.home.caddy_dir}/caddy.log"))
+            "Caddy did not create its local CA", f"see {self.home.caddy_log}"))
         return self.ca_root
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from setpoint import proc
 from setpoint.errors import SetpointError
-from setpoint.home import chown, write_file
+from setpoint.home import own_directory, write_file
 from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext
 
@@ -31,9 +31,7 @@ class PostgresCluster:
 
     def initialize(self, superuser_password: str) -> None:
         """initdb with scram-sha-256 for TCP and peer for the local data account."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir.chmod(0o700)
-        chown(self.data_dir, self.user)
+        own_directory(self.data_dir.parent, self.data_dir, self.user, mode=0o700)
         pwfile = self.socket_dir / ".initdb-password"
         write_file(pwfile, superuser_password + "\n", mode=0o600, owner=self.user)
         try:

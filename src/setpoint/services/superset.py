@@ -257,10 +257,10 @@ def migration_times_file(ctx: InstanceContext) -> Path:
 
 def last_migration_times(ctx: InstanceContext) -> list[dict]:
     """The migrations of the instance's last `superset db upgrade`, with their times, in order.
-    The file is in the Superset account's home: never followed through a link, and whatever it
-    holds that is not such a record is ignored."""
+    The file is in the Superset account's home: never followed through a link nor read as a FIFO,
+    and whatever it holds that is not such a record is ignored."""
     try:
-        fd = os.open(migration_times_file(ctx), os.O_RDONLY | os.O_NOFOLLOW)
+        fd = open_beneath(ctx.paths.root.parent, migration_times_file(ctx))
         with os.fdopen(fd, "rb") as handle:
             lines = handle.read(1024 * 1024).decode(errors="replace").splitlines()
     except OSError:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from setpoint import proc
 from setpoint.errors import SetpointError
-from setpoint.home import chown, is_root, owner_differs, write_file
+from setpoint.home import chown, is_root, own_directory, owner_differs, write_file
 from setpoint.render import InstanceContext, RenderedFile
 
 
@@ -54,8 +54,9 @@ def instance_layout(ctx: InstanceContext) -> list[Layout]:
         # Root's: the audit trail, which Superset's processes append to and the log store reads as
         # root (observability/logstore.prepare_audit_trail).
         Layout(paths.audit_dir, "root", superset, 0o750, whole=False),
-        # Superset's account may traverse this to its SUPERSET_HOME and Redis's data.
-        Layout(paths.data, data, superset, 0o750, whole=False),
+        # Root's too, traversed by both: the data account must not swap the Superset account's home
+        # or Redis's data for links (root gives each below to its owner).
+        Layout(paths.data, "root", superset, 0o750, whole=False),
         Layout(paths.superset_home, superset, superset, 0o700),
         Layout(paths.metrics_dir, superset, superset, 0o700),
         Layout(paths.redis_data, superset, superset, 0o700),
@@ -82,17 +83,12 @@ def lay_out(ctx: InstanceContext) -> list[str]:
     if is_root() and join_group(ctx.data_user, ctx.superset_user):
         changed.append(f"made {ctx.data_user} a member of the group {ctx.superset_user}, through which it "
                        f"reaches {ctx.paths.root}")
+    ctx.paths.root.parent.mkdir(parents=True, exist_ok=True)
     for entry in instance_layout(ctx):
-        existed = entry.path.exists()
-        entry.path.mkdir(parents=True, exist_ok=True)
-        if not is_root():
-            continue
-        if owner_differs(entry.path, entry.owner, entry.group) or entry.path.stat().st_mode & 0o777 != entry.mode:
-            moved = entry.whole and entry.path.owner() != entry.owner
-            chown(entry.path, entry.owner, entry.group, recursive=moved)
-            entry.path.chmod(entry.mode)
-            if existed:
-                changed.append(f"gave {entry.path} to {entry.owner}:{entry.group} ({entry.mode:04o})")
+        existed, given = own_directory(ctx.paths.root.parent, entry.path, entry.owner, entry.group, entry.mode,
+                                       recursive=entry.whole)
+        if existed and given:
+            changed.append(f"gave {entry.path} to {entry.owner}:{entry.group} ({entry.mode:04o})")
     for planted in (p for p in ctx.paths.logs.iterdir() if p.is_symlink()) if is_root() else ():
         planted.unlink()  # planted while the directory was the data account's (see instance_layout)
         changed.append(f"removed the link {planted}, planted where supervisord writes a log")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -234,12 +235,18 @@ def remove_access_logs(live: Path) -> None:
     """Delete an instance's access logs in Caddy's directory, but empty the live one in place:
     Caddy (2.6) keeps a removed site's log file open, and a site published again under this name
     would write to an unlinked file. The directory is Caddy's account's: a link planted there is
-    removed, never followed (root would truncate whatever it points to)."""
+    removed, never followed (root would truncate whatever it points to), and so is a FIFO, never
+    waited on."""
     for log in live.parent.glob(live.name.removesuffix(".log") + "*"):  # NAME.access.log, NAME.access-*.log
         if log == live:
-            with contextlib.suppress(OSError):  # a link: ELOOP, then deleted below
-                os.close(os.open(log, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW))
-                continue
+            with contextlib.suppress(OSError):  # a link (ELOOP) or a FIFO: deleted below
+                fd = os.open(log, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                try:
+                    if stat.S_ISREG(os.fstat(fd).st_mode):
+                        os.ftruncate(fd, 0)
+                        continue
+                finally:
+                    os.close(fd)
         log.unlink()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from setpoint import proc
 from setpoint.host import installation as installations
-from setpoint.home import Home, caddy_user, chown, service_user, unreachable_parent, write_file
+from setpoint.home import Home, caddy_user, own_directory, service_user, unreachable_parent, write_file
 from setpoint.errors import SetpointError
 from setpoint.observability import logstore, monitoring
 from setpoint.runtime.local.accounts import ensure_account
@@ -60,13 +60,12 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
             f"the service user {user} cannot reach SETPOINT_HOME {home.root}: {blocked} is closed to it",
             f"choose a SETPOINT_HOME outside {blocked}, or run: chmod o+x {blocked}",
         )
-    for directory in (home.instances_dir, home.venvs_dir, home.caddy_dir / "sites", home.caddy_dir / "admin",
-                      home.caddy_dir / "logs", home.supervisor_dir / "conf.d"):
+    for directory in (home.instances_dir, home.venvs_dir, home.supervisor_dir / "conf.d"):
         directory.mkdir(parents=True, exist_ok=True)
-    (home.caddy_dir / "admin").chmod(0o700)
-    # Caddy's account alone reads its state (the local CA's keys); no instance account can.
-    home.caddy_dir.chmod(0o700)
-    chown(home.caddy_dir, caddy, recursive=True)
+    # Caddy's account alone reads its state (the local CA's keys); no instance account can. Given
+    # without following a link Caddy's account could have planted (own_directory).
+    for directory in (home.caddy_dir, *(home.caddy_dir / name for name in ("sites", "admin", "logs"))):
+        own_directory(home.root, directory, caddy, mode=0o700, recursive=True)
     write_file(home.root / "platform.json", json.dumps({"caddy_admin": "unix socket"}) + "\n")
     platform = load_platform(home)
     caddy_bin = proc.find_binary("caddy")
