@@ -119,8 +119,11 @@ class InstancePaths:
     # What Setpoint recorded of the instance's backups, drills and exports: root's, beside the spec,
     # never in backup/ (the data account's, which could have swapped it).
     records_file = property(lambda self: self.root / "records.json")
-    # Written by Caddy's own account, so beside Caddy's files rather than in logs/.
-    access_log = property(lambda self: self.root.parent.parent / "caddy" / "logs" / f"{self.name}.access.log")
+    # Caddy's account appends to it; root's, in root's access-logs/ (see appendable_file), since
+    # the log store reads it as root.
+    access_log = property(lambda self: self.root.parent.parent / "access-logs" / f"{self.name}.access.log")
+    # Where an earlier Setpoint had Caddy write it, in Caddy's own directory.
+    former_access_log = property(lambda self: self.root.parent.parent / "caddy" / "logs" / f"{self.name}.access.log")
 
     def exists(self) -> bool:
         return self.state_file.exists()
@@ -145,6 +148,7 @@ class Home:
     # Caddy's output, which supervisord (root) appends to: in root's directory, not Caddy's, where
     # Caddy's account could have swapped it for a link to any file.
     caddy_log = property(lambda self: self.supervisor_dir / "caddy.log")
+    access_logs_dir = property(lambda self: self.root / "access-logs")
     monitoring_dir = property(lambda self: self.root / "monitoring")
     logstore_dir = property(lambda self: self.root / "logstore")
 
@@ -249,6 +253,27 @@ def own_directory(anchor: Path, path: Path, user: str, group: str | None = None,
         os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)
         return existed, True
+    finally:
+        os.close(fd)
+
+
+def appendable_file(anchor: Path, path: Path, writer: str, mode: int) -> bool:
+    """Make `path`, inside `anchor` in a directory of root's, a regular file of root's that the
+    group of the account `writer` appends to (`mode`), created when missing, a link in its place
+    replaced; return whether its owner or mode changed.
+
+    Files an unprivileged account writes and root's processes read (the log store, as root,
+    follows a link): kept in root's directories, the account can neither replace them nor plant
+    a link beside them."""
+    fd = open_beneath(anchor, path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode=mode, replace_link=True)
+    try:
+        kept = os.fstat(fd)
+        owner = (0, account_ids(writer)[1]) if is_root() else (kept.st_uid, kept.st_gid)
+        if (kept.st_uid, kept.st_gid, stat.S_IMODE(kept.st_mode)) == (*owner, mode):
+            return False
+        os.fchown(fd, *owner)
+        os.fchmod(fd, mode)
+        return True
     finally:
         os.close(fd)
 

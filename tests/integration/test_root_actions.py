@@ -2,7 +2,8 @@
 Superset (or in PostgreSQL), that account can plant links in its own directories, and Setpoint's
 commands and the host's services, which run as root, must not be led by them to another file.
 What root reads or runs (the spec, the configuration, the logs supervisord writes, the audit file
-the log store reads) is in root's directories, where neither account can put anything."""
+and access logs the log store reads) is in root's directories, where no such account can put
+anything; what root does in the accounts' own directories never follows a link."""
 
 import random
 import shutil
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from setpoint.errors import SetpointError
+from setpoint.home import caddy_user
 from setpoint.observability import logstore
 from setpoint.operations import gdpr
+from setpoint.readiness import wait_until
 from setpoint.runtime.local.accounts import lay_out
 from setpoint.runtime.local.instance import load_context
 from tests.conftest import as_account
@@ -121,6 +124,22 @@ def host_dir():
     (path / "passwd").write_text("root's\n")
     yield path
     shutil.rmtree(path)
+
+
+def test_caddys_account_cannot_put_a_link_in_place_of_an_access_log_the_store_reads_as_root(home, instance, http,
+                                                                                           host_file):
+    """Caddy, the host's process that faces the Internet, appends each instance's access log;
+    the log store reads it as root and follows a link. While the logs were in Caddy's own
+    directory, its account could have pointed one at any file of the host."""
+    log = home.instance("alpha").access_log
+    for argv in (["ln", "-sfn", str(host_file), str(log)], ["mv", "-T", str(log), f"{log}.moved"],
+                 ["ln", "-s", str(host_file), str(log.parent / "planted.log")]):
+        refused = run_as(caddy_user(), *argv, succeed=False)
+        assert "Permission denied" in refused.stderr, refused.stderr
+    size = log.stat().st_size
+    assert http.get("/health").status_code == 200
+    wait_until(lambda: log.stat().st_size > size, 10, AssertionError("Caddy no longer writes the access log"))
+    assert log.is_file() and not log.is_symlink() and (log.owner(), log.group()) == ("root", caddy_user())
 
 
 def test_up_gives_no_directory_through_a_link_an_account_planted(home, instance, host_dir):

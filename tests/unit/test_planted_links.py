@@ -281,3 +281,24 @@ def test_the_former_audit_trail_moves_into_roots_directory_never_through_a_link(
     assert f"moved {alpha.former_audit_dir / 'audit.log'} to {alpha.audit_log}" in changes
     assert alpha.audit_log.read_text() == "alpha's records\n"
     assert (alpha.former_audit_dir / "audit.log").resolve() == alpha.audit_log
+
+
+def test_root_empties_an_access_log_in_place_past_its_size_never_through_a_link(tmp_path, monkeypatch):
+    from setpoint.observability import logstore
+
+    paths = InstancePaths(tmp_path / "home" / "instances" / "alpha")
+    paths.access_log.parent.mkdir(parents=True)
+    paths.access_log.write_text("a request\n")
+    monkeypatch.setattr(logstore, "ACCESS_LOG_MAX_BYTES", 20)
+    assert not logstore.trim_access_log(paths) and paths.access_log.read_text() == "a request\n"
+    with paths.access_log.open("a") as caddy:  # Caddy holds it open and appends
+        caddy.write("another request\n")
+        caddy.flush()
+        assert logstore.trim_access_log(paths) and paths.access_log.stat().st_size == 0
+        caddy.write("the next one\n")
+    assert paths.access_log.read_text() == "the next one\n"
+    outside = tmp_path / "host-file"
+    outside.write_text("x" * 100)
+    paths.access_log.unlink()
+    paths.access_log.symlink_to(outside)
+    assert not logstore.trim_access_log(paths) and outside.stat().st_size == 100

@@ -137,8 +137,8 @@ def publish_facts(home: Home) -> None:
 
 def prune_logs(home: Home) -> None:
     """Delete the log store's days past each instance's retention, and rotate each instance's
-    audit file past its size (observability/logstore.py)."""
-    from setpoint.observability.logstore import prune, rotate_audit_trail
+    audit file and empty its access log past their sizes (observability/logstore.py)."""
+    from setpoint.observability.logstore import prune, rotate_audit_trail, trim_access_log
 
     try:
         for path in prune(home):
@@ -146,6 +146,8 @@ def prune_logs(home: Home) -> None:
         for name in home.instance_names():
             if rotate_audit_trail(home.instance(name)):
                 log.info("%s: rotated its audit file", name)
+            if trim_access_log(home.instance(name)):
+                log.info("%s: emptied its access log", name)
     except Exception:  # noqa: BLE001 - retention never stops the backups
         log.exception("could not apply the log store's retention")
 

@@ -28,7 +28,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, InstancePaths, account_ids, is_root, open_beneath, write_file
+from setpoint.home import Home, InstancePaths, appendable_file, caddy_user, open_beneath, write_file
 from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext, render_logstore_config, render_logstore_instance
 
@@ -206,16 +206,8 @@ def prepare_audit_trail(ctx: InstanceContext) -> list[str]:
         finally:
             os.close(former)
             os.close(current)
-    fd = open_beneath(anchor, path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode=AUDIT_FILE_MODE, replace_link=True)
-    try:
-        kept = os.fstat(fd)
-        owner = (0, account_ids(ctx.superset_user)[1]) if is_root() else (kept.st_uid, kept.st_gid)
-        if (kept.st_uid, kept.st_gid, stat.S_IMODE(kept.st_mode)) != (*owner, AUDIT_FILE_MODE):
-            os.fchown(fd, *owner)
-            os.fchmod(fd, AUDIT_FILE_MODE)
-            changed.append(f"gave {path} to root, for {ctx.superset_user}'s processes to append to ({AUDIT_FILE_MODE:04o})")
-    finally:
-        os.close(fd)
+    if appendable_file(anchor, path, ctx.superset_user, AUDIT_FILE_MODE):
+        changed.append(f"gave {path} to root, for {ctx.superset_user}'s processes to append to ({AUDIT_FILE_MODE:04o})")
     return changed
 
 
@@ -256,6 +248,34 @@ def rotate_audit_trail(paths: InstancePaths) -> bool:
     os.replace(path, path.with_name("audit.log.1"))
     os.replace(fresh, path)
     return True
+
+
+ACCESS_LOG_MODE = 0o620  # root's; Caddy appends through its account's group
+ACCESS_LOG_MAX_BYTES = 20 * 1024 * 1024
+
+
+def prepare_access_log(home: Home, paths: InstancePaths) -> bool:
+    """Give the instance's access log to root, in root's access-logs/, for Caddy to append to:
+    Caddy's account (the host's process that faces the Internet) can neither replace it nor put
+    a link in its place, which the store, reading as root, would have followed. Whether it
+    changed."""
+    return appendable_file(home.root, paths.access_log, caddy_user(), ACCESS_LOG_MODE)
+
+
+def trim_access_log(paths: InstancePaths) -> bool:
+    """Empty the access log in place past ACCESS_LOG_MAX_BYTES (Caddy holds it open and appends at
+    its end; the store, which reads it as it grows, starts again at its beginning); whether it did."""
+    try:
+        fd = open_beneath(paths.root.parent.parent, paths.access_log, os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        if os.fstat(fd).st_size <= ACCESS_LOG_MAX_BYTES:
+            return False
+        os.ftruncate(fd, 0)
+        return True
+    finally:
+        os.close(fd)
 
 
 def record_audit(ctx: InstanceContext, event: str, **fields) -> None:

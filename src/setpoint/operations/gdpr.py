@@ -110,8 +110,8 @@ def _files(home: Home, ctx: InstanceContext) -> list[Path]:
     followed (nor later opened: `_open`)."""
     roots = [logstore.records_dir(home, ctx.spec.name), ctx.paths.logs, ctx.paths.audit_dir, ctx.paths.former_audit_dir]
     files = [p for root in roots for p in files_beneath(home.root, root)]
-    return files + [p for p in files_beneath(home.root, ctx.paths.access_log.parent)
-                    if p.name.startswith(f"{ctx.spec.name}.access")]
+    return files + [p for log in (ctx.paths.access_log, ctx.paths.former_access_log)
+                    for p in files_beneath(home.root, log.parent) if p.name.startswith(f"{ctx.spec.name}.access")]
 
 
 def _open(home: Home, path: Path, flags: int) -> int | None:

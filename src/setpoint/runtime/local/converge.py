@@ -256,6 +256,8 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
 
     step("publishing the site over HTTPS")
     site = home.caddy_dir / "sites" / f"{spec.name}.caddy"
+    if logstore.prepare_access_log(home, paths):
+        act(f"gave {paths.access_log} to root, for Caddy to append to")
     published = write_file(site, render_site(ctx), owner=caddy_user())
     specs = monitoring.host_specs(home, spec)
     consoles = monitoring.write_consoles_site(home, monitoring.monitoring_of(home), specs)

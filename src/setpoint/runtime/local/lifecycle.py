@@ -219,6 +219,7 @@ def destroy(home: Home, name: str) -> list[str]:
             and platform is not None and platform.supervisor.is_running():
         platform.caddy.reload()
     remove_access_logs(paths.access_log)
+    remove_access_logs(paths.former_access_log)
     actions.append(f"deleted {paths.root}")
     if logstore.records_dir(home, name).exists():
         actions.append(f"kept {name}'s logs and audit trail in the host's log store until their retention ends "

@@ -66,6 +66,8 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     # without following a link Caddy's account could have planted (own_directory).
     for directory in (home.caddy_dir, *(home.caddy_dir / name for name in ("sites", "admin", "logs"))):
         own_directory(home.root, directory, caddy, mode=0o700, recursive=True)
+    # The instances' access logs, which Caddy appends to and the log store reads as root: root's.
+    own_directory(home.root, home.access_logs_dir, "root", caddy, mode=0o750)
     write_file(home.root / "platform.json", json.dumps({"caddy_admin": "unix socket"}) + "\n")
     platform = load_platform(home)
     caddy_bin = proc.find_binary("caddy")
