@@ -64,7 +64,7 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
         directory.mkdir(parents=True, exist_ok=True)
     # Caddy's account alone reads its state (the local CA's keys); no instance account can. Given
     # without following a link Caddy's account could have planted (own_directory).
-    for directory in (home.caddy_dir, *(home.caddy_dir / name for name in ("sites", "admin", "logs"))):
+    for directory in (home.caddy_dir, home.caddy_dir / "sites", home.caddy_dir / "admin"):
         own_directory(home.root, directory, caddy, mode=0o700, recursive=True)
     # The instances' access logs, which Caddy appends to and the log store reads as root: root's.
     own_directory(home.root, home.access_logs_dir, "root", caddy, mode=0o750)
