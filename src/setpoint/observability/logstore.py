@@ -190,40 +190,35 @@ def prepare_audit_trail(ctx: InstanceContext) -> list[str]:
     except OSError:
         former = None
     if former is not None:
-        current = open_beneath(anchor, ctx.paths.audit_dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            for name in ("audit.log.1", "audit.log"):
-                if not _is_regular(name, former) or _exists(name, current):
-                    continue
-                os.replace(name, name, src_dir_fd=former, dst_dir_fd=current)
-                if not _is_regular(name, current):  # swapped for a link or more since it was looked at
-                    os.unlink(name, dir_fd=current)
-                    continue
-                changed.append(f"moved {ctx.paths.former_audit_dir / name} to {path.with_name(name)}")
-                if name == "audit.log":
-                    with contextlib.suppress(FileExistsError):
-                        os.symlink(path, name, dir_fd=former)
+            current = open_beneath(anchor, ctx.paths.audit_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                for name in ("audit.log.1", "audit.log"):
+                    if _kind(name, former) != stat.S_IFREG or _kind(name, current) is not None:
+                        continue
+                    os.replace(name, name, src_dir_fd=former, dst_dir_fd=current)
+                    if _kind(name, current) != stat.S_IFREG:  # swapped for a link or more since it was looked at
+                        os.unlink(name, dir_fd=current)
+                        continue
+                    changed.append(f"moved {ctx.paths.former_audit_dir / name} to {path.with_name(name)}")
+                    if name == "audit.log":
+                        with contextlib.suppress(FileExistsError):
+                            os.symlink(path, name, dir_fd=former)
+            finally:
+                os.close(current)
         finally:
             os.close(former)
-            os.close(current)
     if appendable_file(anchor, path, ctx.superset_user, AUDIT_FILE_MODE):
         changed.append(f"gave {path} to root, for {ctx.superset_user}'s processes to append to ({AUDIT_FILE_MODE:04o})")
     return changed
 
 
-def _is_regular(name: str, directory: int) -> bool:
+def _kind(name: str, directory: int) -> int | None:
+    """What `name` is in `directory` (stat.S_IFREG, S_IFLNK, ...), never through a link; None if absent."""
     try:
-        return stat.S_ISREG(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode)
+        return stat.S_IFMT(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode)
     except FileNotFoundError:
-        return False
-
-
-def _exists(name: str, directory: int) -> bool:
-    try:
-        os.stat(name, dir_fd=directory, follow_symlinks=False)
-        return True
-    except FileNotFoundError:
-        return False
+        return None
 
 
 def rotate_audit_trail(paths: InstancePaths) -> bool:
