@@ -332,15 +332,12 @@ def _regular_file_text(path: Path) -> tuple[str, int] | None:
             return None
 
 
-def chown(path: Path, user: str, group: str | None = None, recursive: bool = False) -> None:
-    """Give a path (and with `recursive` everything below it) to `user` and `group` (by default
-    the user's own group); a no-op unless root."""
+def chown(path: Path, user: str, group: str | None = None) -> None:
+    """Give a path (never a link's target) to `user` and `group` (by default the user's own
+    group); a no-op unless root. A whole directory changes hands through own_directory."""
     if not is_root():
         return
-    uid, gid = account_ids(user, group)
-    paths = [path, *path.rglob("*")] if recursive else [path]
-    for p in paths:
-        os.lchown(p, uid, gid)
+    os.lchown(path, *account_ids(user, group))
 
 
 def account_ids(user: str, group: str | None = None) -> tuple[int, int]:
