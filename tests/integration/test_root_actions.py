@@ -116,6 +116,17 @@ def test_no_account_can_put_a_link_in_place_of_the_audit_file_the_store_reads_as
     assert host_file.read_text() == "owner: planted.person@example.com\n"
 
 
+def test_the_data_account_cannot_swap_the_superset_accounts_home_or_redis_data(home, instance):
+    """data/ was the data account's: it could rename data/superset or data/redis and put a link
+    there, which root followed when it gave the directory back to its owner (see the next test),
+    and into which Superset's commands started as root would have changed directory."""
+    ctx = load_context(home, "alpha")
+    for path in (ctx.paths.superset_home, ctx.paths.redis_data, ctx.paths.pg_data):
+        refused = run_as(ctx.data_user, "mv", "-T", str(path), f"{path}.moved", succeed=False)
+        assert "Permission denied" in refused.stderr, refused.stderr
+    assert (ctx.paths.data.owner(), ctx.paths.data.group()) == ("root", ctx.superset_user)
+
+
 @pytest.fixture
 def host_dir():
     """A directory of the host's, root's, with a file in it."""
