@@ -233,6 +233,8 @@ def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_no
     # A link that account planted where supervisord, as root, would append a process's output.
     planted = ctx.paths.logs / "planted.log"
     subprocess.run(["ln", "-s", "/etc/hostname", str(planted)], **as_account(old), check=True)
+    # And bytecode its processes cached beside their configuration, which would run before the source.
+    subprocess.run(["mkdir", "-p", str(ctx.paths.config / "__pycache__")], **as_account(old), check=True)
     ctx.paths.records_file.rename(ctx.paths.backup / "state.json")  # and so was the backup record's
     record = json.loads((ctx.paths.backup / "state.json").read_text())
     for rendered in render_instance(shared, secrets):
@@ -271,6 +273,7 @@ def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_no
                  ctx.paths.backup / "repo"):
         assert path.owner() == ctx.data_user, path
     # Its configuration, which the old account owned, is root's now, each file read by its group.
+    assert f"removed {ctx.paths.config / '__pycache__'}, written by an account that could change config/" in report.actions
     assert [p.name for p in ctx.paths.config.iterdir() if p.owner() != "root"] == []
     assert (ctx.paths.config / "pgbackrest.conf").group() == ctx.data_user
     assert cluster_of(ctx).sql("SELECT count(*) FROM ab_user", database="superset") == users_before

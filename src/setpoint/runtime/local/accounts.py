@@ -16,6 +16,7 @@ Two accounts serve an instance when Setpoint runs as root:
 from __future__ import annotations
 
 import grp
+import shutil
 import pwd
 import time
 from dataclasses import dataclass
@@ -89,6 +90,11 @@ def lay_out(ctx: InstanceContext) -> list[str]:
                                        recursive=entry.whole)
         if existed and given:
             changed.append(f"gave {entry.path} to {entry.owner}:{entry.group} ({entry.mode:04o})")
+    cache = ctx.paths.config / "__pycache__"
+    if is_root() and (cache.is_symlink() or cache.exists()):
+        # Left by an account that could write config/: its bytecode would run before the source.
+        cache.unlink() if cache.is_symlink() else shutil.rmtree(cache)
+        changed.append(f"removed {cache}, written by an account that could change config/")
     for planted in (p for p in ctx.paths.logs.iterdir() if p.is_symlink()) if is_root() else ():
         planted.unlink()  # planted while the directory was the data account's (see instance_layout)
         changed.append(f"removed the link {planted}, planted where supervisord writes a log")
