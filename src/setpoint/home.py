@@ -243,18 +243,23 @@ def own_directory(anchor: Path, path: Path, user: str, group: str | None = None,
         if not is_root():
             return existed, False
         uid, gid = account_ids(user, group)
-        kept = os.fstat(fd)
-        if (kept.st_uid, kept.st_gid, stat.S_IMODE(kept.st_mode)) == (uid, gid, mode):
-            return existed, False
-        if recursive and kept.st_uid != uid:
+        if recursive and os.fstat(fd).st_uid != uid:
             for _, folders, files, at in os.fwalk(".", dir_fd=fd):
                 for name in folders + files:
                     os.chown(name, uid, gid, dir_fd=at, follow_symlinks=False)
-        os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)
-        return existed, True
+        return existed, _hand_over(fd, (uid, gid), mode)
     finally:
         os.close(fd)
+
+
+def _hand_over(fd: int, owner: tuple[int, int], mode: int) -> bool:
+    """Give the open file or directory `fd` to `owner` (uid, gid) with `mode`; whether it changed."""
+    kept = os.fstat(fd)
+    if (kept.st_uid, kept.st_gid, stat.S_IMODE(kept.st_mode)) == (*owner, mode):
+        return False
+    os.fchown(fd, *owner)
+    os.fchmod(fd, mode)
+    return True
 
 
 def appendable_file(anchor: Path, path: Path, writer: str, mode: int) -> bool:
@@ -267,13 +272,10 @@ def appendable_file(anchor: Path, path: Path, writer: str, mode: int) -> bool:
     a link beside them."""
     fd = open_beneath(anchor, path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode=mode, replace_link=True)
     try:
+        if is_root():
+            return _hand_over(fd, (0, account_ids(writer)[1]), mode)
         kept = os.fstat(fd)
-        owner = (0, account_ids(writer)[1]) if is_root() else (kept.st_uid, kept.st_gid)
-        if (kept.st_uid, kept.st_gid, stat.S_IMODE(kept.st_mode)) == (*owner, mode):
-            return False
-        os.fchown(fd, *owner)
-        os.fchmod(fd, mode)
-        return True
+        return _hand_over(fd, (kept.st_uid, kept.st_gid), mode)
     finally:
         os.close(fd)
 

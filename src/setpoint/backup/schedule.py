@@ -144,9 +144,10 @@ def prune_logs(home: Home) -> None:
         for path in prune(home):
             log.info("deleted %s: past its retention", path)
         for name in home.instance_names():
-            if rotate_audit_trail(home.instance(name)):
+            paths = home.instance(name)
+            if rotate_audit_trail(paths):
                 log.info("%s: rotated its audit file", name)
-            if trim_access_log(home.instance(name)):
+            if trim_access_log(paths):
                 log.info("%s: emptied its access log", name)
     except Exception:  # noqa: BLE001 - retention never stops the backups
         log.exception("could not apply the log store's retention")

@@ -93,7 +93,10 @@ def lay_out(ctx: InstanceContext) -> list[str]:
     cache = ctx.paths.config / "__pycache__"
     if is_root() and (cache.is_symlink() or cache.exists()):
         # Left by an account that could write config/: its bytecode would run before the source.
-        cache.unlink() if cache.is_symlink() else shutil.rmtree(cache)
+        if cache.is_symlink():
+            cache.unlink()
+        else:
+            shutil.rmtree(cache)
         changed.append(f"removed {cache}, written by an account that could change config/")
     for planted in (p for p in ctx.paths.logs.iterdir() if p.is_symlink()) if is_root() else ():
         planted.unlink()  # planted while the directory was the data account's (see instance_layout)
