@@ -10,6 +10,7 @@ import json
 import os
 import pwd
 import stat
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from setpoint.errors import SetpointError
 SERVICE_USER = "setpoint"
 CADDY_USER = "setpoint-caddy"
 MONITOR_USER = "setpoint-monitor"
+LOGSTORE_USER = "setpoint-logs"
 SYSTEM_HOME = Path("/var/lib/setpoint")
 
 
@@ -43,6 +45,12 @@ def caddy_user() -> str:
 def monitor_user() -> str:
     """The account of the host's Prometheus and node exporter (root: `setpoint-monitor`)."""
     return MONITOR_USER if is_root() else getpass.getuser()
+
+
+def logstore_user() -> str:
+    """The account of the host's log store (root: `setpoint-logs`, which may read the instances'
+    logs and audit files and nothing else of theirs)."""
+    return LOGSTORE_USER if is_root() else getpass.getuser()
 
 
 def superset_account(home_root: Path, name: str) -> str:
@@ -262,20 +270,69 @@ def _hand_over(fd: int, owner: tuple[int, int], mode: int) -> bool:
     return True
 
 
-def appendable_file(anchor: Path, path: Path, writer: str, mode: int) -> bool:
-    """Make `path`, inside `anchor` in a directory of root's, a regular file of root's that the
+def appendable_file(anchor: Path, path: Path, writer: str, mode: int, owner: str = "root") -> bool:
+    """Make `path`, inside `anchor` in a directory of root's, a regular file of `owner`'s that the
     group of the account `writer` appends to (`mode`), created when missing, a link in its place
     replaced; return whether its owner or mode changed.
 
-    Files an unprivileged account writes and root's processes read (the log store, as root,
-    follows a link): kept in root's directories, the account can neither replace them nor plant
-    a link beside them."""
+    Files an unprivileged account writes and another reads (the log store reads them, and would
+    follow a link): kept in root's directories, the writer can neither replace them nor plant a
+    link beside them."""
     fd = open_beneath(anchor, path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode=mode, replace_link=True)
     try:
         if is_root():
-            return _hand_over(fd, (0, account_ids(writer)[1]), mode)
+            return _hand_over(fd, (account_ids(owner)[0], account_ids(writer)[1]), mode)
         kept = os.fstat(fd)
         return _hand_over(fd, (kept.st_uid, kept.st_gid), mode)
+    finally:
+        os.close(fd)
+
+
+ACL_XATTR = "system.posix_acl_access"
+_UNDEFINED_ID = 0xFFFFFFFF
+_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+
+def acl_with_reader(acl: bytes | None, mode: int, uid: int, perm: int) -> bytes:
+    """The access ACL `acl` (the kernel's xattr form; or, when None, the plain `mode`'s) with the
+    account `uid`'s entry set to `perm` (4 read, 1 traverse) and the mask letting every named
+    entry through. The owning group keeps its own permissions."""
+    if acl:
+        entries = {(tag, ident): granted for tag, granted, ident in struct.iter_unpack("<HHI", acl[4:])}
+    else:
+        entries = {(_USER_OBJ, _UNDEFINED_ID): mode >> 6 & 7, (_GROUP_OBJ, _UNDEFINED_ID): mode >> 3 & 7,
+                   (_OTHER, _UNDEFINED_ID): mode & 7}
+    entries[(_USER, uid)] = perm
+    entries[(_MASK, _UNDEFINED_ID)] = entries[(_GROUP_OBJ, _UNDEFINED_ID)]
+    for (tag, _), granted in list(entries.items()):
+        if tag in (_USER, _GROUP):
+            entries[(_MASK, _UNDEFINED_ID)] |= granted
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, granted, ident)
+                                           for (tag, ident), granted in sorted(entries.items()))
+
+
+def let_read(anchor: Path, directory: Path, user: str, perm: int) -> bool:
+    """Give the account `user` `perm` on `directory` (inside `anchor`; 5 to list and read what is
+    in it, 1 to pass through it) with a POSIX ACL entry, leaving its owner, group and mode as
+    they are; never through a link (see open_beneath). Whether it changed (a no-op unless root).
+
+    The log store's account reads the instances' logs this way, without joining the accounts'
+    groups, which would also open their secrets and data."""
+    if not is_root():
+        return False
+    fd = open_beneath(anchor, directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            acl = os.getxattr(fd, ACL_XATTR)
+        except OSError as exc:
+            if exc.errno != errno.ENODATA:
+                raise
+            acl = None
+        wanted = acl_with_reader(acl, stat.S_IMODE(os.fstat(fd).st_mode), account_ids(user)[0], perm)
+        if wanted == acl:
+            return False
+        os.setxattr(fd, ACL_XATTR, wanted)
+        return True
     finally:
         os.close(fd)
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from setpoint import examples, proc
-from setpoint.home import Home
+from setpoint.home import Home, logstore_user
 from setpoint.net import http_client, is_port_free
 from setpoint.observability import logstore
 from setpoint.readiness import wait_until
@@ -68,11 +68,11 @@ def test_queries_logins_and_access_changes_reach_the_audit_trail(home, admin, in
     assert {r.get("user") for r in audit_json(home, "--user", stranger)} == {stranger}
 
 
-def test_the_audit_file_is_roots_appended_by_the_instances_account_and_stays_out_of_the_logs(home, instance):
+def test_the_audit_file_is_the_stores_appended_by_the_instances_account_and_stays_out_of_the_logs(home, instance):
     ctx = load_context(home, "alpha")
     audit_file = ctx.paths.audit_log
-    assert (audit_file.owner(), audit_file.group()) == ("root", ctx.superset_user)
-    assert stat.S_IMODE(audit_file.stat().st_mode) == 0o620
+    assert (audit_file.owner(), audit_file.group()) == (logstore_user(), ctx.superset_user)
+    assert stat.S_IMODE(audit_file.stat().st_mode) == 0o420
     assert (ctx.paths.audit_dir.owner(), stat.S_IMODE(ctx.paths.audit_dir.stat().st_mode)) == ("root", 0o750)
     # Records go to their own file, not into the components' logs (nor the store's records of them).
     for log in ctx.paths.logs.glob("*.log"):

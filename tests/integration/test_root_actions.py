@@ -5,21 +5,23 @@ What root reads or runs (the spec, the configuration, the logs supervisord write
 and access logs the log store reads) is in root's directories, where no such account can put
 anything; what root does in the accounts' own directories never follows a link."""
 
+import json
 import random
 import shutil
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from setpoint.errors import SetpointError
-from setpoint.home import caddy_user
+from setpoint.home import caddy_user, logstore_user
 from setpoint.observability import logstore
 from setpoint.operations import gdpr
 from setpoint.readiness import wait_until
 from setpoint.runtime.local.accounts import lay_out
 from setpoint.runtime.local.instance import load_context
-from tests.conftest import as_account
+from tests.conftest import access_as, as_account
 
 
 def run_as(user: str, *argv: str, succeed: bool = True) -> subprocess.CompletedProcess:
@@ -150,7 +152,7 @@ def test_caddys_account_cannot_put_a_link_in_place_of_an_access_log_the_store_re
     size = log.stat().st_size
     assert http.get("/health").status_code == 200
     wait_until(lambda: log.stat().st_size > size, 10, AssertionError("Caddy no longer writes the access log"))
-    assert log.is_file() and not log.is_symlink() and (log.owner(), log.group()) == ("root", caddy_user())
+    assert log.is_file() and not log.is_symlink() and (log.owner(), log.group()) == (logstore_user(), caddy_user())
 
 
 def test_up_gives_no_directory_through_a_link_an_account_planted(home, instance, host_dir):
@@ -186,3 +188,49 @@ def test_the_erasure_neither_searches_nor_masks_through_a_planted_link(home, ins
         assert host_file.read_text() == "owner: planted.person@example.com\n"
     finally:
         planted.unlink()
+
+
+def test_the_log_store_runs_as_its_own_account_which_reads_the_logs_and_nothing_else(home, instance):
+    """rsyslog parses lines the instances' people shape, and ran as root. It runs as its own
+    account, which reads the logs through ACL entries and owns the files the writers append to:
+    none of an instance's secrets, configuration, data or backups, and no instance's account
+    reads the store."""
+    ctx = load_context(home, "alpha")
+    conf = f"{home.logstore_dir}/rsyslog.conf"
+    users = subprocess.run(["ps", "-eo", "user:32,args"], capture_output=True, text=True, check=True).stdout
+    assert {line.split()[0] for line in users.splitlines() if "rsyslogd" in line and conf in line} == {logstore_user()}
+    paths = ctx.paths
+    closed = [paths.secrets_file, paths.config / "superset_config.py", paths.config / "pgbackrest.conf", paths.pg_data,
+              paths.backup, paths.run, paths.superset_home, paths.redis_data, home.caddy_dir]
+    read = [paths.logs / "web.log", paths.audit_log, paths.access_log, paths.logs]
+    seen = access_as(logstore_user(), closed + read)
+    assert {str(p): seen[str(p)] for p in closed} == {str(p): "EACCES" for p in closed}
+    assert {str(p): seen[str(p)] for p in read} == {str(p): "ok" for p in read}
+    for account in (ctx.superset_user, ctx.data_user):
+        store = [home.logstore_dir, logstore.records_dir(home, "alpha")]
+        assert set(access_as(account, store).values()) == {"EACCES"}, account
+
+
+def test_root_reads_and_prunes_the_store_without_following_a_link_its_account_planted(home, instance, host_dir):
+    """The records are the store's account's: after a flaw in rsyslog, it could put links where
+    root reads records (`setpoint logs`, `setpoint audit`, the scorecard) and deletes old days."""
+    records, user = logstore.records_dir(home, "alpha"), logstore_user()
+    today = datetime.now(timezone.utc).date().isoformat()
+    secret = host_dir / f"{today}.log"
+    secret.write_text(json.dumps({"time": f"{today}T00:00:00Z", "message": "root's own line"}) + "\n")
+    old_host_day = host_dir / "2000-01-01.log"
+    old_host_day.write_text("root's\n")
+    planted, linked = records / "planted", records / "linked"
+    try:
+        run_as(user, "mkdir", str(planted))
+        run_as(user, "ln", "-s", str(secret), str(planted / f"{today}.log"))
+        run_as(user, "ln", "-s", str(host_dir), str(linked))
+        run_as(user, "touch", str(planted / "2000-01-01.log"))
+        assert list(logstore.read(home, "alpha", ["planted"])) == []
+        assert list(logstore.read(home, "alpha", ["linked"])) == []
+        removed = logstore.prune(home)
+        assert planted / "2000-01-01.log" in removed and not (planted / "2000-01-01.log").exists()
+        assert old_host_day.read_text() == "root's\n" and secret.exists()
+    finally:
+        shutil.rmtree(planted, ignore_errors=True)
+        linked.unlink(missing_ok=True)

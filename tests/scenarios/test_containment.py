@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from setpoint.backup.service import read_record, take_backup
-from setpoint.home import service_user, write_file
+from setpoint.home import logstore_user, service_user, write_file
 from setpoint.render import render_instance, render_programs_conf
 from setpoint.runtime.local import converge, lifecycle, startup
 from setpoint.runtime.local.accounts import lay_out
@@ -262,7 +262,7 @@ def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_no
     assert not planted.is_symlink()
     assert f"moved {former_trail} to {ctx.paths.audit_log}" in report.actions
     assert ctx.paths.audit_log.read_text().startswith(trail) and former_trail.is_symlink()
-    assert (ctx.paths.audit_log.owner(), ctx.paths.audit_log.group()) == ("root", ctx.superset_user)
+    assert (ctx.paths.audit_log.owner(), ctx.paths.audit_log.group()) == (logstore_user(), ctx.superset_user)
     assert read_record(ctx.paths) == record and not (ctx.paths.backup / "state.json").exists()
     states = Supervisor(home).states("hog")
     assert {name.rsplit("-", 1)[1]: process_user(s.pid) for name, s in states.items()} == {

@@ -6,6 +6,9 @@ import errno
 import io
 import logging
 import os
+import pwd
+import stat
+import struct
 import zipfile
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -257,8 +260,10 @@ def test_root_gives_a_directory_to_an_account_never_through_a_link(tmp_path):
     assert own_directory(base, base / "new", "nobody", mode=0o750) == (False, True)
 
 
-def test_the_former_audit_trail_moves_into_roots_directory_never_through_a_link(tmp_path):
+def test_the_former_audit_trail_moves_into_roots_directory_never_through_a_link(tmp_path, monkeypatch):
     from setpoint.observability import logstore
+
+    monkeypatch.setattr(logstore, "logstore_user", lambda: "nobody")  # the store's account may not exist yet
 
     home = tmp_path / "home"
     alpha, beta = (InstancePaths(home / "instances" / name) for name in ("alpha", "beta"))
@@ -302,3 +307,49 @@ def test_root_empties_an_access_log_in_place_past_its_size_never_through_a_link(
     paths.access_log.unlink()
     paths.access_log.symlink_to(outside)
     assert not logstore.trim_access_log(paths) and outside.stat().st_size == 100
+
+
+ANY = 0xFFFFFFFF  # an ACL entry's id where it names no account
+
+
+def acl_entries(acl: bytes) -> list[tuple[int, int, int]]:
+    return list(struct.iter_unpack("<HHI", acl[4:]))
+
+
+def test_an_acl_entry_lets_one_account_read_and_keeps_the_owning_group_as_it_was():
+    from setpoint.home import acl_with_reader
+
+    # A directory 0750: the reader's entry, a mask that lets it through, the group's own r-x.
+    acl = acl_with_reader(None, 0o750, 1234, 5)
+    assert acl_entries(acl) == [(0x01, 7, ANY), (0x02, 5, 1234), (0x04, 5, ANY), (0x10, 5, ANY), (0x20, 0, ANY)]
+    assert acl_with_reader(acl, 0o750, 1234, 5) == acl  # given once
+    # A second account passes through; the first keeps its entry.
+    both = acl_with_reader(acl, 0o750, 99, 1)
+    assert acl_entries(both)[1:3] == [(0x02, 1, 99), (0x02, 5, 1234)]
+    # A file the group may only write to (0620): the mask widens for the reader, the group stays -w-.
+    widened = acl_entries(acl_with_reader(None, 0o620, 1234, 4))
+    assert (0x04, 2, ANY) in widened and (0x10, 6, ANY) in widened and (0x20, 0, ANY) in widened
+
+
+def test_let_read_gives_an_entry_on_the_directory_itself_never_through_a_link(tmp_path):
+    from setpoint.home import ACL_XATTR, let_read
+
+    assert os.geteuid() == 0, "only root gives ACL entries: run the tests as root, as CI does"
+    logs = tmp_path / "instances" / "alpha" / "logs"
+    logs.mkdir(parents=True, mode=0o750)
+    logs.chmod(0o750)
+    assert let_read(tmp_path, logs, "nobody", 5) and not let_read(tmp_path, logs, "nobody", 5)
+    assert (0x02, 5, pwd.getpwnam("nobody").pw_uid) in acl_entries(os.getxattr(logs, ACL_XATTR))
+    assert stat.S_IMODE(logs.stat().st_mode) == 0o750
+    # A link in the directory's place, or above it: refused, and its target gets no entry.
+    target = tmp_path / "host-dir"
+    target.mkdir(mode=0o700)
+    linked = tmp_path / "instances" / "beta"
+    linked.symlink_to(target)
+    for path in (linked, linked / "logs"):
+        (target / "logs").mkdir(exist_ok=True)
+        with pytest.raises(OSError):
+            let_read(tmp_path, path, "nobody", 5)
+    for path in (target, target / "logs"):
+        with pytest.raises(OSError):
+            os.getxattr(path, ACL_XATTR)

@@ -107,7 +107,7 @@ def rendered_files(ctx):
         "site.caddy": render_site(ctx),
         "Caddyfile": render_caddyfile(home, Path("/srv/setpoint/caddy/admin/admin.sock"), MONITORING.caddy_metrics_port),
         "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint-caddy", "/opt/setpoint/bin/python",
-                                                    MONITORING, "/usr/sbin/rsyslogd"),
+                                                    MONITORING, "/usr/sbin/rsyslogd", "setpoint-logs"),
         "consoles.caddy": render_consoles_site(MONITORING, [443, 8443]),
         "rsyslog.conf": render_logstore_config(home),
         "rsyslog-instance.conf": render_logstore_instance(ctx),

@@ -6,10 +6,16 @@ logstore/records/INSTANCE/COMPONENT/DAY.log; Superset's audit records (setpoint_
 records/INSTANCE/audit/DAY.log. An instance's spec may name a remote syslog store (`logs.remote`)
 that receives a copy of each record, queued on disk while it is unreachable.
 
-The store belongs to root: no instance's account can read or rewrite it. `up` publishes an
-instance (rsyslog.d/NAME.conf) and restarts rsyslog, which resumes every file where it stopped;
-the scheduler deletes the days past the spec's retention. `setpoint logs` and `setpoint audit`
-read the records; checklist points 18 and 22 look for fresh ones.
+rsyslog parses lines an instance's people can shape, so it runs as an account of its own
+(`setpoint-logs`), not as root. That account reads the instances' logs through an ACL entry on
+their directories (`open_to_store`) and owns the audit and access files, which the writers
+append to through their group; it joins no instance's group, so it reads none of their secrets,
+configuration or data. Its records belong to it, and no instance's account can read them; root
+reads them without following a link it could have planted (`open_beneath`). Its configuration
+is root's. `up` publishes an instance (rsyslog.d/NAME.conf) and restarts rsyslog, which resumes
+every file where it stopped; the scheduler deletes the days past the spec's retention.
+`setpoint logs` and `setpoint audit` read the records; checklist points 18 and 22 look for
+fresh ones.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, InstancePaths, appendable_file, caddy_user, open_beneath, write_file
+from setpoint.home import (Home, InstancePaths, appendable_file, caddy_user, let_read, logstore_user, open_beneath,
+                           own_directory, superset_account, write_file)
 from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext, render_logstore_config, render_logstore_instance
 
@@ -48,18 +55,54 @@ def _instance_file(home: Home, name: str) -> Path:
 
 
 def prepare(home: Home) -> bool:
-    """The store's directories and rsyslog's configuration; whether it changed."""
-    base = home.logstore_dir
-    for directory in (base, base / "rsyslog.d", base / "state", base / "records"):
-        directory.mkdir(parents=True, exist_ok=True)
-        directory.chmod(0o700)
-    return write_file(base / "rsyslog.conf", render_logstore_config(home), mode=0o600)
+    """The store's directories and rsyslog's configuration; whether it changed. The configuration
+    is root's; the queues, positions and records are the store account's (an earlier Setpoint's,
+    root's, change hands)."""
+    base, user = home.logstore_dir, logstore_user()
+    for directory in (base, base / "rsyslog.d"):
+        own_directory(home.root, directory, "root", user, mode=0o750)
+    for directory in (base / "state", base / "records"):
+        own_directory(home.root, directory, user, mode=0o700, recursive=True)
+    return _write_config(base / "rsyslog.conf", render_logstore_config(home))
+
+
+def _write_config(path: Path, text: str) -> bool:
+    return write_file(path, text, mode=0o640, owner="root", group=logstore_user())
 
 
 def publish(home: Home, ctx: InstanceContext) -> bool:
     """Have the store read the instance's logs (and forward them as its spec says); whether the
     store's configuration changed."""
-    return write_file(_instance_file(home, ctx.spec.name), render_logstore_instance(ctx), mode=0o600)
+    return _write_config(_instance_file(home, ctx.spec.name), render_logstore_instance(ctx))
+
+
+def open_to_store(home: Home, paths: InstancePaths, superset_user: str) -> list[str]:
+    """Let the store's account read the instance's logs, audit file and access log, and nothing
+    else of the instance's: an ACL entry lets it pass through the instance's directory and read
+    logs/ and audit/; it owns the audit file and the access log, which Superset's processes and
+    Caddy append to through their groups. Return what changed."""
+    reader, changed = logstore_user(), []
+    for directory, perm, what in ((paths.root, 1, "pass through"), (paths.logs, 5, "read"), (paths.audit_dir, 5, "read")):
+        if directory.exists() and let_read(home.root, directory, reader, perm):
+            changed.append(f"let {reader} {what} {directory}")
+    if paths.audit_dir.exists() and _hand_audit_file(paths, superset_user):
+        changed.append(f"gave {paths.audit_log} to {reader}, for {superset_user}'s processes to append to")
+    if appendable_file(home.root, paths.access_log, caddy_user(), ACCESS_LOG_MODE, owner=reader):
+        changed.append(f"gave {paths.access_log} to {reader}, for Caddy to append to")
+    return changed
+
+
+def open_instances_to_store(home: Home) -> list[str]:
+    """open_to_store for the access logs' directory and every instance of the home laid out by
+    this Setpoint (one laid out by an earlier one gets it at its `up`)."""
+    changed = []
+    if let_read(home.root, home.access_logs_dir, logstore_user(), 5):
+        changed.append(f"let {logstore_user()} read {home.access_logs_dir}")
+    for name in home.instance_names():
+        paths = home.instance(name)
+        if paths.audit_dir.exists():
+            changed += open_to_store(home, paths, superset_account(home.root, name))
+    return changed
 
 
 def withdraw(home: Home, name: str) -> bool:
@@ -105,12 +148,19 @@ def _day_of(path: Path) -> date | None:
 def components_of(home: Home, name: str) -> list[str]:
     """The components that have records of instance `name` (the audit trail aside)."""
     base = records_dir(home, name)
-    return sorted(p.name for p in base.iterdir() if p.is_dir() and p.name != AUDIT) if base.exists() else []
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.is_symlink() and p.name != AUDIT) \
+        if base.exists() else []
 
 
-def _entries(path: Path, offset: int = 0) -> tuple[list[dict], int]:
-    """The complete JSON lines of a day file from `offset`, and the offset after them."""
-    with path.open("rb") as stream:
+def _entries(home: Home, path: Path, offset: int = 0) -> tuple[list[dict], int]:
+    """The complete JSON lines of a day file from `offset`, and the offset after them. The store's
+    account owns the records: a link it put in a file's or a directory's place is not followed
+    (nothing is read from it), since root reads them."""
+    try:
+        fd = open_beneath(home.logstore_dir, path)
+    except OSError:
+        return [], offset
+    with os.fdopen(fd, "rb") as stream:
         stream.seek(offset)
         data = stream.read()
     end = data.rfind(b"\n") + 1  # a line rsyslog is still writing waits for the next read
@@ -123,15 +173,15 @@ def _entries(path: Path, offset: int = 0) -> tuple[list[dict], int]:
     return found, offset + end
 
 
-def _read(path: Path, component: str, offset: int = 0) -> tuple[list[Record], int]:
+def _read(home: Home, path: Path, component: str, offset: int = 0) -> tuple[list[Record], int]:
     """The complete records of a day file from `offset`, and the offset after them."""
-    entries, end = _entries(path, offset)
+    entries, end = _entries(home, path, offset)
     return [Record(e.get("time", ""), component, e.get("level", "info"), e.get("message", "")) for e in entries], end
 
 
 def _component_records(home: Home, name: str, component: str, since: datetime | None) -> Iterator[Record]:
     for path in _day_files(records_dir(home, name) / component, since):
-        yield from _read(path, component)[0]
+        yield from _read(home, path, component)[0]
 
 
 def read(home: Home, name: str, components: Iterable[str] = (), since: datetime | None = None,
@@ -158,7 +208,7 @@ def follow(home: Home, name: str, components: Iterable[str] = (), grep: str | No
         batch = []
         for component, path in todays_files():
             if path.exists():
-                found, offsets[path] = _read(path, component, offsets.get(path, 0))
+                found, offsets[path] = _read(home, path, component, offsets.get(path, 0))
                 batch += [r for r in found if grep is None or grep in r.message]
         yield from sorted(batch, key=lambda r: r.time)
         time.sleep(interval)
@@ -167,19 +217,19 @@ def follow(home: Home, name: str, components: Iterable[str] = (), grep: str | No
 def audit_records(home: Home, name: str, since: datetime | None = None, user: str | None = None) -> list[dict]:
     """The audit trail of instance `name`, oldest first."""
     cutoff = since.isoformat() if since else ""
-    found = [entry for path in _day_files(records_dir(home, name) / AUDIT, since) for entry in _entries(path)[0]
+    found = [entry for path in _day_files(records_dir(home, name) / AUDIT, since) for entry in _entries(home, path)[0]
              if entry.get("time", "") >= cutoff and (user is None or entry.get("user") == user)]
     return sorted(found, key=lambda e: e.get("time", ""))
 
 
-AUDIT_FILE_MODE = 0o620  # root's; Superset's processes append through their account's group
+AUDIT_FILE_MODE = 0o420  # the store's account reads; Superset's processes append through their group
 ROTATE_AUDIT_BYTES = 32 * 1024 * 1024
 
 
 def prepare_audit_trail(ctx: InstanceContext) -> list[str]:
-    """Give the instance its audit file, root's in root's audit/: Superset's processes append to it
-    through their group but can neither replace it nor put a link in its place, which the store,
-    reading as root, would have followed to any file of the host. An audit trail an earlier
+    """Give the instance its audit file, in root's audit/, the store account's: Superset's processes
+    append to it through their group but can neither replace it nor put a link in its place,
+    which the store would have followed to another file. An audit trail an earlier
     Setpoint kept in the Superset account's home moves here (never through a link), and a link
     left at its former place leads the processes still writing there to the new file until they
     restart. Return what changed."""
@@ -208,9 +258,13 @@ def prepare_audit_trail(ctx: InstanceContext) -> list[str]:
                 os.close(current)
         finally:
             os.close(former)
-    if appendable_file(anchor, path, ctx.superset_user, AUDIT_FILE_MODE):
-        changed.append(f"gave {path} to root, for {ctx.superset_user}'s processes to append to ({AUDIT_FILE_MODE:04o})")
+    if _hand_audit_file(ctx.paths, ctx.superset_user):
+        changed.append(f"gave {path} to {logstore_user()}, for {ctx.superset_user}'s processes to append to")
     return changed
+
+
+def _hand_audit_file(paths: InstancePaths, superset_user: str) -> bool:
+    return appendable_file(paths.root.parent, paths.audit_log, superset_user, AUDIT_FILE_MODE, owner=logstore_user())
 
 
 def _kind(name: str, directory: int) -> int | None:
@@ -245,16 +299,8 @@ def rotate_audit_trail(paths: InstancePaths) -> bool:
     return True
 
 
-ACCESS_LOG_MODE = 0o620  # root's; Caddy appends through its account's group
+ACCESS_LOG_MODE = 0o420  # the store's account reads; Caddy appends through its account's group
 ACCESS_LOG_MAX_BYTES = 20 * 1024 * 1024
-
-
-def prepare_access_log(home: Home, paths: InstancePaths) -> bool:
-    """Give the instance's access log to root, in root's access-logs/, for Caddy to append to:
-    Caddy's account (the host's process that faces the Internet) can neither replace it nor put
-    a link in its place, which the store, reading as root, would have followed. Whether it
-    changed."""
-    return appendable_file(home.root, paths.access_log, caddy_user(), ACCESS_LOG_MODE)
 
 
 def trim_access_log(paths: InstancePaths) -> bool:
@@ -332,21 +378,44 @@ def wait_for(home: Home, name: str, component: str, text: str, timeout: float = 
 
 def prune(home: Home, today: date | None = None) -> list[Path]:
     """Delete the day files past each instance's retention (its spec's, or the defaults for an
-    instance that is gone); return them."""
+    instance that is gone); return them. The records are the store account's: root walks them
+    through directory descriptors and deletes only regular files, so a link that account put in
+    a directory's place leads it nowhere else."""
     from setpoint.runtime.local.instance import saved_spec
 
     today = today or datetime.now(timezone.utc).date()
     removed = []
     base = home.logstore_dir / "records"
-    for instance in (base.iterdir() if base.exists() else []):
-        spec = saved_spec(home.instance(instance.name)) if instance.name != HOST else None
-        keep = spec.logs.retention_days if spec else DEFAULT_RETENTION_DAYS
-        keep_audit = spec.logs.audit_retention_days if spec else DEFAULT_AUDIT_RETENTION_DAYS
-        for component in instance.iterdir():
-            days = keep_audit if component.name == AUDIT else keep
-            for path in component.glob("*.log"):
-                day = _day_of(path)
-                if day is not None and (today - day).days >= days:
-                    path.unlink()
-                    removed.append(path)
+    try:
+        records = open_beneath(home.root, base, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return removed
+    try:
+        for instance, instance_fd in _subdirectories(records):
+            spec = saved_spec(home.instance(instance)) if instance != HOST else None
+            keep = spec.logs.retention_days if spec else DEFAULT_RETENTION_DAYS
+            keep_audit = spec.logs.audit_retention_days if spec else DEFAULT_AUDIT_RETENTION_DAYS
+            for component, fd in _subdirectories(instance_fd):
+                days = keep_audit if component == AUDIT else keep
+                for entry in os.scandir(fd):
+                    day = _day_of(Path(entry.name)) if entry.name.endswith(".log") else None
+                    if day is not None and (today - day).days >= days and entry.is_file(follow_symlinks=False):
+                        os.unlink(entry.name, dir_fd=fd)
+                        removed.append(base / instance / component / entry.name)
+    finally:
+        os.close(records)
     return removed
+
+
+def _subdirectories(parent: int) -> Iterator[tuple[str, int]]:
+    """The directories in the open directory `parent` (never a link), each with its descriptor,
+    open while the caller looks at it."""
+    for entry in os.scandir(parent):
+        try:
+            fd = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+        except OSError:  # a file or a link
+            continue
+        try:
+            yield entry.name, fd
+        finally:
+            os.close(fd)

@@ -447,11 +447,12 @@ def render_caddyfile(home: Home, admin_socket: Path, metrics_port: int) -> str:
 
 
 def render_supervisord_conf(home: Home, caddy_bin: str, caddy_user: str, python: str, monitoring: Monitoring,
-                            rsyslog_bin: str) -> str:
+                            rsyslog_bin: str, logstore_user: str) -> str:
     """The host's supervisord configuration: Caddy, the scheduler, Prometheus, Alertmanager, the
     node exporter, the log store, every instance's include file."""
     return render_template("supervisord.conf.j2", home=home, caddy_bin=caddy_bin, caddy_user=caddy_user, python=python,
-                           monitoring=monitoring, monitoring_dir=home.monitoring_dir, rsyslog_bin=rsyslog_bin)
+                           monitoring=monitoring, monitoring_dir=home.monitoring_dir, rsyslog_bin=rsyslog_bin,
+                           logstore_user=logstore_user)
 
 
 # The synthetic checks of every instance: what a user's browser asks first, over HTTPS through

@@ -153,7 +153,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
         step("stopping PostgreSQL while its files and its account's groups change")
         platform.supervisor.stop(f"{spec.name}-postgres")
         act(f"stopped {spec.name}-postgres while its files and {ctx.data_user}'s groups change")
-    for change in lay_out(ctx) + logstore.prepare_audit_trail(ctx):
+    for change in lay_out(ctx) + logstore.prepare_audit_trail(ctx) + logstore.open_to_store(home, paths, ctx.superset_user):
         act(change)
     if move_record(paths):
         act(f"moved {spec.name}'s backup record from {paths.backup} to {paths.records_file}")
@@ -256,8 +256,6 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
 
     step("publishing the site over HTTPS")
     site = home.caddy_dir / "sites" / f"{spec.name}.caddy"
-    if logstore.prepare_access_log(home, paths):
-        act(f"gave {paths.access_log} to root, for Caddy to append to")
     published = write_file(site, render_site(ctx), owner=caddy_user())
     specs = monitoring.host_specs(home, spec)
     consoles = monitoring.write_consoles_site(home, monitoring.monitoring_of(home), specs)

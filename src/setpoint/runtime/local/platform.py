@@ -10,7 +10,7 @@ from pathlib import Path
 
 from setpoint import proc
 from setpoint.host import installation as installations
-from setpoint.home import Home, caddy_user, own_directory, service_user, unreachable_parent, write_file
+from setpoint.home import Home, caddy_user, logstore_user, own_directory, service_user, unreachable_parent, write_file
 from setpoint.errors import SetpointError
 from setpoint.observability import logstore, monitoring
 from setpoint.runtime.local.accounts import ensure_account
@@ -52,6 +52,8 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     caddy = caddy_user()
     if ensure_account(caddy, "Caddy account"):
         log(f"created the account {caddy} for Caddy")
+    if ensure_account(logstore_user(), "log store account"):
+        log(f"created the account {logstore_user()} for the log store")
     home.root.mkdir(parents=True, exist_ok=True)
     home.root.chmod(0o755)
     blocked = unreachable_parent(home.root, user)
@@ -66,7 +68,7 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     # without following a link Caddy's account could have planted (own_directory).
     for directory in (home.caddy_dir, home.caddy_dir / "sites", home.caddy_dir / "admin"):
         own_directory(home.root, directory, caddy, mode=0o700, recursive=True)
-    # The instances' access logs, which Caddy appends to and the log store reads as root: root's.
+    # The instances' access logs, which Caddy appends to and the log store reads: root's directory.
     own_directory(home.root, home.access_logs_dir, "root", caddy, mode=0o750)
     write_file(home.root / "platform.json", json.dumps({"caddy_admin": "unix socket"}) + "\n")
     platform = load_platform(home)
@@ -76,6 +78,8 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
                         console_url=monitoring.console_url(specs))
     monitoring_changes = monitoring.prepare(home, monitored, log)
     logstore_changed = logstore.prepare(home)
+    for change in logstore.open_instances_to_store(home):
+        log(change)
     caddyfile = render_caddyfile(home, platform.caddy.admin_socket, monitored.caddy_metrics_port)
     before_caddyfile = platform.caddy.caddyfile.read_text() if platform.caddy.caddyfile.exists() else ""
     if write_file(platform.caddy.caddyfile, caddyfile, owner=caddy) and platform.supervisor.is_running():
@@ -89,7 +93,7 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     conf = platform.supervisor.conf
     before = conf.read_text() if conf.exists() else None
     changed = write_file(conf, render_supervisord_conf(home, caddy_bin, caddy, str(installation.python), monitored,
-                                                       proc.find_binary("rsyslogd")), mode=0o600)
+                                                       proc.find_binary("rsyslogd"), logstore_user()), mode=0o600)
     if not platform.supervisor.is_running():
         installations.activate(home, installation)
         platform = load_platform(home)
