@@ -197,8 +197,9 @@ def test_the_log_store_runs_as_its_own_account_which_reads_the_logs_and_nothing_
     reads the store."""
     ctx = load_context(home, "alpha")
     conf = f"{home.logstore_dir}/rsyslog.conf"
-    users = subprocess.run(["ps", "-eo", "user:32,args"], capture_output=True, text=True, check=True).stdout
-    assert {line.split()[0] for line in users.splitlines() if "rsyslogd" in line and conf in line} == {logstore_user()}
+    users = subprocess.run(["ps", "-ww", "-eo", "user:32,args"], capture_output=True, text=True, check=True).stdout
+    store = [line.split()[0] for line in users.splitlines() if "rsyslogd" in line and conf in line]
+    assert store and set(store) == {logstore_user()}, users
     paths = ctx.paths
     closed = [paths.secrets_file, paths.config / "superset_config.py", paths.config / "pgbackrest.conf", paths.pg_data,
               paths.backup, paths.run, paths.superset_home, paths.redis_data, home.caddy_dir]
