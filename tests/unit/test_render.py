@@ -113,7 +113,8 @@ def rendered_files(ctx):
         "rsyslog-instance.conf": render_logstore_instance(ctx),
         "rsyslog-instance-remote.conf": render_logstore_instance(
             replace(ctx, spec=ctx.spec.model_copy(update={"logs": ctx.spec.logs.model_copy(
-                update={"remote": "tls://logs.example.com:6514", "remote_ca_file": Path("/etc/setpoint/logs-ca.pem")})}))),
+                update={"remote": "tls://logs.example.com:6514", "remote_ca_file": Path("/etc/setpoint/logs-ca.pem")})})),
+            Path("/srv/setpoint/logstore/ca/demo.pem")),
         "prometheus.yml": render_prometheus_config(home, MONITORING, PROBED, {"demo": 20002, "spread": 20012}),
         "blackbox.yml": render_blackbox_config("/srv/setpoint/monitoring/probe-ca.pem"),
         "rules-host.yml": render_host_rules(),
@@ -411,3 +412,35 @@ def test_the_test_notification_goes_out_at_once_to_its_instances_receivers(tmp_p
     routed = proc.run([proc.find_binary("amtool"), "config", "routes", "test", f"--config.file={config}",
                        f"alertname={TEST_ALERT}", f"setpoint_instance={name}"], check=False)
     assert routed.stdout.strip() == f"instance-{name}", routed.stdout + routed.stderr
+
+
+def test_the_remote_stores_ca_is_copied_where_the_stores_account_reads_it(tmp_path, monkeypatch):
+    """rsyslog runs as the store's account, which could not read a CA file of root's (under
+    /root, say): the store forwards with its own copy, and a file that is missing or holds no
+    certificate stops `up` with the spec key to fix."""
+    from setpoint.errors import InputError
+    from setpoint.observability import logstore
+
+    monkeypatch.setattr(logstore, "logstore_user", lambda: "daemon")  # the store's account may not exist yet
+    home = Home(tmp_path / "home")
+    ca = tmp_path / "root-only-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    ca.chmod(0o600)
+    ctx = context(logs={"remote": "tls://logs.example.com:6514", "remote_ca_file": str(ca)})
+    ctx = replace(ctx, paths=home.instance("demo"))
+    copy = home.logstore_dir / "ca" / "demo.pem"
+    (home.logstore_dir / "rsyslog.d").mkdir(parents=True)
+    assert logstore.publish(home, ctx) and copy.read_text() == ca.read_text()
+    assert f'streamDriver.CAFile="{copy}"' in (home.logstore_dir / "rsyslog.d" / "demo.conf").read_text()
+    assert not logstore.publish(home, ctx)
+    for content, error in ((None, "cannot be read"), ("not a certificate\n", "holds no PEM certificate")):
+        ca.unlink(missing_ok=True)
+        if content:
+            ca.write_text(content)
+        with pytest.raises(InputError, match=error) as refused:
+            logstore.publish(home, ctx)
+        assert "logs.remote_ca_file" in refused.value.message and "setpoint up demo" in refused.value.hint
+    # Without a CA file the copy goes, and the system's CAs are trusted.
+    assert logstore.publish(home, replace(ctx, spec=ctx.spec.model_copy(update={"logs": ctx.spec.logs.model_copy(
+        update={"remote_ca_file": None})})))
+    assert not copy.exists() and "CAFile" not in (home.logstore_dir / "rsyslog.d" / "demo.conf").read_text()

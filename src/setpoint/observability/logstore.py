@@ -38,6 +38,7 @@ from setpoint.home import (Home, InstancePaths, appendable_file, caddy_user, let
                            own_directory, superset_account, write_file)
 from setpoint.readiness import wait_until
 from setpoint.render import InstanceContext, render_logstore_config, render_logstore_instance
+from setpoint.spec import InstanceSpec
 
 HOST = "_host"  # the records of the host's own programs
 AUDIT = "audit"
@@ -72,8 +73,35 @@ def _write_config(path: Path, text: str) -> bool:
 
 def publish(home: Home, ctx: InstanceContext) -> bool:
     """Have the store read the instance's logs (and forward them as its spec says); whether the
-    store's configuration changed."""
-    return _write_config(_instance_file(home, ctx.spec.name), render_logstore_instance(ctx))
+    store's configuration changed. The CA file the spec names for its remote is copied where the
+    store's account reads it (a certificate holds nothing secret; the original may be root's)."""
+    certificate, copy = remote_ca_certificate(ctx.spec), home.logstore_dir / "ca" / f"{ctx.spec.name}.pem"
+    changed = False
+    if certificate is None:
+        copy.unlink(missing_ok=True)
+    else:
+        own_directory(home.root, copy.parent, "root", logstore_user(), mode=0o750)
+        changed = _write_config(copy, certificate)
+    rendered = render_logstore_instance(ctx, copy if certificate is not None else None)
+    return _write_config(_instance_file(home, ctx.spec.name), rendered) or changed
+
+
+def remote_ca_certificate(spec: InstanceSpec) -> str | None:
+    """The CA certificate the spec's logs.remote_ca_file names (None when it names none); a clear
+    error when it cannot be read or holds none, which `up` checks before it changes anything."""
+    named = spec.logs.remote_ca_file
+    if named is None:
+        return None
+    try:
+        certificate = named.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"the spec's logs.remote_ca_file {named} cannot be read ({getattr(exc, 'strerror', None) or exc})",
+                         "put the remote log store's CA certificate (PEM) there, or remove the key to trust the "
+                         f"system's CAs, then run: setpoint up {spec.name}") from None
+    if "-----BEGIN CERTIFICATE-----" not in certificate:
+        raise InputError(f"the spec's logs.remote_ca_file {named} holds no PEM certificate",
+                         f"put the remote log store's CA certificate (PEM) there, then run: setpoint up {spec.name}")
+    return certificate
 
 
 def open_to_store(home: Home, paths: InstancePaths, superset_user: str) -> list[str]:

@@ -563,10 +563,11 @@ def logged_components(ctx: InstanceContext) -> list[tuple[str, Path]]:
     return [(component, ctx.paths.logs / f"{component}.log") for component in programs] + [("access", ctx.paths.access_log)]
 
 
-def render_logstore_instance(ctx: InstanceContext) -> str:
-    """What the host's log store reads of one instance, where it files it, and where it forwards it."""
+def render_logstore_instance(ctx: InstanceContext, ca_file: Path | None = None) -> str:
+    """What the host's log store reads of one instance, where it files it, and where it forwards it
+    (trusting the remote's CA in `ca_file`, the store's copy of the spec's logs.remote_ca_file)."""
     return render_template("rsyslog-instance.conf.j2", spec=ctx.spec, inputs=logged_components(ctx),
-                           audit_log=ctx.paths.audit_log, remote=ctx.spec.logs.remote_address)
+                           audit_log=ctx.paths.audit_log, remote=ctx.spec.logs.remote_address, ca_file=ca_file)
 
 
 def render_boot_unit(home: Home, command: str) -> str:

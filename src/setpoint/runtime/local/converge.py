@@ -117,6 +117,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     own = platform.supervisor.states(spec.name)
     running_ports = set(state.get("ports", {}).values()) if any(s.is_running for s in own.values()) else set()
     preflight(home, spec, ports, running_ports, platform.caddy.listening_ports())
+    logstore.remote_ca_certificate(spec)  # one the store cannot use stops `up` before anything changes
     # Secrets the spec's services need: from the environment now, or stored by an earlier converge.
     stored = SecretStore(paths.secrets_file).load()
     offsite_keys = offsite_credentials(spec, stored) if spec.backup.offsite else {}
