@@ -8,7 +8,7 @@ import pytest
 from setpoint import examples
 from setpoint.runtime.local.instance import load_context
 from setpoint.services.postgres import cluster_of
-from tests.conftest import as_account
+from tests.conftest import access_as, as_account
 
 REFUSED = "Setpoint refuses this database"
 
@@ -172,3 +172,36 @@ def test_an_imported_database_is_refused_when_used_and_named_by_up(home, admin, 
         assert SupersetCommands(load_context(home, "alpha")).refused_databases() == ["Smuggled"]
     finally:
         admin.delete(f"/api/v1/database/{database_id}")
+
+
+def test_the_hosts_monitoring_answers_no_instance_account(home, instance):
+    """The monitoring services listen on loopback, where every instance's processes are too. The
+    Redis exporter takes no password: its `/scrape?target=` showed any local account every
+    instance's Redis, with the passwords it holds, and would connect to any address it was given
+    (its errors told a closed port from an open one). It asks for a client certificate that only
+    Prometheus holds; the other services ask for the monitoring password."""
+    import subprocess
+
+    from setpoint.observability.monitoring import monitoring_of
+
+    monitoring = monitoring_of(home)
+    ctx = load_context(home, "alpha")
+    exporter = f"127.0.0.1:{monitoring.redis_exporter_port}"
+    scrape = f"/scrape?target=redis://127.0.0.1:{home.instance('alpha').read_state()['ports']['redis']}"
+
+    def curl(*argv: str, user: str | None = None) -> str:
+        return subprocess.run(["curl", "-s", "-m", "10", *argv], **(as_account(user) if user else {}),
+                              capture_output=True, text=True, timeout=30).stdout
+
+    tls = monitoring.scrape_tls
+    with_certificate = curl("--cacert", str(tls.ca), "--cert", str(tls.client_cert), "--key", str(tls.client_key),
+                            f"https://{exporter}{scrape}")
+    assert "redis_up 1" in with_certificate  # Prometheus's certificate
+    for user in ("nobody", ctx.superset_user, ctx.data_user):
+        for url in (f"http://{exporter}{scrape}", f"https://{exporter}{scrape}"):
+            assert "redis_up" not in curl("-k", url, user=user), (user, url)
+        assert set(access_as(user, [tls.client_key, tls.server_key]).values()) == {"EACCES"}, user
+        for port in (monitoring.prometheus_port, monitoring.alertmanager_port, monitoring.node_exporter_port,
+                     monitoring.blackbox_port, monitoring.postgres_exporter_port):
+            code = curl("-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port}/metrics", user=user)
+            assert code == "401", (user, port, code)

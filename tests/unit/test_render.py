@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from setpoint.home import SYSTEM_HOME, Home, data_account, superset_account
+from setpoint.observability.scrape_tls import ScrapeTls
 from setpoint.secret import SECRET_LENGTHS
 from setpoint.render import (
     SUPERSET_SIDE_MODULES,
@@ -72,7 +73,8 @@ MONITORING = Monitoring(user="setpoint-monitor", prometheus_bin="/usr/bin/promet
                         blackbox_bin="/usr/bin/prometheus-blackbox-exporter", blackbox_port=19094,
                         postgres_exporter_bin="/usr/bin/prometheus-postgres-exporter", postgres_exporter_port=19095,
                         redis_exporter_bin="/usr/bin/prometheus-redis-exporter", redis_exporter_port=19096, mailbox_port=19097,
-                        password_file=Path("/srv/setpoint/monitoring/password"), console_url="https://localhost")
+                        password_file=Path("/srv/setpoint/monitoring/password"),
+                        scrape_tls=ScrapeTls(Path("/srv/setpoint/monitoring/tls")), console_url="https://localhost")
 # Receivers of alerts: a webhook and two e-mail addresses through a server with a login, one
 # address through a relay on the host, an instance with none, one with Slack and PagerDuty.
 MAIL = Smtp(host="mail.example.com", username="alerts", from_address="setpoint@example.com")
@@ -334,11 +336,19 @@ def test_prometheus_config_passes_promtool(tmp_path):
     `prometheus` package that `setpoint doctor --install` installs)."""
     from setpoint import proc
 
+    from setpoint.observability import scrape_tls
+
     home = Home(tmp_path)
     (home.monitoring_dir / "rules").mkdir(parents=True)
     (home.monitoring_dir / "rules" / "host.yml").write_text(render_host_rules())
+    # The Redis job's client certificate, made as `up` makes it (promtool reads each file).
+    monitoring = replace(MONITORING, scrape_tls=ScrapeTls(home.monitoring_dir / "tls"))
+    assert scrape_tls.ensure(tmp_path, monitoring.scrape_tls, "daemon")
+    assert not scrape_tls.ensure(tmp_path, monitoring.scrape_tls, "daemon")
+    assert sorted(p.name for p in monitoring.scrape_tls.directory.iterdir()) == sorted(
+        p.name for p in monitoring.scrape_tls.files())  # the CA's key is not kept
     config = home.monitoring_dir / "prometheus.yml"
-    config.write_text(render_prometheus_config(home, MONITORING, PROBED, {"demo": 20002, "spread": 20012}))
+    config.write_text(render_prometheus_config(home, monitoring, PROBED, {"demo": 20002, "spread": 20012}))
     result = proc.run([proc.find_binary("promtool"), "check", "config", config], check=False)
     assert result.ok, result.stdout + result.stderr
     assert "SUCCESS: 2 rules found" in result.stdout + result.stderr

@@ -41,7 +41,8 @@ from setpoint.render import (
     render_monitoring_web_config,
     render_prometheus_config,
 )
-from setpoint.observability import mailbox
+from setpoint.observability import mailbox, scrape_tls
+from setpoint.observability.scrape_tls import ScrapeTls
 from setpoint.runtime.local.accounts import ensure_account
 from setpoint.secret import SecretStore, generate_secret, given_or_stored
 from setpoint.services import smtp
@@ -82,6 +83,7 @@ def monitoring_of(home: Home) -> Monitoring:
         redis_exporter_port=ports["redis_exporter"],
         mailbox_port=ports["mailbox"],
         password_file=home.monitoring_dir / "password",
+        scrape_tls=ScrapeTls(home.monitoring_dir / "tls"),
     )
 
 
@@ -160,11 +162,14 @@ def prepare(home: Home, monitoring: Monitoring, log=lambda message: None) -> Cha
         storage.chmod(0o700)
         chown(storage, monitoring.user)
     _ensure_api_password(home, monitoring)
+    certificates = scrape_tls.ensure(home.root, monitoring.scrape_tls, monitoring.user)
+    if certificates:
+        log(f"made the certificates with which Prometheus alone scrapes the Redis exporter ({monitoring.scrape_tls.directory})")
     config = _write_prometheus(home, monitoring)
     rules = write_file(base / "rules" / "host.yml", render_host_rules())
     probes = write_file(base / "blackbox.yml", render_blackbox_config(probe_ca_file(home)))
-    return Changes(prometheus=config or rules, alertmanager=_write_routes(home), blackbox=probes,
-                   exporters=_write_exporter_access(home, monitoring))
+    return Changes(prometheus=config or rules or certificates, alertmanager=_write_routes(home), blackbox=probes,
+                   exporters=_write_exporter_access(home, monitoring) or certificates)
 
 
 def _ensure_api_password(home: Home, monitoring: Monitoring) -> None:

@@ -16,6 +16,7 @@ from setpoint.examples import PROBED_CHART, READER_ROLE
 from setpoint.identity import access, sso
 from setpoint.services import screenshots
 from setpoint.home import Home, InstancePaths
+from setpoint.observability.scrape_tls import ScrapeTls
 from setpoint.secret import SUPERSET_SECRETS
 from setpoint.spec import InstanceSpec, Sizing
 from setpoint.spec.model import Smtp, version_key
@@ -419,6 +420,9 @@ class Monitoring:
     # The password of Prometheus's and Alertmanager's HTTP APIs (user API_USER), 0640 to their
     # account: they answer no one without it, even on loopback.
     password_file: Path
+    # The certificates with which Prometheus alone scrapes the Redis exporter, which takes no
+    # password (observability/scrape_tls.py).
+    scrape_tls: ScrapeTls
     retention_days: int = 30
     scrape_interval_s: int = 15
     # Where Prometheus's and Alertmanager's UIs are served through Caddy (their links start there).
