@@ -24,6 +24,7 @@ SECRET_LENGTHS = {
     "examples_reader_password": 32,  # the read-only role of the sample data
     "monitor_db_password": 32,  # the host's PostgreSQL exporter's role (pg_monitor: statistics, no data)
     "redis_password": 48,
+    "proxy_secret": 32,  # Caddy proves with it that it forwarded a request (superset_side/proxy.py)
     "backup_cipher_pass": 64,  # pgBackRest repository encryption (aes-256-cbc)
     "offsite_cipher_pass": 64,  # the off-site repository's own passphrase
     "recovery_key": 40,  # opens the secrets escrowed with the backups; shown to the operator, never stored with them
@@ -32,7 +33,7 @@ SECRET_LENGTHS = {
 # What Superset's own processes read (superset-secrets.json, 0640 to the instance's Superset
 # account): never the database superuser's, the backups' or the admin's secrets.
 SUPERSET_SECRETS = ("secret_key", "async_jwt_secret", "guest_token_jwt_secret", "metadata_db_password", "redis_password",
-                    "sso_client_secret", "smtp_password")
+                    "sso_client_secret", "smtp_password", "proxy_secret")
 
 ALPHABET = string.ascii_letters + string.digits
 

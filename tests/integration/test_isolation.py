@@ -205,3 +205,42 @@ def test_the_hosts_monitoring_answers_no_instance_account(home, instance):
                      monitoring.blackbox_port, monitoring.postgres_exporter_port):
             code = curl("-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port}/metrics", user=user)
             assert code == "401", (user, port, code)
+
+
+def test_a_local_account_straight_to_gunicorn_cannot_pass_for_another_client(home, instance):
+    """gunicorn listens on loopback, where any local account reaches it, Caddy bypassed. With an
+    X-Forwarded-For of its own, each login counted as a new client address, so the login rate
+    limit never applied (measured on demo as `nobody`: 25 wrong passwords in a row, none refused),
+    and the audit trail recorded the made-up address. Only a request that carries the proxy secret
+    Caddy sends keeps its forwarded headers."""
+    import subprocess
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    from setpoint.observability import logstore
+    from setpoint.readiness import wait_until
+
+    paths = home.instance("alpha")
+    web = paths.read_state()["ports"]["web"]
+    secret = json.loads(paths.superset_secrets_file.read_text())["proxy_secret"]
+    since = datetime.now(timezone.utc) - timedelta(seconds=5)
+    forged, proxied = (f"forged-{uuid.uuid4().hex[:8]}" for _ in range(2))
+
+    def login(username: str, headers: list[str], account: str | None = None) -> str:
+        body = json.dumps({"username": username, "password": "wrong", "provider": "db"})
+        argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "10", "-H", "Content-Type: application/json",
+                *[arg for header in headers for arg in ("-H", header)], "-d", body,
+                f"http://127.0.0.1:{web}/api/v1/security/login"]
+        return subprocess.run(argv, **(as_account(account) if account else {}), capture_output=True, text=True,
+                              timeout=30).stdout
+
+    assert login(forged, ["X-Forwarded-For: 198.51.100.77", "X-Setpoint-Proxy: guessed"], "nobody") == "401"
+    assert login(proxied, ["X-Forwarded-For: 198.51.100.78", f"X-Setpoint-Proxy: {secret}"]) == "401"
+
+    def addresses() -> dict[str, str]:
+        return {r.get("user"): r.get("ip") for r in logstore.audit_records(home, "alpha", since)
+                if r.get("event") == "login_failed"}
+
+    wait_until(lambda: {forged, proxied} <= set(addresses()), 15,
+               AssertionError("the failed logins are not in the audit trail"), interval=0.5)
+    assert addresses()[forged] == "127.0.0.1" and addresses()[proxied] == "198.51.100.78"

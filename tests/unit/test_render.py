@@ -43,7 +43,7 @@ from setpoint.spec.model import Smtp
 from setpoint.spec.sizing import resource_limits
 
 GOLDEN = Path(__file__).parent / "golden"
-SECRETS = {"redis_password": "REDIS-PASSWORD-VALUE", "backup_cipher_pass": "CIPHER-PASS-VALUE"}
+SECRETS = {"redis_password": "REDIS-PASSWORD-VALUE", "backup_cipher_pass": "CIPHER-PASS-VALUE", "proxy_secret": "PROXY-SECRET-VALUE"}
 
 
 def context(**spec_fields) -> InstanceContext:
@@ -106,7 +106,7 @@ def rendered_files(ctx):
     home = Home(Path("/srv/setpoint"))
     extra = {
         "programs.conf": render_programs_conf(ctx),
-        "site.caddy": render_site(ctx),
+        "site.caddy": render_site(ctx, SECRETS["proxy_secret"]),
         "Caddyfile": render_caddyfile(home, Path("/srv/setpoint/caddy/admin/admin.sock"), MONITORING.caddy_metrics_port),
         "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint-caddy", "/opt/setpoint/bin/python",
                                                     MONITORING, "/usr/sbin/rsyslogd", "setpoint-logs"),
@@ -305,7 +305,7 @@ def test_superset_reads_only_its_own_secrets():
     shared = next(f for f in render_instance(context(), secrets) if f.path.name == "superset-secrets.json")
     assert shared.mode == 0o640
     assert set(json.loads(shared.text)) == {"secret_key", "async_jwt_secret", "guest_token_jwt_secret",
-                                             "metadata_db_password", "redis_password"}
+                                             "metadata_db_password", "redis_password", "proxy_secret"}
     with_sso = next(f for f in render_instance(context(), {**secrets, "sso_client_secret": "SSO-VALUE"})
                     if f.path.name == "superset-secrets.json")
     assert json.loads(with_sso.text)["sso_client_secret"] == "SSO-VALUE"

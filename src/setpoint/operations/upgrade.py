@@ -265,7 +265,7 @@ def rollback(home: Home, name: str, log=lambda m: None, step=lambda m: None) -> 
 def maintenance(home: Home, ctx: InstanceContext, doing: str) -> None:
     """Have Caddy answer the instance's URL with a 503 maintenance page (the next converge ends it)."""
     site = home.caddy_dir / "sites" / f"{ctx.spec.name}.caddy"
-    if write_file(site, render_site(ctx, maintenance=doing), owner=caddy_user()):
+    if write_file(site, render_site(ctx, maintenance=doing), mode=0o600, owner=caddy_user()):
         load_platform(home).caddy.reload()
 
 

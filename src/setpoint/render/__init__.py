@@ -282,7 +282,7 @@ REDIS_DBS_OF_THE_PRESENT = tuple(REDIS_DB[k] for k in ("broker", "task_results",
 
 # Setpoint's modules that superset_config.py loads from beside itself.
 SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "ownership_guard", "metrics", "audit", "log_hygiene",
-                         "reports", "beat", "probe", "migration_times", "facts", "public_role")
+                         "reports", "beat", "probe", "migration_times", "facts", "public_role", "proxy")
 
 
 def superset_side_modules(spec: InstanceSpec) -> tuple[str, ...]:
@@ -390,12 +390,13 @@ def render_programs_conf(ctx: InstanceContext, app: bool = True) -> str:
 MAINTENANCE_RETRY_S = 60
 
 
-def render_site(ctx: InstanceContext, maintenance: str | None = None) -> str:
-    """The Caddy site block of one instance: TLS, HSTS, the HTTP redirect, the proxy; or, with
-    `maintenance` (what is happening), a 503 page that asks browsers to come back."""
+def render_site(ctx: InstanceContext, proxy_secret: str | None = None, maintenance: str | None = None) -> str:
+    """The Caddy site block of one instance: TLS, HSTS, the HTTP redirect, the proxy, which proves
+    to Superset with `proxy_secret` that it forwarded each request (superset_side/proxy.py); or,
+    with `maintenance` (what is happening), a 503 page that asks browsers to come back."""
     lan = [f"https://{address}:{ctx.spec.lan_https_port}" for address in ctx.lan_addresses] if ctx.spec.lan_https_port else []
     return render_template("site.caddy.j2", spec=ctx.spec, ports=ctx.ports, paths=ctx.paths, lan_sites=lan,
-                           maintenance=maintenance, retry_s=MAINTENANCE_RETRY_S)
+                           maintenance=maintenance, retry_s=MAINTENANCE_RETRY_S, proxy_secret=proxy_secret)
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,10 @@ SESSION_COOKIE_SAMESITE = "Lax"
 WTF_CSRF_ENABLED = True
 WTF_CSRF_TIME_LIMIT = None
 PUBLIC_ROLE_LIKE = None
-# Caddy terminates TLS in front of gunicorn and sends X-Forwarded-*.
+# Caddy terminates TLS in front of gunicorn and sends X-Forwarded-*, which count only on a request
+# that carries the instance's proxy secret: one straight to gunicorn loses them (setpoint_proxy.py).
 ENABLE_PROXY_FIX = True
+ADDITIONAL_MIDDLEWARE = [_setpoint_module("setpoint_proxy").only_from_caddy(_SECRETS["proxy_secret"])]
 # Permissions are synchronised once per converge by `superset init`, not by every process.
 FAB_UPDATE_PERMS = os.environ.get("SETPOINT_UPDATE_PERMS") == "1"
 TALISMAN_ENABLED = True

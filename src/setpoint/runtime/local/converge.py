@@ -257,7 +257,7 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
 
     step("publishing the site over HTTPS")
     site = home.caddy_dir / "sites" / f"{spec.name}.caddy"
-    published = write_file(site, render_site(ctx), owner=caddy_user())
+    published = write_file(site, render_site(ctx, secrets["proxy_secret"]), mode=0o600, owner=caddy_user())
     specs = monitoring.host_specs(home, spec)
     consoles = monitoring.write_consoles_site(home, monitoring.monitoring_of(home), specs)
     if published or consoles:

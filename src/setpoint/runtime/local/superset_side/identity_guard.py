@@ -11,7 +11,8 @@ were never limited: the form login (FAB's AuthDBView, POST /login/) and the API 
 POST /api/v1/security/login and /refresh). This module limits those blueprints' POSTs.
 
 The limiter keys on the client address Caddy saw (ProxyFix trusts one X-Forwarded-For hop, which
-Caddy sets, replacing the client's own), and counts in Redis, shared by every gunicorn worker.
+Caddy sets, replacing the client's own; a request straight to gunicorn, without Caddy's proxy
+secret, loses it: setpoint_proxy.py), and counts in Redis, shared by every gunicorn worker.
 Over the limit: 429 with Retry-After.
 
 Sessions are server-side (Flask-Session in Redis) and end when idle (PERMANENT_SESSION_LIFETIME,
