@@ -113,7 +113,8 @@ def open_to_store(home: Home, paths: InstancePaths, superset_user: str) -> list[
     for directory, perm, what in ((paths.root, 1, "pass through"), (paths.logs, 5, "read"), (paths.audit_dir, 5, "read")):
         if directory.exists() and let_read(home.root, directory, reader, perm):
             changed.append(f"let {reader} {what} {directory}")
-    if paths.audit_dir.exists() and _hand_audit_file(paths, superset_user):
+    # Only an audit file already there: `up` makes one after it has moved an earlier Setpoint's.
+    if paths.audit_log.is_file() and _hand_audit_file(paths, superset_user):
         changed.append(f"gave {paths.audit_log} to {reader}, for {superset_user}'s processes to append to")
     if appendable_file(home.root, paths.access_log, caddy_user(), ACCESS_LOG_MODE, owner=reader):
         changed.append(f"gave {paths.access_log} to {reader}, for Caddy to append to")
