@@ -75,7 +75,7 @@ def publish(home: Home, ctx: InstanceContext) -> bool:
     """Have the store read the instance's logs (and forward them as its spec says); whether the
     store's configuration changed. The CA file the spec names for its remote is copied where the
     store's account reads it (a certificate holds nothing secret; the original may be root's)."""
-    certificate, copy = remote_ca_certificate(ctx.spec), home.logstore_dir / "ca" / f"{ctx.spec.name}.pem"
+    certificate, copy = remote_ca_certificate(ctx.spec), _ca_copy(home, ctx.spec.name)
     changed = False
     if certificate is None:
         copy.unlink(missing_ok=True)
@@ -84,6 +84,10 @@ def publish(home: Home, ctx: InstanceContext) -> bool:
         changed = _write_config(copy, certificate)
     rendered = render_logstore_instance(ctx, copy if certificate is not None else None)
     return _write_config(_instance_file(home, ctx.spec.name), rendered) or changed
+
+
+def _ca_copy(home: Home, name: str) -> Path:
+    return home.logstore_dir / "ca" / f"{name}.pem"
 
 
 def remote_ca_certificate(spec: InstanceSpec) -> str | None:
@@ -139,6 +143,7 @@ def withdraw(home: Home, name: str) -> bool:
     conf = _instance_file(home, name)
     existed = conf.exists()
     conf.unlink(missing_ok=True)
+    _ca_copy(home, name).unlink(missing_ok=True)
     return existed
 
 
