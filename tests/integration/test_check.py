@@ -55,13 +55,15 @@ def test_alphas_facts_come_from_its_web_process_as_the_script_would_give_them(ho
 
 def test_alphas_facts_answer_setpoint_alone(home, instance, http):
     """Anonymous through Caddy (even holding the token), and any local account straight to gunicorn
-    without alpha's token, a wrong one, or through a proxy: 404, as if there were no such path."""
+    without alpha's token, a wrong one, or through Caddy (a request with Caddy's proxy secret, as
+    Caddy forwards it): 404, as if there were no such path."""
     managed = lifecycle.managed_target(home, "alpha").managed
     right = {"Authorization": f"Bearer {facts_side.token(managed.secrets['secret_key'])}"}
     direct = f"http://127.0.0.1:{managed.context.ports.web}{facts_side.PATH}"
     assert http.get(facts_side.PATH, headers=right).status_code == 404
+    via_caddy = {**right, "X-Forwarded-For": "203.0.113.9", "X-Setpoint-Proxy": managed.secrets["proxy_secret"]}
     for headers in ({}, {"Authorization": f"Bearer {facts_side.token('another instance-s key')}"},
-                    {"Authorization": right["Authorization"][:-1]}, {**right, "X-Forwarded-For": "203.0.113.9"}):
+                    {"Authorization": right["Authorization"][:-1]}, via_caddy):
         answer = httpx.get(direct, headers=headers, timeout=30)
         assert answer.status_code == 404 and "metadata_db" not in answer.text, headers
     assert "metadata_db" in httpx.get(direct, headers=right, timeout=30).json()
