@@ -117,8 +117,8 @@ class InstancePaths:
     metrics_dir = property(lambda self: self.data / "superset" / "metrics")
     # The Celery worker writes its process id here once it consumes from the broker.
     worker_ready_file = property(lambda self: self.data / "superset" / "worker.ready")
-    # Where Superset's processes append the instance's audit trail for the host's log store: root's
-    # (see logstore.prepare_audit_trail), since the store reads it as root.
+    # Where Superset's processes append the instance's audit trail for the host's log store: in
+    # root's directory (see logstore.prepare_audit_trail), since the store follows a link.
     audit_dir = property(lambda self: self.root / "audit")
     audit_log = property(lambda self: self.root / "audit" / "audit.log")
     # Where an earlier Setpoint kept it, in the Superset account's home.
@@ -127,8 +127,8 @@ class InstancePaths:
     # What Setpoint recorded of the instance's backups, drills and exports: root's, beside the spec,
     # never in backup/ (the data account's, which could have swapped it).
     records_file = property(lambda self: self.root / "records.json")
-    # Caddy's account appends to it; root's, in root's access-logs/ (see appendable_file), since
-    # the log store reads it as root.
+    # Caddy's account appends to it, in root's access-logs/ (see appendable_file), since the log
+    # store, which owns it, follows a link.
     access_log = property(lambda self: self.root.parent.parent / "access-logs" / f"{self.name}.access.log")
     # Where an earlier Setpoint had Caddy write it, in Caddy's own directory.
     former_access_log = property(lambda self: self.root.parent.parent / "caddy" / "logs" / f"{self.name}.access.log")

@@ -20,9 +20,9 @@ Recorded:
 - every change of users, roles, permissions and row-level security, with its answer's status.
 
 Each record is one write() under 4,096 bytes on a file opened for appending, so the records of
-gunicorn's workers and Celery's processes never interleave. The file and its directory are root's
-(the host's log store reads it as root): these processes append to it through their group and
-neither create, rename nor replace it; root's scheduler rotates it (logstore.rotate_audit_trail).
+gunicorn's workers and Celery's processes never interleave. The directory is root's and the file
+the host's log store's (which reads it, and would follow a link): these processes append to it
+through their group and neither create, rename nor replace it; root's scheduler rotates it (logstore.rotate_audit_trail).
 Stdlib only at import.
 """
 
