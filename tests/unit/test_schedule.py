@@ -44,3 +44,30 @@ def test_spec_sets_the_rhythm():
     record = {"last_backup": at(timedelta(hours=7)), "last_drill": at(timedelta(days=8)),
               "last_export": at(timedelta(hours=1))}
     assert due_jobs(spec, record, NOW) == ["backup", "drill"]
+
+
+def test_emergency_admins_are_checked_every_few_seconds_beside_the_jobs(monkeypatch):
+    """The expiry check runs in a thread of its own every EXPIRY_CHECK_S: a tick's backups and
+    drills (minutes) no longer keep an expired emergency admin in; a check that fails is tried
+    again at the next one."""
+    import threading
+    import time
+
+    from setpoint.backup import schedule
+
+    checks = []
+
+    def check(home, at):
+        checks.append(at)
+        if len(checks) == 1:
+            raise RuntimeError("PostgreSQL is restarting")
+
+    monkeypatch.setattr(schedule, "EXPIRY_CHECK_S", 0.05)
+    monkeypatch.setattr(schedule, "expire_emergency_access", check)
+    stop = threading.Event()
+    watcher = threading.Thread(target=schedule.watch_emergency_access, args=(None, stop), daemon=True)
+    watcher.start()
+    time.sleep(0.5)
+    stop.set()
+    watcher.join(timeout=5)
+    assert not watcher.is_alive() and len(checks) >= 3
