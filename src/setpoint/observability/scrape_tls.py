@@ -5,8 +5,9 @@ loopback: with the passwords it holds it showed every instance's Redis to any lo
 instance's Superset account among them), and it would connect to any address it was given, its
 errors telling a closed port from an open one. It now asks for a client certificate signed by
 a CA of the host's own, which only Prometheus holds: both run as the monitoring account, which
-alone reads these files (root's, 0640 to its group). The CA's key is not kept once the two certificates are made, so no
-other client certificate can be issued; deleting the directory makes a new set at the next `up`.
+alone reads these files (root's, 0640 to its group). The CA's key is not kept once the two
+certificates are made, so no other client certificate can be issued; deleting the directory
+makes a new set at the next `up`.
 """
 
 from __future__ import annotations
