@@ -71,3 +71,14 @@ def test_an_idle_broker_and_a_silent_one():
     status = parse_stats(stats(queues={}), time_limit_s=600)  # cjson writes an empty list as {}
     assert (status.queues, status.running, status.oldest_running_s) == ([], 0, None)
     assert parse_stats("", time_limit_s=600) is None
+
+
+def test_the_worker_freezes_what_it_loaded_before_forking_its_pool():
+    import gc
+
+    gc.unfreeze()
+    try:
+        task_safety.TaskSafety.share_loaded_code(sender=None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

