@@ -38,6 +38,7 @@ from setpoint.runtime.local.instance import (
     saved_spec,
 )
 from setpoint.runtime.local import startup
+from setpoint.runtime.local.superset_side import permission_cache
 from setpoint.observability import logstore, monitoring, notification
 from setpoint.runtime.local.accounts import lay_out, moving_data, write_config
 from setpoint.runtime.local.platform import Platform, ensure_platform
@@ -53,6 +54,8 @@ from setpoint.spec.sizing import cpu_text
 from setpoint.superset_api import SupersetClient
 
 Log = Callable[[str], None]
+
+METADATA_ROLE = "superset"  # the role Superset connects to its metadata database as, its owner
 
 
 @dataclass
@@ -245,6 +248,8 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
         for database in commands.refused_databases():
             act(f"warning: the database guard refuses the saved database '{database}': its charts and SQL Lab "
                 f"fail until its host is named in databases.allowed_hosts of the spec (or it is changed)")
+    if ctx.managed_postgres:
+        _ensure_permission_counter(ctx, act)
     if commands.ensure_admin(secrets["admin_password"]):
         act(f"created the admin user {spec.admin.username} with a generated password")
 
@@ -446,13 +451,24 @@ def _restart_changed(platform: Platform, ctx: InstanceContext, components: set[s
 
 def _ensure_databases(ctx: InstanceContext, secrets: dict[str, str], act: Log) -> None:
     cluster = cluster_of(ctx)
-    cluster.ensure_role("superset", secrets["metadata_db_password"])
-    if cluster.ensure_database("superset", owner="superset"):
+    cluster.ensure_role(METADATA_ROLE, secrets["metadata_db_password"])
+    if cluster.ensure_database("superset", owner=METADATA_ROLE):
         act("created the metadata database")
     cluster.ensure_role(examples.READER_ROLE, secrets["examples_reader_password"])
     # The host's PostgreSQL exporter: the server's statistics, none of its data.
     cluster.ensure_role(monitoring.MONITOR_ROLE, secrets[monitoring.MONITOR_PASSWORD_KEY])
     cluster.sql(f"GRANT pg_monitor TO {monitoring.MONITOR_ROLE}")
+
+
+def _ensure_permission_counter(ctx: InstanceContext, act: Log) -> None:
+    """The triggers that count the permissions' changes, which let Superset's processes keep their
+    permission checks' answers (superset_side/permission_cache.py); made again after a migration
+    that replaced a table."""
+    cluster = cluster_of(ctx)
+    if set(cluster.sql(permission_cache.TRIGGERED_TABLES_SQL, database="superset").split()) >= set(permission_cache.TABLES):
+        return
+    cluster.sql(permission_cache.counter_sql(METADATA_ROLE), database="superset")
+    act("counted the permissions' changes in the metadata database: permission checks are kept between them")
 
 
 def load_examples(ctx: InstanceContext, platform: Platform, secrets: dict[str, str]) -> None:
