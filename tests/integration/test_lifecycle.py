@@ -108,7 +108,7 @@ def test_changed_spec_converges_and_restarts_only_what_changed(home, instance):
         # gunicorn keeps its master (and socket) and replaces its workers: no request is dropped.
         assert after["web"] == before["web"]
         assert any(a.startswith("reloaded alpha-web gracefully") for a in report.actions)
-        assert "--autoscale=4,3" in (home.supervisor_dir / "conf.d" / "alpha.conf").read_text()
+        assert "--concurrency=3" in (home.supervisor_dir / "conf.d" / "alpha.conf").read_text()
         assert "workers = 4" in (home.instance("alpha").config / "gunicorn.conf.py").read_text()
         assert any("wrote gunicorn.conf.py" in a for a in report.actions)
         assert lifecycle.instance_status(home, "alpha").health == "ok"

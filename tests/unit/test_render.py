@@ -230,7 +230,7 @@ def test_public_hostname_gets_acme_not_internal_ca():
 def test_programs_follow_sizing_and_run_unprivileged():
     ctx = context(concurrent_users=200)
     conf = render_programs_conf(ctx)
-    assert "--autoscale=4,4" in conf
+    assert "--concurrency=4" in conf
     # Each starts as root only to join the instance's cgroup, then runs as its account: the data
     # servers as the data user, Superset as the instance's own account.
     assert conf.count("-m setpoint.runtime.local.confine --group setpoint/0123abcd/demo --user spd-demo ") == 1

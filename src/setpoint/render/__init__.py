@@ -164,8 +164,7 @@ def instance_programs(ctx: InstanceContext, app: bool = True) -> list[Program]:
             ),
             Program(
                 "worker",
-                f"{celery} worker --pool=prefork -O fair "
-                f"--autoscale={ctx.sizing.celery_max_concurrency},{ctx.sizing.celery_concurrency} "
+                f"{celery} worker --pool=prefork -O fair --concurrency={ctx.sizing.celery_concurrency} "
                 f"--hostname={ctx.celery_worker} --max-tasks-per-child=128 --loglevel=INFO "
                 # One worker per instance: no neighbours to sync with. Mingle after a broker
                 # reconnect also trips kombu's KeyError in _fd_to_chan and hangs the worker.

@@ -18,8 +18,7 @@ class Sizing:
     """Derived process counts and memory settings for one instance."""
 
     web_workers: int
-    celery_concurrency: int  # pool processes when idle
-    celery_max_concurrency: int  # and under load
+    celery_concurrency: int
     pg_max_connections: int
     pg_shared_buffers_mb: int
     pg_effective_cache_mb: int
@@ -32,25 +31,20 @@ def size_instance(concurrent_users: int, cores: int | None = None) -> Sizing:
     """Process counts from expected users and host cores.
 
     Celery: one pool process per 50 concurrent users, at least two, so that a cold dashboard's
-    chart queries (queued together) do not all wait for one another; under load, up to twice as
-    many, at most 2 x cores (queries wait on the database, so more run side by side than there are
-    cores), forked from the worker's main process when tasks wait and stopped once idle: the
-    memory of an idle instance stays that of the smaller pool. Gunicorn gevent workers:
+    chart queries (queued together) do not all wait for one another. Gunicorn gevent workers:
     one per 50 users plus one, at least two (so one can restart while the other serves), at most
     2 x cores + 1 (gevent multiplexes requests inside a worker; more would only fight for CPU).
     """
     cores = cores or os.cpu_count() or 1
     celery = max(2, math.ceil(concurrent_users / USERS_PER_CELERY_WORKER))
-    celery_max = max(celery, min(2 * celery, 2 * cores))
     web = min(2 * cores + 1, max(2, math.ceil(concurrent_users / USERS_PER_WEB_WORKER) + 1))
     # Every web worker, Celery process, beat and one-off command may hold a full pool.
-    processes = web + celery_max + 2
+    processes = web + celery + 2
     max_connections = processes * (POOL_SIZE + POOL_OVERFLOW) + 20
     shared_buffers = min(2048, 128 * max(1, math.ceil(concurrent_users / 50)))
     return Sizing(
         web_workers=web,
         celery_concurrency=celery,
-        celery_max_concurrency=celery_max,
         pg_max_connections=max(100, max_connections),
         pg_shared_buffers_mb=shared_buffers,
         pg_effective_cache_mb=shared_buffers * 3,
