@@ -19,8 +19,9 @@ def test_a_permission_taken_away_ends_access_at_the_next_request_of_every_worker
     admin_role = admin.find("security/roles", "name", "Admin")[0]["id"]
     held = admin.get(f"/api/v1/security/roles/{admin_role}/permissions/").json()["result"]
     read_dashboards = next(p["id"] for p in held if (p["permission_name"], p["view_menu_name"]) == ("can_read", "Dashboard"))
-    name = f"dashboard-readers-{uuid.uuid4().hex[:6]}"
+    name, empty = (f"{kind}-{uuid.uuid4().hex[:6]}" for kind in ("dashboard-readers", "no-permissions"))
     role = admin.post("/api/v1/security/roles/", json={"name": name}).json()["id"]
+    role_ids[empty] = admin.post("/api/v1/security/roles/", json={"name": empty}).json()["id"]
 
     def grant(*permissions: int) -> None:
         before = generation(cluster)
@@ -28,16 +29,18 @@ def test_a_permission_taken_away_ends_access_at_the_next_request_of_every_worker
                           json={"permission_view_menu_ids": list(permissions)}).status_code == 200
         assert generation(cluster) > before  # the triggers counted the change
 
-    reader = None
+    reader = outsider = None
     try:
         grant(read_dashboards)
         role_ids[name] = role
-        reader = make_user(name)
+        reader, outsider = make_user(name), make_user(empty)
 
-        def answers() -> list[int]:  # enough requests to reach every web worker, each answering from memory
-            return [reader.call("GET", "/api/v1/dashboard/").status_code for _ in range(10)]
+        def answers(user=None) -> list[int]:  # enough requests to reach every web worker, each answering from memory
+            return [(user or reader).call("GET", "/api/v1/dashboard/").status_code for _ in range(10)]
 
         assert answers() == [200] * 10
+        # An answer kept for one role is never another's.
+        assert answers(outsider) == [403] * 10 and answers() == [200] * 10
         grant()  # through the API
         assert answers() == [403] * 10
         grant(read_dashboards)
@@ -46,8 +49,10 @@ def test_a_permission_taken_away_ends_access_at_the_next_request_of_every_worker
         cluster.sql(f"DELETE FROM ab_permission_view_role WHERE role_id = {int(role)}", database="superset")
         assert answers() == [403] * 10
     finally:
-        if reader is not None:
-            admin.call("DELETE", f"/api/v1/security/users/{reader.user_id}")
-        admin.delete(f"/api/v1/security/roles/{role}")
+        for user in (reader, outsider):
+            if user is not None:
+                admin.call("DELETE", f"/api/v1/security/users/{user.user_id}")
+        for each in (role, role_ids[empty]):
+            admin.delete(f"/api/v1/security/roles/{each}")
     web_log = (home.instance("alpha").logs / "web.log").read_text(errors="replace")
     assert "permission cache off" not in web_log and "permission cache: cannot tell" not in web_log
