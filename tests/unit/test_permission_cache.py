@@ -46,3 +46,10 @@ def test_the_counter_is_raised_by_every_permission_table_and_owned_by_supersets_
         assert f"OR TRUNCATE ON {table} FOR EACH STATEMENT" in sql
     assert "ALTER TABLE setpoint_permission_generation OWNER TO superset" in sql
     assert sql.startswith("BEGIN;") and sql.rstrip().endswith("COMMIT;")
+
+
+def test_the_cache_is_on_only_when_every_table_has_its_trigger():
+    from setpoint.runtime.local.superset_side.permission_cache import all_triggered
+
+    assert all_triggered(sorted(TABLES)) and all_triggered([*TABLES, "ab_user"])
+    assert not all_triggered(TABLES[:-1]) and not all_triggered([])

@@ -465,7 +465,7 @@ def _ensure_permission_counter(ctx: InstanceContext, act: Log) -> None:
     permission checks' answers (superset_side/permission_cache.py); made again after a migration
     that replaced a table."""
     cluster = cluster_of(ctx)
-    if set(cluster.sql(permission_cache.TRIGGERED_TABLES_SQL, database="superset").split()) >= set(permission_cache.TABLES):
+    if permission_cache.all_triggered(cluster.sql(permission_cache.TRIGGERED_TABLES_SQL, database="superset").split()):
         return
     cluster.sql(permission_cache.counter_sql(METADATA_ROLE), database="superset")
     act("counted the permissions' changes in the metadata database: permission checks are kept between them")

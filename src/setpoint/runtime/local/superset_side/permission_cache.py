@@ -65,10 +65,15 @@ TRIGGERED_TABLES_SQL = (f"SELECT c.relname FROM pg_trigger t JOIN pg_class c ON 
                         f"WHERE t.tgname = '{COUNTER}' AND t.tgenabled <> 'D' AND NOT t.tgisinternal ORDER BY 1")
 
 
+def all_triggered(tables) -> bool:
+    """Whether `tables` (the rows of TRIGGERED_TABLES_SQL) name every table of TABLES."""
+    return set(TABLES) <= set(tables)
+
+
 def triggers_in_place(connection) -> bool:
     from sqlalchemy import text
 
-    return set(TABLES) <= {row[0] for row in connection.execute(text(TRIGGERED_TABLES_SQL))}
+    return all_triggered(row[0] for row in connection.execute(text(TRIGGERED_TABLES_SQL)))
 
 
 def writes_permissions(statement: str) -> bool:
