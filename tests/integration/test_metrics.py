@@ -14,10 +14,10 @@ from setpoint.checklist import run_scorecard
 from setpoint.errors import SetpointError
 from setpoint.net import http_client
 from setpoint.observability import mailbox, notification
-from setpoint.observability.monitoring import Prometheus, monitoring_of, receivers_of
+from setpoint.observability.monitoring import Prometheus, api_auth, monitoring_of, receivers_of
 from setpoint.runtime.local import lifecycle
 from setpoint.runtime.local.platform import load_platform
-from tests.conftest import access_as, run_cli
+from tests.conftest import access_as, as_account, run_cli
 
 
 def point_19(home):
@@ -85,12 +85,13 @@ def test_metrics_are_reachable_from_this_host_only(home, instance, http):
     request Caddy forwarded; the monitoring services listen on loopback only."""
     assert http.get("/setpoint/metrics").status_code == 404
     web = home.instance("alpha").read_state()["ports"]["web"]
-    direct = httpx.get(f"http://127.0.0.1:{web}/setpoint/metrics", timeout=10)
+    auth = api_auth(monitoring_of(home))
+    direct = httpx.get(f"http://127.0.0.1:{web}/setpoint/metrics", timeout=10, auth=auth)
     assert direct.status_code == 200 and "superset_events_total" in direct.text
-    # A request Caddy forwarded (it proves so with the instance's proxy secret) gets 404; forwarded
-    # headers without the secret count for nothing (superset_side/proxy.py).
+    # A request Caddy forwarded (it proves so with the instance's proxy secret) gets 404, password
+    # or not; forwarded headers without the secret count for nothing (superset_side/proxy.py).
     secret = json.loads(home.instance("alpha").superset_secrets_file.read_text())["proxy_secret"]
-    forwarded = httpx.get(f"http://127.0.0.1:{web}/setpoint/metrics", timeout=10,
+    forwarded = httpx.get(f"http://127.0.0.1:{web}/setpoint/metrics", timeout=10, auth=auth,
                           headers={"X-Forwarded-For": "203.0.113.9", "X-Setpoint-Proxy": secret})
     assert forwarded.status_code == 404
     monitoring = monitoring_of(home)
@@ -100,6 +101,31 @@ def test_metrics_are_reachable_from_this_host_only(home, instance, http):
         addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening.splitlines()
                      if line.split()[3].endswith(f":{port}")}
         assert addresses == {"127.0.0.1"}, (port, addresses)
+
+
+@pytest.mark.parametrize("account", ["nobody", "sp-alpha"])
+def test_a_local_account_reads_no_metrics_on_loopback(home, instance, account):
+    """As any local account (`nobody`, or the instance's own Superset account), straight to
+    gunicorn and to Caddy's metrics port on loopback, without the monitoring password and with a
+    guessed one: no metrics. The password file is closed to that account; Prometheus, which holds
+    it, still scrapes both (test_prometheus_scrapes_the_instance_the_host_and_caddy)."""
+    from setpoint.home import superset_account
+
+    account = superset_account(home.root, "alpha") if account == "sp-alpha" else account
+    monitoring = monitoring_of(home)
+    web = home.instance("alpha").read_state()["ports"]["web"]
+    assert access_as(account, [monitoring.password_file]) == {str(monitoring.password_file): "EACCES"}
+    urls = {"superset": f"http://127.0.0.1:{web}/setpoint/metrics",
+            "caddy": f"http://127.0.0.1:{monitoring.caddy_metrics_port}/metrics"}
+    for login in ([], ["--user", "setpoint:guessed"]):
+        for name, url in urls.items():
+            result = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", *login, url],
+                                    **as_account(account), capture_output=True, text=True, timeout=30)
+            assert result.stdout == ("404" if name == "superset" else "401"), (account, name, login, result.stdout)
+    # The same requests with the password answer: the refusals above are the password's doing.
+    for url in urls.values():
+        scraped = httpx.get(url, auth=api_auth(monitoring), timeout=10)
+        assert scraped.status_code == 200 and "# TYPE" in scraped.text, url
 
 
 def test_the_instances_postgres_and_redis_reach_prometheus(home, instance):

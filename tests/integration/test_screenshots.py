@@ -14,6 +14,7 @@ import pytest
 
 from setpoint import examples
 from setpoint.runtime.local import lifecycle
+from setpoint.observability.monitoring import api_auth, monitoring_of
 from setpoint.services import screenshots
 from tests.conftest import report_figure
 
@@ -28,7 +29,7 @@ def dashboard(admin) -> int:
 def rendered_images(home) -> float:
     """How many images alpha's worker rendered, from its metrics (straight from gunicorn)."""
     web = home.instance("alpha").read_state()["ports"]["web"]
-    text = httpx.get(f"http://127.0.0.1:{web}/setpoint/metrics", timeout=10).text
+    text = httpx.get(f"http://127.0.0.1:{web}/setpoint/metrics", timeout=10, auth=api_auth(monitoring_of(home))).text
     found = re.search(r'^superset_screenshots_total\{outcome="rendered"\} (\S+)$', text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 

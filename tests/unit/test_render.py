@@ -63,6 +63,7 @@ def context(**spec_fields) -> InstanceContext:
         redis_bin="/usr/bin/redis-server",
         confine_python="/srv/setpoint/current/bin/python",
         cgroup="setpoint/0123abcd/demo",
+        scrape_digest="5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8",
     )
 
 
@@ -107,7 +108,8 @@ def rendered_files(ctx):
     extra = {
         "programs.conf": render_programs_conf(ctx),
         "site.caddy": render_site(ctx, SECRETS["proxy_secret"]),
-        "Caddyfile": render_caddyfile(home, Path("/srv/setpoint/caddy/admin/admin.sock"), MONITORING.caddy_metrics_port),
+        "Caddyfile": render_caddyfile(home, Path("/srv/setpoint/caddy/admin/admin.sock"), MONITORING.caddy_metrics_port,
+                                      "$2b$10$abcdefghijklmnopqrstuuJ0hkz8ZyFuBXsQ1HmlZnWbM3yYwQHXq"),
         "supervisord.conf": render_supervisord_conf(home, "/usr/bin/caddy", "setpoint-caddy", "/opt/setpoint/bin/python",
                                                     MONITORING, "/usr/sbin/rsyslogd", "setpoint-logs"),
         "consoles.caddy": render_consoles_site(MONITORING, [443, 8443]),

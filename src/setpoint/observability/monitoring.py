@@ -12,6 +12,7 @@ withdraw it. Checklist points 19, 20 and 21 ask the same Prometheus and Alertman
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -82,9 +83,30 @@ def monitoring_of(home: Home) -> Monitoring:
         redis_exporter_bin=proc.find_binary("prometheus-redis-exporter"),
         redis_exporter_port=ports["redis_exporter"],
         mailbox_port=ports["mailbox"],
-        password_file=home.monitoring_dir / "password",
+        password_file=password_file(home),
         scrape_tls=ScrapeTls(home.monitoring_dir / "tls"),
     )
+
+
+def password_file(home: Home) -> Path:
+    """The host's monitoring password (0640 to the monitoring account): the login of Prometheus's
+    and Alertmanager's APIs, and what Prometheus alone presents to scrape Caddy's and every
+    instance's metrics."""
+    return home.monitoring_dir / "password"
+
+
+def scrape_digest(home: Home) -> str:
+    """The SHA-256 of the monitoring password, which an instance keeps in its configuration to
+    tell Prometheus's scrape of its metrics from any other local request: the password is 32
+    random characters, so the digest does not give it away. Empty while there is no password."""
+    password = password_file(home)
+    return hashlib.sha256(password.read_bytes().strip()).hexdigest() if password.exists() else ""
+
+
+def api_password_hash(home: Home) -> str:
+    """The bcrypt hash of the monitoring password (in web.yml, which `prepare` keeps current)."""
+    web = home.monitoring_dir / "web.yml"
+    return yaml.safe_load(web.read_text())["basic_auth_users"][MONITORING_API_USER] if web.exists() else ""
 
 
 def host_specs(home: Home, converging: InstanceSpec | None = None) -> list[InstanceSpec]:
@@ -359,6 +381,11 @@ def reload(supervisor, changes: Changes) -> None:
         supervisor.restart("postgres-exporter", "redis-exporter")
 
 
+def api_auth(monitoring: Monitoring) -> tuple[str, str] | None:
+    """The login of the monitoring's APIs and of every metrics endpoint Prometheus scrapes."""
+    return (MONITORING_API_USER, monitoring.password_file.read_text()) if monitoring.password_file.exists() else None
+
+
 @dataclass(frozen=True)
 class Target:
     job: str
@@ -373,7 +400,7 @@ class _MonitoringApi:
 
     def __init__(self, monitoring: Monitoring, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
-        self.auth = (MONITORING_API_USER, monitoring.password_file.read_text()) if monitoring.password_file.exists() else None
+        self.auth = api_auth(monitoring)
 
     def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
         response = httpx.request(method, f"{self.url}{path}", auth=self.auth, timeout=10, **kwargs)

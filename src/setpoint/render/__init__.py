@@ -72,6 +72,9 @@ class InstanceContext:
     # socket through pg_ident.conf). Root: `setpoint`, as clusters made before the data accounts
     # were separated already have it.
     db_superuser: str = "setpoint"
+    # The SHA-256 of the host's monitoring password: the instance serves its metrics only to a
+    # request that presents the password (Prometheus's scrape). Empty: to no request.
+    scrape_digest: str = ""
 
     @property
     def managed_postgres(self) -> bool:
@@ -324,6 +327,7 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 access=access.declared(ctx.spec),
                 emergency_username_pattern=sso.EMERGENCY_USERNAME_PATTERN,
                 probed_chart=probed_chart(ctx.spec),
+                scrape_digest=ctx.scrape_digest,
                 facts_options={"celery_worker": ctx.celery_worker, "facts_cache": str(ctx.paths.facts_cache)},
                 # Superset 4.1 reads a few settings under older names, and hands Selenium 4.9 its
                 # driver's settings as they are.
@@ -447,9 +451,11 @@ def render_consoles_site(monitoring: Monitoring, https_ports: list[int]) -> str:
     return render_template("consoles.caddy.j2", sites=sites, monitoring=monitoring)
 
 
-def render_caddyfile(home: Home, admin_socket: Path, metrics_port: int) -> str:
-    """The host's Caddyfile, which imports every instance's site."""
-    return render_template("Caddyfile.j2", home=home, admin_socket=admin_socket, metrics_port=metrics_port)
+def render_caddyfile(home: Home, admin_socket: Path, metrics_port: int, metrics_password_hash: str) -> str:
+    """The host's Caddyfile, which imports every instance's site; Caddy's metrics answer only the
+    monitoring password (`metrics_password_hash`, bcrypt)."""
+    return render_template("Caddyfile.j2", home=home, admin_socket=admin_socket, metrics_port=metrics_port,
+                           api_user=MONITORING_API_USER, metrics_password_hash=metrics_password_hash)
 
 
 def render_supervisord_conf(home: Home, caddy_bin: str, caddy_user: str, python: str, monitoring: Monitoring,

@@ -162,7 +162,7 @@ STATS_LOGGER = _metrics.PrometheusStatsLogger()
 # The synthetic check of one chart's data for the probe points (setpoint_probe.py), and the facts
 # of `setpoint check` (setpoint_facts.py).
 _reports = _setpoint_module("setpoint_reports")
-BLUEPRINTS = [_metrics.blueprint(_reports.is_direct_local_request),
+BLUEPRINTS = [_metrics.blueprint(_reports.is_direct_local_request, '5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8'),
               _setpoint_module("setpoint_probe").blueprint('Top countries', 'admin'),
               _setpoint_module("setpoint_facts").blueprint(_reports.is_direct_local_request, {'celery_worker': 'demo-worker@localhost', 'facts_cache': '/srv/setpoint/instances/demo/data/superset/facts-cache.json'})]
 _metrics.count_celery_tasks()

@@ -13,6 +13,7 @@ from setpoint.errors import InputError, SetpointError
 from setpoint.home import Home, InstancePaths, data_account, is_root, service_user, superset_account
 from setpoint.host import installation
 from setpoint.net import host_addresses, instance_port_range, is_port_free
+from setpoint.observability import monitoring
 from setpoint.render import InstanceContext, Ports
 from setpoint.services.cgroup import group_name, host_cgroups
 from setpoint.services.superset import venv_dir
@@ -105,6 +106,7 @@ def build_context(home: Home, spec: InstanceSpec, ports: Ports, user: str) -> In
         postgres_bin=proc.find_binary("postgres"),
         redis_bin=proc.find_binary("redis-server"),
         lan_addresses=tuple(host_addresses()) if spec.lan_https_port else (),
+        scrape_digest=monitoring.scrape_digest(home),
         **confinement(home, spec.name),
     )
 

@@ -80,7 +80,8 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     logstore_changed = logstore.prepare(home)
     for change in logstore.open_instances_to_store(home):
         log(change)
-    caddyfile = render_caddyfile(home, platform.caddy.admin_socket, monitored.caddy_metrics_port)
+    caddyfile = render_caddyfile(home, platform.caddy.admin_socket, monitored.caddy_metrics_port,
+                                 monitoring.api_password_hash(home))
     before_caddyfile = platform.caddy.caddyfile.read_text() if platform.caddy.caddyfile.exists() else ""
     if write_file(platform.caddy.caddyfile, caddyfile, owner=caddy) and platform.supervisor.is_running():
         if _admin_line(before_caddyfile) != _admin_line(caddyfile):

@@ -4,8 +4,8 @@ Copied beside superset_config.py, which installs it. prometheus_client runs in m
 mode: supervisord gives every Superset process (gunicorn's workers, Celery's pool) the same
 PROMETHEUS_MULTIPROC_DIR, each process writes its samples there, and the web process serves their
 sum at /setpoint/metrics for the host's Prometheus. That path answers only requests made straight
-to gunicorn on loopback: Caddy answers 404 for it, and a request that came through Caddy (it
-always sets X-Forwarded-For) gets 404 here too.
+to gunicorn on loopback with the host's monitoring password: Caddy answers 404 for it, a request
+that came through Caddy gets 404 here too, and so does one without the password.
 
 Superset reports events (`incr`: API calls by endpoint and outcome, cache hits and misses, SQL
 Lab and report runs) and durations in milliseconds (`timing`); they become
@@ -21,6 +21,8 @@ and `superset_screenshot_seconds`: Superset's thumbnail task turns a failed rend
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -124,16 +126,21 @@ def count_screenshots() -> None:
     WebDriverSelenium.get_screenshot = counted
 
 
-def blueprint(is_direct_local_request):
+def blueprint(is_direct_local_request, scrape_digest):
     """The Flask blueprint serving the instance's metrics (superset_config.BLUEPRINTS) to the
-    requests `is_direct_local_request` says came straight from this host, not through Caddy."""
-    from flask import Blueprint, Response, abort
+    requests `is_direct_local_request` says came straight from this host, not through Caddy, and
+    whose basic-auth password has the SHA-256 `scrape_digest` (the host's monitoring password,
+    which only Prometheus's account and root read). Any other request gets 404, as if there were
+    no such path: every local account reaches gunicorn on loopback."""
+    from flask import Blueprint, Response, abort, request
 
     metrics = Blueprint("setpoint_metrics", __name__)
 
     @metrics.route(PATH)
     def serve():
-        if not is_direct_local_request():
+        given = request.authorization.password if request.authorization else None
+        if not (scrape_digest and given and is_direct_local_request()
+                and hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), scrape_digest)):
             abort(404)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
