@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from setpoint.errors import SetpointError
 from setpoint.home import Home, data_account, superset_account
 from setpoint.net import http_client
 from setpoint.runtime.local import converge, lifecycle
@@ -251,6 +252,29 @@ USER_PASSWORD = "a user passphrase long enough 2026"
 @pytest.fixture(scope="module")
 def role_ids(admin):
     return {r["name"]: r["id"] for r in admin.get("/api/v1/security/roles/?q=(page_size:100)").json()["result"]}
+
+
+# A count of rows, as a chart's metric.
+COUNT = {"expressionType": "SQL", "sqlExpression": "count(*)", "label": "n"}
+
+
+def chart_data(client: SupersetClient, dataset: int, result_type: str = "full", result_format: str = "json", **query):
+    """The chart-data API's answer (full JSON results wait for the worker, as a browser does);
+    None when Superset refuses the query."""
+    context = {"datasource": {"id": dataset, "type": "table"}, "force": True, "result_format": result_format,
+               "result_type": result_type, "queries": [{"row_limit": 1000, **query}]}
+    if result_format == "csv":
+        return client.call("POST", "/api/v1/chart/data", json=context)
+    try:
+        return client.chart_data(context)[0]["data"]
+    except SetpointError:
+        return None
+
+
+def counts_by_region(client: SupersetClient, dataset: int, **query) -> dict[str, int]:
+    rows = chart_data(client, dataset, columns=["region"], metrics=[COUNT], **query)
+    assert rows is not None
+    return {row["region"]: row["n"] for row in rows}
 
 
 @pytest.fixture(scope="module")

@@ -12,38 +12,16 @@ import io
 import pytest
 
 from setpoint.checklist import run_scorecard
-from setpoint.errors import SetpointError
 from setpoint.runtime.local import lifecycle
-from setpoint.superset_api import SupersetClient
-from tests.conftest import run_cli
+from tests.conftest import COUNT, chart_data, counts_by_region, run_cli
 
 REGION = {"sales_europe": "Europe", "sales_north_america": "North America"}
-COUNT = {"expressionType": "SQL", "sqlExpression": "count(*)", "label": "n"}
 
 
 @pytest.fixture(scope="module")
 def dataset(admin):
     return next(d["id"] for d in admin.get("/api/v1/dataset/?q=(page_size:100)").json()["result"]
                 if d["table_name"] == "sales")
-
-
-def chart_data(client: SupersetClient, dataset: int, result_type: str = "full", result_format: str = "json", **query):
-    """The chart-data API's answer (full JSON results wait for the worker, as a browser does);
-    None when Superset refuses the query."""
-    context = {"datasource": {"id": dataset, "type": "table"}, "force": True, "result_format": result_format,
-               "result_type": result_type, "queries": [{"row_limit": 1000, **query}]}
-    if result_format == "csv":
-        return client.call("POST", "/api/v1/chart/data", json=context)
-    try:
-        return client.chart_data(context)[0]["data"]
-    except SetpointError:
-        return None
-
-
-def counts_by_region(client: SupersetClient, dataset: int, **query) -> dict[str, int]:
-    rows = chart_data(client, dataset, columns=["region"], metrics=[COUNT], **query)
-    assert rows is not None
-    return {row["region"]: row["n"] for row in rows}
 
 
 @pytest.fixture(scope="module")

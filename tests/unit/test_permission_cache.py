@@ -13,6 +13,9 @@ from setpoint.runtime.local.superset_side.permission_cache import TABLES, Permis
     "TRUNCATE ab_permission_view",
     "INSERT INTO ab_view_menu (name) VALUES (%(name)s) RETURNING ab_view_menu.id",
     "DELETE FROM ab_permission WHERE id = 4",
+    "UPDATE row_level_security_filters SET clause=%(clause)s WHERE row_level_security_filters.id = %(id)s",
+    "DELETE FROM rls_filter_roles WHERE rls_filter_roles.rls_filter_id = %(id)s",
+    "INSERT INTO rls_filter_tables (id, table_id, rls_filter_id) VALUES (1, 2, 3)",
 ])
 def test_a_write_to_the_permission_tables_is_noticed(statement):
     assert writes_permissions(statement)

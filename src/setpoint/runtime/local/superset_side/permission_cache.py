@@ -1,24 +1,28 @@
-"""Superset's permission checks, answered from memory while the permissions stay as they were.
-Runs inside Superset.
+"""Superset's permission checks and row-level security rules, answered from memory while the
+permissions stay as they were. Runs inside Superset.
 
 Copied beside superset_config.py, which installs it. Each chart-data request asks the metadata
 database five to seven times whether the caller's roles hold a permission (Flask-AppBuilder's
 `exist_permission_on_roles`: a join of five tables, built anew each time): about 14% of a web
-worker's CPU under a warm-chart load (py-spy), and as much work again for PostgreSQL.
+worker's CPU under a warm-chart load (py-spy), and as much work again for PostgreSQL. It then
+asks which row-level security rules apply to the caller's roles on the chart's dataset
+(Superset's `get_rls_filters`, kept by Superset for one request only): twice per chart request,
+once in the web process (the cache key) and once where the query is built.
 
-What roles hold changes only when someone changes the permissions. Triggers in the metadata
-database count those changes: every statement that changes ab_permission, ab_view_menu,
-ab_permission_view, ab_permission_view_role or ab_role raises `setpoint_permission_generation`
-in the same transaction (`up` creates them: `counter_sql`). Each
+What roles hold, and the rules on them, change only when someone changes them. Triggers in the
+metadata database count those changes: every statement that changes one of TABLES (the
+permissions, the roles, the row-level security rules and their roles and datasets) raises
+`setpoint_permission_generation` in the same transaction (`up` creates them: `counter_sql`). Each
 process keeps the answers of the newest generation it has read; a request reads the generation
 once (one row) and uses an answer only if it was found under that same generation. So a change
 is seen by the next request of every process, whoever made it (the API, `superset init`, psql).
 
 Still asked each time: which roles the caller has (a user removed from a role loses it at once),
-the Public role's permissions, row-level security, ownership. Nothing is kept:
-- in a request or task that changed the permissions itself (its own transaction sees its
+the Public role's permissions, ownership. Nothing is kept:
+- in a request or task that changed one of TABLES itself (its own transaction sees its
   uncommitted change, which may yet be rolled back);
 - for a request that read an older generation than the process's newest;
+- for a guest user (an embedded dashboard's token carries rules of its own);
 - when the triggers are not all in place (a metadata database Setpoint does not manage, one
   restored from before them), which each process checks once.
 Stdlib only at import.
@@ -28,8 +32,10 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import NamedTuple
 
-TABLES = ("ab_permission", "ab_view_menu", "ab_permission_view", "ab_permission_view_role", "ab_role")
+TABLES = ("ab_permission", "ab_view_menu", "ab_permission_view", "ab_permission_view_role", "ab_role",
+          "row_level_security_filters", "rls_filter_roles", "rls_filter_tables")
 COUNTER = "setpoint_permission_generation"  # the table, its trigger function and its triggers
 MAX_ANSWERS = 20000
 
@@ -81,17 +87,25 @@ def writes_permissions(statement: str) -> bool:
     return statement.lstrip()[:8].lower().startswith(_VERBS) and bool(_WRITE.match(statement))
 
 
+class _Rule(NamedTuple):
+    """A row-level security rule as Superset's `get_rls_filters` gives it."""
+
+    id: int
+    group_key: str | None
+    clause: str
+
+
 class PermissionCache:
     """One process's answers, under the generation they were found in."""
 
     def __init__(self) -> None:
         self.generation: int | None = None
-        self.answers: dict[tuple, bool] = {}
+        self.answers: dict[tuple, object] = {}
 
-    def get(self, generation: int, key: tuple) -> bool | None:
+    def get(self, generation: int, key: tuple):
         return self.answers.get(key) if generation == self.generation else None
 
-    def put(self, generation: int, key: tuple, answer: bool) -> None:
+    def put(self, generation: int, key: tuple, answer) -> None:
         if self.generation is None or generation > self.generation:
             self.generation, self.answers = generation, {}
         if generation == self.generation:
@@ -108,7 +122,7 @@ def install(app) -> None:
     from superset.extensions import db
 
     sm = app.appbuilder.sm
-    ask = sm.exist_permission_on_roles
+    ask, rules = sm.exist_permission_on_roles, sm.get_rls_filters
     cache = PermissionCache()
     enabled: list[bool] = []  # decided at the first check, in an app context
 
@@ -135,19 +149,36 @@ def install(app) -> None:
             setattr(g, _GENERATION, db.session.execute(text(f"SELECT generation FROM {COUNTER}")).scalar())
         return getattr(g, _GENERATION)
 
-    def exist_permission_on_roles(view_name: str, permission_name: str, role_ids) -> bool:
+    def remembered(key: tuple, find):
+        """The answer for `key` under this request's generation, found with `find()` once per
+        generation; None when nothing may be kept."""
         current = generation()
         if current is None:
-            return ask(view_name, permission_name, role_ids)
-        key = (view_name, permission_name, tuple(sorted(role_ids)))
+            return None
         answer = cache.get(current, key)
         if answer is None:
-            answer = bool(ask(view_name, permission_name, role_ids))
+            answer = find()
             if not g.get(_WROTE):  # it wrote while answering: the answer saw its own change
                 cache.put(current, key, answer)
         return answer
 
+    def exist_permission_on_roles(view_name: str, permission_name: str, role_ids) -> bool:
+        answer = remembered(("permission", view_name, permission_name, tuple(sorted(role_ids))),
+                            lambda: bool(ask(view_name, permission_name, role_ids)))
+        return ask(view_name, permission_name, role_ids) if answer is None else answer
+
+    def get_rls_filters(table):
+        user = g.get("user")
+        if user is None or sm.get_current_guest_user_if_guest() is not None:
+            return rules(table)
+        roles = tuple(sorted(role.id for role in sm.get_user_roles(user)))
+        # Kept as plain tuples (id, group_key, clause), as Superset's callers read them; a new list
+        # each time, since a caller sorts it in place.
+        kept = remembered(("rls", table.id, roles), lambda: tuple(_Rule(*row) for row in rules(table)))
+        return rules(table) if kept is None else list(kept)
+
     sm.exist_permission_on_roles = exist_permission_on_roles
+    sm.get_rls_filters = get_rls_filters
 
     def note_writes(conn, cursor, statement, parameters, context, executemany) -> None:
         if writes_permissions(statement) and has_app_context():
