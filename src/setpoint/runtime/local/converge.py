@@ -468,7 +468,7 @@ def _ensure_permission_counter(ctx: InstanceContext, act: Log) -> None:
     if permission_cache.all_triggered(cluster.sql(permission_cache.TRIGGERED_TABLES_SQL, database="superset").split()):
         return
     cluster.sql(permission_cache.counter_sql(METADATA_ROLE), database="superset")
-    act("counted the permissions' changes in the metadata database: permission checks are kept between them")
+    act("counted the permissions' changes in the metadata database: permission checks and row-level security rules are kept between them")
 
 
 def load_examples(ctx: InstanceContext, platform: Platform, secrets: dict[str, str]) -> None:
