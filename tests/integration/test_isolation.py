@@ -2,6 +2,7 @@
 made as that admin through Superset's own API, is refused by the database guard."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -244,3 +245,62 @@ def test_a_local_account_straight_to_gunicorn_cannot_pass_for_another_client(hom
     wait_until(lambda: {forged, proxied} <= set(addresses()), 15,
                AssertionError("the failed logins are not in the audit trail"), interval=0.5)
     assert addresses()[forged] == "127.0.0.1" and addresses()[proxied] == "198.51.100.78"
+
+
+# Armed by the Superset account in the metadata database it owns: a function that tries to run a
+# program on the server and writes down as whom it ran; a view `dashboards` in a schema named
+# after Setpoint's superuser role (first on that role's search_path: "$user", public), and a
+# trigger on ab_user, which root's emergency access and erasure update.
+TRAP = """
+CREATE TABLE public.trap_log (who text, superuser boolean, program text);
+CREATE FUNCTION public.trap() RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE said text;
+BEGIN
+  BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS trap_out (line text);
+    COPY trap_out FROM PROGRAM 'id -un';
+    SELECT line INTO said FROM trap_out LIMIT 1;
+  EXCEPTION WHEN others THEN said := 'refused';
+  END;
+  INSERT INTO public.trap_log SELECT current_user, rolsuper, said FROM pg_roles WHERE rolname = current_user;
+  RETURN true;
+END $$;
+CREATE FUNCTION public.trap_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM public.trap(); RETURN NULL; END $$;
+CREATE TRIGGER trap AFTER UPDATE ON ab_user FOR EACH STATEMENT EXECUTE FUNCTION public.trap_trigger();
+CREATE SCHEMA {superuser};
+CREATE VIEW {superuser}.dashboards AS SELECT d.* FROM public.dashboards d WHERE public.trap();
+"""
+DISARM = """
+DROP TRIGGER IF EXISTS trap ON ab_user; DROP SCHEMA IF EXISTS {superuser} CASCADE;
+DROP FUNCTION IF EXISTS public.trap_trigger(); DROP FUNCTION IF EXISTS public.trap(); DROP TABLE IF EXISTS public.trap_log;
+"""
+
+
+def test_what_root_runs_in_the_metadata_database_gives_its_owner_no_power(home, instance):
+    """The Superset account holds the metadata role's password, and that role owns the metadata
+    database: it can put a view or a trigger in the way of the statements root's commands and
+    scheduler run there (a restore drill's counts, an emergency admin's end, an erasure). They run
+    as that same role, so the trap runs without the superuser's powers: no program on the server."""
+    from setpoint.backup.drill import metadata_counts
+    from setpoint.render import METADATA_DATABASE
+
+    ctx = load_context(home, "alpha")
+    cluster = cluster_of(ctx)
+    password = json.loads(ctx.paths.superset_secrets_file.read_text())["metadata_db_password"]
+
+    def as_tenant(sql: str) -> None:
+        done = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(ctx.ports.postgres),
+                               "-U", "superset", "-d", METADATA_DATABASE], input=sql, **as_account(ctx.superset_user),
+                              env={"PGPASSWORD": password, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+
+    as_tenant(TRAP.format(superuser=ctx.db_superuser))
+    try:
+        counts = metadata_counts(cluster)  # as a restore drill counts the live metadata
+        assert int(counts["dashboards"]) >= 1
+        cluster.sql("UPDATE ab_user SET active = active WHERE false", database=METADATA_DATABASE)  # fires the trigger
+        ran = cluster.sql("SELECT who, superuser, program FROM public.trap_log", database=METADATA_DATABASE).splitlines()
+    finally:
+        as_tenant(DISARM.format(superuser=ctx.db_superuser))
+    assert ran, "the trigger never fired: the trap was not armed"
+    assert set(ran) == {"superset|f|refused"}, ran

@@ -192,12 +192,20 @@ def instance_programs(ctx: InstanceContext, app: bool = True) -> list[Program]:
             for p in programs]
 
 
+# The metadata database of a managed instance, and the role that owns it, as which Superset
+# connects (over TCP, with its password) and Setpoint too (over the socket, as the data account).
+METADATA_DATABASE = "superset"
+METADATA_ROLE = "superset"
+# A RenderedFile's `restarts` entry for PostgreSQL's client authentication: read again, no restart.
+POSTGRES_AUTH = "postgres-auth"
+
+
 def _metadata_uri_expr(ctx: InstanceContext) -> str:
     if not ctx.managed_postgres:
         return repr(ctx.spec.metadata_db.url)
     return (
-        "f\"postgresql+psycopg2://superset:{quote(_SECRETS['metadata_db_password'])}"
-        f'@127.0.0.1:{ctx.ports.postgres}/superset"'
+        f"f\"postgresql+psycopg2://{METADATA_ROLE}:{{quote(_SECRETS['metadata_db_password'])}}"
+        f'@127.0.0.1:{ctx.ports.postgres}/{METADATA_DATABASE}"'
     )
 
 
@@ -355,8 +363,10 @@ def render_instance(ctx: InstanceContext, secrets: dict[str, str]) -> list[Rende
                 render_template("postgresql.conf.j2", **values),
                 restarts=("postgres",),
             ),
-            RenderedFile(config / "pg_hba.conf", render_template("pg_hba.conf.j2", **values), restarts=("postgres",)),
-            RenderedFile(config / "pg_ident.conf", render_template("pg_ident.conf.j2", **values), restarts=("postgres",)),
+            RenderedFile(config / "pg_hba.conf", render_template("pg_hba.conf.j2", **values, metadata_database=METADATA_DATABASE,
+                                                                 metadata_role=METADATA_ROLE), restarts=(POSTGRES_AUTH,)),
+            RenderedFile(config / "pg_ident.conf", render_template("pg_ident.conf.j2", **values, metadata_role=METADATA_ROLE),
+                         restarts=(POSTGRES_AUTH,)),
             RenderedFile(
                 config / "pgbackrest.conf",
                 render_template("pgbackrest.conf.j2", **values, secrets=secrets),

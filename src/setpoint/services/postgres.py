@@ -10,7 +10,7 @@ from setpoint import proc
 from setpoint.errors import SetpointError
 from setpoint.home import own_directory, write_file
 from setpoint.readiness import wait_until
-from setpoint.render import InstanceContext
+from setpoint.render import METADATA_DATABASE, METADATA_ROLE, InstanceContext
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -86,10 +86,15 @@ class PostgresCluster:
         return self.sql_result(statements, database, timeout).stdout.strip()
 
     def sql_result(self, statements: str, database: str = "postgres", timeout: float = 120, check: bool = True) -> proc.Result:
+        # In the metadata database, as the role that owns it and never as the superuser: that
+        # role's password is in the Superset account's hands, and with it a view, a trigger or a
+        # function of the same name can stand in the way of any statement there, running with the
+        # powers of whoever connected.
+        role = METADATA_ROLE if database == METADATA_DATABASE else self.role
         result = proc.run(
             [
                 "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-                "-h", self.socket_dir, "-p", str(self.port), "-U", self.role, "-d", database, "-f", "-",
+                "-h", self.socket_dir, "-p", str(self.port), "-U", role, "-d", database, "-f", "-",
             ],
             input=statements,
             user=self.user,
@@ -117,6 +122,14 @@ class PostgresCluster:
 
     def server_version(self) -> str:
         return self.sql("SHOW server_version")
+
+    def reload_client_auth(self, timeout: float = 30) -> None:
+        """Have the server read pg_hba.conf and pg_ident.conf again (no restart, no connection
+        dropped), and wait until the metadata database's owner gets in over the socket."""
+        self.sql("SELECT pg_reload_conf()")
+        wait_until(lambda: self.sql_result("SELECT 1", METADATA_DATABASE, timeout=10, check=False).ok, timeout,
+                   SetpointError(f"PostgreSQL on port {self.port} did not take its new client authentication "
+                                 f"within {timeout:.0f} s", "see: setpoint logs NAME postgres"), interval=0.5)
 
 
 def cluster_of(ctx: InstanceContext) -> PostgresCluster:

@@ -22,6 +22,9 @@ from setpoint.home import Home, caddy_user, write_file
 from setpoint.host.capacity import limits_up, require_room
 from setpoint.net import http_client
 from setpoint.render import (
+    METADATA_DATABASE,
+    METADATA_ROLE,
+    POSTGRES_AUTH,
     REDIS_DB,
     InstanceContext,
     instance_programs,
@@ -54,8 +57,6 @@ from setpoint.spec.sizing import cpu_text
 from setpoint.superset_api import SupersetClient
 
 Log = Callable[[str], None]
-
-METADATA_ROLE = "superset"  # the role Superset connects to its metadata database as, its owner
 
 
 @dataclass
@@ -219,11 +220,14 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
     startup.start_data(ctx, platform, secrets)
     if ctx.managed_postgres:
         _ensure_databases(ctx, secrets, act)
+        if POSTGRES_AUTH in restarts and "postgres" not in restarts:
+            cluster_of(ctx).reload_client_auth()
+            act(f"had {spec.name}-postgres read its client authentication again (no restart)")
         if state.get("restored_from") or state.get("rebuilt_from"):
             # A restored or rebuilt instance has its own copy of the sample data, on its own port:
             # its connection points there before anything (a drill, SQL Lab) uses it, as the
             # database guard refuses the source's.
-            cluster_of(ctx).sql(examples.repoint_sql(ctx.ports.postgres), database="superset")
+            cluster_of(ctx).sql(examples.repoint_sql(ctx.ports.postgres), database=METADATA_DATABASE)
         if PgBackRest(ctx).ensure_stanza():
             act(f"created the encrypted pgBackRest repository ({spec.backup.retention_days}-day retention, WAL archiving)")
 
@@ -452,7 +456,7 @@ def _restart_changed(platform: Platform, ctx: InstanceContext, components: set[s
 def _ensure_databases(ctx: InstanceContext, secrets: dict[str, str], act: Log) -> None:
     cluster = cluster_of(ctx)
     cluster.ensure_role(METADATA_ROLE, secrets["metadata_db_password"])
-    if cluster.ensure_database("superset", owner=METADATA_ROLE):
+    if cluster.ensure_database(METADATA_DATABASE, owner=METADATA_ROLE):
         act("created the metadata database")
     cluster.ensure_role(examples.READER_ROLE, secrets["examples_reader_password"])
     # The host's PostgreSQL exporter: the server's statistics, none of its data.
@@ -465,9 +469,9 @@ def _ensure_permission_counter(ctx: InstanceContext, act: Log) -> None:
     permission checks' answers (superset_side/permission_cache.py); made again after a migration
     that replaced a table."""
     cluster = cluster_of(ctx)
-    if permission_cache.all_triggered(cluster.sql(permission_cache.TRIGGERED_TABLES_SQL, database="superset").split()):
+    if permission_cache.all_triggered(cluster.sql(permission_cache.TRIGGERED_TABLES_SQL, database=METADATA_DATABASE).split()):
         return
-    cluster.sql(permission_cache.counter_sql(METADATA_ROLE), database="superset")
+    cluster.sql(permission_cache.counter_sql(METADATA_ROLE), database=METADATA_DATABASE)
     act("counted the permissions' changes in the metadata database: permission checks and row-level security rules are kept between them")
 
 
