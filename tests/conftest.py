@@ -118,12 +118,18 @@ def access_as(user: str, paths: list[Path], wrapper: list[str] = ()) -> dict[str
     return json.loads(result.stdout)
 
 
+OPERATOR_VARIABLE = "SETPOINT_TEST_OPERATOR_SECRET"
+
+
 def pytest_configure(config):
     if not WORKER:  # the run itself (workers inherit its environment): where every worker's figures go
         handle, path = tempfile.mkstemp(prefix="setpoint-figures-", suffix=".txt")
         os.close(handle)
         os.environ["SETPOINT_TEST_FIGURES"] = path
         os.environ["SETPOINT_TEST_LOCKS"] = tempfile.mkdtemp(prefix="setpoint-test-locks-")
+        # As an operator's shell holds a secret given to `up` in a variable: no process Setpoint
+        # starts for an account, nor supervisord, may keep it (test_isolation).
+        os.environ[OPERATOR_VARIABLE] = "an operator's secret"
 
 
 def pytest_unconfigure(config):

@@ -82,6 +82,19 @@ def find_binary(name: str) -> str:
     raise SetpointError(f"the program '{name}' is not installed", hint)
 
 
+# What a process started for an instance's account, or a long-lived host service, keeps of the
+# environment of the command that started it: the host's paths, locale and CA trust. Never the
+# rest: a secret an operator gave `up` in a variable, or their cloud keys, would be readable in
+# /proc/PID/environ by every process of that account, and (through supervisord) of every instance.
+KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ",
+                    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def clean_environment() -> dict[str, str]:
+    """The variables of KEPT_ENVIRONMENT that this process has."""
+    return {name: os.environ[name] for name in KEPT_ENVIRONMENT if name in os.environ}
+
+
 @dataclass
 class Result:
     """What a finished command returned."""
@@ -106,24 +119,31 @@ def run(
     check: bool = True,
     what: str | None = None,
     hint: str | None = None,
+    clean_env: bool = False,
 ) -> Result:
     """Run a command (never through a shell) and return its output.
 
-    `user` runs it as that account (only when Setpoint runs as root); `check` turns a non-zero
-    exit into a SetpointError that names `what` was being done and shows the command's last words.
+    `user` runs it as that account (only when Setpoint runs as root), in a session of its own,
+    with only the clean environment (`clean_environment`) and `env`; `clean_env` gives a command
+    run as root that environment too. `check` turns a non-zero exit into a SetpointError that
+    names `what` was being done and shows the command's last words.
     """
     argv = [str(a) for a in args]
     if not os.path.isabs(argv[0]):
         argv[0] = find_binary(argv[0])
-    full_env = dict(os.environ)
+    dropped = bool(user and os.geteuid() == 0 and user != "root")
+    full_env = clean_environment() if dropped or clean_env else dict(os.environ)
     if env:
         full_env.update(env)
-    kwargs: dict = {}
-    if user and os.geteuid() == 0 and user != "root":
+    # Never the terminal of the operator who ran Setpoint: a process of an account holding it
+    # could read what they type, or type into their root shell (TIOCSTI).
+    kwargs: dict = {} if input is not None else {"stdin": subprocess.DEVNULL}
+    if dropped:
         kwargs["user"] = user
         kwargs["group"] = user
         # The account's own groups, as a login gets them; never root's.
         kwargs["extra_groups"] = os.getgrouplist(user, pwd.getpwnam(user).pw_gid)
+        kwargs["start_new_session"] = True  # no controlling terminal
         full_env["HOME"] = str(cwd or "/")
     shown = redact(" ".join(argv))
     log.debug("run: %s", shown)

@@ -2,14 +2,16 @@
 made as that admin through Superset's own API, is refused by the database guard."""
 
 import json
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from setpoint import examples
 from setpoint.runtime.local.instance import load_context
 from setpoint.services.postgres import cluster_of
-from tests.conftest import access_as, as_account
+from tests.conftest import OPERATOR_VARIABLE, access_as, as_account
 
 REFUSED = "Setpoint refuses this database"
 
@@ -304,3 +306,32 @@ def test_what_root_runs_in_the_metadata_database_gives_its_owner_no_power(home, 
         as_tenant(DISARM.format(superuser=ctx.db_superuser))
     assert ran, "the trigger never fired: the trap was not armed"
     assert set(ran) == {"superset|f|refused"}, ran
+
+
+def test_no_process_of_the_instance_keeps_the_operators_environment_or_terminal(home, instance):
+    """The suite runs with a secret in its environment (conftest's OPERATOR_VARIABLE), as the shell
+    of an operator who gave `up` a secret in a variable would. Every process of an instance can
+    read its own /proc/PID/environ: neither supervisord (every program inherits its environment)
+    nor any process of the instance has the variable. A command root's Setpoint runs as the
+    instance's account has it neither, reads nothing from root's stdin, and leads a session of its
+    own, without the operator's terminal (into which it could otherwise type, TIOCSTI)."""
+    from setpoint import proc
+    from setpoint.host.capacity import process_tree
+    from setpoint.services.supervisor import Supervisor
+
+    assert os.environ.get(OPERATOR_VARIABLE)
+    supervisor = Supervisor(home)
+    assert supervisor.inherited_variables() == []
+    pids = process_tree([state.pid for state in supervisor.states("alpha").values() if state.pid])
+    assert len(pids) >= 5
+    for pid in [supervisor._rpc().getPID(), *pids]:
+        try:
+            names = {e.split(b"=", 1)[0] for e in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")}
+        except FileNotFoundError:
+            continue  # ended meanwhile
+        assert OPERATOR_VARIABLE.encode() not in names, pid
+    ctx = load_context(home, "alpha")
+    ran = proc.run(["/bin/sh", "-c", "env; readlink /proc/self/fd/0; echo $$; cut -d' ' -f6 /proc/$$/stat"],
+                   user=ctx.superset_user).stdout.splitlines()
+    assert not any(line.startswith(OPERATOR_VARIABLE) for line in ran), ran
+    assert ran[-3] == "/dev/null" and ran[-2] == ran[-1], ran[-3:]  # stdin; the session's leader

@@ -35,6 +35,9 @@ class ProcessState:
 
 # The processes an instance may have, in start order.
 COMPONENTS = ("postgres", "redis", "web", "worker", "beat")
+# Beside the clean environment: every Python program's output reaches its log as it is written,
+# and none writes bytecode beside the code it runs (config/ is root's).
+SUPERVISORD_ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def program_names(instance: str) -> set[str]:
@@ -73,10 +76,23 @@ class Supervisor:
         if self.is_running():
             return False
         (self.home.supervisor_dir / "conf.d").mkdir(parents=True, exist_ok=True)
-        proc.run([self._bin("supervisord"), "-c", self.conf], what="starting supervisord", timeout=30)
+        # Every program inherits supervisord's environment: the clean one, never the operator's.
+        proc.run([self._bin("supervisord"), "-c", self.conf], what="starting supervisord", timeout=30,
+                 clean_env=True, env=SUPERVISORD_ENVIRONMENT)
         wait_until(self.is_running, timeout, SetpointError(
             "supervisord did not start", f"see {self.home.supervisor_dir}/supervisord.log"), interval=0.2)
         return True
+
+    def inherited_variables(self) -> list[str]:
+        """The names of the variables in the running supervisord's environment beyond the clean
+        one (every program inherits them): those of the shell that started it, by an earlier
+        Setpoint."""
+        try:
+            environ = Path(f"/proc/{self._rpc().getPID()}/environ").read_bytes()
+        except (OSError, xmlrpc.client.Error):
+            return []
+        names = {entry.split(b"=", 1)[0].decode(errors="replace") for entry in environ.split(b"\0") if entry}
+        return sorted(names - set(proc.KEPT_ENVIRONMENT) - set(SUPERVISORD_ENVIRONMENT))
 
     def ctl(self, *args: str, timeout: float = 120) -> str:
         """Run supervisorctl against this home's supervisord."""

@@ -103,6 +103,11 @@ def ensure_platform(home: Home, log=lambda message: None, step=lambda message: N
     elif changed:
         _switch_host_services(platform, installation, before, log)
     platform.supervisor.wait_running(list(HOST_PROGRAMS), timeout=30)
+    inherited = platform.supervisor.inherited_variables()
+    if inherited:
+        shown = ", ".join(inherited[:5]) + (", ..." if len(inherited) > 5 else "")
+        log(f"warning: the host's supervisord keeps {len(inherited)} variables of the shell that started it ({shown}), "
+            "and every instance's processes inherit them: start it clean with: setpoint host stop && setpoint host start")
     monitoring.reload(platform.supervisor, monitoring_changes)
     if logstore_changed:
         logstore.reload(platform.supervisor)
