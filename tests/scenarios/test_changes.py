@@ -176,3 +176,17 @@ def test_restarting_web_drops_no_request_and_no_query(home, instance, ca_root, a
         actions = lifecycle.restart(home, "alpha", "web")
     assert actions == ["reloaded alpha-web gracefully: new workers, no request dropped"]
     assert report("setpoint restart alpha web", load, admin) == []
+
+
+def test_every_request_after_a_postgres_restart_succeeds(home, instance, admin, work):
+    """A PostgreSQL restart (`setpoint restart NAME postgres`, or a crash supervisord recovers)
+    ends every connection in the pools of the web workers and of the Celery worker: the next
+    request on each reconnects (Superset's ping at checkout) instead of answering 500."""
+    charts = f"/api/v1/dashboard/{work.dashboard_id}/charts"
+    assert [admin.call("GET", charts).status_code for _ in range(10)] == [200] * 10  # every pool holds a connection
+    assert lifecycle.restart(home, "alpha", "postgres") == ["restarted alpha-postgres"]
+    assert [admin.call("GET", charts).status_code for _ in range(20)] == [200] * 20
+    chart = admin.find("chart", "slice_name", "Top countries")[0]
+    query_context = json.loads(admin.get(f"/api/v1/chart/{chart['id']}").json()["result"]["query_context"])
+    query_context["force"] = True  # built and run by the Celery worker, which stores its outcome in PostgreSQL
+    assert admin.chart_data(query_context)[0]["rowcount"] == 20
