@@ -294,7 +294,7 @@ REDIS_DBS_OF_THE_PRESENT = tuple(REDIS_DB[k] for k in ("broker", "task_results",
 # Setpoint's modules that superset_config.py loads from beside itself.
 SUPERSET_SIDE_MODULES = ("database_guard", "task_safety", "identity_guard", "ownership_guard", "metrics", "audit", "log_hygiene",
                          "reports", "beat", "probe", "migration_times", "facts", "public_role", "proxy",
-                         "permission_cache")
+                         "permission_cache", "metadata_reads")
 
 
 def superset_side_modules(spec: InstanceSpec) -> tuple[str, ...]:

@@ -112,6 +112,8 @@ def FLASK_APP_MUTATOR(app) -> None:
     _setpoint_module("setpoint_public_role").remember_when_empty(app)
     # Permission checks answered from memory until the permissions change (setpoint_permission_cache.py).
     _setpoint_module("setpoint_permission_cache").install(app)
+    # The caller with their roles in one query, and a dataset read once per request (setpoint_metadata_reads.py).
+    _setpoint_module("setpoint_metadata_reads").install(app)
     _LOG_HYGIENE.no_sql_in_answers(app)
     _AUDIT.record_access(app)
     # Every answer's status class, even one Superset's API never counted (a failure before it);

@@ -179,7 +179,6 @@ def install(app) -> None:
 
     sm.exist_permission_on_roles = exist_permission_on_roles
     sm.get_rls_filters = get_rls_filters
-    load_roles_with_users(sm, db)
 
     def note_writes(conn, cursor, statement, parameters, context, executemany) -> None:
         if writes_permissions(statement) and has_app_context():
@@ -188,19 +187,3 @@ def install(app) -> None:
     # Every engine: the metadata database's is made after this runs in some versions.
     event.listen(Engine, "before_cursor_execute", note_writes)
 
-
-def load_roles_with_users(sm, db) -> None:
-    """Load a user with their roles, their groups and the groups' roles in one query, not three
-    (the user, then each collection as it is first read): every request loads its caller and reads
-    their roles, for the checks above and for the rules. Still read anew each request."""
-    from sqlalchemy.orm import joinedload
-
-    user_model = sm.user_model
-    options = [joinedload(user_model.roles)]
-    if hasattr(user_model, "groups"):  # Flask-AppBuilder 4.6 and later
-        options.append(joinedload(user_model.groups).joinedload(sm.group_model.roles))
-
-    def get_user_by_id(pk):
-        return db.session.get(user_model, pk, options=options)
-
-    sm.get_user_by_id = get_user_by_id
