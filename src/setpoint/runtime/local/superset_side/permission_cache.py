@@ -186,4 +186,3 @@ def install(app) -> None:
 
     # Every engine: the metadata database's is made after this runs in some versions.
     event.listen(Engine, "before_cursor_execute", note_writes)
-
