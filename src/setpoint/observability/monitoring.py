@@ -103,10 +103,17 @@ def scrape_digest(home: Home) -> str:
     return hashlib.sha256(password.read_bytes().strip()).hexdigest() if password.exists() else ""
 
 
+def web_config_file(home: Home) -> Path:
+    """The web configuration of the monitoring's servers: the login they check."""
+    return home.monitoring_dir / "web.yml"
+
+
 def api_password_hash(home: Home) -> str:
-    """The bcrypt hash of the monitoring password (in web.yml, which `prepare` keeps current)."""
-    web = home.monitoring_dir / "web.yml"
-    return yaml.safe_load(web.read_text())["basic_auth_users"][MONITORING_API_USER] if web.exists() else ""
+    """The bcrypt hash of the monitoring password (in web.yml, which `prepare` keeps current);
+    empty while there is none."""
+    web = web_config_file(home)
+    users = yaml.safe_load(web.read_text()).get("basic_auth_users", {}) if web.exists() else {}
+    return users.get(MONITORING_API_USER, "")
 
 
 def host_specs(home: Home, converging: InstanceSpec | None = None) -> list[InstanceSpec]:
@@ -201,13 +208,11 @@ def _ensure_api_password(home: Home, monitoring: Monitoring) -> None:
     if not monitoring.password_file.exists():
         write_file(monitoring.password_file, generate_secret(32), mode=0o640, owner="root" if group else None, group=group)
     password = monitoring.password_file.read_text().encode()
-    web = home.monitoring_dir / "web.yml"
-    current = yaml.safe_load(web.read_text()).get("basic_auth_users", {}) if web.exists() else {}
-    hashed = current.get(MONITORING_API_USER, "")
+    hashed = api_password_hash(home)
     if not (hashed and bcrypt.checkpw(password, hashed.encode())):
         # Cost 10: the servers cache a checked password, and the first check stays under 0.1 s.
         hashed = bcrypt.hashpw(password, bcrypt.gensalt(10)).decode()
-        write_file(web, render_monitoring_web_config(hashed))
+        write_file(web_config_file(home), render_monitoring_web_config(hashed))
 
 
 def probe_ca_file(home: Home) -> Path:
