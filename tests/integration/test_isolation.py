@@ -93,8 +93,6 @@ def test_the_instances_own_databases_still_work(admin):
 
 
 def test_superset_and_its_redis_run_as_the_instances_own_account_and_postgres_as_its_data_account(home, instance):
-    from pathlib import Path
-
     from setpoint.host.capacity import process_tree
     from setpoint.services.supervisor import Supervisor
 
@@ -113,10 +111,6 @@ def test_superset_and_its_redis_run_as_the_instances_own_account_and_postgres_as
 
 def test_caddys_admin_api_is_no_tcp_port_and_closed_to_other_users(home, instance):
     """Caddy runs as an account of its own: not even the instances' accounts reach its admin API."""
-    import subprocess
-
-    from pathlib import Path
-
     from setpoint.home import caddy_user
     from setpoint.runtime.local.platform import load_platform
     from setpoint.services.superset import base_python
