@@ -3,8 +3,12 @@ proved it on the sample dashboard; a tenant's thumbnail is rendered as the tenan
 an admin's image; a dashboard cannot make the renderer fetch from anywhere but the instance."""
 
 import json
+import os
+import pwd
 import re
+import signal
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,9 +17,13 @@ import httpx
 import pytest
 
 from setpoint import examples
+from setpoint.home import superset_account
+from setpoint.host.capacity import process_tree
 from setpoint.runtime.local import lifecycle
 from setpoint.observability.monitoring import api_auth, monitoring_of
+from setpoint.runtime.local.superset_side.reports import browser_processes
 from setpoint.services import screenshots
+from setpoint.services.supervisor import Supervisor
 from tests.conftest import report_figure
 
 TIMEOUT = 240
@@ -74,14 +82,26 @@ def test_a_tenants_thumbnail_is_rendered_as_the_tenant_never_handed_an_admins(ho
     report_figure(f"a tenant's thumbnail rendered as the tenant in {own.seconds:g} s ({own.colours:,} colours)")
 
 
+def worker_pid(home) -> int:
+    return Supervisor(home).states("alpha")["alpha-worker"].pid
+
+
+def name_of(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        return ""
+
+
+def parent_of(pid: int) -> int:
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+
+
 def browsers(home) -> int:
     """How many Chromium browsers alpha's worker runs now (each render starts one; its renderer,
     GPU and other helpers run with --type=)."""
-    from setpoint.host.capacity import process_tree
-    from setpoint.services.supervisor import Supervisor
-
     count = 0
-    for pid in process_tree([Supervisor(home).states("alpha")["alpha-worker"].pid]):
+    for pid in process_tree([worker_pid(home)]):
         try:
             command = open(f"/proc/{pid}/cmdline", "rb").read()
         except OSError:
@@ -116,6 +136,27 @@ def test_two_thumbnails_asked_at_once_render_one_after_the_other(home, admin, ma
     assert images[0].png != images[1].png and rendered_images(home) >= before + 2
     assert most == 1, f"{most} browsers ran at once"
     report_figure(f"two thumbnails asked at once: rendered in turn, in {images[0].seconds:g} and {images[1].seconds:g} s")
+
+
+def test_a_render_killed_midway_leaves_no_browser_behind(home, admin, dashboard):
+    """kill -9 of the worker process that renders (as a task's hard time limit does) leaves its
+    ChromeDriver and Chromium to init, about 650 MiB; the next render ends them before its own."""
+    uid = pwd.getpwnam(superset_account("alpha")).pw_uid
+    lifecycle.clear_caches(home, "alpha")
+    with ThreadPoolExecutor(1) as pool:
+        asked = pool.submit(screenshots.thumbnail, admin, dashboard, TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while not (drivers := [p for p in process_tree([worker_pid(home)]) if name_of(p) == "chromedriver"]):
+            assert time.monotonic() < deadline and not asked.done(), "no render started"
+            time.sleep(0.2)
+        time.sleep(2)  # its browser starts
+        os.kill(parent_of(drivers[0]), signal.SIGKILL)
+        time.sleep(1)
+        orphans = set(browser_processes(uid))
+        assert drivers[0] in orphans and len(orphans) > 1, orphans  # the driver and its browser outlive it
+        asked.result()  # Superset's next ask queues the render again
+    assert not orphans & set(browser_processes(uid))
+    assert Supervisor(home).states("alpha")["alpha-worker"].state == "RUNNING"
 
 
 class Listener(ThreadingHTTPServer):

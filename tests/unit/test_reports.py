@@ -28,3 +28,27 @@ def test_only_the_renderers_direct_requests_run_their_queries_in_the_web_process
         assert feature_enabled("GLOBAL_ASYNC_QUERIES", True)
     with app.test_request_context("/api/v1/chart/data", environ_base={"REMOTE_ADDR": "10.0.0.5"}):
         assert feature_enabled("GLOBAL_ASYNC_QUERIES", True)
+
+
+def test_a_browser_a_render_left_running_is_ended_before_the_turn_passes(tmp_path):
+    """A leftover Chromium and its driver (here `sleep` under their names, as a child and as an
+    orphan) are killed and gone when end_browsers returns; another program of the account stays."""
+    import os
+    import subprocess
+
+    from setpoint.runtime.local.superset_side.reports import browser_processes, end_browsers
+
+    for name in ("chromium", "chromedriver"):
+        (tmp_path / name).symlink_to("/bin/sleep")
+    driver = subprocess.Popen([tmp_path / "chromedriver", "300"])
+    # An orphan, as a browser whose driver was killed: its parent (the shell) has exited.
+    subprocess.run(f"{tmp_path / 'chromium'} 300 & echo", shell=True, check=True)
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        assert driver.pid in browser_processes(os.getuid()) and len(browser_processes(os.getuid())) >= 2
+        assert end_browsers() >= 2
+        assert browser_processes(os.getuid()) == [] and driver.poll() is not None  # reaped too
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        driver.kill()

@@ -17,10 +17,21 @@ One browser at a time: each holds about 650 MiB while it renders, and the worker
 pool processes (a dashboard's queries run side by side), so two reports due in the same minute
 would render at once and could take the instance past its memory limit. A render waits for the
 instance's lock in Redis; a render whose process is killed frees it when it expires (its task's
-hard time limit). Stdlib only at import.
+hard time limit). The turn ends only once no browser of the instance's account is left: Superset
+leaves a render's browser running when its login page fails (or a time limit stops it there), and
+a killed task leaves its browser to init. A thumbnail's task takes its turn before it looks in the
+cache: each poll of a thumbnail being rendered queues another task, which then finds the image made
+while it waited instead of rendering it again. Stdlib only at import.
 """
 
 from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import threading
+import time
 
 REPORTS_API = "/api/v1/report"
 BROWSER_LOCK = "setpoint:browser"
@@ -58,16 +69,70 @@ def feature_enabled(feature: str, default: bool | None) -> bool:
     return bool(default)
 
 
+# Chromium (its browser and helpers, its crash handler) and ChromeDriver: their names start so.
+BROWSER_NAMES = "chrom"
+
+
+def browser_processes(uid: int) -> list[int]:
+    """The browser processes account `uid` runs, zombies aside (they hold nothing)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            if not entry.name.isdigit() or entry.stat().st_uid != uid:
+                continue
+            with open(f"/proc/{entry.name}/stat") as stat:
+                head, tail = stat.read().rsplit(")", 1)  # "PID (NAME) STATE ..."
+        except OSError:  # gone meanwhile
+            continue
+        if head.split("(", 1)[1].startswith(BROWSER_NAMES) and tail.split()[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def end_browsers(wait_s: float = 10) -> int:
+    """Kill the browsers this account still runs and wait until they are gone; how many there were."""
+    left = browser_processes(os.getuid())
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait_s
+    while browser_processes(os.getuid()) and time.monotonic() < deadline:
+        for pid in left:  # a driver this process started stays a zombie until reaped
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    return len(left)
+
+
 def one_browser_at_a_time(redis_url: str, hold_s: int) -> None:
     """Renders of this instance's processes take turns (see the module's docstring)."""
+    import logging
+
     import redis
+    from superset.utils.screenshots import BaseScreenshot
     from superset.utils.webdriver import WebDriverSelenium
 
-    render = WebDriverSelenium.get_screenshot
-    client = redis.Redis.from_url(redis_url)
+    client, held = redis.Redis.from_url(redis_url), threading.local()
+    logger = logging.getLogger(__name__)
 
-    def in_turn(self, *args, **kwargs):
-        with client.lock(BROWSER_LOCK, timeout=hold_s, blocking_timeout=hold_s):
-            return render(self, *args, **kwargs)
+    def end_left_browsers():
+        if left := end_browsers():
+            logger.warning("ended %d browser process(es) an earlier render left running", left)
 
-    WebDriverSelenium.get_screenshot = in_turn
+    def in_turn(work):
+        @functools.wraps(work)
+        def wrapped(*args, **kwargs):
+            if getattr(held, "turn", False):  # a thumbnail's render, within its task's turn
+                return work(*args, **kwargs)
+            with client.lock(BROWSER_LOCK, timeout=hold_s, blocking_timeout=hold_s):
+                held.turn = True
+                try:
+                    end_left_browsers()  # of a render killed at its hard time limit
+                    return work(*args, **kwargs)
+                finally:
+                    held.turn = False
+                    end_left_browsers()
+        return wrapped
+
+    WebDriverSelenium.get_screenshot = in_turn(WebDriverSelenium.get_screenshot)
+    BaseScreenshot.compute_and_cache = in_turn(BaseScreenshot.compute_and_cache)
