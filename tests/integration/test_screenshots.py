@@ -141,7 +141,7 @@ def test_two_thumbnails_asked_at_once_render_one_after_the_other(home, admin, ma
 def test_a_render_killed_midway_leaves_no_browser_behind(home, admin, dashboard):
     """kill -9 of the worker process that renders (as a task's hard time limit does) leaves its
     ChromeDriver and Chromium to init, about 650 MiB; the next render ends them before its own."""
-    uid = pwd.getpwnam(superset_account("alpha")).pw_uid
+    uid = pwd.getpwnam(superset_account(home.root, "alpha")).pw_uid
     lifecycle.clear_caches(home, "alpha")
     with ThreadPoolExecutor(1) as pool:
         asked = pool.submit(screenshots.thumbnail, admin, dashboard, TIMEOUT)
