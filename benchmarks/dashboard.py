@@ -13,7 +13,9 @@ Virtual users log in (each from its own loopback address, as the login rate limi
 client), then open the dashboard as the frontend does: the 10 chart-data requests at once, then
 1 s of think time, in a closed loop. Runs are interleaved, the host idle before each:
 1, 10 and 50 users with warm caches, 10 users forcing every query (`force`), and one cold
-dashboard after a restart and a cache flush. Then each one's memory (PSS) idle and at its peak.
+dashboard after a restart and a cache flush. Then each one's memory (PSS) idle and at its peak,
+and the CPU each load cost per chart answered, by process group (PostgreSQL, which both query,
+and Setpoint's Caddy included): where the time goes.
 Last, what observing the instance costs: Setpoint at 10 users with the host's monitoring stack
 (Prometheus scraping, exporters, probes, the log store) running, then stopped, interleaved.
 
@@ -116,6 +118,9 @@ class Server:
     password: str
     dataset: int = 0
     pids: dict[str, list[int]] = field(default_factory=dict)  # process group -> root pids, for PSS
+    # Beyond its own processes, what else its answers cost CPU in: Setpoint's Caddy, the cluster
+    # that holds the benchmark's table (Setpoint's own PostgreSQL, which the baseline queries too).
+    serving_pids: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -128,6 +133,7 @@ class Run:
     charts: list[float] = field(default_factory=list)
     cached: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    cpu_ms_per_chart: dict[str, float] = field(default_factory=dict)  # by process group
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -140,7 +146,7 @@ class Run:
                 "chart_ms": {f"p{q}": pct(self.charts, q) for q in (50, 95, 99)},
                 "dashboard_ms": {f"p{q}": pct(self.dashboards, q) for q in (50, 95, 99)},
                 "dashboards": len(self.dashboards), "cache_hit_ratio": round(self.cached / len(self.charts), 3) if self.charts else None,
-                "errors": self.errors}
+                "errors": self.errors, "cpu_ms_per_chart": self.cpu_ms_per_chart}
 
 
 class Visitor:
@@ -248,6 +254,22 @@ def pss(server: Server) -> dict[str, float]:
     return {group: round(sum(pss_mib(p) for p in process_tree(roots)), 1) for group, roots in server.pids.items()}
 
 
+def cpu_seconds(server: Server) -> dict[str, float]:
+    """The CPU time each process group of the server has used, its exited processes' included (a
+    parent counts its reaped children's: PostgreSQL's backends, gunicorn's recycled workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def used(pid: int) -> int:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0
+        return sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+
+    groups = {**server.pids, **server.serving_pids}
+    return {group: sum(used(p) for p in process_tree(roots)) / ticks for group, roots in groups.items()}
+
+
 # --- Setpoint's instance ------------------------------------------------------------------
 
 def setpoint_server(home: Home) -> Server:
@@ -262,6 +284,7 @@ def setpoint_server(home: Home) -> Server:
     server.dataset = register_dataset(server, examples.DATABASE_NAME)
     server.pids = {c: [s.pid] for c in ("web", "worker", "beat", "postgres", "redis")
                    for n, s in Supervisor(home).states("bench").items() if n.endswith(f"-{c}")}
+    server.serving_pids = {"caddy": [Supervisor(home).states()["caddy"].pid]}
     return server
 
 
@@ -310,6 +333,7 @@ class Baseline:
     def __init__(self, home: Home, setpoint: Server) -> None:
         ctx = load_context(home, "bench")
         self.venv, self.cluster = ctx.venv, cluster_of(ctx)
+        self.cluster_pids = setpoint.pids["postgres"]  # its metadata and the table are in that cluster
         self.dir = Path(tempfile.mkdtemp(prefix="baseline-", dir="/tmp"))
         self.port, self.redis_port = free_port(), free_port()
         password = generate_secret(24)
@@ -347,6 +371,7 @@ class Baseline:
             f"postgresql+psycopg2://{examples.READER_ROLE}:{self.reader_password}@127.0.0.1:{self.examples_port}/{examples.EXAMPLES_DB}"})
         server.dataset = register_dataset(server, "bench")
         server.pids = {"web": [self.web.pid], "redis": [self.redis.pid]}
+        server.serving_pids = {"postgres": self.cluster_pids}
         return server
 
     def start_web(self) -> None:
@@ -420,6 +445,11 @@ def print_report(report: dict) -> None:
             print(f"  {load_name:<16} {key:<18} {mine!s:>8} {base!s:>9} {r!s:>7}")
         print(f"  {load_name:<16} {'errors':<18} {row['errors'][0]:>8} {row['errors'][1]:>9}")
         print(f"  {load_name:<16} {'cache hits':<18} {row['cache_hit_ratio'][0]!s:>8} {row['cache_hit_ratio'][1]!s:>9}")
+    print("\nCPU per chart answered (ms, from the load's start until its queries are done)")
+    for row in report["runs"]:
+        load_name = f"{row['users']} user(s){', force' if row['force'] else ', warm'}"
+        spent = row["cpu_ms_per_chart"]
+        print(f"  {row['server']:<9} {load_name:<16} {sum(spent.values()):7.1f}  {spent}")
     cold = report["cold_dashboard_s"]
     print(f"  cold dashboard (s)                  {cold['setpoint']:>8} {cold['baseline']:>9} "
           f"{ratio(cold['setpoint'], cold['baseline'])!s:>7}")
@@ -460,13 +490,15 @@ def main(argv: list[str] | None = None) -> int:
                     wait_idle()
                     print(f"  {server.name}: {users} user(s){' forcing queries' if force else ''} for {args.seconds:.0f} s",
                           flush=True)
-                    sampler = PeakSampler(server)
+                    sampler, cpu_before = PeakSampler(server), cpu_seconds(server)
                     run = load(server, users, args.seconds, force)
                     peak[server.name] = {g: max(v, peak[server.name].get(g, 0)) for g, v in sampler.stop().items()}
+                    if server is setpoint:  # the queries it queued are the load's too
+                        wait_drained(home)
+                    run.cpu_ms_per_chart = {g: round((used - cpu_before[g]) * 1000 / max(1, len(run.charts)), 1)
+                                            for g, used in cpu_seconds(server).items()}
                     report["runs"].append(run.summary())
                     print(f"    {json.dumps(run.summary())}", flush=True)
-                    if server is setpoint:
-                        wait_drained(home)
             report["pss_mib"]["peak"] = peak
             cold = {}
             for server, flush in ((setpoint, lambda: flush_setpoint(home)), (baseline, baseline_process.flush)):
