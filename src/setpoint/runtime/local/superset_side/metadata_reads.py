@@ -45,11 +45,11 @@ def read_datasets_once_per_request(db) -> None:
     def get_datasource(cls, *args, **kwargs):
         # (type, id) by position or by name: `datasource_id` before Superset 5, then
         # `database_id_or_uuid`, which may also be a UUID (looked up as before).
-        kinds = [kwargs[k] for k in ("datasource_type",) if k in kwargs] or list(args[:1])
-        ids = [kwargs[k] for k in ("database_id_or_uuid", "datasource_id") if k in kwargs] or list(args[1:2])
-        model = cls.sources.get(kinds[0]) if kinds and ids else None
-        if model is not None and str(ids[0]).isdigit():
-            found = db.session.get(model, int(ids[0]))
+        kind = kwargs.get("datasource_type", args[0] if args else None)
+        key = kwargs.get("database_id_or_uuid", kwargs.get("datasource_id", args[1] if len(args) > 1 else None))
+        model = cls.sources.get(kind)
+        if model is not None and str(key).isdigit():
+            found = db.session.get(model, int(key))
             if found is not None:
                 return found
         return look_up(*args, **kwargs)
