@@ -139,8 +139,9 @@ def test_two_thumbnails_asked_at_once_render_one_after_the_other(home, admin, ma
 
 
 def test_a_render_killed_midway_leaves_no_browser_behind(home, admin, dashboard):
-    """kill -9 of the worker process that renders (as a task's hard time limit does) leaves its
-    ChromeDriver and Chromium to init, about 650 MiB; the next render ends them before its own."""
+    """kill -9 of the worker process that renders (as a task's hard time limit or the instance's
+    memory limit does) leaves its ChromeDriver and Chromium to init, about 650 MiB, and never
+    releases its turn: the next render takes the turn and ends them before its own."""
     uid = pwd.getpwnam(superset_account(home.root, "alpha")).pw_uid
     lifecycle.clear_caches(home, "alpha")
     with ThreadPoolExecutor(1) as pool:
@@ -150,13 +151,20 @@ def test_a_render_killed_midway_leaves_no_browser_behind(home, admin, dashboard)
             assert time.monotonic() < deadline and not asked.done(), "no render started"
             time.sleep(0.2)
         time.sleep(2)  # its browser starts
-        os.kill(parent_of(drivers[0]), signal.SIGKILL)
+        killed, log_size = parent_of(drivers[0]), (home.instance("alpha").logs / "worker.log").stat().st_size
+        os.kill(killed, signal.SIGKILL)
         time.sleep(1)
         orphans = set(browser_processes(uid))
         assert drivers[0] in orphans and len(orphans) > 1, orphans  # the driver and its browser outlive it
+        started = time.monotonic()
         asked.result()  # Superset's next ask queues the render again
     assert not orphans & set(browser_processes(uid))
     assert Supervisor(home).states("alpha")["alpha-worker"].state == "RUNNING"
+    # Its turn passed at once, not when it expired (the task's hard time limit, minutes later).
+    with open(home.instance("alpha").logs / "worker.log", "rb") as log:
+        log.seek(log_size)
+        assert f"took the browser's turn from process {killed}, which is gone".encode() in log.read()
+    report_figure(f"a render killed midway: the next took its turn and rendered in {time.monotonic() - started:.0f} s")
 
 
 class Listener(ThreadingHTTPServer):

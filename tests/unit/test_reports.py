@@ -52,3 +52,17 @@ def test_a_browser_a_render_left_running_is_ended_before_the_turn_passes(tmp_pat
     finally:
         bystander.kill()
         driver.kill()
+
+
+def test_the_turn_of_a_process_that_is_gone_passes_at_once():
+    """A killed render never releases its turn: a waiter takes it when the pid in its token is gone."""
+    import os
+    import subprocess
+
+    from setpoint.runtime.local.superset_side.reports import holder_is_gone
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert holder_is_gone(f"{dead.pid}:0123abcd".encode())
+    assert not holder_is_gone(f"{os.getpid()}:0123abcd".encode())  # alive: wait
+    assert not holder_is_gone(b"6f1c2e9a41b64b7f")  # a token of another form: wait for its expiry

@@ -15,13 +15,15 @@ Caddy carries X-Forwarded-For) run their queries in the web process instead.
 
 One browser at a time: each holds about 650 MiB while it renders, and the worker has several
 pool processes (a dashboard's queries run side by side), so two reports due in the same minute
-would render at once and could take the instance past its memory limit. A render waits for the
-instance's lock in Redis; a render whose process is killed frees it when it expires (its task's
-hard time limit). The turn ends only once no browser of the instance's account is left: Superset
-leaves a render's browser running when its login page fails (or a time limit stops it there), and
-a killed task leaves its browser to init. A thumbnail's task takes its turn before it looks in the
-cache: each poll of a thumbnail being rendered queues another task, which then finds the image made
-while it waited instead of rendering it again. Stdlib only at import.
+would render at once and could take the instance past its memory limit. A render waits for its
+turn, a lock in the instance's Redis. The turn of a render whose process was killed passes at once
+to the next (its token names its pid); it expires at the task's hard time limit in any case.
+
+A turn ends only once no browser of the instance's account is left: Superset leaves a render's
+browser running when its login page fails (or a time limit stops it there), and a killed task
+leaves its browser to init. A thumbnail's task takes its turn before it looks in the cache: each
+poll of a thumbnail being rendered queues another task, which then finds the image made while it
+waited instead of rendering it again. Stdlib only at import.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 
 REPORTS_API = "/api/v1/report"
 BROWSER_LOCK = "setpoint:browser"
@@ -104,6 +107,18 @@ def end_browsers(wait_s: float = 10) -> int:
     return len(left)
 
 
+# Deletes the turn only if the same holder still has it.
+BREAK_IF_HELD_BY = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def holder_is_gone(token: bytes) -> bool:
+    """Whether the process that holds the turn (its token starts with its pid) no longer exists:
+    killed (its time limit, the instance's memory limit), it never releases it. A token of
+    another form, or a pid in use again, waits for the turn's expiry."""
+    pid = token.split(b":", 1)[0]
+    return pid.isdigit() and not os.path.exists(f"/proc/{int(pid)}")
+
+
 def one_browser_at_a_time(redis_url: str, hold_s: int) -> None:
     """Renders of this instance's processes take turns (see the module's docstring)."""
     import logging
@@ -114,6 +129,18 @@ def one_browser_at_a_time(redis_url: str, hold_s: int) -> None:
 
     client, held = redis.Redis.from_url(redis_url), threading.local()
     logger = logging.getLogger(__name__)
+    break_if_held_by = client.register_script(BREAK_IF_HELD_BY)
+
+    def take_turn():
+        lock = client.lock(BROWSER_LOCK, timeout=hold_s)
+        deadline, token = time.monotonic() + hold_s, f"{os.getpid()}:{uuid.uuid4().hex}"
+        while not lock.acquire(blocking_timeout=1, token=token):
+            holder = client.get(BROWSER_LOCK)
+            if holder is not None and holder_is_gone(holder) and break_if_held_by(keys=[BROWSER_LOCK], args=[holder]):
+                logger.warning("took the browser's turn from process %s, which is gone", holder.split(b":")[0].decode())
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"another render held the browser for {hold_s} s")
+        return lock
 
     def end_left_browsers():
         if left := end_browsers():
@@ -124,14 +151,16 @@ def one_browser_at_a_time(redis_url: str, hold_s: int) -> None:
         def wrapped(*args, **kwargs):
             if getattr(held, "turn", False):  # a thumbnail's render, within its task's turn
                 return work(*args, **kwargs)
-            with client.lock(BROWSER_LOCK, timeout=hold_s, blocking_timeout=hold_s):
-                held.turn = True
-                try:
-                    end_left_browsers()  # of a render killed at its hard time limit
-                    return work(*args, **kwargs)
-                finally:
-                    held.turn = False
-                    end_left_browsers()
+            lock = take_turn()
+            held.turn = True
+            try:
+                end_left_browsers()  # of a render killed at its time limit or out of memory
+                return work(*args, **kwargs)
+            finally:
+                held.turn = False
+                end_left_browsers()
+                with contextlib.suppress(redis.exceptions.LockError):  # expired meanwhile
+                    lock.release()
         return wrapped
 
     WebDriverSelenium.get_screenshot = in_turn(WebDriverSelenium.get_screenshot)
