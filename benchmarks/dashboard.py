@@ -436,10 +436,14 @@ def compare(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def load_label(row: dict) -> str:
+    return f"{row['users']} user(s){', force' if row['force'] else ', warm'}"
+
+
 def print_report(report: dict) -> None:
     print("\nload                        Setpoint   baseline   ratio")
     for row in report["comparison"]:
-        load_name = f"{row['users']} user(s){', force' if row['force'] else ', warm'}"
+        load_name = load_label(row)
         for key in ("chart_rps", "dashboard_p95_ms", "chart_p95_ms"):
             mine, base, r = row[key]
             print(f"  {load_name:<16} {key:<18} {mine!s:>8} {base!s:>9} {r!s:>7}")
@@ -447,7 +451,7 @@ def print_report(report: dict) -> None:
         print(f"  {load_name:<16} {'cache hits':<18} {row['cache_hit_ratio'][0]!s:>8} {row['cache_hit_ratio'][1]!s:>9}")
     print("\nCPU per chart answered (ms, from the load's start until its queries are done)")
     for row in report["runs"]:
-        load_name = f"{row['users']} user(s){', force' if row['force'] else ', warm'}"
+        load_name = load_label(row)
         spent = row["cpu_ms_per_chart"]
         print(f"  {row['server']:<9} {load_name:<16} {sum(spent.values()):7.1f}  {spent}")
     cold = report["cold_dashboard_s"]
