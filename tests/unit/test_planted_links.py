@@ -114,7 +114,7 @@ def test_one_instances_unreadable_files_stop_only_its_own_jobs(tmp_path, caplog)
     home.programs_conf("bad").parent.mkdir(parents=True, exist_ok=True)
     home.programs_conf("bad").write_text("")
     with caplog.at_level(logging.ERROR, logger="setpoint.schedule"):
-        schedule.tick(home, datetime.now(timezone.utc))
+        schedule.tick(home, datetime.now(timezone.utc), {})
         schedule.expire_emergency_access(home, datetime.now(timezone.utc))
     assert "bad: its jobs are skipped" in caplog.text and "setpoint up bad" in caplog.text
 

@@ -71,3 +71,93 @@ def test_emergency_admins_are_checked_every_few_seconds_beside_the_jobs(monkeypa
     stop.set()
     watcher.join(timeout=5)
     assert not watcher.is_alive() and len(checks) >= 3
+
+
+def jobs_of(home, name: str, due: list[str], argv: list[str], started: datetime):
+    import subprocess
+
+    from setpoint.backup import schedule
+
+    return schedule.Jobs(name, due, subprocess.Popen(argv, start_new_session=True), started)
+
+
+def test_jobs_whose_process_dies_are_recorded_failed_except_the_export(tmp_path):
+    """An instance's jobs process killed midway (its memory limit, kill -9) leaves the jobs it had
+    not finished marked failed: retried after ten minutes, not at every tick, and `setpoint check`
+    says why. The export's entry names its repository, so it is left as it was; an entry written
+    since the process started is the job's own and is kept."""
+    from setpoint.backup import schedule
+    from setpoint.backup.service import read_record, update_record
+    from setpoint.home import Home
+
+    home = Home(tmp_path)
+    paths = home.instance("alpha")
+    paths.root.mkdir(parents=True)
+    export = {"at": at(timedelta(days=2))["at"], "target": "/somewhere", "commit": "abc", "dashboards": 1}
+    update_record(paths, last_backup=at(timedelta(days=2)), last_drill=at(timedelta(days=100)), last_export=export)
+    started = datetime.now(timezone.utc)
+    jobs = jobs_of(home, "alpha", ["backup", "drill", "export"], ["sh", "-c", "kill -9 $$"], started)
+    jobs.process.wait(timeout=10)
+    update_record(paths, last_backup={"at": datetime.now(timezone.utc).isoformat(), "ok": True})  # done before the kill
+    assert schedule.watch(home, jobs, datetime.now(timezone.utc)) is False
+    record = read_record(paths)
+    assert record["last_backup"]["ok"] is True
+    assert record["last_drill"]["ok"] is False and "ended (signal 9)" in record["last_drill"]["error"]
+    assert record["last_export"] == export
+    assert due_jobs(SPEC, record, datetime.now(timezone.utc) + timedelta(minutes=1)) == ["export"]
+
+
+def test_jobs_past_their_time_limit_get_term_then_kill_with_every_process_below(tmp_path):
+    import time
+    from pathlib import Path
+
+    from setpoint.backup import schedule
+    from setpoint.home import Home
+
+    home = Home(tmp_path)
+    home.instance("alpha").root.mkdir(parents=True)
+    late = datetime.now(timezone.utc) - schedule.JOBS_TIME_LIMIT - timedelta(seconds=1)
+    # A job that ignores TERM, with a child of its own in another session (as pgBackRest runs).
+    jobs = jobs_of(home, "alpha", ["backup"],
+                   ["sh", "-c", f"trap '' TERM; setsid sleep 300 & echo $! > {tmp_path}/child; wait"], late)
+    time.sleep(0.5)
+    child = int((tmp_path / "child").read_text())
+    now = datetime.now(timezone.utc)
+    assert schedule.watch(home, jobs, now) is True and jobs.stopping_since == now
+    time.sleep(0.5)
+    assert jobs.process.poll() is None, "TERM is ignored: it still runs"
+    assert schedule.watch(home, jobs, now + timedelta(seconds=schedule.TICK_S - 1)) is True
+    assert jobs.process.poll() is None, "KILL comes a whole tick after TERM"
+    assert schedule.watch(home, jobs, now + timedelta(seconds=schedule.TICK_S)) is True
+    assert jobs.process.wait(timeout=10) == -9
+    time.sleep(0.2)
+    stat = Path(f"/proc/{child}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", "its child in another session ended too"
+
+
+def test_one_instances_stuck_jobs_hold_back_no_other_instance(tmp_path, monkeypatch):
+    """Each instance's jobs run in a process of their own: one that never ends (a hung export)
+    neither delays another instance's jobs nor gets a second process beside it."""
+    import time
+
+    from setpoint.backup import schedule
+    from setpoint.home import Home
+
+    home = Home(tmp_path)
+    for name in ("stuck", "quick"):
+        home.instance(name).root.mkdir(parents=True)
+        home.instance(name).write_state({"desired": "up"})
+    commands = {"stuck": ["sleep", "300"], "quick": ["true"]}
+    monkeypatch.setattr(schedule, "due_now", lambda home, name, now: ["backup"])
+    monkeypatch.setattr(schedule, "jobs_command", lambda home, name: commands[name])
+    running: dict = {}
+    schedule.tick(home, datetime.now(timezone.utc), running)
+    assert set(running) == {"stuck", "quick"}
+    stuck = running["stuck"].process
+    running["quick"].process.wait(timeout=10)
+    schedule.tick(home, datetime.now(timezone.utc), running)
+    assert running["stuck"].process is stuck and running["quick"].process.pid != stuck.pid
+    time.sleep(0.2)
+    assert running["quick"].process.poll() == 0, "quick's next jobs ran beside stuck's"
+    stuck.kill()
+    stuck.wait()

@@ -2,15 +2,24 @@
 restore drills and dashboard exports current. Not a crontab the user must remember.
 
 `due_jobs` is pure (what is due, given the record and the spec); `run_forever` is the loop that
-supervisord keeps running (`python -m setpoint.backup.schedule HOME`).
+supervisord keeps running (`python -m setpoint.backup.schedule HOME`). It runs each instance's
+due jobs in a process of their own (`python -m setpoint.backup.schedule HOME --instance NAME`),
+inside that instance's cgroup: what a tenant's backups and drills cost counts against its own
+limits, and its slow or stuck jobs never delay another instance's.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +35,14 @@ EXPIRY_CHECK_S = 10  # emergency admins are shut out this soon after their expir
 log = logging.getLogger("setpoint.schedule")
 
 
+# The record entry each job writes when it ends, well or not.
+RECORDS = {"backup": "last_backup", "drill": "last_drill", "export": "last_export", "erasure_drill": "last_erasure_drill"}
+# Jobs whose entry the scheduler marks failed when their process dies before them. The export's
+# entry is left as it was: it names the repository the next export and `setpoint import` use.
+FAILS_ON_RECORD = ("backup", "drill", "erasure_drill")
+JOBS_TIME_LIMIT = timedelta(hours=6)  # an instance's jobs past this are stopped (TERM, then KILL a tick later)
+
+
 def _older_than(entry: dict | None, period: timedelta, now: datetime) -> bool:
     """Whether a job is due: never ran, last ran `period` ago, or failed `RETRY_AFTER` ago."""
     if not entry:
@@ -36,16 +53,12 @@ def _older_than(entry: dict | None, period: timedelta, now: datetime) -> bool:
 
 def due_jobs(spec: InstanceSpec, record: dict, now: datetime) -> list[str]:
     """Which of `backup`, `drill`, `export`, `erasure_drill` are due for an instance."""
-    jobs = []
-    if _older_than(record.get("last_backup"), timedelta(hours=spec.backup.full_every_hours), now):
-        jobs.append("backup")
-    if _older_than(record.get("last_drill"), timedelta(days=spec.backup.drill_every_days), now):
-        jobs.append("drill")
-    if _older_than(record.get("last_export"), EXPORT_EVERY, now):
-        jobs.append("export")
-    if spec.gdpr and _older_than(record.get("last_erasure_drill"), timedelta(days=spec.gdpr.erasure_drill_every_days), now):
-        jobs.append("erasure_drill")
-    return jobs
+    periods = {"backup": timedelta(hours=spec.backup.full_every_hours),
+               "drill": timedelta(days=spec.backup.drill_every_days),
+               "export": EXPORT_EVERY}
+    if spec.gdpr:
+        periods["erasure_drill"] = timedelta(days=spec.gdpr.erasure_drill_every_days)
+    return [job for job, period in periods.items() if _older_than(record.get(RECORDS[job]), period, now)]
 
 
 def run_job(home: Home, name: str, job: str) -> None:
@@ -63,7 +76,7 @@ def run_job(home: Home, name: str, job: str) -> None:
     if job == "backup":
         take_backup(ctx, "full")
     elif job == "drill":
-        run_drill(ctx)
+        run_drill(ctx, log=lambda message: log.info("%s: drill: %s", name, message))
     elif job == "erasure_drill":
         gdpr.run_drill(home, ctx)
     elif job == "export":
@@ -73,38 +86,142 @@ def run_job(home: Home, name: str, job: str) -> None:
     documents.publish(ctx)
 
 
-def tick(home: Home, now: datetime) -> None:
-    """One pass over every running instance of the home."""
+def due_now(home: Home, name: str, now: datetime) -> list[str]:
+    """The jobs due for one instance; none for an instance not running, made ephemeral, or on an
+    external metadata database. A spec, state or record that does not parse (a hand edit) stops
+    only this instance's jobs, and says so."""
     from setpoint.backup.service import read_record
-    from setpoint.runtime.local.instance import instance_lock, saved_spec
+    from setpoint.runtime.local.instance import saved_spec
 
+    paths = home.instance(name)
+    try:
+        spec = saved_spec(paths)
+        if (not home.programs_conf(name).exists() or spec is None or spec.metadata_db.url
+                or paths.read_state().get("ephemeral")):
+            return []
+        return due_jobs(spec, read_record(paths), now)
+    except Exception as exc:  # noqa: BLE001 - one instance's failure never stops the others
+        log.error("%s: its jobs are skipped: its spec, state or backup record does not read (%s); "
+                  "run: setpoint up %s", name, str(exc)[:200], name)
+        return []
+
+
+def run_due_jobs(home: Home, name: str, now: datetime) -> None:
+    """Run an instance's due jobs, one after the other, under its lock: never beside a converge,
+    a restore or a command. This is the body of the process `start_jobs` starts."""
+    from setpoint.runtime.local.instance import instance_lock
+
+    try:
+        with instance_lock(home, name):
+            for job in due_now(home, name, now):
+                started = time.monotonic()
+                try:
+                    run_job(home, name, job)
+                    log.info("%s: %s done in %.1f s", name, job, time.monotonic() - started)
+                except SetpointError as exc:
+                    log.error("%s: %s failed: %s", name, job, exc.message)
+                except Exception:  # noqa: BLE001 - the next job still runs
+                    log.exception("%s: %s failed", name, job)
+    except SetpointError:
+        log.info("%s: busy (another command is changing it); its jobs wait for the next tick", name)
+
+
+@dataclass
+class Jobs:
+    """An instance's jobs, running in a process of their own."""
+
+    name: str
+    due: list[str]
+    process: subprocess.Popen
+    started: datetime
+    stopping_since: datetime | None = None
+
+
+def jobs_command(home: Home, name: str) -> list[str]:
+    """The command that runs an instance's due jobs: inside the instance's cgroup where Setpoint
+    confines its processes, so a backup's or a drill's memory, CPU and processes (pgBackRest, the
+    drill's scratch PostgreSQL) count against the instance's own limits, never its neighbours'."""
+    from setpoint.runtime.local.confine import confine_prefix
+    from setpoint.runtime.local.instance import confinement
+
+    command = [sys.executable, "-m", "setpoint.backup.schedule", str(home.root), "--instance", name]
+    confined = confinement(home, name)
+    if not confined:
+        return command
+    return [*confine_prefix(sys.executable, confined["cgroup"], "root", home.instance(name).config / "limits.json"),
+            *command]
+
+
+def start_jobs(home: Home, name: str, due: list[str], now: datetime) -> Jobs:
+    # A session of its own: stopping the scheduler (supervisord's TERM) leaves a backup to finish.
+    process = subprocess.Popen(jobs_command(home, name), stdin=subprocess.DEVNULL, start_new_session=True)
+    log.info("%s: %s due, running in process %d", name, ", ".join(due), process.pid)
+    return Jobs(name, due, process, now)
+
+
+def watch(home: Home, jobs: Jobs, now: datetime) -> bool:
+    """Whether an instance's jobs still run. Jobs past JOBS_TIME_LIMIT get TERM (their cleanups
+    run: a drill stops its scratch cluster), and a tick later KILL, with every process below."""
+    from setpoint.host.capacity import process_tree
+
+    code = jobs.process.poll()
+    if code is not None:
+        if code:
+            settle(home, jobs, code, now)
+        return False
+    if now - jobs.started < JOBS_TIME_LIMIT:
+        return True
+    if jobs.stopping_since is None:
+        log.error("%s: its jobs still run after %s: stopping them", jobs.name, JOBS_TIME_LIMIT)
+        jobs.stopping_since = now
+        jobs.process.terminate()
+    elif now - jobs.stopping_since >= timedelta(seconds=TICK_S):
+        for pid in process_tree([jobs.process.pid]):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def settle(home: Home, jobs: Jobs, code: int, now: datetime) -> None:
+    """The jobs' process ended before its jobs did (killed by the instance's memory limit, by the
+    time limit, or a crash): each job it left without a new record entry is recorded as failed, so
+    that it is retried after RETRY_AFTER rather than at every tick, and `setpoint check` says so."""
+    from setpoint.backup.service import read_record, update_record
+
+    how = f"signal {-code}" if code < 0 else f"code {code}"
+    log.error("%s: the process running its jobs ended with %s; see the lines above", jobs.name, how)
+    error = (f"the scheduled jobs' process ended ({how}) before this job was done: "
+             f"see {home.supervisor_dir / 'scheduler.log'}")
+    try:
+        record = read_record(home.instance(jobs.name))
+        left = {RECORDS[job]: {"at": now.isoformat(), "ok": False, "error": error}
+                for job in jobs.due if job in FAILS_ON_RECORD and not _written_since(record.get(RECORDS[job]), jobs.started)}
+        if left:
+            update_record(home.instance(jobs.name), **left)
+    except Exception:  # noqa: BLE001 - the record is the instance's; the others' jobs go on
+        log.exception("%s: could not record its jobs' failure", jobs.name)
+
+
+def _written_since(entry: dict | None, moment: datetime) -> bool:
+    return bool(entry) and datetime.fromisoformat(entry["at"]) >= moment
+
+
+MAX_RUNNING = max(2, os.cpu_count() or 2)  # instances whose jobs run at once
+
+
+def tick(home: Home, now: datetime, running: dict[str, Jobs]) -> None:
+    """One pass over every instance of the home: reap the jobs that ended, stop those past their
+    time, and start each due instance's jobs in a process of its own. One instance's slow or stuck
+    jobs never hold back another's."""
+    for name, jobs in list(running.items()):
+        if not watch(home, jobs, now):
+            del running[name]
     for name in home.instance_names():
-        paths = home.instance(name)
-        try:  # a spec, state or record that does not parse (a hand edit) stops only its own jobs
-            spec = saved_spec(paths)
-            if (not home.programs_conf(name).exists() or spec is None or spec.metadata_db.url
-                    or paths.read_state().get("ephemeral")):
-                continue
-            jobs = due_jobs(spec, read_record(paths), now)
-        except Exception as exc:  # noqa: BLE001 - one instance's failure never stops the others
-            log.error("%s: its jobs are skipped: its spec, state or backup record does not read (%s); "
-                      "run: setpoint up %s", name, str(exc)[:200], name)
+        if name in running or len(running) >= MAX_RUNNING:
             continue
-        if not jobs:
-            continue
-        try:
-            with instance_lock(home, name):  # never beside a converge, a restore or another job
-                for job in jobs:
-                    started = time.monotonic()
-                    try:
-                        run_job(home, name, job)
-                        log.info("%s: %s done in %.1f s", name, job, time.monotonic() - started)
-                    except SetpointError as exc:
-                        log.error("%s: %s failed: %s", name, job, exc.message)
-                    except Exception:  # noqa: BLE001 - one instance's failure never stops the others
-                        log.exception("%s: %s failed", name, job)
-        except SetpointError:
-            log.info("%s: busy (another command is changing it); its jobs wait for the next tick", name)
+        due = due_now(home, name, now)
+        if due:
+            running[name] = start_jobs(home, name, due, now)
 
 
 def expire_emergency_access(home: Home, now: datetime) -> None:
@@ -177,12 +294,30 @@ def run_forever(home: Home) -> None:
     log.info("scheduler started for %s", home.root)
     threading.Thread(target=watch_emergency_access, args=(home, threading.Event()), name="emergency-access",
                      daemon=True).start()
+    running: dict[str, Jobs] = {}
     while True:
-        tick(home, now())
+        tick(home, now(), running)
         publish_facts(home)
         prune_logs(home)
         time.sleep(TICK_S)
 
 
+def main(argv: list[str]) -> None:
+    from setpoint.backup.service import now
+
+    parser = argparse.ArgumentParser(prog="python -m setpoint.backup.schedule")
+    parser.add_argument("home", type=Path)
+    parser.add_argument("--instance", help="run this instance's due jobs, then exit")
+    args = parser.parse_args(argv)
+    if not args.instance:
+        run_forever(Home(args.home))
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # TERM (the time limit) ends the jobs through their cleanups: a drill stops its scratch cluster.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"{args.instance}: its jobs were stopped"))
+    run_due_jobs(Home(args.home), args.instance, now())
+
+
 if __name__ == "__main__":
-    run_forever(Home(Path(sys.argv[1])))
+    main(sys.argv[1:])

@@ -17,6 +17,7 @@ from setpoint.identity import access, sso
 from setpoint.services import screenshots
 from setpoint.home import Home, InstancePaths
 from setpoint.observability.scrape_tls import ScrapeTls
+from setpoint.runtime.local.confine import confine_prefix
 from setpoint.secret import SUPERSET_SECRETS
 from setpoint.spec import InstanceSpec, Sizing
 from setpoint.spec.model import Smtp, version_key
@@ -394,8 +395,8 @@ def render_programs_conf(ctx: InstanceContext, app: bool = True) -> str:
     def command(program: Program) -> str:
         if not confined:
             return program.command
-        return (f"{ctx.confine_python} -m setpoint.runtime.local.confine --group {ctx.cgroup} "
-                f"--user {program.user} --limits {ctx.paths.config}/limits.json -- {program.command}")
+        return " ".join([*confine_prefix(ctx.confine_python, ctx.cgroup, program.user, ctx.paths.config / "limits.json"),
+                         program.command])
 
     programs = instance_programs(ctx, app=app)
     return render_template("programs.conf.j2", spec=ctx.spec, paths=ctx.paths, confined=confined,

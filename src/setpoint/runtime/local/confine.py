@@ -14,9 +14,15 @@ import json
 import os
 import pwd
 import sys
+from pathlib import Path
 
 from setpoint.services.cgroup import host_cgroups
 from setpoint.spec.sizing import Limits
+
+
+def confine_prefix(python: str, group: str, user: str, limits: Path) -> list[str]:
+    """The start of a command line that runs what follows it inside `group`, as `user`."""
+    return [python, "-m", "setpoint.runtime.local.confine", "--group", group, "--user", user, "--limits", str(limits), "--"]
 
 
 def main(argv: list[str]) -> None:
