@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from setpoint.backup.pgbackrest import PgBackRest
-from setpoint.backup.recovery import recovered
+from setpoint import proc
+from setpoint.backup.recovery import SOCKETS_PREFIX, recovered
 from setpoint.backup.service import now, update_record
 from setpoint.errors import SetpointError
 from setpoint.home import chown
@@ -49,14 +51,37 @@ def drill_problems(restored: dict[str, str], live: dict[str, str], opened: dict,
     return problems
 
 
+SCRATCH_PREFIX = ".drill-"
+
+
+def clear_leftovers(ctx: InstanceContext) -> int:
+    """Stop and remove what a drill killed midway left (kill -9, its instance's memory limit):
+    its scratch cluster, still running, and the copy of the database it restored. Drills run under
+    the instance's lock, so any scratch place found by the next one is a leftover. Only root makes
+    entries in the instance's directory; the server is stopped as the data account, which can
+    signal no process but its own. Returns how many it removed."""
+    leftovers = sorted(ctx.paths.root.glob(f"{SCRATCH_PREFIX}*"))
+    for scratch in leftovers:
+        proc.run(["pg_ctl", "stop", "-D", scratch, "-m", "immediate", "-w"], user=ctx.data_user, cwd=scratch,
+                 timeout=120, check=False)
+        shutil.rmtree(scratch, ignore_errors=True)
+    for sockets in ctx.paths.root.glob(f"{SOCKETS_PREFIX}*"):
+        with contextlib.suppress(OSError):  # empty once its server stopped; one in use is left
+            sockets.rmdir()
+    return len(leftovers)
+
+
 def run_drill(ctx: InstanceContext, log=lambda message: None) -> dict:
     """Restore the latest backup into a scratch cluster, verify it, compare it with the live
     instance, record the result and the time it took, and clean up."""
     started = time.monotonic()
     backrest = PgBackRest(ctx)
+    left = clear_leftovers(ctx)
+    if left:
+        log(f"stopped and removed {left} scratch cluster(s) an earlier drill left behind")
     # A scratch place of its own, so that two drills never share one, in root's instance directory:
     # the data account may not rename it while root works in it.
-    scratch = Path(tempfile.mkdtemp(prefix=".drill-", dir=ctx.paths.root))
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=ctx.paths.root))
     record: dict = {"at": now().isoformat(), "ok": False}
     try:
         if not backrest.backups():

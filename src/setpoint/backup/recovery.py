@@ -17,6 +17,9 @@ from setpoint.render import InstanceContext
 from setpoint.services.postgres import PostgresCluster
 
 
+SOCKETS_PREFIX = ".copy-"
+
+
 @contextmanager
 def recovered(ctx: InstanceContext, data_dir: Path, log_file: Path) -> Iterator[PostgresCluster]:
     """Start the cluster pgBackRest restored into `data_dir` as `ctx`'s data account (the one
@@ -24,7 +27,7 @@ def recovered(ctx: InstanceContext, data_dir: Path, log_file: Path) -> Iterator[
     archiving nothing; yield it once recovery has ended; stop it on the way out."""
     # In root's instance directory, not the data account's run/: there, the account could have
     # swapped it for a link between its making and pg_ctl's start, which enters it as root.
-    socket_dir = Path(tempfile.mkdtemp(prefix=".copy-", dir=ctx.paths.root))
+    socket_dir = Path(tempfile.mkdtemp(prefix=SOCKETS_PREFIX, dir=ctx.paths.root))
     chown(socket_dir, ctx.data_user)
     port = next(p for p in instance_port_range() if is_port_free(p, "127.0.0.1"))
     cluster = PostgresCluster(data_dir, socket_dir, port, ctx.data_user, ctx.db_superuser)
