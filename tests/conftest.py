@@ -158,6 +158,19 @@ def pytest_runtest_protocol(item, nextitem):
             fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
+def wait_until(predicate, timeout=120, interval=1.0):
+    """Whether `predicate` became true within `timeout` seconds (an exception counts as not yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except Exception:  # noqa: BLE001 - "not yet", while a service restarts
+            pass
+        time.sleep(interval)
+    return False
+
+
 def report_figure(line: str) -> None:
     """A measured figure (a time, a count, a ratio), printed at the end of the run even when the
     test passes, so every CI log carries them."""

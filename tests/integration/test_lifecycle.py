@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -13,19 +12,7 @@ from setpoint.errors import InputError, SetpointError
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.runtime.local.instance import instance_lock
 from setpoint.services.supervisor import Supervisor
-from tests.conftest import component_state, make_spec, run_cli
-
-
-def wait_until(predicate, timeout=120, interval=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except Exception:  # noqa: BLE001 - "not yet", while a service restarts
-            pass
-        time.sleep(interval)
-    return False
+from tests.conftest import component_state, make_spec, run_cli, wait_until
 
 
 def test_up_twice_changes_nothing(home, instance):

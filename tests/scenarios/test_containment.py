@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from setpoint.backup.service import read_record, take_backup
+from setpoint.backup.service import read_record, take_backup, update_record
 from setpoint.home import logstore_user, service_user, write_file
 from setpoint.render import render_instance, render_programs_conf
 from setpoint.runtime.local import converge, lifecycle, startup
 from setpoint.runtime.local.accounts import lay_out
+from setpoint.runtime.local.confine import confine_prefix
 from setpoint.runtime.local.platform import load_platform
 from setpoint.secret import SecretStore
 from setpoint.services.postgres import cluster_of
@@ -47,9 +48,8 @@ def confined(home, name: str) -> list[str]:
     """The command prefix every process of instance `name` starts through: its cgroup, then its
     Superset account (where code an attacker planted in Superset would run)."""
     confinement_ = confinement(home, name)
-    return [confinement_["confine_python"], "-m", "setpoint.runtime.local.confine", "--group", confinement_["cgroup"],
-            "--user", load_context(home, name).superset_user, "--limits", str(home.instance(name).config / "limits.json"),
-            "--"]
+    return confine_prefix(confinement_["confine_python"], confinement_["cgroup"], load_context(home, name).superset_user,
+                          home.instance(name).config / "limits.json")
 
 
 def inside(home, name: str, argv: list[str], **kwargs) -> subprocess.Popen:
@@ -280,6 +280,69 @@ def test_up_moves_an_instance_run_by_one_account_onto_its_own_accounts_losing_no
     assert lifecycle.instance_status(home, "hog").health == "ok"
     # Its backups go on, into the same repository, as the data account.
     assert take_backup(ctx, "incr").type == "incr"
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""  # ended meanwhile
+
+
+def test_a_tenants_scheduled_drill_runs_inside_its_limits_and_one_killed_midway_is_cleared(home, hog):
+    """The scheduler (its tick, as the host's runs it every minute) runs hog's due jobs in a process
+    of their own inside hog's cgroup: the drill's pgBackRest and scratch PostgreSQL count against
+    hog's limits. Killed midway (kill -9, as its memory limit would), the process leaves the drill
+    recorded failed, hog's lock free, and its scratch cluster running, which the next drill stops
+    and removes."""
+    from setpoint.backup import schedule
+    from setpoint.backup.drill import SCRATCH_PREFIX, run_drill
+    from setpoint.backup.service import now
+    from setpoint.runtime.local.instance import instance_lock
+    from tests.conftest import wait_until
+
+    # The host's scheduler would see the drill due too: it is stopped meanwhile, so that this
+    # test's tick is the only one (a scheduler whose process is stopped keeps no lock).
+    host_scheduler = Supervisor(home).states()["scheduler"].pid
+    os.kill(host_scheduler, signal.SIGSTOP)
+    try:
+        paths, group = home.instance("hog"), confinement(home, "hog")["cgroup"]
+        update_record(paths, last_drill={**read_record(paths)["last_drill"], "at": "2020-01-01T00:00:00+00:00"})
+        running: dict[str, schedule.Jobs] = {}
+        schedule.tick(home, now(), running)
+        jobs = running["hog"]
+        assert jobs.due == ["drill"]
+        scratch_server = f"-D {paths.root}/{SCRATCH_PREFIX}"
+
+        def scratch_in_group() -> list[int]:
+            return [pid for pid in host_cgroups().pids(group) if "postgres" in command_line(pid) and scratch_server in command_line(pid)]
+
+        assert wait_until(lambda: scratch_in_group() or jobs.process.poll() is not None, timeout=120, interval=0.2)
+        assert jobs.process.poll() is None, "the drill ended before its scratch cluster was seen in hog's cgroup"
+        scratch = scratch_in_group()[0]
+        assert jobs.process.pid in host_cgroups().pids(group), "the jobs process itself is in hog's cgroup"
+        assert process_user(scratch) == load_context(home, "hog").data_user
+
+        jobs.process.kill()
+        jobs.process.wait(timeout=30)
+        schedule.tick(home, now(), running)  # the next tick finds it dead
+        drill = read_record(paths)["last_drill"]
+        assert drill["ok"] is False and "ended (signal 9)" in drill["error"], drill
+        assert "hog" not in running, "a failed drill is retried in ten minutes, not at the next tick"
+        assert Path(f"/proc/{scratch}").exists(), "the killed drill's scratch cluster outlives it"
+        assert list(paths.root.glob(f"{SCRATCH_PREFIX}*"))
+
+        said: list[str] = []
+        with instance_lock(home, "hog"):  # free: the lock ended with its process
+            record = run_drill(load_context(home, "hog"), log=said.append)
+        assert record["ok"], record
+        assert "stopped and removed 1 scratch cluster(s) an earlier drill left behind" in said
+        assert not list(paths.root.glob(f"{SCRATCH_PREFIX}*")) and not list(paths.root.glob(".copy-*"))
+        assert not Path(f"/proc/{scratch}").exists() and not scratch_in_group()
+    finally:
+        os.kill(host_scheduler, signal.SIGCONT)
+    report_figure(f"hog's scheduled drill ran in hog's cgroup; killed midway, the next drill cleared its scratch "
+                  f"cluster and passed in {record['seconds']} s")
 
 
 def process_user(pid: int) -> str:

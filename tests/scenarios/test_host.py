@@ -22,20 +22,11 @@ from setpoint.host.capacity import process_tree
 from setpoint.runtime.local import converge, lifecycle
 from setpoint.runtime.local.instance import load_context
 from setpoint.services.supervisor import Supervisor
-from tests.conftest import make_spec, report_figure, run_cli
+from tests.conftest import make_spec, report_figure, run_cli, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 # What systemd gives a unit: no virtualenv, no checkout, a plain PATH.
 BOOT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-
-
-def wait_until(predicate, timeout, interval=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def host_command(home, *args, timeout=900):
