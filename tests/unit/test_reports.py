@@ -35,6 +35,7 @@ def test_a_browser_a_render_left_running_is_ended_before_the_turn_passes(tmp_pat
     orphan) are killed and gone when end_browsers returns; another program of the account stays."""
     import os
     import subprocess
+    import time
 
     from setpoint.runtime.local.superset_side.reports import browser_processes, end_browsers
 
@@ -45,6 +46,10 @@ def test_a_browser_a_render_left_running_is_ended_before_the_turn_passes(tmp_pat
     subprocess.run(f"{tmp_path / 'chromium'} 300 & echo", shell=True, check=True)
     bystander = subprocess.Popen(["sleep", "300"])
     try:
+        # The orphan may still be the shell's fork, not yet the program, when the shell returns.
+        deadline = time.monotonic() + 10
+        while len(browser_processes(os.getuid())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert driver.pid in browser_processes(os.getuid()) and len(browser_processes(os.getuid())) >= 2
         assert end_browsers() >= 2
         assert browser_processes(os.getuid()) == [] and driver.poll() is not None  # reaped too
