@@ -41,6 +41,7 @@ RECORDS = {"backup": "last_backup", "drill": "last_drill", "export": "last_expor
 # entry is left as it was: it names the repository the next export and `setpoint import` use.
 FAILS_ON_RECORD = ("backup", "drill", "erasure_drill")
 JOBS_TIME_LIMIT = timedelta(hours=6)  # an instance's jobs past this are stopped (TERM, then KILL a tick later)
+MAX_RUNNING = max(2, os.cpu_count() or 2)  # instances whose jobs run at once
 
 
 def _older_than(entry: dict | None, period: timedelta, now: datetime) -> bool:
@@ -204,9 +205,6 @@ def settle(home: Home, jobs: Jobs, code: int, now: datetime) -> None:
 
 def _written_since(entry: dict | None, moment: datetime) -> bool:
     return bool(entry) and datetime.fromisoformat(entry["at"]) >= moment
-
-
-MAX_RUNNING = max(2, os.cpu_count() or 2)  # instances whose jobs run at once
 
 
 def tick(home: Home, now: datetime, running: dict[str, Jobs]) -> None:
