@@ -125,8 +125,8 @@ def test_an_upgrade_whose_services_do_not_start_is_rolled_back(home, instance, u
     before = installation.current(home)
     conf_before = Supervisor(home).conf.read_text()
     broken = copy_of_checkout(tmp_path / "broken", ("src/setpoint/backup/schedule.py",
-                                                    "    run_forever(Home(Path(sys.argv[1])))",
-                                                    '    raise SystemExit("this scheduler is broken on purpose")'))
+                                                    "        run_forever(Home(args.home))",
+                                                    '        raise SystemExit("this scheduler is broken on purpose")'))
     result = setpoint_from(broken, home, "host", "install", "--unit-dir", str(unit_dir))
     assert result.returncode == 1
     assert "did not start from" in result.stderr and "previous installation again" in result.stderr
