@@ -905,7 +905,7 @@ def emergency_access(
     Examples: setpoint emergency-access demo --ttl 1h --reason "IdP down, INC-1234"  |  setpoint emergency-access demo --revoke
     """
     from setpoint.operations import emergency
-    from setpoint.runtime.local.instance import instance_lock, load_context
+    from setpoint.runtime.local.instance import load_context
 
     ctx = load_context(home(), name)
     if show:
@@ -918,16 +918,16 @@ def emergency_access(
         if not grants and format is Format.table:
             out.print(f"no emergency admin was ever granted on {name}")
         return
-    with instance_lock(home(), name, wait_s=60):
-        if revoke:
-            revoked = emergency.revoke_expired(ctx, everyone=True)
-            done(f"deactivated {', '.join(revoked)}" if revoked else f"no emergency admin of {name} is active")
-            return
-        duration = logstore.parse_duration(ttl)
-        if duration is None:
-            raise InputError(f"'{ttl}' is not a duration", "give --ttl as 30s, 15m or 2h")
-        with console.status(f"creating an emergency admin on {name}"):
-            granted = emergency.grant(ctx, duration, reason or "")
+    # No instance lock: break-glass access works while another command or a long backup holds it.
+    if revoke:
+        revoked = emergency.revoke_expired(ctx, everyone=True)
+        done(f"deactivated {', '.join(revoked)}" if revoked else f"no emergency admin of {name} is active")
+        return
+    duration = logstore.parse_duration(ttl)
+    if duration is None:
+        raise InputError(f"'{ttl}' is not a duration", "give --ttl as 30s, 15m or 2h")
+    with console.status(f"creating an emergency admin on {name}"):
+        granted = emergency.grant(ctx, duration, reason or "")
     result = {"url": emergency.sign_in_url(ctx.spec), "username": granted.username, "password": granted.password,
               "expires": granted.expires.isoformat(timespec="seconds")}
     if format is Format.json:

@@ -1,6 +1,7 @@
 """Tenants cannot starve each other: a tenant instance ("hog", instance A) attacks its own limits
 with real processes started inside its cgroup, while alpha (instance B) keeps serving."""
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -9,11 +10,13 @@ import signal
 import statistics
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from setpoint.backup.service import read_record, take_backup, update_record
+from setpoint.errors import SetpointError
 from setpoint.home import logstore_user, service_user, write_file
 from setpoint.render import render_instance, render_programs_conf
 from setpoint.runtime.local import converge, lifecycle, startup
@@ -289,60 +292,127 @@ def command_line(pid: int) -> str:
         return ""  # ended meanwhile
 
 
-def test_a_tenants_scheduled_drill_runs_inside_its_limits_and_one_killed_midway_is_cleared(home, hog):
-    """The scheduler (its tick, as the host's runs it every minute) runs hog's due jobs in a process
-    of their own inside hog's cgroup: the drill's pgBackRest and scratch PostgreSQL count against
-    hog's limits. Killed midway (kill -9, as its memory limit would), the process leaves the drill
-    recorded failed, hog's lock free, and its scratch cluster running, which the next drill stops
-    and removes."""
+@contextlib.contextmanager
+def hogs_drill_midway(home):
+    """hog's drill, due and started by the scheduler's tick (as the host's runs it every minute),
+    caught while its scratch cluster runs: yields (the jobs, the scratch server's pid, the tick's
+    running jobs). The host's scheduler would see the drill due too: it is stopped meanwhile, so
+    that this tick is the only one (a stopped scheduler holds no lock)."""
     from setpoint.backup import schedule
-    from setpoint.backup.drill import SCRATCH_PREFIX, run_drill
     from setpoint.backup.service import now
-    from setpoint.runtime.local.instance import instance_lock
     from tests.conftest import wait_until
 
-    # The host's scheduler would see the drill due too: it is stopped meanwhile, so that this
-    # test's tick is the only one (a scheduler whose process is stopped keeps no lock).
     host_scheduler = Supervisor(home).states()["scheduler"].pid
     os.kill(host_scheduler, signal.SIGSTOP)
     try:
-        paths, group = home.instance("hog"), confinement(home, "hog")["cgroup"]
+        paths = home.instance("hog")
         update_record(paths, last_drill={**read_record(paths)["last_drill"], "at": "2020-01-01T00:00:00+00:00"})
         running: dict[str, schedule.Jobs] = {}
         schedule.tick(home, now(), running)
         jobs = running["hog"]
         assert jobs.due == ["drill"]
-        scratch_server = f"-D {paths.root}/{SCRATCH_PREFIX}"
-
-        def scratch_in_group() -> list[int]:
-            return [pid for pid in host_cgroups().pids(group) if "postgres" in command_line(pid) and scratch_server in command_line(pid)]
-
-        assert wait_until(lambda: scratch_in_group() or jobs.process.poll() is not None, timeout=120, interval=0.2)
+        assert wait_until(lambda: scratch_servers(home) or jobs.process.poll() is not None, timeout=120, interval=0.2)
         assert jobs.process.poll() is None, "the drill ended before its scratch cluster was seen in hog's cgroup"
-        scratch = scratch_in_group()[0]
-        assert jobs.process.pid in host_cgroups().pids(group), "the jobs process itself is in hog's cgroup"
-        assert process_user(scratch) == load_context(home, "hog").data_user
-
-        jobs.process.kill()
-        jobs.process.wait(timeout=30)
-        schedule.tick(home, now(), running)  # the next tick finds it dead
-        drill = read_record(paths)["last_drill"]
-        assert drill["ok"] is False and "ended (signal 9)" in drill["error"], drill
-        assert "hog" not in running, "a failed drill is retried in ten minutes, not at the next tick"
-        assert Path(f"/proc/{scratch}").exists(), "the killed drill's scratch cluster outlives it"
-        assert list(paths.root.glob(f"{SCRATCH_PREFIX}*"))
-
-        said: list[str] = []
-        with instance_lock(home, "hog"):  # free: the lock ended with its process
-            record = run_drill(load_context(home, "hog"), log=said.append)
-        assert record["ok"], record
-        assert "stopped and removed 1 scratch cluster(s) an earlier drill left behind" in said
-        assert not list(paths.root.glob(f"{SCRATCH_PREFIX}*")) and not list(paths.root.glob(".copy-*"))
-        assert not Path(f"/proc/{scratch}").exists() and not scratch_in_group()
+        yield jobs, scratch_servers(home)[0], running
     finally:
         os.kill(host_scheduler, signal.SIGCONT)
-    report_figure(f"hog's scheduled drill ran in hog's cgroup; killed midway, the next drill cleared its scratch "
-                  f"cluster and passed in {record['seconds']} s")
+
+
+def scratch_servers(home) -> list[int]:
+    """The drills' scratch PostgreSQL servers in hog's cgroup."""
+    from setpoint.backup.drill import SCRATCH_PREFIX
+
+    server = f"-D {home.instance('hog').root}/{SCRATCH_PREFIX}"
+    return [pid for pid in host_cgroups().pids(confinement(home, "hog")["cgroup"])
+            if "postgres" in command_line(pid) and server in command_line(pid)]
+
+
+def end_killed_drill(home, jobs, running) -> tuple[dict, list[str]]:
+    """Kill the drill's process (kill -9); tick, which records the drill failed; then run the next
+    drill, which clears what the killed one left. The failed entry, and what the next drill said."""
+    from setpoint.backup import schedule
+    from setpoint.backup.drill import run_drill
+    from setpoint.backup.service import now
+    from setpoint.runtime.local.instance import instance_lock
+
+    jobs.process.kill()
+    jobs.process.wait(timeout=30)
+    schedule.tick(home, now(), running)
+    assert "hog" not in running, "a failed drill is retried in ten minutes, not at the next tick"
+    failed = read_record(home.instance("hog"))["last_drill"]
+    said: list[str] = []
+    with instance_lock(home, "hog"):  # free: the lock ended with its process
+        record = run_drill(load_context(home, "hog"), log=said.append)
+    assert record["ok"], record
+    return failed, said
+
+
+def test_a_tenants_scheduled_drill_runs_inside_its_limits_and_one_killed_midway_is_cleared(home, hog):
+    """The scheduler runs hog's due jobs in a process of their own inside hog's cgroup: the drill's
+    pgBackRest and scratch PostgreSQL count against hog's limits. Killed midway (kill -9, as its
+    memory limit would), the process leaves the drill recorded failed, hog's lock free, and its
+    scratch cluster running, which the next drill stops and removes."""
+    from setpoint.backup.drill import SCRATCH_PREFIX
+
+    paths, group = home.instance("hog"), confinement(home, "hog")["cgroup"]
+    with hogs_drill_midway(home) as (jobs, scratch, running):
+        assert jobs.process.pid in host_cgroups().pids(group), "the jobs process itself is in hog's cgroup"
+        assert process_user(scratch) == load_context(home, "hog").data_user
+        jobs.process.kill()
+        jobs.process.wait(timeout=30)
+        assert Path(f"/proc/{scratch}").exists(), "the killed drill's scratch cluster outlives it"
+        failed, said = end_killed_drill(home, jobs, running)
+    assert failed["ok"] is False and "ended (signal 9)" in failed["error"], failed
+    assert "stopped and removed 1 scratch cluster(s) an earlier drill left behind" in said
+    assert not list(paths.root.glob(f"{SCRATCH_PREFIX}*")) and not list(paths.root.glob(".copy-*"))
+    assert not Path(f"/proc/{scratch}").exists() and not scratch_servers(home)
+    report_figure("hog's scheduled drill ran in hog's cgroup; killed midway, the next drill cleared its scratch cluster")
+
+
+def test_emergency_access_is_granted_revoked_and_expires_while_a_stuck_drill_holds_the_instance(home, hog):
+    """A drill stopped midway (SIGSTOP: a large database's restore takes hours) holds hog's lock.
+    Break-glass access must not wait for it: the grant works at once, the scheduler's expiry check
+    deactivates the admin at its time, and --revoke works. (Before: the grant failed after 60 s and
+    the expired admin stayed in until the drill ended.)"""
+    from setpoint.backup import schedule
+    from setpoint.backup.service import now
+    from setpoint.runtime.local.instance import instance_lock
+    from tests.conftest import run_cli
+
+    cluster = cluster_of(load_context(home, "hog"))
+
+    def active(username: str) -> str:
+        return cluster.sql(f"SELECT active FROM ab_user WHERE username = '{username}'", database="superset")
+
+    def grant(ttl: str) -> str:
+        started = time.monotonic()
+        result = run_cli("emergency-access", "hog", "--ttl", ttl, "--reason", "IdP down during a drill", "--format", "json",
+                         home=home)
+        assert result.returncode == 0, result.stderr
+        seconds.append(time.monotonic() - started)
+        return json.loads(result.stdout)["username"]
+
+    seconds: list[float] = []
+    with hogs_drill_midway(home) as (jobs, scratch, running):
+        os.kill(jobs.process.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(SetpointError, match="already changing instance 'hog'"):
+                with instance_lock(home, "hog"):
+                    pass
+            expiring = grant("30s")
+            assert active(expiring) == "t"
+            schedule.expire_emergency_access(home, now() + timedelta(seconds=31))  # the check after its expiry
+            assert active(expiring) == "f"
+            revoked = grant("1h")
+            result = run_cli("emergency-access", "hog", "--revoke", home=home)
+            assert result.returncode == 0 and revoked in result.stdout + result.stderr, result.stderr
+            assert active(revoked) == "f"
+            grants = {g["username"]: g for g in read_record(home.instance("hog"))["emergency_access"]}
+            assert grants[expiring]["revoked_at"] and grants[revoked]["revoked_at"]
+        finally:
+            os.kill(jobs.process.pid, signal.SIGCONT)
+        end_killed_drill(home, jobs, running)
+    report_figure(f"emergency access beside a stuck drill: granted in {max(seconds):.1f} s, expired and revoked at once")
 
 
 def process_user(pid: int) -> str:

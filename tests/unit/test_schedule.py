@@ -161,3 +161,27 @@ def test_one_instances_stuck_jobs_hold_back_no_other_instance(tmp_path, monkeypa
     assert running["quick"].process.poll() == 0, "quick's next jobs ran beside stuck's"
     stuck.kill()
     stuck.wait()
+
+
+def test_record_writes_from_two_processes_at_once_lose_nothing(tmp_path):
+    """The scheduler's jobs, a command and the emergency admins' expiry write the same record.json
+    at once: each read-modify-write happens under the record's lock, so no entry is lost."""
+    import multiprocessing
+
+    from setpoint.backup.service import read_record, update_record
+    from setpoint.home import Home
+
+    paths = Home(tmp_path).instance("alpha")
+    paths.root.mkdir(parents=True)
+
+    def write(key: str) -> None:
+        for count in range(1, 201):
+            update_record(paths, **{key: count})
+
+    writers = [multiprocessing.get_context("fork").Process(target=write, args=(key,)) for key in ("jobs", "expiry")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=60)
+    assert [w.exitcode for w in writers] == [0, 0]
+    assert read_record(paths) == {"jobs": 200, "expiry": 200}

@@ -226,17 +226,16 @@ def expire_emergency_access(home: Home, now: datetime) -> None:
     """Deactivate the emergency admins whose time is over (operations/emergency.py)."""
     from setpoint.backup.service import read_record
     from setpoint.operations import emergency
-    from setpoint.runtime.local.instance import instance_lock, load_context
+    from setpoint.runtime.local.instance import load_context
 
     for name in home.instance_names():
         try:
             pending = [g for g in read_record(home.instance(name)).get(emergency.RECORD, []) if not g.get("revoked_at")]
             if not any(datetime.fromisoformat(g["expires_at"]) <= now for g in pending):
                 continue
-            with instance_lock(home, name):
-                for username in emergency.revoke_expired(load_context(home, name), now):
-                    log.info("%s: emergency access of %s expired: deactivated", name, username)
-        except SetpointError as exc:  # busy, or PostgreSQL down: the next tick tries again
+            for username in emergency.revoke_expired(load_context(home, name), now):
+                log.info("%s: emergency access of %s expired: deactivated", name, username)
+        except SetpointError as exc:  # PostgreSQL down: the next check tries again
             log.warning("%s: emergency access not revoked yet: %s", name, exc.message)
         except Exception:  # noqa: BLE001 - one instance's failure never stops the others
             log.exception("%s: emergency access not revoked yet", name)
@@ -244,9 +243,8 @@ def expire_emergency_access(home: Home, now: datetime) -> None:
 
 def watch_emergency_access(home: Home, stop: threading.Event) -> None:
     """Every EXPIRY_CHECK_S, beside the jobs, in a thread of its own: an emergency admin is shut
-    out at its expiry, not once the tick's backups, drills and exports (minutes, for a large
-    instance) are done. An instance busy with a command is tried again at the next check; the
-    instance lock keeps this apart from the jobs."""
+    out at its expiry, even while a command or the instance's jobs (hours, for a large instance's
+    drill) hold the instance's lock, which revoking does not take."""
     from setpoint.backup.service import now
 
     while not stop.wait(EXPIRY_CHECK_S):

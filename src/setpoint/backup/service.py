@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -37,10 +40,27 @@ def read_record(paths: InstancePaths) -> dict[str, Any]:
     return {}
 
 
+@contextmanager
+def record_lock(paths: InstancePaths) -> Iterator[None]:
+    """One read-modify-write of records.json at a time, whoever makes it: a command, a scheduled
+    job, the emergency admins' expiry. Apart from the instance's lock, and held for milliseconds:
+    emergency access is granted and revoked while a long backup or drill holds the instance."""
+    paths.root.parent.mkdir(parents=True, exist_ok=True)
+    with open(paths.root.parent / f".{paths.root.name}.record.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def amend_record(paths: InstancePaths, change: Callable[[dict[str, Any]], None]) -> None:
+    """Apply `change` to the record as it is now, and write it, under the record's lock."""
+    with record_lock(paths):
+        record = read_record(paths)
+        change(record)
+        write_file(paths.records_file, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+
+
 def update_record(paths: InstancePaths, **entries: Any) -> None:
-    record = read_record(paths)
-    record.update(entries)
-    write_file(paths.records_file, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    amend_record(paths, lambda record: record.update(entries))
 
 
 FORMER_RECORD = "state.json"  # in backup/, where Setpoint kept the record before records.json

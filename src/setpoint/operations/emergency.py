@@ -14,7 +14,7 @@ import secrets as random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from setpoint.backup.service import now, read_record, update_record
+from setpoint.backup.service import amend_record, now, read_record
 from setpoint.errors import InputError
 from setpoint.identity import sso
 from setpoint.observability.logstore import record_audit
@@ -24,6 +24,7 @@ from setpoint.services.superset import SupersetCommands
 from setpoint.spec import InstanceSpec
 
 RECORD = "emergency_access"
+GENERATED_NAME = r"^emergency-[0-9]{8}-[0-9]{6}$"  # the names `grant` gives, and only those
 SHORTEST = timedelta(seconds=30)
 ROLE = "Admin"
 
@@ -56,7 +57,7 @@ def grant(ctx: InstanceContext, ttl: timedelta, reason: str) -> Grant:
     SupersetCommands(ctx).ensure_user(username, password, [ROLE], "Emergency", "Access", f"{username}@{ctx.spec.host}")
     entry = {"username": username, "granted_at": start.isoformat(), "expires_at": (start + ttl).isoformat(),
              "reason": reason.strip()}
-    update_record(ctx.paths, **{RECORD: [*grants(ctx), entry]})
+    amend_record(ctx.paths, lambda record: record.update({RECORD: [*record.get(RECORD, []), entry]}))
     record_audit(ctx, "emergency_access_granted", user=username, role=ROLE, reason=entry["reason"],
                  expires=entry["expires_at"])
     return Grant(username, password, start + ttl, entry["reason"])
@@ -72,18 +73,34 @@ def active(ctx: InstanceContext) -> list[dict]:
 
 
 def revoke_expired(ctx: InstanceContext, at: datetime | None = None, everyone: bool = False) -> list[str]:
-    """Deactivate the emergency admins whose time is over (all of them with `everyone`); their names."""
+    """Deactivate the emergency admins whose time is over (all of them with `everyone`); their names.
+    Needs no instance lock: it works while a command or a long scheduled job holds the instance."""
     at = at or now()
-    entries = grants(ctx)
-    due = [g for g in entries if not g.get("revoked_at")
-           and (everyone or datetime.fromisoformat(g["expires_at"]) <= at)]
-    if not due:
-        return []
-    names = ", ".join(f"'{g['username']}'" for g in due)  # generated names: emergency-DIGITS
-    cluster_of(ctx).sql(f"UPDATE ab_user SET active = false WHERE username IN ({names})", database="superset")
-    for entry in due:
-        entry["revoked_at"] = at.isoformat()
-        record_audit(ctx, "emergency_access_revoked", user=entry["username"],
-                     reason="revoked by the operator" if everyone else "expired")
-    update_record(ctx.paths, **{RECORD: entries})
-    return [g["username"] for g in due]
+    revoked: list[str] = []
+
+    def revoke(record: dict) -> None:
+        due = [g for g in record.get(RECORD, []) if not g.get("revoked_at")
+               and (everyone or datetime.fromisoformat(g["expires_at"]) <= at)]
+        if not due:
+            return
+        names = ", ".join(f"'{g['username']}'" for g in due)  # generated names: emergency-DIGITS
+        cluster_of(ctx).sql(f"UPDATE ab_user SET active = false WHERE username IN ({names})", database="superset")
+        for entry in due:
+            entry["revoked_at"] = at.isoformat()
+            record_audit(ctx, "emergency_access_revoked", user=entry["username"],
+                         reason="revoked by the operator" if everyone else "expired")
+            revoked.append(entry["username"])
+
+    amend_record(ctx.paths, revoke)
+    return revoked
+
+
+def deactivate_ended(ctx: InstanceContext) -> list[str]:
+    """Deactivate every emergency admin the metadata holds active whose access is not current in
+    this instance's record: revoked, expired, or granted on another instance. A restore brings back
+    the users of its moment as they were then, so a rewound instance, or a copy restored from
+    another, had its ended emergency admins active again, and nothing would end them. Their names."""
+    current = [g["username"] for g in active(ctx) if datetime.fromisoformat(g["expires_at"]) > now()]
+    kept = ", ".join(f"'{name}'" for name in current) or "NULL"  # generated names: emergency-DIGITS
+    return cluster_of(ctx).sql(f"UPDATE ab_user SET active = false WHERE active AND username ~ '{GENERATED_NAME}' "
+                               f"AND username NOT IN ({kept}) RETURNING username", database="superset").split()
