@@ -126,6 +126,33 @@ def test_an_emergency_admin_is_shut_out_at_expiry(home, instance, emergency):
     assert found.stdout == "", found.stdout
 
 
+def test_up_deactivates_an_ended_emergency_admin_a_restore_brought_back(home, instance, emergency):
+    """A restore brings back the users of its moment as they were: an emergency admin revoked since
+    is active again in the rewound metadata (set so here in SQL, as the restore leaves it). `up`
+    deactivates it again, and leaves an emergency admin whose access is current active."""
+    from setpoint.runtime.local import converge
+    from setpoint.services.postgres import cluster_of
+
+    ended = emergency[0]
+    wait_until(lambda: revoked_at(home, ended), 150, AssertionError("the scheduler did not revoke it"), 2)
+    cluster = cluster_of(load_context(home, "alpha"))
+
+    def active(username: str) -> str:
+        return cluster.sql(f"SELECT active FROM ab_user WHERE username = '{username}'", database="superset")
+
+    granted = run_cli("emergency-access", "alpha", "--ttl", "1h", "--reason", "test: a current grant", "--format", "json")
+    assert granted.returncode == 0, granted.stderr
+    current = json.loads(granted.stdout)["username"]
+    try:
+        cluster.sql(f"UPDATE ab_user SET active = true WHERE username = '{ended}'", database="superset")
+        report = converge.up(home, instance[0])
+        assert active(ended) == "f" and active(current) == "t"
+        assert any(ended in action and current not in action for action in report.actions), report.actions
+    finally:
+        assert run_cli("emergency-access", "alpha", "--revoke").returncode == 0
+    assert active(current) == "f"
+
+
 def test_a_rotated_secret_key_keeps_stored_passwords_and_ends_every_session(home, instance, admin, secrets):
     """After `setpoint rotate-secret`: a browser session and an API token from before are refused,
     the sample database's stored password still opens it, the backups' escrow holds the new key

@@ -15,7 +15,7 @@ from setpoint.backup.pgbackrest import PgBackRest
 from setpoint.backup import export
 from setpoint.backup.drill import run_drill
 from setpoint.backup.service import move_record, read_record, take_backup
-from setpoint.operations import documents, gdpr, runbook
+from setpoint.operations import documents, emergency, gdpr, runbook
 from setpoint.backup.escrow import check_offsite, format_key, offsite_credentials
 from setpoint.errors import SetpointError
 from setpoint.home import Home, caddy_user, write_file
@@ -256,6 +256,9 @@ def _converge(home: Home, spec: InstanceSpec, log: Log, step: Log, restore_data,
         _ensure_permission_counter(ctx, act)
     if commands.ensure_admin(secrets["admin_password"]):
         act(f"created the admin user {spec.admin.username} with a generated password")
+    if ctx.managed_postgres and (ended := emergency.deactivate_ended(ctx)):
+        act(f"deactivated the emergency admin(s) {', '.join(ended)}: their access had ended, and a restore had "
+            "brought them back active")
 
     step("starting Superset")
     if write_file(programs_conf, render_programs_conf(ctx), mode=0o600):
