@@ -48,6 +48,7 @@ def grant(ctx: InstanceContext, ttl: timedelta, reason: str) -> Grant:
     longest = timedelta(hours=ctx.spec.runbook.emergency_access_max_h)
     if not SHORTEST <= ttl <= longest:
         raise InputError(f"emergency access lasts between 30s and {ctx.spec.runbook.emergency_access_max_h}h",
+                         "give a --ttl of at least 30s" if ttl < SHORTEST else
                          "give a shorter --ttl, or raise runbook.emergency_access_max_h in the spec")
     if not reason.strip():
         raise InputError("emergency access needs a reason", 'say why with --reason, e.g. --reason "IdP down, INC-1234"')
