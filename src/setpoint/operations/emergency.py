@@ -101,7 +101,12 @@ def deactivate_ended(ctx: InstanceContext) -> list[str]:
     this instance's record: revoked, expired, or granted on another instance. A restore brings back
     the users of its moment as they were then, so a rewound instance, or a copy restored from
     another, had its ended emergency admins active again, and nothing would end them. Their names."""
-    current = [g["username"] for g in active(ctx) if datetime.fromisoformat(g["expires_at"]) > now()]
-    kept = ", ".join(f"'{name}'" for name in current) or "NULL"  # generated names: emergency-DIGITS
-    return cluster_of(ctx).sql(f"UPDATE ab_user SET active = false WHERE active AND username ~ '{GENERATED_NAME}' "
-                               f"AND username NOT IN ({kept}) RETURNING username", database="superset").split()
+    return cluster_of(ctx).sql(deactivate_ended_sql(active(ctx), now()), database="superset").split()
+
+
+def deactivate_ended_sql(grants: list[dict], at: datetime) -> str:
+    current = [g["username"] for g in grants if datetime.fromisoformat(g["expires_at"]) > at]
+    # `NOT IN` an empty or NULL list matches nothing in SQL: only a list of current names is excluded.
+    names = ", ".join(f"'{name}'" for name in current)  # generated names: emergency-DIGITS
+    kept = f" AND username NOT IN ({names})" if current else ""
+    return f"UPDATE ab_user SET active = false WHERE active AND username ~ '{GENERATED_NAME}'{kept} RETURNING username"
