@@ -182,8 +182,11 @@ def test_twenty_queued_queries_survive_a_redis_restart(admin, database_id, home,
     statuses = [q["status"] for q in wait_until_ended(admin, query_ids, timeout=240)]
     report_figure(f"20 queued queries across a Redis restart: {statuses.count('success')} succeeded, "
                   f"the last {time.monotonic() - restarted:.1f} s after it")
-    # The one running while Redis was away may fail to store its result: then it says so. None is lost.
-    assert statuses.count("success") >= 19 and all(s in ("success", "failed") for s in statuses), statuses
+    # Those running while Redis was away (one per pool process of the worker at most) may fail to
+    # store their result: then they say so. None is lost.
+    running_at_once = load_context(home, "alpha").sizing.celery_concurrency
+    assert statuses.count("success") >= 20 - running_at_once, statuses
+    assert all(s in ("success", "failed") for s in statuses), statuses
 
 
 def test_restarting_the_worker_loses_no_query_and_no_request(admin, database_id, home, instance, ca_root, secrets,
