@@ -11,6 +11,7 @@ active users). The account stays, inactive, so what it did remains attributed in
 from __future__ import annotations
 
 import secrets as random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,7 +20,7 @@ from setpoint.errors import InputError
 from setpoint.identity import sso
 from setpoint.observability.logstore import record_audit
 from setpoint.render import InstanceContext
-from setpoint.services.postgres import cluster_of
+from setpoint.services.postgres import cluster_of, sql_literal
 from setpoint.services.superset import SupersetCommands
 from setpoint.spec import InstanceSpec
 
@@ -73,6 +74,11 @@ def active(ctx: InstanceContext) -> list[dict]:
     return [g for g in grants(ctx) if not g.get("revoked_at")]
 
 
+def name_list(names: Iterable[str]) -> str:
+    """Usernames as an SQL list: 'a', 'b'."""
+    return ", ".join(f"'{sql_literal(name)}'" for name in names)
+
+
 def revoke_expired(ctx: InstanceContext, at: datetime | None = None, everyone: bool = False) -> list[str]:
     """Deactivate the emergency admins whose time is over (all of them with `everyone`); their names.
     Needs no instance lock: it works while a command or a long scheduled job holds the instance."""
@@ -84,8 +90,8 @@ def revoke_expired(ctx: InstanceContext, at: datetime | None = None, everyone: b
                and (everyone or datetime.fromisoformat(g["expires_at"]) <= at)]
         if not due:
             return
-        names = ", ".join(f"'{g['username']}'" for g in due)  # generated names: emergency-DIGITS
-        cluster_of(ctx).sql(f"UPDATE ab_user SET active = false WHERE username IN ({names})", database="superset")
+        cluster_of(ctx).sql(f"UPDATE ab_user SET active = false WHERE username IN ({name_list(g['username'] for g in due)})",
+                            database="superset")
         for entry in due:
             entry["revoked_at"] = at.isoformat()
             record_audit(ctx, "emergency_access_revoked", user=entry["username"],
@@ -107,6 +113,5 @@ def deactivate_ended(ctx: InstanceContext) -> list[str]:
 def deactivate_ended_sql(grants: list[dict], at: datetime) -> str:
     current = [g["username"] for g in grants if datetime.fromisoformat(g["expires_at"]) > at]
     # `NOT IN` an empty or NULL list matches nothing in SQL: only a list of current names is excluded.
-    names = ", ".join(f"'{name}'" for name in current)  # generated names: emergency-DIGITS
-    kept = f" AND username NOT IN ({names})" if current else ""
+    kept = f" AND username NOT IN ({name_list(current)})" if current else ""
     return f"UPDATE ab_user SET active = false WHERE active AND username ~ '{GENERATED_NAME}'{kept} RETURNING username"
