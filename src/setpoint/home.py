@@ -127,6 +127,9 @@ class InstancePaths:
     # What Setpoint recorded of the instance's backups, drills and exports: root's, beside the spec,
     # never in backup/ (the data account's, which could have swapped it).
     records_file = property(lambda self: self.root / "records.json")
+    # The scheduled jobs running now, and in which process (backup/schedule.py): while it exists,
+    # they have not ended well.
+    jobs_file = property(lambda self: self.root / "jobs.json")
     # Caddy's account appends to it, in root's access-logs/ (see appendable_file), since the log
     # store, which owns it, follows a link.
     access_log = property(lambda self: self.root.parent.parent / "access-logs" / f"{self.name}.access.log")

@@ -310,9 +310,9 @@ def hogs_drill_midway(home):
         running: dict[str, schedule.Jobs] = {}
         schedule.tick(home, now(), running)
         jobs = running["hog"]
-        assert jobs.due == ["drill"]
         assert wait_until(lambda: scratch_servers(home) or jobs.process.poll() is not None, timeout=120, interval=0.2)
         assert jobs.process.poll() is None, "the drill ended before its scratch cluster was seen in hog's cgroup"
+        assert json.loads(paths.jobs_file.read_text())["due"] == ["drill"]
         yield jobs, scratch_servers(home)[0], running
     finally:
         os.kill(host_scheduler, signal.SIGCONT)
@@ -339,6 +339,7 @@ def end_killed_drill(home, jobs, running) -> tuple[dict, list[str]]:
     jobs.process.wait(timeout=30)
     schedule.tick(home, now(), running)
     assert "hog" not in running, "a failed drill is retried in ten minutes, not at the next tick"
+    assert not home.instance("hog").jobs_file.exists()
     failed = read_record(home.instance("hog"))["last_drill"]
     said: list[str] = []
     with instance_lock(home, "hog"):  # free: the lock ended with its process

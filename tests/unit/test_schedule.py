@@ -74,11 +74,17 @@ def test_emergency_admins_are_checked_every_few_seconds_beside_the_jobs(monkeypa
 
 
 def jobs_of(home, name: str, due: list[str], argv: list[str], started: datetime):
+    """Jobs running `argv`, with the jobs file a jobs process writes when it begins them."""
+    import json
     import subprocess
 
     from setpoint.backup import schedule
+    from setpoint.runtime.local.superset_side.web_master import start_time
 
-    return schedule.Jobs(name, due, subprocess.Popen(argv, start_new_session=True), started)
+    process = subprocess.Popen(argv, start_new_session=True)
+    home.instance(name).jobs_file.write_text(json.dumps(
+        {"pid": process.pid, "since": start_time(process.pid), "due": due, "started": started.isoformat()}))
+    return schedule.Jobs(name, process.pid, started, process)
 
 
 def test_jobs_whose_process_dies_are_recorded_failed_except_the_export(tmp_path):
@@ -105,6 +111,94 @@ def test_jobs_whose_process_dies_are_recorded_failed_except_the_export(tmp_path)
     assert record["last_drill"]["ok"] is False and "ended (signal 9)" in record["last_drill"]["error"]
     assert record["last_export"] == export
     assert due_jobs(SPEC, record, datetime.now(timezone.utc) + timedelta(minutes=1)) == ["export"]
+    assert not paths.jobs_file.exists()
+
+
+def test_jobs_that_outlive_a_scheduler_restart_are_watched_and_their_death_recorded(tmp_path, monkeypatch):
+    """The jobs process has a session of its own, so a restart of the scheduler (an upgrade of
+    Setpoint) leaves a backup to finish. The next scheduler finds it by its jobs file: it starts
+    no second one beside it, and when it dies (kill -9) records its unfinished jobs failed, as it
+    would for a process of its own."""
+    from setpoint.backup import schedule
+    from setpoint.backup.service import read_record, update_record
+    from setpoint.home import Home
+
+    home = Home(tmp_path)
+    paths = home.instance("alpha")
+    paths.root.mkdir(parents=True)
+    paths.write_state({"desired": "up"})
+    started = datetime.now(timezone.utc)
+    update_record(paths, last_backup=at(timedelta(days=2)), last_drill=at(timedelta(days=100)),
+                  last_export={"at": started.isoformat(), "ok": True})
+    orphan = jobs_of(home, "alpha", ["backup", "drill"], ["sleep", "300"], started).process
+    monkeypatch.setattr(schedule, "due_now", lambda home, name, now: due_jobs(SPEC, read_record(home.instance(name)), now))
+    monkeypatch.setattr(schedule, "jobs_command", lambda home, name: ["true"])
+    running: dict = {}  # a new scheduler's
+    schedule.tick(home, datetime.now(timezone.utc), running)
+    assert running["alpha"].process is None and running["alpha"].pid == orphan.pid, "no second process beside it"
+    orphan.kill()
+    orphan.wait()
+    schedule.tick(home, datetime.now(timezone.utc), running)
+    record = read_record(paths)
+    assert record["last_backup"]["ok"] is False and "outlived a restart of the scheduler" in record["last_backup"]["error"]
+    assert record["last_drill"]["ok"] is False and not paths.jobs_file.exists()
+    assert "alpha" not in running, "retried in ten minutes, not at once"
+
+
+def test_a_pid_in_use_again_is_not_taken_for_the_jobs_process(tmp_path):
+    """The jobs file names its process by pid and start time: a pid the kernel gave another
+    process since (here: this test's own) does not pass for the jobs."""
+    import json
+    import os
+
+    from setpoint.backup import schedule
+    from setpoint.home import Home
+
+    home = Home(tmp_path)
+    paths = home.instance("alpha")
+    paths.root.mkdir(parents=True)
+    paths.jobs_file.write_text(json.dumps({"pid": os.getpid(), "since": 1, "due": ["backup"],
+                                           "started": datetime.now(timezone.utc).isoformat()}))
+    assert schedule.adopt(home, "alpha", datetime.now(timezone.utc)) is None
+    assert not paths.jobs_file.exists()
+
+
+def test_the_jobs_file_names_the_jobs_while_they_run_and_is_gone_when_they_all_ended(tmp_path, monkeypatch):
+    """A job that fails (a SetpointError, or any exception) is its own record's business: the next
+    job runs, and the jobs file goes. A process stopped midway (TERM, the time limit) leaves it."""
+    import json
+
+    import pytest
+
+    from setpoint.backup import schedule
+    from setpoint.errors import SetpointError
+    from setpoint.home import Home
+
+    home = Home(tmp_path)
+    paths = home.instance("alpha")
+    paths.root.mkdir(parents=True)
+    seen = []
+
+    def run_job(home, name, job):
+        seen.append((job, json.loads(paths.jobs_file.read_text())["due"]))
+        if job == "backup":
+            raise SetpointError("pgBackRest failed")
+        if job == "drill":
+            raise RuntimeError("a bug")
+
+    monkeypatch.setattr(schedule, "due_now", lambda home, name, now: ["backup", "drill", "export"])
+    monkeypatch.setattr(schedule, "run_job", run_job)
+    schedule.run_due_jobs(home, "alpha", datetime.now(timezone.utc))
+    assert seen == [(job, ["backup", "drill", "export"]) for job in ("backup", "drill", "export")]
+    assert not paths.jobs_file.exists()
+
+    def stopped(home, name, job):
+        raise SystemExit("alpha: its jobs were stopped")  # what TERM does
+
+    monkeypatch.setattr(schedule, "run_job", stopped)
+    with pytest.raises(SystemExit):
+        schedule.run_due_jobs(home, "alpha", datetime.now(timezone.utc))
+    assert json.loads(paths.jobs_file.read_text())["due"] == ["backup", "drill", "export"]
 
 
 def test_jobs_past_their_time_limit_get_term_then_kill_with_every_process_below(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from setpoint.errors import SetpointError
-from setpoint.home import Home
+from setpoint.home import Home, write_file
 from setpoint.spec import InstanceSpec
 
 EXPORT_EVERY = timedelta(hours=24)
@@ -109,12 +110,21 @@ def due_now(home: Home, name: str, now: datetime) -> list[str]:
 
 def run_due_jobs(home: Home, name: str, now: datetime) -> None:
     """Run an instance's due jobs, one after the other, under its lock: never beside a converge,
-    a restore or a command. This is the body of the process `start_jobs` starts."""
+    a restore or a command. This is the body of the process `start_jobs` starts. While they run,
+    the instance's jobs file names them and this process: a scheduler that finds it left behind
+    by a process that is gone records them failed (`settle`)."""
     from setpoint.runtime.local.instance import instance_lock
+    from setpoint.runtime.local.superset_side.web_master import start_time
 
+    paths = home.instance(name)
     try:
         with instance_lock(home, name):
-            for job in due_now(home, name, now):
+            due = due_now(home, name, now)
+            if not due:
+                return
+            write_file(paths.jobs_file, json.dumps({"pid": os.getpid(), "since": start_time(os.getpid()),
+                                                    "due": due, "started": now.isoformat()}) + "\n", mode=0o600)
+            for job in due:
                 started = time.monotonic()
                 try:
                     run_job(home, name, job)
@@ -123,19 +133,34 @@ def run_due_jobs(home: Home, name: str, now: datetime) -> None:
                     log.error("%s: %s failed: %s", name, job, exc.message)
                 except Exception:  # noqa: BLE001 - the next job still runs
                     log.exception("%s: %s failed", name, job)
+            paths.jobs_file.unlink()  # each job ended and recorded how
     except SetpointError:
         log.info("%s: busy (another command is changing it); its jobs wait for the next tick", name)
 
 
 @dataclass
 class Jobs:
-    """An instance's jobs, running in a process of their own."""
+    """An instance's jobs, running in a process of their own: one this scheduler started, or one an
+    earlier scheduler started (a session of its own, it outlives a restart: a backup finishes)."""
 
     name: str
-    due: list[str]
-    process: subprocess.Popen
+    pid: int
     started: datetime
+    process: subprocess.Popen | None = None  # None: adopted from an earlier scheduler
+    since: int | None = None  # an adopted process's start time, so that a reused pid is not taken for it
     stopping_since: datetime | None = None
+
+    def ended(self) -> str | None:
+        """None while the process runs; else how it ended."""
+        from setpoint.runtime.local.superset_side.web_master import start_time
+
+        if self.process is None:
+            alive = self.since is not None and start_time(self.pid) == self.since
+            return None if alive else "unseen: it outlived a restart of the scheduler"
+        code = self.process.poll()
+        if code is None:
+            return None
+        return f"signal {-code}" if code < 0 else f"code {code}"
 
 
 def jobs_command(home: Home, name: str) -> list[str]:
@@ -157,7 +182,25 @@ def start_jobs(home: Home, name: str, due: list[str], now: datetime) -> Jobs:
     # A session of its own: stopping the scheduler (supervisord's TERM) leaves a backup to finish.
     process = subprocess.Popen(jobs_command(home, name), stdin=subprocess.DEVNULL, start_new_session=True)
     log.info("%s: %s due, running in process %d", name, ", ".join(due), process.pid)
-    return Jobs(name, due, process, now)
+    return Jobs(name, process.pid, now, process)
+
+
+def adopt(home: Home, name: str, now: datetime) -> Jobs | None:
+    """The jobs an earlier scheduler started for an instance, when they still run: watched (their
+    time limit, their end) as this scheduler's own. When they ended meanwhile, unseen, what they
+    left undone is recorded failed."""
+    try:
+        left = json.loads(home.instance(name).jobs_file.read_text())
+    except FileNotFoundError:
+        return None
+    jobs = Jobs(name, left["pid"], datetime.fromisoformat(left["started"]), since=left["since"])
+    how = jobs.ended()
+    if how is None:
+        log.info("%s: its jobs (%s) still run in process %d, which an earlier scheduler started: watching them",
+                 name, ", ".join(left["due"]), jobs.pid)
+        return jobs
+    settle(home, name, how, now)
+    return None
 
 
 def watch(home: Home, jobs: Jobs, now: datetime) -> bool:
@@ -165,42 +208,50 @@ def watch(home: Home, jobs: Jobs, now: datetime) -> bool:
     run: a drill stops its scratch cluster), and a tick later KILL, with every process below."""
     from setpoint.host.capacity import process_tree
 
-    code = jobs.process.poll()
-    if code is not None:
-        if code:
-            settle(home, jobs, code, now)
+    how = jobs.ended()
+    if how is not None:
+        settle(home, jobs.name, how, now)
         return False
     if now - jobs.started < JOBS_TIME_LIMIT:
         return True
     if jobs.stopping_since is None:
         log.error("%s: its jobs still run after %s: stopping them", jobs.name, JOBS_TIME_LIMIT)
         jobs.stopping_since = now
-        jobs.process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(jobs.pid, signal.SIGTERM)
     elif now - jobs.stopping_since >= timedelta(seconds=TICK_S):
-        for pid in process_tree([jobs.process.pid]):
+        for pid in process_tree([jobs.pid]):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     return True
 
 
-def settle(home: Home, jobs: Jobs, code: int, now: datetime) -> None:
-    """The jobs' process ended before its jobs did (killed by the instance's memory limit, by the
-    time limit, or a crash): each job it left without a new record entry is recorded as failed, so
-    that it is retried after RETRY_AFTER rather than at every tick, and `setpoint check` says so."""
+def settle(home: Home, name: str, how: str, now: datetime) -> None:
+    """An instance's jobs process has ended. If it left its jobs file, it ended before its jobs did
+    (killed by the instance's memory limit, by the time limit, or a crash): each job it left
+    without a new record entry is recorded as failed, so that it is retried after RETRY_AFTER
+    rather than at every tick, and `setpoint check` says so."""
     from setpoint.backup.service import read_record, update_record
 
-    how = f"signal {-code}" if code < 0 else f"code {code}"
-    log.error("%s: the process running its jobs ended with %s; see the lines above", jobs.name, how)
+    paths = home.instance(name)
+    try:
+        left = json.loads(paths.jobs_file.read_text())
+    except FileNotFoundError:  # its jobs all ended and recorded how, or it never began them
+        if how != "code 0":
+            log.error("%s: the process that was to run its jobs ended (%s) before them", name, how)
+        return
+    log.error("%s: the process running its jobs ended (%s) before them; see the lines above", name, how)
     error = (f"the scheduled jobs' process ended ({how}) before this job was done: "
              f"see {home.supervisor_dir / 'scheduler.log'}")
     try:
-        record = read_record(home.instance(jobs.name))
-        left = {RECORDS[job]: {"at": now.isoformat(), "ok": False, "error": error}
-                for job in jobs.due if job in FAILS_ON_RECORD and not _written_since(record.get(RECORDS[job]), jobs.started)}
-        if left:
-            update_record(home.instance(jobs.name), **left)
+        record, started = read_record(paths), datetime.fromisoformat(left["started"])
+        failed = {RECORDS[job]: {"at": now.isoformat(), "ok": False, "error": error}
+                  for job in left["due"] if job in FAILS_ON_RECORD and not _written_since(record.get(RECORDS[job]), started)}
+        if failed:
+            update_record(paths, **failed)
+        paths.jobs_file.unlink()
     except Exception:  # noqa: BLE001 - the record is the instance's; the others' jobs go on
-        log.exception("%s: could not record its jobs' failure", jobs.name)
+        log.exception("%s: could not record its jobs' failure", name)
 
 
 def _written_since(entry: dict | None, moment: datetime) -> bool:
@@ -215,7 +266,12 @@ def tick(home: Home, now: datetime, running: dict[str, Jobs]) -> None:
         if not watch(home, jobs, now):
             del running[name]
     for name in home.instance_names():
-        if name in running or len(running) >= MAX_RUNNING:
+        if name in running:
+            continue
+        if adopted := adopt(home, name, now):
+            running[name] = adopted
+            continue
+        if len(running) >= MAX_RUNNING:
             continue
         due = due_now(home, name, now)
         if due:
