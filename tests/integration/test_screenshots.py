@@ -124,9 +124,17 @@ def test_two_thumbnails_asked_at_once_render_one_after_the_other(home, admin, ma
 
     watcher = threading.Thread(target=watch)
     watcher.start()
+    worker_log = home.instance("alpha").logs / "worker.log"
+    log_size = worker_log.stat().st_size
     try:
         with ThreadPoolExecutor(2) as pool:
             images = list(pool.map(lambda api: screenshots.self_test(api, dashboard, TIMEOUT), (admin, tenant)))
+    except screenshots.NotRendered as exc:  # what the worker said of these renders, to tell why
+        with open(worker_log, "rb") as log:
+            log.seek(log_size)
+            said = [line for line in log.read().decode(errors="replace").splitlines()
+                    if re.search(r"WARNING|ERROR|turn|[Tt]ime limit|screenshot|thumbnail", line)]
+        pytest.fail(f"{exc}; the worker said meanwhile:\n" + "\n".join(said[-40:]))
     finally:
         done.set()
         watcher.join()
