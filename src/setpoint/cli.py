@@ -245,11 +245,13 @@ def backup(
     from setpoint.backup.drill import run_drill
     from setpoint.operations import documents
     from setpoint.backup.service import take_backup
-    from setpoint.runtime.local.instance import load_context
+    from setpoint.runtime.local.instance import instance_lock, load_context
 
     if words[0] == "verify" and len(words) == 2:
         ctx = load_context(home(), words[1])
-        with console.status(f"restore drill of {words[1]}") as status:
+        # Under the instance's lock, as every drill: each one first clears the scratch clusters it
+        # finds, taking them for what a killed drill left.
+        with instance_lock(home(), words[1], wait_s=300), console.status(f"restore drill of {words[1]}") as status:
             record = run_drill(ctx, log=lambda message: status.update(message))
         documents.publish(ctx)  # the plan states the RTO the drill measured
         out.print(f"restore drill of {words[1]} passed in {record['seconds']} s: backup {record['backup']} "
@@ -620,6 +622,10 @@ def status(
                       f"{r['pids_limit']} processes are not enforced here (see: setpoint host)")
         if st.tasks:
             out.print(task_line(st.tasks))
+        if st.scheduled_jobs:
+            jobs = st.scheduled_jobs
+            out.print(f"scheduled {', '.join(jobs['jobs'])} running since {jobs['since'][:19].replace('T', ' ')} UTC "
+                      f"(process {jobs['pid']})")
         for what, entry in st.backups.items():
             verdict = "[green]ok[/]" if entry.get("ok", True) else f"[red]FAILED[/]: {escape(str(entry.get('error')))}"
             out.print(f"{what.replace('_', ' ')}: {entry['at'][:19]} {verdict}")

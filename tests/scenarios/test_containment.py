@@ -9,6 +9,7 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -370,6 +371,30 @@ def test_a_tenants_scheduled_drill_runs_inside_its_limits_and_one_killed_midway_
     report_figure("hog's scheduled drill ran in hog's cgroup; killed midway, the next drill cleared its scratch cluster")
 
 
+def test_an_operators_drill_waits_for_the_scheduled_one_and_both_pass(home, hog):
+    """Each drill begins by clearing the scratch clusters it finds, as a killed drill's leftovers.
+    Before, `setpoint backup verify` took no lock: run during a scheduled drill, it stopped and
+    removed that drill's scratch cluster under it, and the scheduled drill failed (seen on demo:
+    "pg_ctl stop -D .../.drill-qh_w6w_0 ... could not start"). It now waits for the instance."""
+    from tests.conftest import wait_until
+
+    with hogs_drill_midway(home) as (jobs, scratch, running):
+        os.kill(jobs.pid, signal.SIGSTOP)
+        try:
+            verify = subprocess.Popen([sys.executable, "-m", "setpoint.cli", "backup", "verify", "hog"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env={**os.environ, "SETPOINT_HOME": str(home.root)})
+            assert not wait_until(lambda: verify.poll() is not None, timeout=15), verify.communicate()
+            assert Path(f"/proc/{scratch}").exists(), "the operator's drill left the scheduled one's scratch cluster alone"
+        finally:
+            os.kill(jobs.pid, signal.SIGCONT)
+        assert jobs.process.wait(timeout=600) == 0
+        scheduled = read_record(home.instance("hog"))["last_drill"]  # the operator's drill has only begun
+        assert scheduled["ok"] is True and scheduled["at"] > "2021" and not home.instance("hog").jobs_file.exists(), scheduled
+        out, err = verify.communicate(timeout=600)
+    assert verify.returncode == 0 and "restore drill of hog passed" in out, err
+
+
 def test_emergency_access_is_granted_revoked_and_expires_while_a_stuck_drill_holds_the_instance(home, hog):
     """A drill stopped midway (SIGSTOP: a large database's restore takes hours) holds hog's lock.
     Break-glass access must not wait for it: the grant works at once, the scheduler's expiry check
@@ -397,7 +422,7 @@ def test_emergency_access_is_granted_revoked_and_expires_while_a_stuck_drill_hol
     with hogs_drill_midway(home) as (jobs, scratch, running):
         os.kill(jobs.process.pid, signal.SIGSTOP)
         try:
-            with pytest.raises(SetpointError, match="already changing instance 'hog'"):
+            with pytest.raises(SetpointError, match=r"the scheduler's drill of instance 'hog' is running \(since .* UTC, process \d+\)"):
                 with instance_lock(home, "hog"):
                     pass
             expiring = grant("30s")

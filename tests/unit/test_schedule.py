@@ -279,3 +279,37 @@ def test_record_writes_from_two_processes_at_once_lose_nothing(tmp_path):
         writer.join(timeout=60)
     assert [w.exitcode for w in writers] == [0, 0]
     assert read_record(paths) == {"jobs": 200, "expiry": 200}
+
+
+def test_a_command_the_scheduler_holds_back_is_told_which_jobs_and_since_when(tmp_path):
+    """A drill of a large instance takes hours: the command it holds back names it, not 'another
+    command'. Once its process is gone, the jobs are no longer said to run."""
+    import json
+    import os
+
+    import pytest
+
+    from setpoint.backup.schedule import running_jobs
+    from setpoint.errors import SetpointError
+    from setpoint.home import Home
+    from setpoint.runtime.local.instance import instance_lock
+    from setpoint.runtime.local.superset_side.web_master import start_time
+
+    home = Home(tmp_path)
+    paths = home.instance("alpha")
+    paths.root.mkdir(parents=True)
+    with instance_lock(home, "alpha"):
+        with pytest.raises(SetpointError, match="another setpoint command is already changing instance 'alpha'"):
+            with instance_lock(home, "alpha"):
+                pass
+        paths.jobs_file.write_text(json.dumps({"pid": os.getpid(), "since": start_time(os.getpid()), "due": ["drill"],
+                                               "started": "2026-12-03T18:15:01.307630+00:00"}))
+        with pytest.raises(SetpointError) as held:
+            with instance_lock(home, "alpha"):
+                pass
+    assert held.value.message == (f"the scheduler's drill of instance 'alpha' is running "
+                                  f"(since 2026-12-03 18:15:01 UTC, process {os.getpid()})")
+    assert "setpoint status alpha" in held.value.hint
+    assert running_jobs(paths)["jobs"] == ["drill"]
+    paths.jobs_file.write_text(paths.jobs_file.read_text().replace(f'"pid": {os.getpid()}', '"pid": 999999999'))
+    assert running_jobs(paths) is None

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from setpoint.errors import SetpointError
-from setpoint.home import Home, write_file
+from setpoint.home import Home, InstancePaths, write_file
 from setpoint.spec import InstanceSpec
 
 EXPORT_EVERY = timedelta(hours=24)
@@ -185,15 +185,34 @@ def start_jobs(home: Home, name: str, due: list[str], now: datetime) -> Jobs:
     return Jobs(name, process.pid, now, process)
 
 
+def jobs_left(paths: InstancePaths) -> dict | None:
+    """What the instance's jobs file says (`run_due_jobs` writes it), or None when there is none."""
+    try:
+        return json.loads(paths.jobs_file.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _jobs_of(name: str, left: dict) -> Jobs:
+    return Jobs(name, left["pid"], datetime.fromisoformat(left["started"]), since=left["since"])
+
+
+def running_jobs(paths: InstancePaths) -> dict | None:
+    """The scheduled jobs running now for an instance, and their process; None when none run."""
+    left = jobs_left(paths)
+    if left is None or _jobs_of(paths.name, left).ended() is not None:
+        return None
+    return {"jobs": left["due"], "since": left["started"], "pid": left["pid"]}
+
+
 def adopt(home: Home, name: str, now: datetime) -> Jobs | None:
     """The jobs an earlier scheduler started for an instance, when they still run: watched (their
     time limit, their end) as this scheduler's own. When they ended meanwhile, unseen, what they
     left undone is recorded failed."""
-    try:
-        left = json.loads(home.instance(name).jobs_file.read_text())
-    except FileNotFoundError:
+    left = jobs_left(home.instance(name))
+    if left is None:
         return None
-    jobs = Jobs(name, left["pid"], datetime.fromisoformat(left["started"]), since=left["since"])
+    jobs = _jobs_of(name, left)
     how = jobs.ended()
     if how is None:
         log.info("%s: its jobs (%s) still run in process %d, which an earlier scheduler started: watching them",
@@ -234,9 +253,8 @@ def settle(home: Home, name: str, how: str, now: datetime) -> None:
     from setpoint.backup.service import read_record, update_record
 
     paths = home.instance(name)
-    try:
-        left = json.loads(paths.jobs_file.read_text())
-    except FileNotFoundError:  # its jobs all ended and recorded how, or it never began them
+    left = jobs_left(paths)
+    if left is None:  # its jobs all ended and recorded how, or it never began them
         if how != "code 0":
             log.error("%s: the process that was to run its jobs ended (%s) before them", name, how)
         return

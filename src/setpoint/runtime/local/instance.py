@@ -37,12 +37,24 @@ def instance_lock(home: Home, name: str, wait_s: float = 0):
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise SetpointError(
-                        f"another setpoint command is already changing instance '{name}'",
-                        "wait for it to finish, then run the command again",
-                    ) from None
+                    raise busy(home, name) from None
                 time.sleep(0.5)
         yield
+
+
+def busy(home: Home, name: str) -> SetpointError:
+    """What holds the instance: the scheduler's jobs (a drill of a large instance takes hours), or
+    another command."""
+    from setpoint.backup.schedule import running_jobs
+
+    jobs = running_jobs(home.instance(name))
+    if jobs:
+        return SetpointError(
+            f"the scheduler's {', '.join(jobs['jobs'])} of instance '{name}' is running "
+            f"(since {jobs['since'][:19].replace('T', ' ')} UTC, process {jobs['pid']})",
+            f"wait for it to finish (setpoint status {name} shows it), then run the command again")
+    return SetpointError(f"another setpoint command is already changing instance '{name}'",
+                         "wait for it to finish, then run the command again")
 
 
 def saved_spec(paths: InstancePaths) -> InstanceSpec | None:

@@ -9,6 +9,7 @@ import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from setpoint.backup.schedule import running_jobs
 from setpoint.backup.service import read_record
 from setpoint.checklist import ManagedInstance, Target
 from setpoint.errors import InputError, SetpointError
@@ -49,6 +50,7 @@ class InstanceStatus:
     components: list[ComponentStatus] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     backups: dict = field(default_factory=dict)  # the last backup, drill and export, as recorded
+    scheduled_jobs: dict | None = None  # the scheduler's jobs running now (jobs, since, pid)
     resources: dict = field(default_factory=dict)  # usage against the limits, from the instance's cgroup
     tasks: dict | None = None  # queued and running Celery tasks, from the broker; None when it does not answer
 
@@ -80,6 +82,7 @@ def instance_status(home: Home, name: str) -> InstanceStatus:
         components=components,
         ports=paths.read_state().get("ports", {}),
         backups={k: v for k, v in read_record(paths).items() if k in ("last_backup", "last_drill", "last_export")},
+        scheduled_jobs=running_jobs(paths),
         resources=resource_status(home, name, spec),
         tasks=_task_status(home, name) if platform else None,
     )
