@@ -1,5 +1,6 @@
 """What the backup scheduler considers due."""
 
+import json
 from datetime import datetime, timedelta, timezone
 
 from setpoint.backup.schedule import due_jobs
@@ -313,3 +314,32 @@ def test_a_command_the_scheduler_holds_back_is_told_which_jobs_and_since_when(tm
     assert running_jobs(paths)["jobs"] == ["drill"]
     paths.jobs_file.write_text(paths.jobs_file.read_text().replace(f'"pid": {os.getpid()}', '"pid": 999999999'))
     assert running_jobs(paths) is None
+
+
+def test_stopping_an_instances_jobs_sends_term_then_kill_to_jobs_that_hold_on(tmp_path):
+    """What `destroy` does first: TERM lets the jobs end (a drill stops its scratch cluster); jobs
+    that still hold the instance after the grace time are killed."""
+    import subprocess
+    import sys
+
+    from setpoint.backup import schedule
+    from setpoint.home import Home
+    from setpoint.runtime.local.superset_side.web_master import start_time
+
+    home = Home(tmp_path)
+    paths = home.instance("alpha")
+    paths.root.mkdir(parents=True)
+    holder = ("import fcntl, signal, sys, time\n"
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN if sys.argv[2] == 'ignore' else signal.SIG_DFL)\n"
+              "lock = open(sys.argv[1], 'w'); fcntl.flock(lock, fcntl.LOCK_EX); print('held', flush=True); time.sleep(300)")
+    for on_term, ends_with in (("ignore", -9), ("end", -15)):
+        jobs = subprocess.Popen([sys.executable, "-c", holder, str(home.instances_dir / ".alpha.lock"), on_term],
+                                stdout=subprocess.PIPE, text=True)
+        assert jobs.stdout.readline() == "held\n"
+        paths.jobs_file.write_text(json.dumps({"pid": jobs.pid, "since": start_time(jobs.pid), "due": ["drill"],
+                                               "started": datetime.now(timezone.utc).isoformat()}))
+        assert schedule.stop_jobs(home, "alpha", grace_s=1)["jobs"] == ["drill"]
+        assert jobs.wait(timeout=10) == ends_with
+        jobs.stdout.close()
+    paths.jobs_file.unlink()
+    assert schedule.stop_jobs(home, "alpha") is None

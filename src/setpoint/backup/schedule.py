@@ -133,7 +133,7 @@ def run_due_jobs(home: Home, name: str, now: datetime) -> None:
                     log.error("%s: %s failed: %s", name, job, exc.message)
                 except Exception:  # noqa: BLE001 - the next job still runs
                     log.exception("%s: %s failed", name, job)
-            paths.jobs_file.unlink()  # each job ended and recorded how
+            paths.jobs_file.unlink(missing_ok=True)  # each job ended and recorded how
     except SetpointError:
         log.info("%s: busy (another command is changing it); its jobs wait for the next tick", name)
 
@@ -205,6 +205,28 @@ def running_jobs(paths: InstancePaths) -> dict | None:
     return {"jobs": left["due"], "since": left["started"], "pid": left["pid"]}
 
 
+def stop_jobs(home: Home, name: str, grace_s: float = 60) -> dict | None:
+    """End the scheduler's jobs of an instance that is going away: TERM, which lets a drill stop
+    its scratch cluster, then, if the instance is still held after `grace_s`, KILL to their process
+    and everything below it. The jobs it stopped, or None when none ran."""
+    from setpoint.host.capacity import process_tree
+    from setpoint.runtime.local.instance import instance_lock
+
+    jobs = running_jobs(home.instance(name))
+    if jobs is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(jobs["pid"], signal.SIGTERM)
+    try:
+        with instance_lock(home, name, wait_s=grace_s):  # free once their process has ended
+            pass
+    except SetpointError:
+        for pid in process_tree([jobs["pid"]]):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return jobs
+
+
 def adopt(home: Home, name: str, now: datetime) -> Jobs | None:
     """The jobs an earlier scheduler started for an instance, when they still run: watched (their
     time limit, their end) as this scheduler's own. When they ended meanwhile, unseen, what they
@@ -254,8 +276,8 @@ def settle(home: Home, name: str, how: str, now: datetime) -> None:
 
     paths = home.instance(name)
     left = jobs_left(paths)
-    if left is None:  # its jobs all ended and recorded how, or it never began them
-        if how != "code 0":
+    if left is None:  # its jobs all ended and recorded how, it never began them, or the instance is gone
+        if how != "code 0" and paths.exists():
             log.error("%s: the process that was to run its jobs ended (%s) before them", name, how)
         return
     log.error("%s: the process running its jobs ended (%s) before them; see the lines above", name, how)

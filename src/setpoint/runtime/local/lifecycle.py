@@ -5,17 +5,19 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import stat
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from setpoint.backup.schedule import running_jobs
+from setpoint.backup.schedule import running_jobs, stop_jobs
 from setpoint.backup.service import read_record
 from setpoint.checklist import ManagedInstance, Target
 from setpoint.errors import InputError, SetpointError
-from setpoint.home import Home, data_account, superset_account
+from setpoint.home import Home, InstancePaths, data_account, superset_account
 from setpoint.net import http_client
-from setpoint.runtime.local.instance import confinement, limits_of, load_context, require_instance
+from setpoint.runtime.local.instance import confinement, instance_lock, limits_of, load_context, require_instance
 from setpoint.services.cgroup import host_cgroups
 from setpoint.services.redis import RedisServer
 from setpoint.render import CACHES, REDIS_DB, instance_programs
@@ -208,11 +210,16 @@ def destroy(home: Home, name: str) -> list[str]:
     """Stop an instance and delete everything it had: config, secrets, data, its own log files.
     The host's log store keeps its records (and audit trail) until their retention ends."""
     paths, _ = require_instance(home, name)
+    actions = []
+    if stopped := stop_jobs(home, name):
+        actions.append(f"stopped the scheduler's {', '.join(stopped['jobs'])} of {name} (process {stopped['pid']})")
+    with instance_lock(home, name, wait_s=300):  # never under an up, a restore or a command
+        return actions + _delete(home, name, paths)
+
+
+def _delete(home: Home, name: str, paths: InstancePaths) -> list[str]:
     actions = down(home, name)
-    group = confinement(home, name).get("cgroup")
-    if group:
-        with contextlib.suppress(OSError):  # a process still exiting keeps it; it is empty and harmless
-            host_cgroups().remove(group)
+    _remove_cgroup(home, name)
     platform = load_platform(home)
     if logstore.withdraw(home, name) and platform is not None:
         logstore.reload(platform.supervisor)
@@ -233,6 +240,22 @@ def destroy(home: Home, name: str) -> list[str]:
         if remove_account(account):
             actions.append(f"deleted the account {account}")
     return actions
+
+
+def _remove_cgroup(home: Home, name: str) -> None:
+    """Remove the instance's cgroup, ending first whatever still runs in it once its programs have
+    stopped (what a killed job left: a drill's scratch PostgreSQL), so that its accounts can go."""
+    group, cgroups = confinement(home, name).get("cgroup"), host_cgroups()
+    if not group or cgroups is None:
+        return
+    deadline = time.monotonic() + 10
+    while (left := cgroups.pids(group)) and time.monotonic() < deadline:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    with contextlib.suppress(OSError):  # a process still exiting keeps it; it is empty and harmless
+        cgroups.remove(group)
 
 
 def remove_access_logs(live: Path) -> None:
