@@ -209,7 +209,6 @@ def stop_jobs(home: Home, name: str, grace_s: float = 60) -> dict | None:
     """End the scheduler's jobs of an instance that is going away: TERM, which lets a drill stop
     its scratch cluster, then, if the instance is still held after `grace_s`, KILL to their process
     and everything below it. The jobs it stopped, or None when none ran."""
-    from setpoint.host.capacity import process_tree
     from setpoint.runtime.local.instance import instance_lock
 
     jobs = running_jobs(home.instance(name))
@@ -221,9 +220,7 @@ def stop_jobs(home: Home, name: str, grace_s: float = 60) -> dict | None:
         with instance_lock(home, name, wait_s=grace_s):  # free once their process has ended
             pass
     except SetpointError:
-        for pid in process_tree([jobs["pid"]]):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _kill_tree(jobs["pid"])
     return jobs
 
 
@@ -247,8 +244,6 @@ def adopt(home: Home, name: str, now: datetime) -> Jobs | None:
 def watch(home: Home, jobs: Jobs, now: datetime) -> bool:
     """Whether an instance's jobs still run. Jobs past JOBS_TIME_LIMIT get TERM (their cleanups
     run: a drill stops its scratch cluster), and a tick later KILL, with every process below."""
-    from setpoint.host.capacity import process_tree
-
     how = jobs.ended()
     if how is not None:
         settle(home, jobs.name, how, now)
@@ -261,10 +256,17 @@ def watch(home: Home, jobs: Jobs, now: datetime) -> bool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(jobs.pid, signal.SIGTERM)
     elif now - jobs.stopping_since >= timedelta(seconds=TICK_S):
-        for pid in process_tree([jobs.pid]):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _kill_tree(jobs.pid)
     return True
+
+
+def _kill_tree(pid: int) -> None:
+    """KILL a jobs process and every process below it (pgBackRest, a drill's scratch cluster)."""
+    from setpoint.host.capacity import process_tree
+
+    for each in process_tree([pid]):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(each, signal.SIGKILL)
 
 
 def settle(home: Home, name: str, how: str, now: datetime) -> None:
